@@ -12,7 +12,9 @@ namespace larder::config {
 class ConfigError : public std::runtime_error {
  public:
   ConfigError(const std::string& file, const std::string& key, const std::string& reason)
-      : std::runtime_error(file + ": " + key + ": " + reason), key_(key), reason_(reason) {}
+      : std::runtime_error(file + ": " + (key.empty() ? "" : key + ": ") + reason),
+        key_(key),
+        reason_(reason) {}
   const std::string& key() const { return key_; }
   const std::string& reason() const { return reason_; }
 

@@ -21,14 +21,15 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace larder::resp {
 
 struct ParserLimits {
-  std::size_t max_array_len = 1024 * 1024;        // arguments in one request
-  std::size_t max_bulk_len = 512 * 1024 * 1024;   // bytes in one argument
-  std::size_t max_inline_len = 64 * 1024;         // bytes in one inline line
+  std::size_t max_array_len = 1024 * 1024;       // arguments in one request
+  std::size_t max_bulk_len = 512 * 1024 * 1024;  // bytes in one argument
+  std::size_t max_inline_len = 64 * 1024;        // bytes in one inline line
 };
 
 // Redis refuses large requests from clients that have not authenticated yet.
@@ -63,16 +64,22 @@ class RequestParser {
   void reset();
 
  private:
+  enum class LineEnd { Found, NeedMore, TooBig, BadEnd };
+
   ParseStatus fail(std::string message);
   ParseStatus parseMultibulk(std::string_view input, Request& out);
   ParseStatus parseInline(std::string_view input, Request& out);
+  void startRequest();
+  // Locates the CRLF ending the header line that starts at pos_; sets `cr` on Found.
+  LineEnd findHeaderEnd(std::string_view input, std::size_t& cr);
 
   ParserLimits limits_;
-  // Resume state for a multibulk request in progress, as offsets into input.
+  // Resume state for the request in progress, as offsets into input.
   bool in_request_ = false;
-  std::size_t pos_ = 0;         // next byte to scan
-  long long array_len_ = 0;     // declared argument count
-  long long bulk_len_ = -1;     // declared length of the argument being read, -1 = header next
+  std::size_t pos_ = 0;      // next byte to scan
+  std::size_t scan_ = 0;     // the CR (multibulk) / LF (inline) search resumes here
+  long long array_len_ = 0;  // declared argument count, 0 = count line not read yet
+  long long bulk_len_ = -1;  // declared length of the argument being read, -1 = header next
   std::vector<std::pair<std::size_t, std::size_t>> spans_;  // (offset, length) per arg
   std::size_t consumed_ = 0;
   std::size_t wanted_ = 0;

@@ -1,0 +1,113 @@
+#pragma once
+// One connection to the backend Redis, shared by many client sessions.
+//
+//   sessions --send(bytes, sink, tag)--> out_ --(one write per loop turn)--> Redis
+//                                        pending_: FIFO of (sink, tag)
+//   Redis --read--> ReplyScanner --frame--> pending_.front().sink->deliver(tag, frame)
+//
+// Redis answers a connection's requests in order, so replies are matched to
+// their callers by position alone. When the connection dies, every caller still
+// waiting gets an error reply at once; a shared connection then reconnects with
+// backoff, while a pinned one (MULTI, pub/sub, blocking) reports to its owner.
+//
+// Stream mode (pub/sub): frames are not matched to requests; all of them go to
+// the stream sink in arrival order.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "larder/common/byte_buffer.hpp"
+#include "larder/common/counter.hpp"
+#include "larder/config/config.hpp"
+#include "larder/resp/reply_scanner.hpp"
+
+namespace larder::redis {
+
+// Receives replies. `frame` is one complete RESP reply, valid during the call.
+class ReplySink {
+ public:
+  virtual ~ReplySink() = default;
+  virtual void deliver(std::uint64_t tag, std::string_view frame) = 0;
+  // A pinned connection closed (only called for pinned connections).
+  virtual void backendClosed() {}
+};
+
+struct BackendStats {
+  Counter connects;
+  Counter connect_failures;
+  Counter disconnects;
+  Counter requests;
+  Counter failed_requests;  // answered with an error because the backend was gone
+};
+
+enum class ConnectionKind { Shared, Pinned };
+
+class BackendConnection : public std::enable_shared_from_this<BackendConnection> {
+ public:
+  BackendConnection(boost::asio::any_io_executor executor, const config::RedisConfig& config,
+                    ConnectionKind kind, BackendStats& stats);
+  ~BackendConnection();
+
+  void start();
+  // Closes the socket; waiting callers get an error. Idempotent.
+  void stop();
+
+  // Queues one complete RESP request; its reply goes to sink->deliver(tag, ...).
+  // A shared connection that is not connected answers with an error at once;
+  // a pinned one queues while it connects.
+  void send(std::string_view request, const std::shared_ptr<ReplySink>& sink, std::uint64_t tag);
+
+  // Stream mode: every frame goes to `sink`; requests are sent untracked.
+  // An empty pointer returns the connection to request/reply matching.
+  void setStreamSink(std::shared_ptr<ReplySink> sink);
+  // A pinned connection tells its owner when it closes (unless stop() was
+  // called after the owner was cleared).
+  void setOwner(std::weak_ptr<ReplySink> owner) { owner_ = std::move(owner); }
+  void sendUntracked(std::string_view request);
+
+  bool ready() const { return state_ == State::Ready; }
+  bool closed() const { return state_ == State::Closed || stopping_; }
+  std::size_t inflight() const { return pending_.size(); }
+  ConnectionKind kind() const { return kind_; }
+  const std::string& lastError() const { return last_error_; }
+
+ private:
+  enum class State { Idle, Connecting, Ready, Closed };
+  struct Pending {
+    std::shared_ptr<ReplySink> sink;
+    std::uint64_t tag;
+  };
+
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<bool> connectOnce();
+  boost::asio::awaitable<void> readLoop();
+  boost::asio::awaitable<void> writeLoop();
+  void onFrame(std::string_view frame);
+  void failPending(std::string_view why);
+  void wakeWriter();
+
+  boost::asio::any_io_executor executor_;
+  const config::RedisConfig& config_;
+  ConnectionKind kind_;
+  BackendStats& stats_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer wake_;
+  State state_ = State::Idle;
+  bool stopping_ = false;
+  std::string out_;      // requests queued since the last write
+  std::string writing_;  // the batch being written
+  std::deque<Pending> pending_;
+  std::shared_ptr<ReplySink> stream_sink_;
+  std::weak_ptr<ReplySink> owner_;
+  ByteBuffer in_;
+  resp::ReplyScanner scanner_;
+  std::string last_error_;
+};
+
+}  // namespace larder::redis

@@ -1,0 +1,130 @@
+#pragma once
+// One client connection: a coroutine that reads requests, routes each one, and
+// writes replies back strictly in request order.
+//
+//   socket --read--> in_ --RequestParser--> route()
+//        forward: reserve a ReplyQueue slot, send on the backend connection
+//        local:   reserve a slot and complete it at once
+//   backend deliver(tag, frame) --> ReplyQueue --in order--> out_ --write--> socket
+//
+// Ordering across backend connections: a session sends on one connection at a
+// time. Before it moves (shared -> pinned for MULTI/pub-sub/blocking, or back),
+// it waits until every outstanding reply has arrived, so Redis executes the
+// client's commands in the order they were sent.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "larder/common/byte_buffer.hpp"
+#include "larder/redis/backend_connection.hpp"
+#include "larder/resp/request_parser.hpp"
+#include "larder/server/command_table.hpp"
+#include "larder/server/reply_queue.hpp"
+
+namespace larder::server {
+
+class Worker;
+
+class Session : public redis::ReplySink, public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket, std::uint64_t id);
+  ~Session() override;
+
+  void start();
+  // Graceful stop: read nothing more, close once in-flight replies are written.
+  void shutdown();
+  // Closes now (idle timeout, output limit, server stop).
+  void close();
+
+  void deliver(std::uint64_t tag, std::string_view frame) override;
+  void backendClosed() override;
+
+  std::uint64_t id() const { return id_; }
+  std::chrono::steady_clock::time_point lastActive() const { return last_active_; }
+  bool exemptFromIdleTimeout() const;
+
+ private:
+  enum class Flow { Continue, Barrier, Stop };
+
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<void> waitOutstanding(std::size_t at_most);
+  Flow route(const resp::Request& req);
+  Flow routeLocal(const resp::Request& req, LocalCommand command);
+  Flow forward(const resp::Request& req, redis::BackendConnection& connection);
+  // To the pinned connection while its state lasts, else the shared one.
+  Flow forwardCurrent(const resp::Request& req);
+  bool needsBarrierToPin() const { return !pinned_ && !queue_.empty(); }
+  void pin(bool stream);
+  bool releasable() const;
+  void releasePin();
+
+  // Local commands (local_commands.cpp).
+  Flow hello(const resp::Request& req);
+  Flow auth(const resp::Request& req);
+  Flow select(const resp::Request& req);
+  Flow info(const resp::Request& req);
+  Flow client(const resp::Request& req);
+  Flow reset(const resp::Request& req);
+  std::string clientInfoLine() const;
+  std::string mergeInfo(const std::string& larder_section, std::string_view backend_frame) const;
+
+  void reply(std::string_view bytes);  // a locally answered command, in order
+  void replyError(std::string_view text);
+  void protocolError(const std::string& message);
+  void emit(std::string_view bytes);   // bytes in order, straight to out_
+  void scheduleFlush();
+  void flush();
+  void afterWrite();
+  void closeWhenFlushed();
+  void wakeReader();
+  std::shared_ptr<ReplySink> self() { return shared_from_this(); }
+
+  Worker& worker_;
+  boost::asio::ip::tcp::socket socket_;
+  std::uint64_t id_;
+  std::string peer_;
+  std::chrono::steady_clock::time_point created_;
+  std::chrono::steady_clock::time_point last_active_;
+
+  ByteBuffer in_;
+  resp::RequestParser parser_;
+  resp::Request request_;
+  std::string scratch_;  // re-encoded inline requests
+
+  ReplyQueue queue_;
+  std::string out_;
+  std::string writing_;
+  bool write_active_ = false;
+  bool flush_scheduled_ = false;
+  std::unordered_map<std::uint64_t, std::string> info_merges_;  // tag -> Larder's INFO text
+
+  // Waiting for replies to drain (backpressure or a barrier).
+  boost::asio::steady_timer wake_;
+  std::size_t wake_at_ = 0;
+  bool waiting_ = false;
+
+  redis::BackendConnection* shared_ = nullptr;
+  std::shared_ptr<redis::BackendConnection> pinned_;
+  bool stream_ = false;     // pinned in pub/sub: frames flow straight through
+  bool in_multi_ = false;
+  bool watching_ = false;
+  bool sticky_ = false;     // CLIENT TRACKING and friends: pinned until RESET
+  int resets_in_stream_ = 0;  // RESETs sent as the last commands of a pub/sub stream
+  long long db_ = 0;
+
+  bool authenticated_ = false;
+  std::string name_;
+  std::string lib_name_;
+  std::string lib_ver_;
+  std::string last_command_;
+
+  bool reading_stopped_ = false;
+  bool close_when_flushed_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace larder::server

@@ -1,0 +1,79 @@
+#pragma once
+// A worker thread: its own io_context, its shared backend connections, the
+// sessions accepted onto it, and its counters. Nothing here is touched by
+// another thread except through asio::post and the Counter reads.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "larder/config/config.hpp"
+#include "larder/redis/backend_connection.hpp"
+#include "larder/server/stats.hpp"
+
+namespace larder::server {
+
+class Session;
+class ServerContext;
+
+class Worker {
+ public:
+  Worker(int index, const config::Config& config, ServerContext& server);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();  // runs the io_context on a new thread
+  void join();
+  // Stops accepting work: sessions finish what they have in flight and close.
+  void beginShutdown();
+  // Closes everything still open and lets the thread end.
+  void stop();
+
+  boost::asio::io_context& context() { return context_; }
+  int index() const { return index_; }
+  const config::Config& config() const { return config_; }
+  ServerContext& server() { return server_; }
+  WorkerStats& stats() { return stats_; }
+  const WorkerStats& stats() const { return stats_; }
+
+  redis::BackendConnection& sharedConnection(std::uint64_t session_id);
+  bool backendReady() const;
+  std::shared_ptr<redis::BackendConnection> acquirePinned();
+  // Takes back a dedicated connection whose state is clean (no MULTI, no
+  // subscriptions, default db); it may serve the next pinned session.
+  void releasePinned(std::shared_ptr<redis::BackendConnection> connection, bool clean);
+
+  // Called on the worker's thread.
+  void adopt(boost::asio::ip::tcp::socket socket, std::uint64_t id);
+  void forget(std::uint64_t id);
+  std::size_t sessionCount() const { return sessions_.size(); }
+
+ private:
+  void sweepIdle();
+
+  int index_;
+  const config::Config& config_;
+  ServerContext& server_;
+  boost::asio::io_context context_{1};
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  std::thread thread_;
+  WorkerStats stats_;
+  std::vector<std::shared_ptr<redis::BackendConnection>> shared_;
+  std::vector<std::shared_ptr<redis::BackendConnection>> idle_pinned_;
+  std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
+  boost::asio::steady_timer sweep_;
+  bool shutting_down_ = false;
+};
+
+// What a session may ask of the server as a whole.
+class ServerContext {
+ public:
+  virtual ~ServerContext() = default;
+  virtual std::string larderInfoSection() const = 0;
+  virtual void clientClosed() = 0;
+};
+
+}  // namespace larder::server

@@ -1,0 +1,34 @@
+#include "larder/common/logging.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <stdexcept>
+
+namespace larder {
+
+void setLogLevel(const std::string& level) {
+  auto parsed = spdlog::level::from_str(level);
+  // from_str maps unknown names to "off"; only "off" itself may mean off.
+  if (parsed == spdlog::level::off && level != "off") {
+    throw std::invalid_argument("unknown log level '" + level + "'");
+  }
+  spdlog::set_level(parsed);
+}
+
+void setupLogging(const std::string& level, bool json) {
+  auto logger = spdlog::stderr_color_mt("larder");
+  spdlog::set_default_logger(logger);
+  if (json) {
+    // Message text is escaped by fmt's {:?}-less path, so keep messages free of
+    // quotes; values that may contain them are logged through logQuoted().
+    spdlog::set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","thread":%t,"msg":"%v"})",
+        spdlog::pattern_time_type::utc);
+  } else {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
+  }
+  setLogLevel(level);
+}
+
+}  // namespace larder

@@ -1,0 +1,830 @@
+#include "larder/config/loader.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <string_view>
+#include <utility>
+
+#include "larder/config/key_template.hpp"
+
+namespace larder::config {
+namespace {
+
+constexpr std::string_view kReservedPrefix = "__larder:";
+constexpr std::string_view kRedacted = "*****";
+
+constexpr const char* kExpectMap = "expected a map";
+constexpr const char* kExpectString = "expected a string";
+constexpr const char* kExpectInteger = "expected an integer";
+constexpr const char* kExpectDuration = "expected a duration such as 500ms, 30s, 1h";
+constexpr const char* kExpectSize = "expected a size such as 512kb, 64mb, 1gb";
+constexpr const char* kExpectPercent = "expected a percentage such as 10%";
+constexpr const char* kExpectEndpoint = "expected host:port such as 127.0.0.1:6380 or [::1]:6380";
+constexpr const char* kExpectTable = "expected a schema-qualified table such as public.users";
+
+std::string joinPath(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+bool isDigits(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// Splits "<digits><unit>"; false when there are no leading digits or they overflow.
+bool splitNumber(std::string_view text, std::uint64_t& number, std::string_view& unit) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + digits, number);
+  if (ec != std::errc() || end != text.data() + digits) return false;
+  unit = text.substr(digits);
+  return true;
+}
+
+bool parseInteger(std::string_view text, long long& out) {
+  std::string_view digits = text;
+  if (!digits.empty() && digits.front() == '-') digits.remove_prefix(1);
+  if (!isDigits(digits)) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+// "10%", "2.5%" -> fraction. Digits with an optional fraction, then '%'.
+bool parsePercent(std::string_view text, double& out) {
+  if (text.size() < 2 || text.back() != '%') return false;
+  std::string_view number = text.substr(0, text.size() - 1);
+  std::size_t dot = number.find('.');
+  std::string_view whole = number.substr(0, dot);
+  if (!isDigits(whole)) return false;
+  if (dot != std::string_view::npos && !isDigits(number.substr(dot + 1))) return false;
+  double value = 0;
+  auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+  if (ec != std::errc() || end != number.data() + number.size()) return false;
+  out = value / 100.0;
+  return true;
+}
+
+std::size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+bool isHostChar(char c, bool bracketed) {
+  if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
+  if (c == '.' || c == '-' || c == '_') return true;
+  return bracketed && (c == ':' || c == '%');  // IPv6 literal with optional zone
+}
+
+// One SQL identifier: unquoted ([A-Za-z_][A-Za-z0-9_$]*) or "quoted" with "" as
+// an escaped quote. Advances `pos` past it.
+bool scanSqlIdentifier(std::string_view text, std::size_t& pos) {
+  if (pos >= text.size()) return false;
+  if (text[pos] == '"') {
+    std::size_t i = pos + 1;
+    std::size_t length = 0;
+    while (i < text.size()) {
+      if (text[i] == '"') {
+        if (i + 1 < text.size() && text[i + 1] == '"') {
+          i += 2;
+          ++length;
+          continue;
+        }
+        if (length == 0) return false;
+        pos = i + 1;
+        return true;
+      }
+      ++i;
+      ++length;
+    }
+    return false;
+  }
+  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (!alpha(text[pos])) return false;
+  std::size_t i = pos + 1;
+  while (i < text.size() && (alpha(text[i]) || digit(text[i]) || text[i] == '$')) ++i;
+  pos = i;
+  return true;
+}
+
+bool isQualifiedTable(std::string_view text) {
+  std::size_t pos = 0;
+  if (!scanSqlIdentifier(text, pos)) return false;
+  if (pos >= text.size() || text[pos] != '.') return false;
+  ++pos;
+  return scanSqlIdentifier(text, pos) && pos == text.size();
+}
+
+bool isColumnName(std::string_view text) {
+  std::size_t pos = 0;
+  return scanSqlIdentifier(text, pos) && pos == text.size();
+}
+
+bool isWildcardHost(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
+
+std::string formatDuration(Millis value) {
+  long long ms = value.count();
+  if (ms == 0) return "0";
+  constexpr std::pair<long long, const char*> units[] = {
+      {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+  for (const auto& [size, suffix] : units) {
+    if (ms % size == 0) return std::to_string(ms / size) + suffix;
+  }
+  return std::to_string(ms) + "ms";
+}
+
+std::string formatSize(std::size_t value) {
+  constexpr std::pair<std::size_t, const char*> units[] = {
+      {1024ull * 1024 * 1024, "gb"}, {1024 * 1024, "mb"}, {1024, "kb"}};
+  for (const auto& [size, suffix] : units) {
+    if (value != 0 && value % size == 0) return std::to_string(value / size) + suffix;
+  }
+  return std::to_string(value);
+}
+
+std::string formatPercent(double fraction) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g%%", fraction * 100.0);
+  return buffer;
+}
+
+// Replaces the password in a libpq connection string, key/value form
+// ("host=x password='a b'") or URI form ("postgresql://user:secret@host/db?password=x").
+// When the text cannot be parsed, the rest of it is redacted rather than risk a leak.
+std::string redactDsn(std::string_view dsn) {
+  auto isSecretKey = [](std::string_view key) {
+    std::string name = lower(key);
+    return name.size() >= 8 && name.compare(name.size() - 8, 8, "password") == 0;
+  };
+  std::string out;
+  if (dsn.substr(0, 13) == "postgresql://" || dsn.substr(0, 11) == "postgres://") {
+    std::size_t start = dsn.find("://") + 3;
+    std::size_t query = dsn.find('?', start);
+    std::string_view head = dsn.substr(0, query);
+    // Last '@' before the query, so a password with an unescaped '/' or '@' is still covered.
+    std::size_t at = head.rfind('@');
+    std::size_t colon = at == std::string_view::npos ? at : head.find(':', start);
+    if (at != std::string_view::npos && colon < at) {
+      out.append(head.substr(0, colon + 1)).append(kRedacted).append(head.substr(at));
+    } else {
+      out.append(head);
+    }
+    if (query == std::string_view::npos) return out;
+    std::string_view rest = dsn.substr(query);  // "?a=b&password=c#frag"
+    std::size_t i = 0;
+    while (i < rest.size()) {
+      std::size_t end = rest.find_first_of("&#", i + 1);
+      if (end == std::string_view::npos) end = rest.size();
+      std::string_view param = rest.substr(i, end - i);  // includes its leading '?' or '&'
+      std::size_t eq = param.find('=');
+      if (eq != std::string_view::npos && isSecretKey(param.substr(1, eq - 1))) {
+        out.append(param.substr(0, eq + 1)).append(kRedacted);
+      } else {
+        out.append(param);
+      }
+      if (end < rest.size() && rest[end] == '#') {
+        out.append(rest.substr(end));
+        break;
+      }
+      i = end;
+    }
+    return out;
+  }
+
+  auto isSpace = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  std::size_t i = 0;
+  while (i < dsn.size()) {
+    std::size_t keyStart = i;
+    while (i < dsn.size() && isSpace(dsn[i])) ++i;
+    if (i >= dsn.size()) {
+      out.append(dsn.substr(keyStart));
+      return out;
+    }
+    std::size_t nameStart = i;
+    while (i < dsn.size() && dsn[i] != '=' && !isSpace(dsn[i])) ++i;
+    std::string_view key = dsn.substr(nameStart, i - nameStart);
+    while (i < dsn.size() && isSpace(dsn[i])) ++i;
+    if (i >= dsn.size() || dsn[i] != '=') {
+      // Malformed: show nothing further, it might be a secret.
+      out.append(dsn.substr(keyStart, nameStart - keyStart)).append(kRedacted);
+      return out;
+    }
+    ++i;
+    while (i < dsn.size() && isSpace(dsn[i])) ++i;
+    std::size_t valueStart = i;
+    if (i < dsn.size() && dsn[i] == '\'') {
+      ++i;
+      while (i < dsn.size() && dsn[i] != '\'') i += dsn[i] == '\\' ? 2 : 1;
+      if (i >= dsn.size()) {  // unterminated quote
+        out.append(dsn.substr(keyStart, valueStart - keyStart)).append(kRedacted);
+        return out;
+      }
+      ++i;
+    } else {
+      while (i < dsn.size() && !isSpace(dsn[i])) i += dsn[i] == '\\' ? 2 : 1;
+      i = std::min(i, dsn.size());
+    }
+    out.append(dsn.substr(keyStart, valueStart - keyStart));
+    if (isSecretKey(key)) {
+      out.append(kRedacted);
+    } else {
+      out.append(dsn.substr(valueStart, i - valueStart));
+    }
+  }
+  return out;
+}
+
+class Loader {
+ public:
+  explicit Loader(std::string source) : source_(std::move(source)) {}
+
+  Config load(const std::string& yaml) {
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(yaml);
+    } catch (const YAML::Exception& e) {
+      fail("line " + std::to_string(e.mark.line + 1) + " column " +
+               std::to_string(e.mark.column + 1),
+           e.msg);
+    }
+    if (documents.size() > 1) fail("(top level)", "expected a single YAML document");
+    Config config;
+    config.source = source_;
+    if (documents.empty() || documents[0].IsNull()) return config;  // all defaults
+    const YAML::Node& root = documents[0];
+    if (!root.IsMap()) fail("(top level)", "expected a map of settings");
+    readRoot(root, config);
+    return config;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& key, const std::string& reason) const {
+    throw ConfigError(source_, key, reason);
+  }
+
+  // Rejects unknown and repeated keys: a typo must not silently leave a default in place.
+  void checkKeys(const YAML::Node& map, const std::string& path,
+                 std::initializer_list<std::string_view> known) const {
+    std::vector<std::string> seen;
+    for (const auto& entry : map) {
+      if (!entry.first.IsScalar())
+        fail(path.empty() ? "(top level)" : path, "keys must be strings");
+      const std::string& key = entry.first.Scalar();
+      std::string keyPath = joinPath(path, key);
+      if (std::find(known.begin(), known.end(), key) == known.end()) {
+        std::string_view best;
+        std::size_t bestDistance = 3;
+        for (std::string_view candidate : known) {
+          std::size_t distance = editDistance(key, candidate);
+          if (distance < bestDistance) {
+            best = candidate;
+            bestDistance = distance;
+          }
+        }
+        if (best.empty()) fail(keyPath, "unknown key");
+        fail(keyPath, "unknown key (did you mean '" + std::string(best) + "'?)");
+      }
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) fail(keyPath, "duplicate key");
+      seen.push_back(key);
+    }
+  }
+
+  void requireMap(const YAML::Node& node, const std::string& path) const {
+    if (!node.IsMap()) fail(path, kExpectMap);
+  }
+
+  // `${VAR}` -> environment value, `$${` -> literal `${`. Substituted text is not
+  // scanned again, and never appears in an error.
+  std::string substitute(const std::string& text, const std::string& path) const {
+    std::string out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+      if (text.compare(i, 3, "$${") == 0) {
+        out += "${";
+        i += 3;
+        continue;
+      }
+      if (text.compare(i, 2, "${") != 0) {
+        out += text[i++];
+        continue;
+      }
+      std::size_t close = text.find('}', i + 2);
+      if (close == std::string::npos) fail(path, "unterminated ${ (write $${ for a literal ${)");
+      std::string name = text.substr(i + 2, close - i - 2);
+      if (!isIdentifier(name)) fail(path, "invalid environment variable name '" + name + "'");
+      const char* value = std::getenv(name.c_str());
+      if (value == nullptr) fail(path, "environment variable " + name + " is not set");
+      out += value;
+      i = close + 1;
+    }
+    return out;
+  }
+
+  // The substituted text of a scalar; null (`key:` or `~`) reads as "".
+  std::string scalar(const YAML::Node& node, const std::string& path, const char* expected) const {
+    if (node.IsNull()) return "";
+    if (!node.IsScalar()) fail(path, expected);
+    return substitute(node.Scalar(), path);
+  }
+
+  // Calls `read(node, path)` when `key` is present in `map`; absent keys keep defaults.
+  template <typename Read>
+  void field(const YAML::Node& map, const std::string& path, const char* key, Read&& read) const {
+    const YAML::Node node = map[key];
+    if (node.IsDefined()) read(node, joinPath(path, key));
+  }
+
+  std::string readString(const YAML::Node& node, const std::string& path) const {
+    return scalar(node, path, kExpectString);
+  }
+
+  int readInt(const YAML::Node& node, const std::string& path, long long min, long long max) const {
+    long long value = 0;
+    if (!parseInteger(scalar(node, path, kExpectInteger), value)) fail(path, kExpectInteger);
+    if (value < min || value > max) {
+      fail(path, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    return static_cast<int>(value);
+  }
+
+  std::size_t readCount(const YAML::Node& node, const std::string& path, std::size_t max) const {
+    long long value = 0;
+    if (!parseInteger(scalar(node, path, kExpectInteger), value)) fail(path, kExpectInteger);
+    if (value < 1 || static_cast<unsigned long long>(value) > max) {
+      fail(path, "must be between 1 and " + std::to_string(max));
+    }
+    return static_cast<std::size_t>(value);
+  }
+
+  std::size_t readSize(const YAML::Node& node, const std::string& path) const {
+    std::size_t value = 0;
+    if (!parseSize(scalar(node, path, kExpectSize), value)) fail(path, kExpectSize);
+    if (value == 0) fail(path, "must be greater than 0");
+    return value;
+  }
+
+  Millis readDuration(const YAML::Node& node, const std::string& path, bool allowZero) const {
+    Millis value{0};
+    if (!parseDuration(scalar(node, path, kExpectDuration), value)) fail(path, kExpectDuration);
+    if (!allowZero && value.count() == 0) fail(path, "must be greater than 0");
+    return value;
+  }
+
+  template <typename Enum>
+  Enum readChoice(const YAML::Node& node, const std::string& path,
+                  std::initializer_list<std::pair<std::string_view, Enum>> choices) const {
+    std::string expected = "expected one of ";
+    bool first = true;
+    for (const auto& choice : choices) {
+      if (!first) expected += ", ";
+      expected += choice.first;
+      first = false;
+    }
+    std::string text = scalar(node, path, expected.c_str());
+    for (const auto& [name, value] : choices) {
+      if (text == name) return value;
+    }
+    fail(path, expected);
+  }
+
+  Endpoint readEndpoint(const YAML::Node& node, const std::string& path) const {
+    return parseEndpoint(scalar(node, path, kExpectEndpoint), path);
+  }
+
+  Endpoint parseEndpoint(const std::string& text, const std::string& path) const {
+    std::string host;
+    std::string port;
+    bool bracketed = !text.empty() && text.front() == '[';
+    if (bracketed) {
+      std::size_t close = text.find(']');
+      if (close == std::string::npos) fail(path, kExpectEndpoint);
+      host = text.substr(1, close - 1);
+      if (close + 1 >= text.size())
+        fail(path, "missing port (" + std::string(kExpectEndpoint) + ")");
+      if (text[close + 1] != ':') fail(path, kExpectEndpoint);
+      port = text.substr(close + 2);
+      if (host.find(':') == std::string::npos) {
+        fail(path, "brackets are only for IPv6 addresses, e.g. [::1]:6380");
+      }
+    } else {
+      std::size_t colon = text.rfind(':');
+      if (colon == std::string::npos) {
+        fail(path, "missing port (" + std::string(kExpectEndpoint) + ")");
+      }
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+      if (host.find(':') != std::string::npos) {
+        fail(path, "IPv6 addresses must be in brackets, e.g. [::1]:6380");
+      }
+    }
+    if (host.empty()) fail(path, kExpectEndpoint);
+    for (char c : host) {
+      if (!isHostChar(c, bracketed)) fail(path, "invalid host '" + host + "'");
+    }
+    if (port.empty()) fail(path, "missing port (" + std::string(kExpectEndpoint) + ")");
+    if (!isDigits(port)) fail(path, "port '" + port + "' is not a number");
+    if (port.size() > 5 || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+      fail(path, "port " + port + " is out of range");
+    }
+    return Endpoint{host, static_cast<std::uint16_t>(std::stoul(port))};
+  }
+
+  void readRoot(const YAML::Node& root, Config& config) const {
+    checkKeys(root, "",
+              {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log",
+               "redis", "postgres", "limits", "keyspaces"});
+    field(root, "", "listen",
+          [&](const auto& n, const auto& p) { config.listen = readEndpoint(n, p); });
+    field(root, "", "threads", [&](const auto& n, const auto& p) {
+      constexpr const char* expected = "expected 'auto' or an integer from 1 to 256";
+      std::string text = scalar(n, p, expected);
+      long long value = 0;
+      if (text == "auto") {
+        config.threads = 0;
+      } else if (parseInteger(text, value) && value >= 1 && value <= 256) {
+        config.threads = static_cast<int>(value);
+      } else {
+        fail(p, expected);
+      }
+    });
+    field(root, "", "admin", [&](const auto& n, const auto& p) {
+      std::string text = scalar(n, p, kExpectEndpoint);
+      if (text.empty()) {
+        config.admin.reset();  // `admin:` or an empty ${VAR} turns it off
+      } else {
+        config.admin = parseEndpoint(text, p);
+      }
+    });
+    field(root, "", "backlog",
+          [&](const auto& n, const auto& p) { config.backlog = readInt(n, p, 1, 65535); });
+    field(root, "", "idle_timeout",
+          [&](const auto& n, const auto& p) { config.idle_timeout = readDuration(n, p, true); });
+    field(root, "", "requirepass",
+          [&](const auto& n, const auto& p) { config.requirepass = readString(n, p); });
+    field(root, "", "log", [&](const auto& n, const auto& p) { readLog(n, p, config); });
+    field(root, "", "redis", [&](const auto& n, const auto& p) { readRedis(n, p, config.redis); });
+    field(root, "", "postgres",
+          [&](const auto& n, const auto& p) { readPostgres(n, p, config.postgres); });
+    field(root, "", "limits",
+          [&](const auto& n, const auto& p) { readLimits(n, p, config.limits); });
+    field(root, "", "keyspaces",
+          [&](const auto& n, const auto& p) { readKeyspaces(n, p, config.keyspaces); });
+
+    if (config.admin) {
+      const Endpoint& admin = *config.admin;
+      const Endpoint& listen = config.listen;
+      if (admin.port == listen.port && (admin.host == listen.host || isWildcardHost(admin.host) ||
+                                        isWildcardHost(listen.host))) {
+        fail("admin", "must not use the same address as listen");
+      }
+    }
+    if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
+      fail("postgres.dsn", "is required when keyspaces are configured");
+    }
+  }
+
+  void readLog(const YAML::Node& node, const std::string& path, Config& config) const {
+    requireMap(node, path);
+    checkKeys(node, path, {"level", "format"});
+    field(node, path, "level", [&](const auto& n, const auto& p) {
+      config.log_level = readChoice<std::string_view>(n, p,
+                                                      {{"trace", "trace"},
+                                                       {"debug", "debug"},
+                                                       {"info", "info"},
+                                                       {"warn", "warn"},
+                                                       {"error", "error"},
+                                                       {"critical", "critical"},
+                                                       {"off", "off"}});
+    });
+    field(node, path, "format", [&](const auto& n, const auto& p) {
+      config.log_format =
+          readChoice<LogFormat>(n, p, {{"text", LogFormat::Text}, {"json", LogFormat::Json}});
+    });
+  }
+
+  void readRedis(const YAML::Node& node, const std::string& path, RedisConfig& redis) const {
+    requireMap(node, path);
+    checkKeys(node, path,
+              {"address", "username", "password", "db", "connections_per_worker",
+               "max_pinned_per_worker", "connect_timeout", "reconnect_min", "reconnect_max"});
+    field(node, path, "address",
+          [&](const auto& n, const auto& p) { redis.address = readEndpoint(n, p); });
+    field(node, path, "username",
+          [&](const auto& n, const auto& p) { redis.username = readString(n, p); });
+    field(node, path, "password",
+          [&](const auto& n, const auto& p) { redis.password = readString(n, p); });
+    field(node, path, "db",
+          [&](const auto& n, const auto& p) { redis.db = readInt(n, p, 0, 1000000); });
+    field(node, path, "connections_per_worker", [&](const auto& n, const auto& p) {
+      redis.connections_per_worker = readInt(n, p, 1, 64);
+    });
+    field(node, path, "max_pinned_per_worker", [&](const auto& n, const auto& p) {
+      redis.max_pinned_per_worker = readInt(n, p, 1, 100000);
+    });
+    field(node, path, "connect_timeout",
+          [&](const auto& n, const auto& p) { redis.connect_timeout = readDuration(n, p, false); });
+    field(node, path, "reconnect_min",
+          [&](const auto& n, const auto& p) { redis.reconnect_min = readDuration(n, p, false); });
+    field(node, path, "reconnect_max",
+          [&](const auto& n, const auto& p) { redis.reconnect_max = readDuration(n, p, false); });
+    if (redis.reconnect_max < redis.reconnect_min) {
+      fail(joinPath(path, "reconnect_max"),
+           "must be at least reconnect_min (" + formatDuration(redis.reconnect_min) + ")");
+    }
+  }
+
+  void readPostgres(const YAML::Node& node, const std::string& path, PostgresConfig& pg) const {
+    requireMap(node, path);
+    checkKeys(node, path, {"dsn", "pool_size", "connect_timeout", "statement_timeout"});
+    field(node, path, "dsn", [&](const auto& n, const auto& p) { pg.dsn = readString(n, p); });
+    field(node, path, "pool_size",
+          [&](const auto& n, const auto& p) { pg.pool_size = readInt(n, p, 1, 64); });
+    field(node, path, "connect_timeout",
+          [&](const auto& n, const auto& p) { pg.connect_timeout = readDuration(n, p, false); });
+    field(node, path, "statement_timeout",
+          [&](const auto& n, const auto& p) { pg.statement_timeout = readDuration(n, p, true); });
+  }
+
+  void readLimits(const YAML::Node& node, const std::string& path, LimitsConfig& limits) const {
+    requireMap(node, path);
+    checkKeys(node, path,
+              {"max_array_len", "max_bulk_len", "max_inline_len", "max_inflight_per_client",
+               "client_output_limit", "maxclients"});
+    field(node, path, "max_array_len", [&](const auto& n, const auto& p) {
+      limits.max_array_len = readCount(n, p, 2147483647);
+    });
+    field(node, path, "max_bulk_len",
+          [&](const auto& n, const auto& p) { limits.max_bulk_len = readSize(n, p); });
+    field(node, path, "max_inline_len",
+          [&](const auto& n, const auto& p) { limits.max_inline_len = readSize(n, p); });
+    field(node, path, "max_inflight_per_client", [&](const auto& n, const auto& p) {
+      limits.max_inflight_per_client = readCount(n, p, 1000000);
+    });
+    field(node, path, "client_output_limit",
+          [&](const auto& n, const auto& p) { limits.client_output_limit = readSize(n, p); });
+    field(node, path, "maxclients",
+          [&](const auto& n, const auto& p) { limits.maxclients = readCount(n, p, 1000000); });
+  }
+
+  void readKeyspaces(const YAML::Node& node, const std::string& path,
+                     std::vector<KeyspaceConfig>& keyspaces) const {
+    if (node.IsNull()) return;
+    if (!node.IsMap()) fail(path, "expected a map of keyspace names to settings");
+    std::vector<std::string> prefixes;
+    for (const auto& entry : node) {
+      if (!entry.first.IsScalar()) fail(path, "keys must be strings");
+      const std::string& name = entry.first.Scalar();
+      std::string ksPath = joinPath(path, name);
+      bool validName = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+        return isHostChar(c, false) && c != '.';
+      });
+      if (!validName) fail(ksPath, "keyspace names may contain only letters, digits, '_' and '-'");
+      for (const KeyspaceConfig& other : keyspaces) {
+        if (other.name == name) fail(ksPath, "duplicate key");
+      }
+      KeyspaceConfig keyspace = readKeyspace(entry.second, ksPath);
+      keyspace.name = name;
+
+      KeyTemplate parsed;
+      std::string error;
+      parseKeyTemplate(keyspace.key, parsed, error);  // validated in readKeyspace
+      // Conservative: prefix-related literal prefixes might match the same key.
+      for (std::size_t i = 0; i < keyspaces.size(); ++i) {
+        const std::string& a = prefixes[i];
+        const std::string& b = parsed.prefix();
+        if (a.compare(0, b.size(), b) == 0 || b.compare(0, a.size(), a) == 0) {
+          fail(joinPath(ksPath, "key"), "overlaps keyspace '" + keyspaces[i].name + "'");
+        }
+      }
+      prefixes.push_back(parsed.prefix());
+      keyspaces.push_back(std::move(keyspace));
+    }
+  }
+
+  KeyspaceConfig readKeyspace(const YAML::Node& node, const std::string& path) const {
+    requireMap(node, path);
+    checkKeys(node, path,
+              {"key", "table", "shape", "columns", "ttl", "ttl_jitter", "negative_ttl", "write"});
+    KeyspaceConfig ks;
+    if (!node["key"].IsDefined()) fail(joinPath(path, "key"), "is required");
+    if (!node["table"].IsDefined()) fail(joinPath(path, "table"), "is required");
+    field(node, path, "key", [&](const auto& n, const auto& p) {
+      ks.key = readString(n, p);
+      KeyTemplate parsed;
+      std::string error;
+      if (!parseKeyTemplate(ks.key, parsed, error)) fail(p, error);
+      if (ks.key.compare(0, kReservedPrefix.size(), kReservedPrefix) == 0) {
+        fail(p, "must not start with the reserved prefix " + std::string(kReservedPrefix));
+      }
+    });
+    field(node, path, "table", [&](const auto& n, const auto& p) {
+      ks.table = readString(n, p);
+      if (!isQualifiedTable(ks.table)) fail(p, kExpectTable);
+    });
+    field(node, path, "shape", [&](const auto& n, const auto& p) {
+      ks.shape =
+          readChoice<KeyShape>(n, p, {{"hash", KeyShape::Hash}, {"string", KeyShape::String}});
+    });
+    field(node, path, "columns", [&](const auto& n, const auto& p) {
+      constexpr const char* expected = "expected a list of column names";
+      if (!n.IsSequence()) fail(p, expected);
+      if (n.size() == 0) fail(p, "must list at least one column (omit it for all columns)");
+      for (std::size_t i = 0; i < n.size(); ++i) {
+        std::string itemPath = p + "[" + std::to_string(i) + "]";
+        std::string column = scalar(n[i], itemPath, expected);
+        if (!isColumnName(column)) fail(itemPath, "'" + column + "' is not a column name");
+        if (std::find(ks.columns.begin(), ks.columns.end(), column) != ks.columns.end()) {
+          fail(itemPath, "duplicate column '" + column + "'");
+        }
+        ks.columns.push_back(std::move(column));
+      }
+    });
+    field(node, path, "ttl",
+          [&](const auto& n, const auto& p) { ks.ttl = readDuration(n, p, true); });
+    field(node, path, "ttl_jitter", [&](const auto& n, const auto& p) {
+      double value = 0;
+      if (!parsePercent(scalar(n, p, kExpectPercent), value)) fail(p, kExpectPercent);
+      if (value < 0.0 || value > 1.0) fail(p, "must be between 0% and 100%");
+      ks.ttl_jitter = value;
+    });
+    field(node, path, "negative_ttl",
+          [&](const auto& n, const auto& p) { ks.negative_ttl = readDuration(n, p, true); });
+    field(node, path, "write", [&](const auto& n, const auto& p) {
+      ks.write = readChoice<WriteMode>(n, p,
+                                       {{"behind", WriteMode::Behind},
+                                        {"through", WriteMode::Through},
+                                        {"none", WriteMode::None}});
+    });
+    if (ks.shape == KeyShape::String && ks.columns.size() > 1) {
+      fail(joinPath(path, "columns"), "string shape needs exactly one column");
+    }
+    return ks;
+  }
+
+  std::string source_;
+};
+
+}  // namespace
+
+Config loadConfigFile(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr)
+    throw ConfigError(path, "", "cannot read file: " + std::string(std::strerror(errno)));
+  std::string text;
+  char buffer[8192];
+  std::size_t got = 0;
+  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
+  // Reading a directory opens fine and fails here with EISDIR.
+  int error = std::ferror(file) ? errno : 0;
+  std::fclose(file);
+  if (error != 0)
+    throw ConfigError(path, "", "cannot read file: " + std::string(std::strerror(error)));
+  return Loader(path).load(text);
+}
+
+Config loadConfigString(const std::string& yaml, const std::string& source) {
+  return Loader(source).load(yaml);
+}
+
+std::string redactedSummary(const Config& config) {
+  auto secret = [](const std::string& value) {
+    return value.empty() ? std::string("(none)") : std::string(kRedacted);
+  };
+  std::string out;
+  out += "source: " + config.source + "\n";
+  out += "listen: " + config.listen.toString() + "\n";
+  out +=
+      "threads: " + (config.threads == 0 ? std::string("auto") : std::to_string(config.threads)) +
+      "\n";
+  out += "admin: " + (config.admin ? config.admin->toString() : std::string("off")) + "\n";
+  out += "backlog: " + std::to_string(config.backlog) + "\n";
+  out += "idle_timeout: " + formatDuration(config.idle_timeout) + "\n";
+  out += "requirepass: " + secret(config.requirepass) + "\n";
+  out += "log: level=" + config.log_level +
+         " format=" + (config.log_format == LogFormat::Json ? "json" : "text") + "\n";
+
+  const RedisConfig& redis = config.redis;
+  out += "redis: address=" + redis.address.toString() + " db=" + std::to_string(redis.db);
+  if (!redis.username.empty()) out += " username=" + redis.username;
+  out += " password=" + secret(redis.password);
+  out += " connections_per_worker=" + std::to_string(redis.connections_per_worker) +
+         " max_pinned_per_worker=" + std::to_string(redis.max_pinned_per_worker) +
+         " connect_timeout=" + formatDuration(redis.connect_timeout) +
+         " reconnect=" + formatDuration(redis.reconnect_min) + ".." +
+         formatDuration(redis.reconnect_max) + "\n";
+
+  const PostgresConfig& pg = config.postgres;
+  out += "postgres: dsn=" +
+         (pg.dsn.empty() ? std::string("(none)") : "\"" + redactDsn(pg.dsn) + "\"") +
+         " pool_size=" + std::to_string(pg.pool_size) +
+         " connect_timeout=" + formatDuration(pg.connect_timeout) +
+         " statement_timeout=" + formatDuration(pg.statement_timeout) + "\n";
+
+  const LimitsConfig& limits = config.limits;
+  out += "limits: max_array_len=" + std::to_string(limits.max_array_len) +
+         " max_bulk_len=" + formatSize(limits.max_bulk_len) +
+         " max_inline_len=" + formatSize(limits.max_inline_len) +
+         " max_inflight_per_client=" + std::to_string(limits.max_inflight_per_client) +
+         " client_output_limit=" + formatSize(limits.client_output_limit) +
+         " maxclients=" + std::to_string(limits.maxclients) + "\n";
+
+  out += "keyspaces:";
+  if (config.keyspaces.empty()) out += " (none)";
+  out += "\n";
+  for (const KeyspaceConfig& ks : config.keyspaces) {
+    std::string columns = "all";
+    if (!ks.columns.empty()) {
+      columns = "[";
+      for (const std::string& column : ks.columns) {
+        if (columns.size() > 1) columns += ",";
+        columns += column;
+      }
+      columns += "]";
+    }
+    const char* write = ks.write == WriteMode::Behind    ? "behind"
+                        : ks.write == WriteMode::Through ? "through"
+                                                         : "none";
+    out += "  " + ks.name + ": key=" + ks.key + " table=" + ks.table +
+           " shape=" + (ks.shape == KeyShape::Hash ? "hash" : "string") + " columns=" + columns +
+           " ttl=" + formatDuration(ks.ttl) + " ttl_jitter=" + formatPercent(ks.ttl_jitter) +
+           " negative_ttl=" + formatDuration(ks.negative_ttl) + " write=" + write + "\n";
+  }
+  return out;
+}
+
+bool parseDuration(const std::string& text, Millis& out) {
+  std::uint64_t number = 0;
+  std::string_view unit;
+  if (!splitNumber(text, number, unit)) return false;
+  std::uint64_t scale = 0;
+  if (unit.empty() || unit == "s") {
+    scale = 1000;  // a bare number is seconds, as in Redis' own config
+  } else if (unit == "ms") {
+    scale = 1;
+  } else if (unit == "m") {
+    scale = 60 * 1000;
+  } else if (unit == "h") {
+    scale = 3600 * 1000;
+  } else if (unit == "d") {
+    scale = 86400 * 1000;
+  } else {
+    return false;
+  }
+  constexpr auto max = static_cast<std::uint64_t>(std::numeric_limits<Millis::rep>::max());
+  if (number > max / scale) return false;
+  out = Millis(static_cast<Millis::rep>(number * scale));
+  return true;
+}
+
+bool parseSize(const std::string& text, std::size_t& out) {
+  std::uint64_t number = 0;
+  std::string_view unit;
+  if (!splitNumber(text, number, unit)) return false;
+  std::string name = lower(unit);
+  std::uint64_t scale = 0;
+  if (name.empty() || name == "b") {
+    scale = 1;
+  } else if (name == "k" || name == "kb") {
+    scale = 1024;
+  } else if (name == "m" || name == "mb") {
+    scale = 1024 * 1024;
+  } else if (name == "g" || name == "gb") {
+    scale = 1024ull * 1024 * 1024;
+  } else {
+    return false;
+  }
+  constexpr auto max = static_cast<std::uint64_t>(std::numeric_limits<std::size_t>::max());
+  if (number > max / scale) return false;
+  out = static_cast<std::size_t>(number * scale);
+  return true;
+}
+
+}  // namespace larder::config

@@ -1,0 +1,294 @@
+#include "larder/redis/backend_connection.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <random>
+#include <vector>
+
+#include "larder/resp/reply_writer.hpp"
+#include "larder/resp/request_parser.hpp"
+
+namespace larder::redis {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using asio::ip::tcp;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+std::chrono::milliseconds jittered(std::chrono::milliseconds base) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  std::uniform_int_distribution<long long> dist(base.count() / 2, base.count());
+  return std::chrono::milliseconds(dist(rng));
+}
+
+}  // namespace
+
+BackendConnection::BackendConnection(asio::any_io_executor executor,
+                                     const config::RedisConfig& config, ConnectionKind kind,
+                                     BackendStats& stats)
+    : executor_(executor),
+      config_(config),
+      kind_(kind),
+      stats_(stats),
+      socket_(executor),
+      wake_(executor),
+      in_(kind == ConnectionKind::Shared ? 64 * 1024 : 4 * 1024) {}
+
+BackendConnection::~BackendConnection() = default;
+
+void BackendConnection::start() {
+  state_ = State::Connecting;
+  asio::co_spawn(executor_, [self = shared_from_this()] { return self->run(); },
+                 [](std::exception_ptr e) {
+                   if (!e) return;
+                   try {
+                     std::rethrow_exception(e);
+                   } catch (const std::exception& ex) {
+                     spdlog::error("redis backend connection task failed: {}", ex.what());
+                   }
+                 });
+}
+
+void BackendConnection::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  wake_.cancel();
+  failPending("ERR Larder: Redis backend connection closed");
+}
+
+void BackendConnection::send(std::string_view request, const std::shared_ptr<ReplySink>& sink,
+                             std::uint64_t tag) {
+  stats_.requests.add();
+  const bool accepting = state_ == State::Ready ||
+                         (kind_ == ConnectionKind::Pinned && state_ == State::Connecting);
+  if (!accepting || stopping_) {
+    stats_.failed_requests.add();
+    std::string reply = resp::errorReply(
+        last_error_.empty() ? "ERR Larder: Redis backend unavailable"
+                            : "ERR Larder: Redis backend unavailable: " + last_error_);
+    sink->deliver(tag, reply);
+    return;
+  }
+  pending_.push_back(Pending{sink, tag});
+  wakeWriter();
+  out_.append(request);
+}
+
+void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink) {
+  stream_sink_ = std::move(sink);
+}
+
+void BackendConnection::sendUntracked(std::string_view request) {
+  stats_.requests.add();
+  if (stopping_ || state_ == State::Closed) return;  // the stream sink learns via backendClosed
+  wakeWriter();
+  out_.append(request);
+}
+
+void BackendConnection::wakeWriter() {
+  // The writer sleeps on `wake_` while out_ is empty; the first request of a
+  // loop turn wakes it, later ones in the same turn join the same write.
+  if (out_.empty()) wake_.cancel();
+}
+
+void BackendConnection::failPending(std::string_view why) {
+  if (pending_.empty()) return;
+  const std::string reply = resp::errorReply(why);
+  // Deliveries may re-enter send() on this connection; take the list first.
+  std::deque<Pending> failed;
+  failed.swap(pending_);
+  for (auto& p : failed) {
+    stats_.failed_requests.add();
+    p.sink->deliver(p.tag, reply);
+  }
+}
+
+asio::awaitable<void> BackendConnection::run() {
+  auto backoff = config_.reconnect_min;
+  while (!stopping_) {
+    state_ = State::Connecting;
+    if (co_await connectOnce()) {
+      state_ = State::Ready;
+      last_error_.clear();
+      stats_.connects.add();
+      backoff = config_.reconnect_min;
+      co_await (readLoop() || writeLoop());
+      stats_.disconnects.add();
+      if (!stopping_) spdlog::warn("redis backend {}: connection lost: {}",
+                                   config_.address.toString(), last_error_);
+    } else {
+      stats_.connect_failures.add();
+    }
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    out_.clear();
+    writing_.clear();
+    in_ = ByteBuffer(in_.capacity() ? in_.capacity() : 4096);
+    scanner_.reset();
+    failPending("ERR Larder: Redis backend connection lost");
+    if (kind_ == ConnectionKind::Pinned) break;
+    if (stopping_) break;
+    state_ = State::Idle;
+    asio::steady_timer timer(executor_, jittered(backoff));
+    co_await timer.async_wait(kUseTuple);
+    backoff = std::min(backoff * 2, config_.reconnect_max);
+  }
+  state_ = State::Closed;
+  stream_sink_.reset();
+  if (auto owner = owner_.lock()) owner->backendClosed();
+}
+
+asio::awaitable<bool> BackendConnection::connectOnce() {
+  tcp::resolver resolver(executor_);
+  auto [rec, endpoints] = co_await resolver.async_resolve(
+      config_.address.host, std::to_string(config_.address.port), kUseTuple);
+  if (rec) {
+    last_error_ = "resolve " + config_.address.host + ": " + rec.message();
+    co_return false;
+  }
+  asio::steady_timer deadline(executor_, config_.connect_timeout);
+  auto result = co_await (asio::async_connect(socket_, endpoints, kUseTuple) ||
+                          deadline.async_wait(kUseTuple));
+  if (result.index() == 1) {
+    last_error_ = "connect to " + config_.address.toString() + " timed out";
+    co_return false;
+  }
+  auto [cec, ep] = std::get<0>(result);
+  if (cec) {
+    last_error_ = "connect to " + config_.address.toString() + ": " + cec.message();
+    co_return false;
+  }
+  socket_.set_option(tcp::no_delay(true));
+
+  // Handshake: AUTH and SELECT from config, answered before any client request.
+  std::string hello;
+  std::size_t expected = 0;
+  if (!config_.password.empty()) {
+    std::vector<std::string_view> auth{"AUTH"};
+    if (!config_.username.empty()) auth.push_back(config_.username);
+    auth.push_back(config_.password);
+    resp::appendMultibulk(hello, auth);
+    ++expected;
+  }
+  std::string db = std::to_string(config_.db);
+  if (config_.db != 0) {
+    resp::appendMultibulk(hello, {"SELECT", db});
+    ++expected;
+  }
+  if (expected == 0) co_return true;
+  auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(hello), kUseTuple);
+  if (wec) {
+    last_error_ = "handshake: " + wec.message();
+    co_return false;
+  }
+  while (expected > 0) {
+    auto scan = scanner_.scan(in_.readable());
+    if (scan == resp::ScanStatus::Error) {
+      last_error_ = "handshake: " + scanner_.errorMessage();
+      co_return false;
+    }
+    if (scan == resp::ScanStatus::Complete) {
+      std::string_view frame = in_.readable().substr(0, scanner_.frameSize());
+      if (frame.front() == '-') {
+        // The server's own words (never our password) say what went wrong.
+        last_error_ = "handshake refused: " + std::string(frame.substr(1, frame.size() - 3));
+        spdlog::error("redis backend {}: {}", config_.address.toString(), last_error_);
+        co_return false;
+      }
+      in_.consume(frame.size());
+      --expected;
+      continue;
+    }
+    char* dst = in_.prepare(4096);
+    auto [rec2, n] = co_await socket_.async_read_some(asio::buffer(dst, in_.writable()),
+                                                       kUseTuple);
+    if (rec2) {
+      last_error_ = "handshake: " + rec2.message();
+      co_return false;
+    }
+    in_.commit(n);
+  }
+  co_return true;
+}
+
+asio::awaitable<void> BackendConnection::writeLoop() {
+  for (;;) {
+    if (stopping_) co_return;
+    if (out_.empty()) {
+      wake_.expires_at(asio::steady_timer::time_point::max());
+      auto [ec] = co_await wake_.async_wait(kUseTuple);
+      // Cancellation is how we are woken; only a closed socket ends the loop.
+      (void)ec;
+      auto cs = co_await asio::this_coro::cancellation_state;
+      if (cs.cancelled() != asio::cancellation_type::none) co_return;
+      continue;
+    }
+    writing_.swap(out_);
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), kUseTuple);
+    writing_.clear();
+    if (ec) {
+      if (last_error_.empty()) last_error_ = "write: " + ec.message();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> BackendConnection::readLoop() {
+  for (;;) {
+    char* dst = in_.prepare(kReadChunk);
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(dst, in_.writable()), kUseTuple);
+    if (ec) {
+      if (last_error_.empty()) {
+        last_error_ = ec == asio::error::eof ? "closed by server" : "read: " + ec.message();
+      }
+      co_return;
+    }
+    in_.commit(n);
+    for (;;) {
+      auto status = scanner_.scan(in_.readable());
+      if (status == resp::ScanStatus::NeedMore) break;
+      if (status == resp::ScanStatus::Error) {
+        last_error_ = "protocol error from Redis: " + scanner_.errorMessage();
+        spdlog::error("redis backend {}: {}", config_.address.toString(), last_error_);
+        co_return;
+      }
+      const std::size_t size = scanner_.frameSize();
+      onFrame(in_.readable().substr(0, size));
+      in_.consume(size);
+      if (stopping_) co_return;
+    }
+  }
+}
+
+void BackendConnection::onFrame(std::string_view frame) {
+  if (stream_sink_) {
+    auto sink = stream_sink_;  // deliver() may clear stream_sink_
+    sink->deliver(0, frame);
+    return;
+  }
+  if (pending_.empty()) {
+    // A reply nobody asked for means we lost track of the stream: never guess.
+    spdlog::error("redis backend {}: unexpected reply, closing the connection",
+                  config_.address.toString());
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    return;
+  }
+  Pending p = std::move(pending_.front());
+  pending_.pop_front();
+  p.sink->deliver(p.tag, frame);
+}
+
+}  // namespace larder::redis

@@ -1,0 +1,373 @@
+// Commands Larder answers itself: connection state that must not leak onto a
+// shared backend connection (AUTH, SELECT, CLIENT SETNAME, HELLO, RESET) and
+// the cheap ones that need no backend (PING, ECHO).
+#include <charconv>
+
+#include "larder/resp/reply_writer.hpp"
+#include "larder/server/session.hpp"
+#include "larder/server/worker.hpp"
+
+namespace larder::server {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string arityError(std::string_view command) {
+  return "ERR wrong number of arguments for '" + lower(command) + "' command";
+}
+
+bool parseInteger(std::string_view s, long long& out) {
+  if (s.empty()) return false;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+// Compares secrets in time independent of where they differ.
+bool secretEquals(std::string_view given, const std::string& expected) {
+  if (given.size() != expected.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
+  }
+  return diff == 0;
+}
+
+bool validClientName(std::string_view name) {
+  for (char c : name) {
+    if (c < '!' || c > '~') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Session::Flow Session::routeLocal(const resp::Request& req, LocalCommand command) {
+  const auto& args = req.args;
+  switch (command) {
+    case LocalCommand::Ping:
+      if (pinned_ && !releasable()) return forward(req, *pinned_);
+      if (args.size() > 2) {
+        replyError(arityError(args[0]));
+      } else if (args.size() == 2) {
+        std::string out;
+        resp::appendBulk(out, args[1]);
+        reply(out);
+      } else {
+        reply("+PONG\r\n");
+      }
+      return Flow::Continue;
+    case LocalCommand::Echo: {
+      if (args.size() != 2) {
+        replyError(arityError(args[0]));
+        return Flow::Continue;
+      }
+      std::string out;
+      resp::appendBulk(out, args[1]);
+      reply(out);
+      return Flow::Continue;
+    }
+    case LocalCommand::Quit:
+      reply("+OK\r\n");
+      closeWhenFlushed();  // commands pipelined after QUIT are not executed
+      return Flow::Stop;
+    case LocalCommand::Reset:
+      return reset(req);
+    case LocalCommand::Hello:
+      return hello(req);
+    case LocalCommand::Auth:
+      return auth(req);
+    case LocalCommand::Select:
+      return select(req);
+    case LocalCommand::Info:
+      return info(req);
+    case LocalCommand::Client:
+      return client(req);
+    case LocalCommand::Exec:
+    case LocalCommand::Discard:
+    case LocalCommand::Unwatch:
+      if (pinned_) {
+        watching_ = false;
+        return forward(req, *pinned_);
+      }
+      return forward(req, *shared_);  // Redis answers "without MULTI" (or OK)
+    case LocalCommand::None:
+      break;
+  }
+  return forwardCurrent(req);
+}
+
+Session::Flow Session::auth(const resp::Request& req) {
+  const auto& args = req.args;
+  if (args.size() < 2) {
+    replyError(arityError(args[0]));
+    return Flow::Continue;
+  }
+  if (args.size() > 3) {
+    replyError("ERR syntax error");
+    return Flow::Continue;
+  }
+  const std::string& password = worker_.config().requirepass;
+  const std::string_view user = args.size() == 3 ? args[1] : std::string_view("default");
+  if (password.empty()) {
+    if (args.size() == 2) {
+      replyError(
+          "ERR AUTH <password> called without any password configured for the default user. "
+          "Are you sure your configuration is correct?");
+    } else if (user == "default") {
+      reply("+OK\r\n");
+    } else {
+      replyError("WRONGPASS invalid username-password pair or user is disabled.");
+    }
+    return Flow::Continue;
+  }
+  if (user != "default" || !secretEquals(args.back(), password)) {
+    replyError("WRONGPASS invalid username-password pair or user is disabled.");
+    return Flow::Continue;
+  }
+  authenticated_ = true;
+  parser_.setLimits({worker_.config().limits.max_array_len, worker_.config().limits.max_bulk_len,
+                     worker_.config().limits.max_inline_len});
+  reply("+OK\r\n");
+  return Flow::Continue;
+}
+
+Session::Flow Session::hello(const resp::Request& req) {
+  const auto& args = req.args;
+  long long version = 2;
+  if (args.size() >= 2 && !parseInteger(args[1], version)) {
+    replyError("ERR Protocol version is not an integer or out of range");
+    return Flow::Continue;
+  }
+  if (version != 2) {
+    // RESP3 arrives with the hardening work; clients fall back to RESP2 on NOPROTO.
+    replyError("NOPROTO unsupported protocol version");
+    return Flow::Continue;
+  }
+  std::string_view user, password, name;
+  bool has_auth = false, has_name = false;
+  for (std::size_t i = 2; i < args.size(); ++i) {
+    if (equalsIgnoreCase(args[i], "auth") && i + 2 < args.size()) {
+      user = args[i + 1];
+      password = args[i + 2];
+      has_auth = true;
+      i += 2;
+    } else if (equalsIgnoreCase(args[i], "setname") && i + 1 < args.size()) {
+      name = args[++i];
+      has_name = true;
+    } else {
+      replyError("ERR Syntax error in HELLO option '" + std::string(args[i]) + "'");
+      return Flow::Continue;
+    }
+  }
+  if (has_auth) {
+    const std::string& expected = worker_.config().requirepass;
+    const bool ok = expected.empty() ? user == "default"
+                                     : user == "default" && secretEquals(password, expected);
+    if (!ok) {
+      replyError("WRONGPASS invalid username-password pair or user is disabled.");
+      return Flow::Continue;
+    }
+    authenticated_ = true;
+    parser_.setLimits({worker_.config().limits.max_array_len,
+                       worker_.config().limits.max_bulk_len,
+                       worker_.config().limits.max_inline_len});
+  }
+  if (!authenticated_) {
+    replyError(
+        "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+        "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+        "select the RESP protocol version at the same time");
+    return Flow::Continue;
+  }
+  if (has_name) {
+    if (!validClientName(name)) {
+      replyError("ERR Client names cannot contain spaces, newlines or special characters.");
+      return Flow::Continue;
+    }
+    name_ = name;
+  }
+  std::string out;
+  resp::appendArrayHeader(out, 14);
+  resp::appendBulk(out, "server");
+  resp::appendBulk(out, "redis");
+  resp::appendBulk(out, "version");
+  resp::appendBulk(out, "7.0.0");
+  resp::appendBulk(out, "proto");
+  resp::appendInteger(out, 2);
+  resp::appendBulk(out, "id");
+  resp::appendInteger(out, static_cast<long long>(id_));
+  resp::appendBulk(out, "mode");
+  resp::appendBulk(out, "standalone");
+  resp::appendBulk(out, "role");
+  resp::appendBulk(out, "master");
+  resp::appendBulk(out, "modules");
+  resp::appendArrayHeader(out, 0);
+  reply(out);
+  return Flow::Continue;
+}
+
+Session::Flow Session::select(const resp::Request& req) {
+  const auto& args = req.args;
+  if (args.size() != 2) {
+    replyError(arityError(args[0]));
+    return Flow::Continue;
+  }
+  long long db = 0;
+  if (!parseInteger(args[1], db)) {
+    replyError("ERR value is not an integer or out of range");
+    return Flow::Continue;
+  }
+  if (pinned_) {  // the dedicated connection carries the db; Redis checks the range
+    db_ = db;
+    return forward(req, *pinned_);
+  }
+  if (db == worker_.config().redis.db) {
+    reply("+OK\r\n");
+    return Flow::Continue;
+  }
+  if (needsBarrierToPin()) return Flow::Barrier;
+  pin(false);
+  db_ = db;
+  return forward(req, *pinned_);
+}
+
+Session::Flow Session::reset(const resp::Request&) {
+  if (!queue_.empty()) return Flow::Barrier;  // earlier replies come first
+  if (pinned_) {
+    auto connection = std::move(pinned_);
+    connection->setOwner({});
+    connection->setStreamSink(nullptr);
+    connection->stop();
+    worker_.releasePinned(std::move(connection), false);
+  }
+  stream_ = in_multi_ = watching_ = sticky_ = false;
+  db_ = worker_.config().redis.db;
+  name_.clear();
+  authenticated_ = worker_.config().requirepass.empty();
+  parser_.setLimits({authenticated_ ? worker_.config().limits.max_array_len
+                                    : resp::kUnauthenticatedLimits.max_array_len,
+                     authenticated_ ? worker_.config().limits.max_bulk_len
+                                    : resp::kUnauthenticatedLimits.max_bulk_len,
+                     worker_.config().limits.max_inline_len});
+  reply("+RESET\r\n");
+  return Flow::Continue;
+}
+
+Session::Flow Session::info(const resp::Request& req) {
+  const auto& args = req.args;
+  bool want_larder = args.size() == 1;
+  std::vector<std::string_view> backend_args{args[0]};
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string section = lower(args[i]);
+    if (section == "larder") {
+      want_larder = true;
+      continue;
+    }
+    if (section == "all" || section == "everything" || section == "default") want_larder = true;
+    backend_args.push_back(args[i]);
+  }
+  std::string section;
+  if (want_larder) section = worker_.server().larderInfoSection();
+  if (backend_args.size() == 1 && args.size() > 1) {  // only "larder" was asked for
+    std::string out;
+    resp::appendBulk(out, section);
+    reply(out);
+    return Flow::Continue;
+  }
+  resp::Request forwarded;
+  forwarded.args = backend_args;
+  forwarded.inline_form = true;  // re-encoded from args
+  if (pinned_ && releasable() && !queue_.empty()) return Flow::Barrier;
+  // Registered before sending: an unreachable backend answers synchronously.
+  if (want_larder) info_merges_[queue_.nextTag()] = std::move(section);
+  return forwardCurrent(forwarded);
+}
+
+std::string Session::mergeInfo(const std::string& larder_section,
+                               std::string_view backend_frame) const {
+  std::string text = larder_section;
+  if (!backend_frame.empty() && backend_frame.front() == '$') {
+    const auto header_end = backend_frame.find("\r\n");
+    const std::string_view body =
+        backend_frame.substr(header_end + 2, backend_frame.size() - header_end - 4);
+    text += "\r\n";
+    text.append(body);
+  } else if (!backend_frame.empty() && backend_frame.front() == '-') {
+    text += "backend_info_error:";
+    text.append(backend_frame.substr(1, backend_frame.size() - 3));
+    text += "\r\n";
+  }
+  std::string out;
+  resp::appendBulk(out, text);
+  return out;
+}
+
+Session::Flow Session::client(const resp::Request& req) {
+  const auto& args = req.args;
+  if (args.size() < 2) return forwardCurrent(req);  // Redis words the arity error
+  const std::string sub = lower(args[1]);
+  auto arity = [&](std::size_t n) {
+    if (args.size() == n) return true;
+    replyError("ERR wrong number of arguments for 'client|" + sub + "' command");
+    return false;
+  };
+  std::string out;
+  if (sub == "setname") {
+    if (!arity(3)) return Flow::Continue;
+    if (!validClientName(args[2])) {
+      replyError("ERR Client names cannot contain spaces, newlines or special characters.");
+      return Flow::Continue;
+    }
+    name_ = args[2];
+    reply("+OK\r\n");
+  } else if (sub == "getname") {
+    if (!arity(2)) return Flow::Continue;
+    if (name_.empty()) {
+      resp::appendNil(out);
+    } else {
+      resp::appendBulk(out, name_);
+    }
+    reply(out);
+  } else if (sub == "id") {
+    if (!arity(2)) return Flow::Continue;
+    resp::appendInteger(out, static_cast<long long>(id_));
+    reply(out);
+  } else if (sub == "setinfo") {
+    if (!arity(4)) return Flow::Continue;
+    const std::string attr = lower(args[2]);
+    if (attr == "lib-name") {
+      lib_name_ = args[3];
+    } else if (attr == "lib-ver") {
+      lib_ver_ = args[3];
+    } else {
+      replyError("ERR Unrecognized option '" + std::string(args[2]) + "'");
+      return Flow::Continue;
+    }
+    reply("+OK\r\n");
+  } else if (sub == "info") {
+    if (!arity(2)) return Flow::Continue;
+    resp::appendBulk(out, clientInfoLine());
+    reply(out);
+  } else {
+    return forwardCurrent(req);  // LIST, KILL, PAUSE, UNBLOCK, HELP...
+  }
+  return Flow::Continue;
+}
+
+std::string Session::clientInfoLine() const {
+  const auto now = std::chrono::steady_clock::now();
+  const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - created_).count();
+  const auto idle = std::chrono::duration_cast<std::chrono::seconds>(now - last_active_).count();
+  std::string flags = in_multi_ ? "x" : stream_ ? "P" : "N";
+  return "id=" + std::to_string(id_) + " addr=" + peer_ + " name=" + name_ +
+         " age=" + std::to_string(age) + " idle=" + std::to_string(idle) + " flags=" + flags +
+         " db=" + std::to_string(db_) + " multi=" + (in_multi_ ? "0" : "-1") +
+         " lib-name=" + lib_name_ + " lib-ver=" + lib_ver_ + " resp=2\n";
+}
+
+}  // namespace larder::server

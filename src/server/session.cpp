@@ -1,0 +1,405 @@
+#include "larder/server/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "larder/resp/reply_writer.hpp"
+#include "larder/server/worker.hpp"
+
+namespace larder::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+resp::ParserLimits parserLimits(const config::LimitsConfig& limits, bool authenticated) {
+  resp::ParserLimits l{limits.max_array_len, limits.max_bulk_len, limits.max_inline_len};
+  if (!authenticated) {
+    l.max_array_len = std::min(l.max_array_len, resp::kUnauthenticatedLimits.max_array_len);
+    l.max_bulk_len = std::min(l.max_bulk_len, resp::kUnauthenticatedLimits.max_bulk_len);
+  }
+  return l;
+}
+
+}  // namespace
+
+Session::Session(Worker& worker, tcp::socket socket, std::uint64_t id)
+    : worker_(worker),
+      socket_(std::move(socket)),
+      id_(id),
+      created_(std::chrono::steady_clock::now()),
+      last_active_(created_),
+      wake_(socket_.get_executor()),
+      shared_(&worker.sharedConnection(id)),
+      db_(worker.config().redis.db),
+      authenticated_(worker.config().requirepass.empty()) {
+  parser_.setLimits(parserLimits(worker.config().limits, authenticated_));
+  boost::system::error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+Session::~Session() = default;
+
+void Session::start() {
+  asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
+                 [id = id_](std::exception_ptr e) {
+                   if (!e) return;
+                   try {
+                     std::rethrow_exception(e);
+                   } catch (const std::exception& ex) {
+                     spdlog::error("client {}: session ended by an exception: {}", id, ex.what());
+                   }
+                 });
+}
+
+asio::awaitable<void> Session::run() {
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
+  socket_.set_option(tcp::no_delay(true), ec);
+  const std::size_t max_inflight = std::max<std::size_t>(
+      1, worker_.config().limits.max_inflight_per_client);
+
+  while (!reading_stopped_ && !closed_) {
+    // Execute every complete request already buffered.
+    while (!reading_stopped_ && !closed_) {
+      if (queue_.outstanding() >= max_inflight) {
+        co_await waitOutstanding(max_inflight - 1);
+        continue;
+      }
+      const auto status = parser_.parse(in_.readable(), request_);
+      if (status == resp::ParseStatus::NeedMore) break;
+      if (status == resp::ParseStatus::Error) {
+        protocolError(parser_.errorMessage());
+        break;
+      }
+      if (!request_.args.empty()) {
+        Flow flow = route(request_);
+        if (flow == Flow::Barrier) {
+          co_await waitOutstanding(0);
+          if (closed_) co_return;
+          flow = route(request_);
+        }
+        if (flow == Flow::Stop) break;
+      }
+      in_.consume(parser_.consumed());
+    }
+    if (reading_stopped_ || closed_) break;
+    in_.releaseIfEmpty();
+
+    auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kUseTuple);
+    if (wec || closed_ || reading_stopped_) break;
+    const std::size_t want = std::max(kReadChunk, parser_.bytesWanted());
+    char* dst = in_.prepare(want);
+    const std::size_t n = socket_.read_some(asio::buffer(dst, in_.writable()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+    if (ec) break;  // EOF or reset: Redis drops such a client at once
+    in_.commit(n);
+    last_active_ = std::chrono::steady_clock::now();
+  }
+  if (!close_when_flushed_) close();
+}
+
+asio::awaitable<void> Session::waitOutstanding(std::size_t at_most) {
+  while (queue_.outstanding() > at_most && !closed_) {
+    waiting_ = true;
+    wake_at_ = at_most;
+    wake_.expires_at(asio::steady_timer::time_point::max());
+    co_await wake_.async_wait(kUseTuple);
+    waiting_ = false;
+  }
+}
+
+void Session::wakeReader() {
+  if (waiting_ && queue_.outstanding() <= wake_at_) wake_.cancel();
+}
+
+// ---------------------------------------------------------------- routing
+
+Session::Flow Session::route(const resp::Request& req) {
+  const CommandInfo info = classify(req.args);
+  worker_.stats().commands.add();
+
+  if (pinned_ && pinned_->closed()) {  // its state (MULTI, db, ...) is gone
+    replyError("ERR Larder: the Redis connection holding this client's state was lost");
+    closeWhenFlushed();
+    return Flow::Stop;
+  }
+  if (stream_) {
+    // Pub/sub: everything goes to the dedicated connection, whose frames flow
+    // straight back; Redis itself refuses what is not allowed in this mode.
+    if (info.local == LocalCommand::Reset) {
+      authenticated_ = worker_.config().requirepass.empty();
+      name_.clear();
+      ++resets_in_stream_;
+    } else {
+      resets_in_stream_ = 0;
+    }
+    if (info.local == LocalCommand::Quit) reading_stopped_ = true;
+    if (req.inline_form) {
+      scratch_.clear();
+      resp::appendMultibulk(scratch_, req.args);
+      pinned_->sendUntracked(scratch_);
+    } else {
+      pinned_->sendUntracked(req.raw);
+    }
+    return info.local == LocalCommand::Quit ? Flow::Stop : Flow::Continue;
+  }
+  if (!authenticated_ && info.local != LocalCommand::Auth && info.local != LocalCommand::Hello &&
+      info.local != LocalCommand::Quit && info.local != LocalCommand::Reset) {
+    replyError("NOAUTH Authentication required.");
+    return Flow::Continue;
+  }
+  if (in_multi_) {
+    // Inside MULTI Redis queues (or refuses) everything; only QUIT and RESET
+    // are Larder's own.
+    if (info.local == LocalCommand::Quit || info.local == LocalCommand::Reset) {
+      return routeLocal(req, info.local);
+    }
+    if (info.local == LocalCommand::Exec || info.local == LocalCommand::Discard) {
+      in_multi_ = false;
+      watching_ = false;
+    }
+    return forward(req, *pinned_);
+  }
+
+  switch (info.kind) {
+    case CommandKind::Local:
+      return routeLocal(req, info.local);
+    case CommandKind::Forward:
+      return forwardCurrent(req);
+    case CommandKind::Refused: {
+      std::string name(req.args[0]);
+      for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      replyError("ERR Larder: " + name + " is not supported through the proxy");
+      return Flow::Continue;
+    }
+    case CommandKind::Transaction:
+    case CommandKind::Blocking:
+    case CommandKind::Sticky:
+      if (needsBarrierToPin()) return Flow::Barrier;
+      pin(false);
+      if (info.kind == CommandKind::Sticky) sticky_ = true;
+      if (info.kind == CommandKind::Transaction) {
+        (equalsIgnoreCase(req.args[0], "multi") ? in_multi_ : watching_) = true;
+      }
+      return forward(req, *pinned_);
+    case CommandKind::PubSub:
+      if (!queue_.empty()) return Flow::Barrier;  // stream frames carry no tags
+      pin(true);
+      if (req.inline_form) {
+        scratch_.clear();
+        resp::appendMultibulk(scratch_, req.args);
+        pinned_->sendUntracked(scratch_);
+      } else {
+        pinned_->sendUntracked(req.raw);
+      }
+      return Flow::Continue;
+  }
+  return Flow::Continue;
+}
+
+Session::Flow Session::forwardCurrent(const resp::Request& req) {
+  if (pinned_) {
+    if (!releasable()) return forward(req, *pinned_);
+    if (!queue_.empty()) return Flow::Barrier;  // the pinned call must finish first
+    releasePin();
+  }
+  return forward(req, *shared_);
+}
+
+Session::Flow Session::forward(const resp::Request& req, redis::BackendConnection& connection) {
+  const std::uint64_t tag = queue_.reserve();
+  if (req.inline_form) {
+    scratch_.clear();
+    resp::appendMultibulk(scratch_, req.args);
+    connection.send(scratch_, self(), tag);
+  } else {
+    connection.send(req.raw, self(), tag);
+  }
+  return Flow::Continue;
+}
+
+void Session::pin(bool stream) {
+  if (!pinned_) {
+    pinned_ = worker_.acquirePinned();
+    pinned_->setOwner(weak_from_this());
+  }
+  if (stream && !stream_) {
+    stream_ = true;
+    pinned_->setStreamSink(self());
+  }
+}
+
+bool Session::releasable() const {
+  return pinned_ && !stream_ && !in_multi_ && !watching_ && !sticky_ &&
+         db_ == worker_.config().redis.db;
+}
+
+void Session::releasePin() {
+  auto connection = std::move(pinned_);
+  connection->setOwner({});
+  connection->setStreamSink(nullptr);
+  const bool clean = !stream_ && !sticky_ && db_ == worker_.config().redis.db;
+  stream_ = in_multi_ = watching_ = sticky_ = false;
+  worker_.releasePinned(std::move(connection), clean);
+}
+
+// ---------------------------------------------------------------- replies
+
+void Session::deliver(std::uint64_t tag, std::string_view frame) {
+  if (closed_) return;
+  if (tag == kStreamTag) {
+    emit(frame);
+    // The reply to a RESET that ended the stream returns us to normal routing.
+    if (resets_in_stream_ > 0 && frame == "+RESET\r\n" && --resets_in_stream_ == 0) {
+      releasePin();
+    }
+  } else if (!info_merges_.empty() && info_merges_.count(tag)) {
+    std::string merged = mergeInfo(info_merges_[tag], frame);
+    info_merges_.erase(tag);
+    queue_.complete(tag, merged, out_);
+  } else {
+    queue_.complete(tag, frame, out_);
+  }
+  if (out_.size() + writing_.size() + queue_.heldBytes() >
+      worker_.config().limits.client_output_limit) {
+    worker_.stats().output_limit_closes.add();
+    spdlog::warn("client {} ({}): output buffer over {} bytes, closing", id_, peer_,
+                 worker_.config().limits.client_output_limit);
+    close();
+    return;
+  }
+  scheduleFlush();
+  wakeReader();
+}
+
+void Session::backendClosed() {
+  if (closed_) return;
+  // The dedicated connection is gone, and with it the client's MULTI, WATCH,
+  // subscriptions or db: closing tells the client, as a Redis restart would.
+  closeWhenFlushed();
+  if (!closed_) scheduleFlush();
+}
+
+void Session::reply(std::string_view bytes) {
+  const std::uint64_t tag = queue_.reserve();
+  queue_.complete(tag, bytes, out_);
+  scheduleFlush();
+}
+
+void Session::replyError(std::string_view text) {
+  std::string bytes;
+  resp::appendError(bytes, text);
+  reply(bytes);
+}
+
+void Session::protocolError(const std::string& message) {
+  worker_.stats().protocol_errors.add();
+  spdlog::debug("client {} ({}): protocol error: {}", id_, peer_, message);
+  replyError("ERR Protocol error: " + message);
+  closeWhenFlushed();
+}
+
+void Session::emit(std::string_view bytes) {
+  out_.append(bytes);
+  scheduleFlush();
+}
+
+void Session::scheduleFlush() {
+  if (flush_scheduled_ || write_active_ || out_.empty() || closed_) return;
+  flush_scheduled_ = true;
+  // Deferred to the end of this loop turn: every reply that arrives in the
+  // same backend read leaves in one write.
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_scheduled_ = false;
+    self->flush();
+  });
+}
+
+void Session::flush() {
+  if (write_active_ || closed_) return;
+  if (out_.empty()) {
+    afterWrite();
+    return;
+  }
+  boost::system::error_code ec;
+  const std::size_t n = socket_.write_some(asio::buffer(out_), ec);
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    close();
+    return;
+  }
+  if (n == out_.size()) {
+    out_.clear();
+    if (out_.capacity() > 64 * 1024) std::string().swap(out_);
+    afterWrite();
+    return;
+  }
+  // The client is slow: hand the rest to an asynchronous write.
+  out_.erase(0, n);
+  writing_.swap(out_);
+  write_active_ = true;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [self = shared_from_this()](boost::system::error_code wec, std::size_t) {
+                      self->write_active_ = false;
+                      self->writing_.clear();
+                      if (wec) {
+                        self->close();
+                        return;
+                      }
+                      self->flush();
+                    });
+}
+
+void Session::afterWrite() {
+  if (close_when_flushed_ && queue_.empty() && out_.empty() && !write_active_) close();
+}
+
+void Session::closeWhenFlushed() {
+  reading_stopped_ = true;
+  close_when_flushed_ = true;
+  afterWrite();
+}
+
+void Session::shutdown() {
+  if (closed_) return;
+  closeWhenFlushed();
+  if (!closed_) {
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_receive, ec);  // wakes the reader
+  }
+}
+
+void Session::close() {
+  if (closed_) return;
+  closed_ = true;
+  reading_stopped_ = true;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  wake_.cancel();
+  if (pinned_) {
+    auto connection = std::move(pinned_);
+    connection->setOwner({});
+    connection->setStreamSink(nullptr);
+    connection->stop();
+    worker_.releasePinned(std::move(connection), false);
+  }
+  info_merges_.clear();
+  worker_.forget(id_);
+}
+
+bool Session::exemptFromIdleTimeout() const {
+  // As in Redis: subscribers and clients blocked in a call are not idle.
+  return stream_ || (pinned_ && !queue_.empty());
+}
+
+}  // namespace larder::server

@@ -1,0 +1,159 @@
+#include "larder/server/worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "larder/server/session.hpp"
+
+namespace larder::server {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t kMaxIdlePinned = 8;
+
+// Swallows replies nobody waits for (UNWATCH on a connection going idle).
+class DiscardSink : public redis::ReplySink {
+ public:
+  void deliver(std::uint64_t, std::string_view) override {}
+};
+
+}  // namespace
+
+Worker::Worker(int index, const config::Config& config, ServerContext& server)
+    : index_(index), config_(config), server_(server), sweep_(context_) {
+  const int n = std::max(1, config.redis.connections_per_worker);
+  for (int i = 0; i < n; ++i) {
+    shared_.push_back(std::make_shared<redis::BackendConnection>(
+        context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, stats_.backend));
+  }
+}
+
+Worker::~Worker() { join(); }
+
+void Worker::start() {
+  guard_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
+      context_.get_executor());
+  for (auto& c : shared_) c->start();
+  sweepIdle();
+  thread_ = std::thread([this] {
+    try {
+      context_.run();
+    } catch (const std::exception& e) {
+      spdlog::critical("worker {} stopped by an exception: {}", index_, e.what());
+    }
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::beginShutdown() {
+  asio::post(context_, [this] {
+    shutting_down_ = true;
+    std::vector<std::shared_ptr<Session>> live;
+    for (auto& [id, weak] : sessions_) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+    for (auto& s : live) s->shutdown();
+  });
+}
+
+void Worker::stop() {
+  asio::post(context_, [this] {
+    std::vector<std::shared_ptr<Session>> live;
+    for (auto& [id, weak] : sessions_) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+    for (auto& s : live) s->close();
+    for (auto& c : shared_) c->stop();
+    for (auto& c : idle_pinned_) c->stop();
+    idle_pinned_.clear();
+    sweep_.cancel();
+    guard_.reset();
+  });
+}
+
+redis::BackendConnection& Worker::sharedConnection(std::uint64_t session_id) {
+  return *shared_[session_id % shared_.size()];
+}
+
+bool Worker::backendReady() const {
+  for (const auto& c : shared_) {
+    if (!c->ready()) return false;
+  }
+  return true;
+}
+
+std::shared_ptr<redis::BackendConnection> Worker::acquirePinned() {
+  stats_.pinned_current.add();
+  stats_.pinned_total.add();
+  while (!idle_pinned_.empty()) {
+    auto c = std::move(idle_pinned_.back());
+    idle_pinned_.pop_back();
+    if (c->ready()) return c;
+    c->stop();
+  }
+  auto c = std::make_shared<redis::BackendConnection>(context_.get_executor(), config_.redis,
+                                                      redis::ConnectionKind::Pinned,
+                                                      stats_.backend);
+  c->start();
+  return c;
+}
+
+void Worker::releasePinned(std::shared_ptr<redis::BackendConnection> connection, bool clean) {
+  stats_.pinned_current.sub();
+  if (clean && !shutting_down_ && connection->ready() && idle_pinned_.size() < kMaxIdlePinned) {
+    // WATCH may outlive an EXEC that failed; make sure the next owner starts clean.
+    static const std::string unwatch = "*1\r\n$7\r\nUNWATCH\r\n";
+    connection->send(unwatch, std::make_shared<DiscardSink>(), 1);
+    idle_pinned_.push_back(std::move(connection));
+    return;
+  }
+  connection->stop();
+}
+
+void Worker::adopt(asio::ip::tcp::socket socket, std::uint64_t id) {
+  stats_.connections_total.add();
+  stats_.connections_current.add();
+  auto session = std::make_shared<Session>(*this, std::move(socket), id);
+  sessions_.emplace(id, session);
+  if (shutting_down_) {
+    session->close();
+    return;
+  }
+  session->start();
+}
+
+void Worker::forget(std::uint64_t id) {
+  if (sessions_.erase(id) > 0) {
+    stats_.connections_current.sub();
+    server_.clientClosed();
+  }
+}
+
+void Worker::sweepIdle() {
+  sweep_.expires_after(std::chrono::seconds(1));
+  sweep_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto timeout = config_.idle_timeout;
+    if (timeout.count() > 0) {
+      const auto now = std::chrono::steady_clock::now();
+      std::vector<std::shared_ptr<Session>> idle;
+      for (auto& [id, weak] : sessions_) {
+        auto s = weak.lock();
+        if (s && !s->exemptFromIdleTimeout() && now - s->lastActive() > timeout) {
+          idle.push_back(std::move(s));
+        }
+      }
+      for (auto& s : idle) {
+        stats_.idle_closes.add();
+        s->close();
+      }
+    }
+    sweepIdle();
+  });
+}
+
+}  // namespace larder::server

@@ -1,0 +1,1001 @@
+"""Test harness for Larder's integration and end-to-end tests.
+
+Run the tests with Debian's interpreter, which has python3-redis:
+
+    /usr/bin/python3 tests/integration/test_passthrough.py
+
+Everything here binds 127.0.0.1 only, picks ports dynamically and keeps its
+files in a fresh temporary directory, so several test files can run at once
+(``ctest -j2``). Every wait is bounded and fails with a message saying what was
+being waited for.
+
+Main pieces:
+
+* ``free_port()``                  a free TCP port on 127.0.0.1
+* ``RedisServer``                  a private redis-server (start/stop/kill/restart)
+* ``PostgresServer``               a private PostgreSQL 15 cluster (initdb + pg_ctl)
+* ``Larder``                       the proxy under test, from $LARDER_BINARY
+* ``RawClient``                    a plain socket speaking RESP, for byte-exact checks
+* ``LarderTestCase``               unittest base class whose helpers register
+                                   cleanups, so processes and temp dirs go away
+                                   even when a test fails
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+try:
+    import redis  # Debian's python3-redis
+except ImportError:  # pragma: no cover - explained to the person running the test
+    sys.stderr.write(
+        "harness: the 'redis' module is missing; run the tests with /usr/bin/python3 "
+        "(Debian's python3-redis)\n")
+    raise
+
+HOST = "127.0.0.1"
+DEFAULT_TIMEOUT = 10.0
+LARDER_BINARY = os.environ.get("LARDER_BINARY", "/work/main/build/larder")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+PG_BIN = os.environ.get("LARDER_PG_BIN", "/usr/lib/postgresql/15/bin")
+KEEP_TMP = os.environ.get("LARDER_TEST_KEEP_TMP") == "1"
+
+# --------------------------------------------------------------------- basics
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = DEFAULT_TIMEOUT, what: str = "condition",
+               interval: float = 0.02):
+    """Polls predicate() until it returns a true value, which is returned.
+
+    Exceptions from predicate count as "not yet". Raises AssertionError naming
+    `what` (and the last exception) after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+            last_error = e
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def port_accepts(port: int, host: str = HOST) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+try:
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here, not after fork()
+except OSError:  # pragma: no cover
+    _LIBC = None
+
+
+def _set_pdeathsig():
+    """In the child: die with SIGKILL if the test process dies (e.g. ctest timeout)."""
+    if _LIBC is not None:
+        PR_SET_PDEATHSIG = 1
+        _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+# Every process the harness starts, so that an interpreter exit (even after an
+# error outside unittest's cleanups) leaves nothing behind.
+_live_processes: set = set()
+_live_dirs: set = set()
+_registry_lock = threading.Lock()
+
+
+def _spawn(argv, log_path, env=None, cwd=None) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, cwd=cwd, preexec_fn=_set_pdeathsig)
+    finally:
+        log.close()
+    with _registry_lock:
+        _live_processes.add(proc)
+    return proc
+
+
+def _reap(proc: subprocess.Popen, sig=signal.SIGKILL, timeout: float = DEFAULT_TIMEOUT):
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    with _registry_lock:
+        _live_processes.discard(proc)
+
+
+def make_tmpdir(prefix: str) -> str:
+    path = tempfile.mkdtemp(prefix=f"larder-it-{prefix}-")
+    with _registry_lock:
+        _live_dirs.add(path)
+    return path
+
+
+def remove_tmpdir(path: str):
+    with _registry_lock:
+        _live_dirs.discard(path)
+    if not KEEP_TMP:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@atexit.register
+def _cleanup_everything():
+    for proc in list(_live_processes):
+        with contextlib.suppress(Exception):
+            _reap(proc, signal.SIGKILL, timeout=5)
+    for path in list(_live_dirs):
+        remove_tmpdir(path)
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS of a process in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+# ---------------------------------------------------------------- redis-server
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1 with no persistence.
+
+    The port stays the same across stop()/kill() and restart(), so a proxy
+    pointed at it can reconnect.
+    """
+
+    def __init__(self, password: str | None = None, extra_args=(), port: int | None = None):
+        self.password = password
+        self.extra_args = list(extra_args)
+        self.port = port or free_port()
+        self.dir = make_tmpdir("redis")
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.proc: subprocess.Popen | None = None
+        self._fixed_port = port is not None
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def _argv(self):
+        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", HOST, "--save", "",
+                "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        return argv + self.extra_args
+
+    def start(self, timeout: float = DEFAULT_TIMEOUT):
+        assert self.proc is None or self.proc.poll() is not None, "redis-server already running"
+        attempts = 1 if self._fixed_port else 3
+        for attempt in range(attempts):
+            self.proc = _spawn(self._argv(), self.log_path)
+            try:
+                self._wait_ready(timeout)
+                return self
+            except AssertionError:
+                log = read_text(self.log_path)
+                if (attempt + 1 < attempts and self.proc.poll() is not None
+                        and "Address already in use" in log):
+                    self.port = free_port()  # lost a race for the port; try another
+                    continue
+                raise
+        return self
+
+    def restart(self, timeout: float = DEFAULT_TIMEOUT):
+        """Starts again on the same port (after stop() or kill())."""
+        self._fixed_port = True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.start(timeout=max(1.0, deadline - time.monotonic()))
+            except AssertionError:
+                # The port may still be held for a moment by the dead process.
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _wait_ready(self, timeout: float):
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"redis-server exited with {self.proc.returncode}:\n"
+                    f"{tail(read_text(self.log_path))}")
+            return self.client(socket_timeout=1).ping()
+
+        try:
+            wait_until(ready, timeout, f"redis-server on port {self.port} to answer PING")
+        except AssertionError as e:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"redis-server on port {self.port} exited with {self.proc.returncode}:\n"
+                    f"{tail(read_text(self.log_path))}") from e
+            raise
+
+    def client(self, **kwargs) -> redis.Redis:
+        kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
+        kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+        return redis.Redis(host=HOST, port=self.port, password=self.password, **kwargs)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM and wait (no persistence configured, so it is quick)."""
+        if self.proc is not None:
+            _reap(self.proc, signal.SIGTERM)
+
+    def kill(self):
+        """SIGKILL: the connections drop with no goodbye, as in a crash."""
+        if self.proc is not None:
+            _reap(self.proc, signal.SIGKILL)
+
+    def log(self) -> str:
+        return read_text(self.log_path)
+
+    def cleanup(self):
+        self.kill()
+        remove_tmpdir(self.dir)
+
+    def __enter__(self):
+        return self.start() if not self.running() else self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+class PostgresServer:
+    """A private PostgreSQL 15 cluster in a temporary directory.
+
+    Listens on 127.0.0.1 only, on a free port; its Unix socket lives inside the
+    temp dir. Authentication is `trust` for the superuser `postgres`.
+    PostgreSQL refuses to run as root, so as root the server tools run as the
+    `postgres` account through runuser, and the temp dir is chowned to it.
+    """
+
+    SUPERUSER = "postgres"
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self._fixed_port = port is not None
+        self.dir = make_tmpdir("pg")
+        self.data_dir = os.path.join(self.dir, "data")
+        self.socket_dir = self.dir
+        self.log_path = os.path.join(self.dir, "postgres.log")
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.dir, 0o700)
+        self._initialized = False
+        self.proc: subprocess.Popen | None = None
+
+    # -- running the server tools
+    def _tool(self, name: str):
+        path = os.path.join(PG_BIN, name)
+        if not os.path.exists(path):
+            raise unittest.SkipTest(f"PostgreSQL tool {path} is not installed")
+        return ([shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--", path]
+                if self._as_root else [path])
+
+    def _run_tool(self, name: str, *args, timeout: float = 60.0) -> str:
+        argv = self._tool(name) + list(args)
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=timeout, cwd=self.dir,
+                             env=self._env())
+        out = res.stdout.decode(errors="replace")
+        if res.returncode != 0:
+            raise AssertionError(f"{name} {' '.join(args)} failed ({res.returncode}):\n{out}\n"
+                                 f"server log:\n{tail(read_text(self.log_path))}")
+        return out
+
+    def _env(self):
+        env = dict(os.environ)
+        env.pop("PGDATA", None)
+        env.update(LC_ALL="C", LANG="C", PGHOST=HOST, PGPORT=str(self.port))
+        return env
+
+    def initdb(self):
+        self._run_tool("initdb", "-D", self.data_dir, "-U", self.SUPERUSER, "--auth=trust",
+                       "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+        self._initialized = True
+
+    def start(self, timeout: float = 30.0):
+        """Runs the postmaster as a child of this process (through runuser when
+        root), so that kill() leaves no unreaped zombie holding the lock files."""
+        assert not self.running(), "PostgreSQL already running"
+        if not self._initialized:
+            self.initdb()
+        attempts = 1 if self._fixed_port else 3
+        for attempt in range(attempts):
+            argv = self._tool("postgres") + [
+                "-D", self.data_dir, "-p", str(self.port), "-k", self.socket_dir,
+                "-c", f"listen_addresses={HOST}", "-c", "fsync=off",
+                "-c", "full_page_writes=off"]
+            log_offset = len(read_text(self.log_path))
+            self.proc = _spawn(argv, self.log_path, env=self._env(), cwd=self.dir)
+
+            def ready():
+                if self.proc.poll() is not None:
+                    return "exited"
+                return self.psql("SELECT 1", timeout=5).strip() == "1"
+
+            state = wait_until(ready, timeout, f"PostgreSQL on port {self.port} to answer a query")
+            if state == "exited":
+                log = read_text(self.log_path)[log_offset:]
+                _reap(self.proc)
+                if attempt + 1 < attempts and "Address already in use" in log:
+                    self.port = free_port()  # lost a race for the port; try another
+                    continue
+                raise AssertionError(f"PostgreSQL exited at start-up:\n{tail(log)}")
+            return self
+        return self
+
+    def restart(self, timeout: float = 30.0):
+        """Starts again on the same port and data dir (after stop() or kill())."""
+        self._fixed_port = True
+        return self.start(timeout)
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
+                pid = int(f.readline().strip())
+        except (FileNotFoundError, ValueError, PermissionError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0):
+        """Fast shutdown (SIGINT to the postmaster), waiting for it to finish."""
+        if not self.running():
+            return
+        pid = self.postmaster_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"PostgreSQL did not stop within {timeout}s:\n"
+                                 f"{tail(self.log())}") from None
+        _reap(self.proc)
+
+    def kill(self, timeout: float = DEFAULT_TIMEOUT):
+        """SIGKILL the postmaster and its children, as in a crash."""
+        if self.proc is None:
+            return
+        pid = self.postmaster_pid()
+        victims = ([pid] + _children_of(pid)) if pid is not None else []
+        for p in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        wait_until(lambda: not any(_pid_alive(p) for p in victims), timeout,
+                   "PostgreSQL processes to exit after SIGKILL")
+        _reap(self.proc)
+
+    # -- clients
+    def dsn(self, dbname: str = "postgres", user: str = SUPERUSER) -> str:
+        return f"host={HOST} port={self.port} dbname={dbname} user={user}"
+
+    def psql(self, sql: str, dbname: str = "postgres", timeout: float = 30.0) -> str:
+        """Runs SQL with psql -At (unaligned, tuples only); returns stdout."""
+        psql = os.path.join(PG_BIN, "psql")
+        if not os.path.exists(psql):
+            psql = shutil.which("psql") or "psql"
+        res = subprocess.run([psql, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p",
+                              str(self.port), "-U", self.SUPERUSER, "-d", dbname, "-c", sql],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=timeout, env=self._env())
+        if res.returncode != 0:
+            raise AssertionError(f"psql failed ({res.returncode}) for {sql!r}:\n"
+                                 f"{res.stderr.decode(errors='replace')}")
+        return res.stdout.decode()
+
+    def create_database(self, name: str):
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name), f"bad database name {name!r}"
+        self.psql(f"CREATE DATABASE {name}")
+        return self.dsn(name)
+
+    def log(self) -> str:
+        return read_text(self.log_path)
+
+    def cleanup(self):
+        with contextlib.suppress(Exception):
+            self.stop(timeout=10)
+        with contextlib.suppress(Exception):
+            self.kill()
+        remove_tmpdir(self.dir)
+
+    def __enter__(self):
+        return self.start() if not self.running() else self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _children_of(pid: int) -> list:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return out
+
+
+# ----------------------------------------------------------------------- YAML
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./:@%+-]+")
+
+
+def _yaml_scalar(value) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "~"
+    if isinstance(value, (int, float)):
+        return str(value)
+    text = str(value)
+    if _PLAIN.fullmatch(text) and not text.startswith(("-", ":", "@", "%")):
+        return text
+    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def to_yaml(mapping: dict, indent: int = 0) -> str:
+    out = []
+    pad = "  " * indent
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.append(f"{pad}{key}:")
+            out.append(to_yaml(value, indent + 1).rstrip("\n"))
+        elif isinstance(value, (list, tuple)):
+            out.append(f"{pad}{key}: [{', '.join(_yaml_scalar(v) for v in value)}]")
+        else:
+            out.append(f"{pad}{key}: {_yaml_scalar(value)}")
+    return "\n".join(line for line in out if line) + "\n"
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------- Larder
+
+
+class Larder:
+    """The proxy under test, configured through a YAML file in a temp dir.
+
+    `redis` is a RedisServer (or an "host:port" string); `config` is merged
+    over the defaults, e.g. {"limits": {"maxclients": 5}, "idle_timeout": "1s"}.
+    """
+
+    def __init__(self, redis_server=None, config: dict | None = None, requirepass: str | None = None,
+                 threads: int = 2, binary: str | None = None, log_level: str = "debug",
+                 env: dict | None = None, wait_backend: bool = True):
+        self.binary = binary or LARDER_BINARY
+        if not os.access(self.binary, os.X_OK):
+            raise AssertionError(f"Larder binary {self.binary} not found; build it or set "
+                                 "LARDER_BINARY")
+        self.redis_server = redis_server
+        self.requirepass = requirepass
+        self.port = free_port()
+        self.dir = make_tmpdir("larder")
+        self.config_path = os.path.join(self.dir, "larder.yaml")
+        self.log_path = os.path.join(self.dir, "larder.log")
+        self.log_level = log_level
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.exit_code: int | None = None
+        self.extra = dict(config or {})
+        self.threads = threads
+        # start() also waits until every shared backend connection is up
+        # (INFO larder: backend_redis_status:ok); pass False when the backend
+        # is meant to be unreachable.
+        self.wait_backend = wait_backend
+        self.write_config()
+
+    @property
+    def redis_address(self) -> str:
+        if isinstance(self.redis_server, RedisServer):
+            return self.redis_server.address
+        return str(self.redis_server or f"{HOST}:6379")
+
+    def config_dict(self) -> dict:
+        cfg = {"listen": f"{HOST}:{self.port}", "threads": self.threads, "idle_timeout": 0}
+        if self.requirepass:
+            cfg["requirepass"] = self.requirepass
+        redis_cfg = {"address": self.redis_address, "db": 0}
+        if isinstance(self.redis_server, RedisServer) and self.redis_server.password:
+            redis_cfg["password"] = self.redis_server.password
+        cfg["redis"] = redis_cfg
+        cfg["limits"] = {"max_inflight_per_client": 1024, "client_output_limit": "64mb",
+                         "maxclients": 10000, "max_bulk_len": "512mb"}
+        return _merge(cfg, self.extra)
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            f.write(to_yaml(self.config_dict()))
+
+    def start(self, timeout: float = DEFAULT_TIMEOUT):
+        assert self.proc is None or self.proc.poll() is not None, "Larder already running"
+        for attempt in range(3):
+            self.write_config()
+            env = dict(os.environ)
+            if self.env:
+                env.update(self.env)
+            self.exit_code = None
+            self.proc = _spawn([self.binary, "--config", self.config_path, "--log-level",
+                                self.log_level], self.log_path, env=env, cwd=self.dir)
+
+            def ready():
+                if self.proc.poll() is not None:
+                    return "exited"
+                return port_accepts(self.port)
+
+            try:
+                state = wait_until(ready, timeout, f"Larder to accept connections on {self.port}")
+            except AssertionError as e:
+                raise AssertionError(f"{e}\nLarder log:\n{tail(self.log())}") from None
+            if state == "exited":
+                log = self.log()
+                if attempt < 2 and ("in use" in log or "Address already" in log):
+                    self.port = free_port()  # lost a race for the port; try another
+                    continue
+                raise AssertionError(f"Larder exited with {self.proc.returncode} at start-up:\n"
+                                     f"{tail(log)}")
+            if self.wait_backend:
+                self.wait_backend_status("ok", timeout)
+            return self
+        return self
+
+    def wait_backend_status(self, status: str, timeout: float = DEFAULT_TIMEOUT):
+        """Waits until INFO larder reports backend_redis_status:<status>."""
+        def check():
+            return self.info_larder().get("backend_redis_status") == status
+        try:
+            wait_until(check, timeout, f"Larder to report backend_redis_status:{status}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nLarder log:\n{tail(self.log())}") from None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0, expect_code: int | None = 0) -> int:
+        """SIGTERM, wait for exit, and (by default) assert exit code 0."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _reap(self.proc, signal.SIGKILL)
+                raise AssertionError(f"Larder did not exit within {timeout}s of SIGTERM:\n"
+                                     f"{tail(self.log())}") from None
+        with _registry_lock:
+            _live_processes.discard(self.proc)
+        self.exit_code = self.proc.returncode
+        if expect_code is not None and self.exit_code != expect_code:
+            raise AssertionError(f"Larder exited with {self.exit_code}, expected {expect_code}:\n"
+                                 f"{tail(self.log())}")
+        return self.exit_code
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        try:
+            self.exit_code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"Larder still running after {timeout}s:\n"
+                                 f"{tail(self.log())}") from None
+        with _registry_lock:
+            _live_processes.discard(self.proc)
+        return self.exit_code
+
+    def kill(self):
+        if self.proc is not None:
+            _reap(self.proc, signal.SIGKILL)
+
+    def log(self) -> str:
+        return read_text(self.log_path)
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+    def client(self, password: str | None = None, **kwargs) -> redis.Redis:
+        kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
+        kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+        return redis.Redis(host=HOST, port=self.port, password=password, **kwargs)
+
+    def raw(self, timeout: float = DEFAULT_TIMEOUT) -> "RawClient":
+        return RawClient(self.port, timeout=timeout)
+
+    def info_larder(self, password: str | None = None) -> dict:
+        c = self.client(password=password or self.requirepass, socket_timeout=5)
+        try:
+            return c.info("larder")
+        finally:
+            close_client(c)
+
+    def cleanup(self):
+        self.kill()
+        remove_tmpdir(self.dir)
+
+    def __enter__(self):
+        return self.start() if not self.running() else self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+# ----------------------------------------------------------------- raw RESP
+
+
+class RespError(Exception):
+    """An error reply read by RawClient.read_reply()."""
+
+    def __eq__(self, other):
+        return isinstance(other, RespError) and self.args == other.args
+
+    def __hash__(self):
+        return hash(self.args)
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class RawClient:
+    """A plain TCP client for byte-exact protocol tests."""
+
+    def __init__(self, port: int, host: str = HOST, timeout: float = DEFAULT_TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.timeout = timeout
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def command(self, *args) -> bytes:
+        return encode_command(*args)
+
+    def send_command(self, *args):
+        self.send(encode_command(*args))
+
+    def call(self, *args):
+        self.send_command(*args)
+        return self.read_reply()
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            raise AssertionError(f"no data from the server within {self.timeout}s "
+                                 f"(buffered: {self.buf[:200]!r})") from None
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            raise ConnectionClosed(f"connection closed (buffered: {self.buf[:200]!r})")
+        self.buf += chunk
+
+    def _line(self) -> bytes:
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line, self.buf = self.buf[:i], self.buf[i + 2:]
+                return line
+            self._fill()
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_reply(self):
+        """One reply, parsed: str for +, RespError for -, int, bytes/None, list."""
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RespError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self._exact(n + 2)
+            assert data[-2:] == b"\r\n", f"bad bulk terminator {data[-2:]!r}"
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self.read_reply() for _ in range(n)]
+        raise AssertionError(f"unexpected reply line {line!r}")
+
+    def read_raw(self, n: int) -> bytes:
+        return self._exact(n)
+
+    def read_line(self) -> bytes:
+        return self._line()
+
+    def expect_closed(self, timeout: float = 5.0) -> bytes:
+        """Waits for EOF (or reset); returns any bytes that arrived before it."""
+        deadline = time.monotonic() + timeout
+        extra = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"connection still open after {timeout}s "
+                                     f"(unread: {(self.buf + extra)[:200]!r})")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            finally:
+                self.sock.settimeout(self.timeout)
+            if not chunk:
+                data, self.buf = self.buf + extra, b""
+                return data
+            extra += chunk
+
+    def is_open(self, wait: float = 0.2) -> bool:
+        """True if the peer has not closed the connection (data is left buffered)."""
+        self.sock.settimeout(wait)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return True
+        except (ConnectionResetError, BrokenPipeError):
+            return False
+        finally:
+            self.sock.settimeout(self.timeout)
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def encode_command(*args) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+# ------------------------------------------------------------- test base class
+
+
+class LarderTestCase(unittest.TestCase):
+    """Base class: every helper registers its cleanup with addCleanup, so
+    processes are killed and temp dirs removed even when the test fails.
+
+    Subclasses that want one Redis + Larder for the whole class can call
+    start_shared() from setUpClass; it uses addClassCleanup.
+    """
+
+    maxDiff = 4000
+
+    # -- per-test resources
+    def start_redis(self, **kwargs) -> RedisServer:
+        server = RedisServer(**kwargs)
+        self.addCleanup(server.cleanup)
+        return server.start()
+
+    def start_larder(self, redis_server=None, start: bool = True, **kwargs) -> Larder:
+        larder = Larder(redis_server, **kwargs)
+        self.addCleanup(larder.cleanup)
+        self.addCleanup(self._dump_log_on_failure, larder)
+        return larder.start() if start else larder
+
+    def start_postgres(self, **kwargs) -> PostgresServer:
+        server = PostgresServer(**kwargs)
+        self.addCleanup(server.cleanup)
+        return server.start()
+
+    def client(self, larder: Larder, **kwargs) -> redis.Redis:
+        c = larder.client(**kwargs)
+        self.addCleanup(_close_quietly, c)
+        return c
+
+    def raw(self, larder: Larder, timeout: float = DEFAULT_TIMEOUT) -> RawClient:
+        c = larder.raw(timeout=timeout)
+        self.addCleanup(c.close)
+        return c
+
+    def run(self, result=None):
+        """Also shows the class-wide Larder's log when a test using it fails."""
+        if result is None:
+            return super().run(result)
+        bad_before = len(result.failures) + len(result.errors)
+        out = super().run(result)
+        shared = getattr(type(self), "larder", None)
+        if isinstance(shared, Larder) and len(result.failures) + len(result.errors) > bad_before:
+            sys.stderr.write(f"\n--- shared Larder log ({self.id()}) ---\n"
+                             f"{tail(shared.log(), 60)}\n")
+        return out
+
+    def _dump_log_on_failure(self, larder: Larder):
+        if os.environ.get("LARDER_TEST_VERBOSE") == "1" or self._failed():
+            sys.stderr.write(f"\n--- Larder log ({self.id()}) ---\n{tail(larder.log(), 60)}\n")
+
+    def _failed(self) -> bool:
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        result = getattr(outcome, "result", None)
+        if result is None:
+            return False
+        for test, _ in list(result.errors) + list(result.failures):
+            if test is self:
+                return True
+        return False
+
+    # -- class-wide resources
+    @classmethod
+    def start_shared(cls, larder_kwargs=None, redis_kwargs=None):
+        cls.redis_server = RedisServer(**(redis_kwargs or {}))
+        cls.addClassCleanup(cls.redis_server.cleanup)
+        cls.redis_server.start()
+        cls.larder = Larder(cls.redis_server, **(larder_kwargs or {}))
+        cls.addClassCleanup(cls.larder.cleanup)
+        cls.larder.start()
+
+    # -- assertions
+    def assertFast(self, started: float, limit: float, what: str):
+        took = time.monotonic() - started
+        self.assertLess(took, limit, f"{what} took {took:.2f}s (limit {limit}s)")
+        return took
+
+
+def close_client(c):
+    """Really closes a client. redis-py 4.3's Redis.close() only returns the
+    connection to its pool, leaving the socket (and Larder's session) open."""
+    with contextlib.suppress(Exception):
+        c.close()
+    pool = getattr(c, "connection_pool", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            pool.disconnect()
+
+
+_close_quietly = close_client
+
+
+def run_threads(target, count: int, timeout: float = 60.0, args_for=None):
+    """Runs target(i) in `count` threads; re-raises the first failure."""
+    errors = []
+    results = [None] * count
+
+    def wrap(i):
+        try:
+            results[i] = target(*(args_for(i) if args_for else (i,)))
+        except BaseException as e:  # noqa: BLE001 - reported to the caller
+            errors.append((i, e))
+
+    threads = [threading.Thread(target=wrap, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    alive = sum(t.is_alive() for t in threads)
+    if alive:
+        raise AssertionError(f"{alive} of {count} threads still running after {timeout}s")
+    if errors:
+        i, e = errors[0]
+        raise AssertionError(f"{len(errors)} of {count} threads failed; thread {i}: {e!r}") from e
+    return results
+
+
+def main():
+    """unittest.main with verbose output; used by every test file."""
+    unittest.main(verbosity=2)
