@@ -1,0 +1,94 @@
+#pragma once
+// One PostgreSQL connection driven by Asio: libpq in non-blocking mode, with
+// readiness waits on PQsocket(). Asio never owns (or closes) libpq's socket:
+// the descriptor is released before PQfinish.
+//
+// Errors are values: every call returns a PgError that is empty on success.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+struct pg_conn;
+struct pg_result;
+
+namespace larder::pg {
+
+using Millis = std::chrono::milliseconds;
+
+struct PgError {
+  std::string sqlstate;  // e.g. "40001"; empty for connection-level failures
+  std::string message;   // empty: no error
+  explicit operator bool() const { return !message.empty(); }
+  // Worth retrying on a fresh connection or later: connection loss, 08xxx,
+  // serialization failure 40001, deadlock 40P01, 57P01 admin shutdown, 53xxx.
+  bool retryable() const;
+};
+
+// An owned PGresult in text format.
+class Result {
+ public:
+  Result() = default;
+  explicit Result(pg_result* r);
+  int rows() const;
+  int columns() const;
+  bool isNull(int row, int column) const;
+  std::string_view value(int row, int column) const;
+  std::string_view columnName(int column) const;
+  // Rows touched by INSERT/UPDATE/DELETE (PQcmdTuples), 0 if none.
+  long long affected() const;
+
+ private:
+  struct Deleter {
+    void operator()(pg_result* r) const;
+  };
+  std::unique_ptr<pg_result, Deleter> result_;
+};
+
+struct QueryOutcome {
+  Result result;
+  PgError error;
+  bool ok() const { return !error; }
+};
+
+using Params = std::vector<std::optional<std::string>>;  // text format; nullopt = NULL
+
+class Connection {
+ public:
+  Connection(boost::asio::any_io_executor executor, std::string conninfo, Millis connect_timeout,
+             Millis statement_timeout);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Connects (PQconnectStart/PQconnectPoll), then sets statement_timeout.
+  boost::asio::awaitable<PgError> connect();
+  // One statement with bound text parameters (PQsendQueryParams).
+  boost::asio::awaitable<QueryOutcome> query(std::string_view sql, const Params& params = {});
+  // Prepares `sql` under `name` on first use on this connection, then runs it.
+  boost::asio::awaitable<QueryOutcome> prepared(const std::string& name, const std::string& sql,
+                                                const Params& params);
+  // Several statements in one round trip (simple query protocol, no params),
+  // e.g. "BEGIN; ...; COMMIT". Returns the first error or the last result.
+  boost::asio::awaitable<QueryOutcome> script(std::string_view sql);
+
+  bool healthy() const;  // connected and not broken by an I/O error
+  void close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Quotes an identifier for SQL ("My Table" -> "\"My Table\""), doubling quotes.
+std::string quoteIdentifier(std::string_view name);
+// Builds a PostgreSQL array literal of text elements: {"a","b\"c",NULL}; bound
+// as a parameter and cast in SQL ($1::bigint[]) — never spliced into SQL text.
+std::string arrayLiteral(const std::vector<std::optional<std::string_view>>& items);
+
+}  // namespace larder::pg
