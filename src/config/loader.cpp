@@ -460,7 +460,7 @@ class Loader {
   void readRoot(const YAML::Node& root, Config& config) const {
     checkKeys(root, "",
               {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log",
-               "redis", "postgres", "limits", "keyspaces"});
+               "redis", "postgres", "limits", "read_through", "keyspaces"});
     field(root, "", "listen",
           [&](const auto& n, const auto& p) { config.listen = readEndpoint(n, p); });
     field(root, "", "threads", [&](const auto& n, const auto& p) {
@@ -495,6 +495,8 @@ class Loader {
           [&](const auto& n, const auto& p) { readPostgres(n, p, config.postgres); });
     field(root, "", "limits",
           [&](const auto& n, const auto& p) { readLimits(n, p, config.limits); });
+    field(root, "", "read_through",
+          [&](const auto& n, const auto& p) { readReadThrough(n, p, config.read_through); });
     field(root, "", "keyspaces",
           [&](const auto& n, const auto& p) { readKeyspaces(n, p, config.keyspaces); });
 
@@ -509,6 +511,35 @@ class Loader {
     if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
       fail("postgres.dsn", "is required when keyspaces are configured");
     }
+  }
+
+  void readReadThrough(const YAML::Node& node, const std::string& path,
+                       ReadThroughConfig& rt) const {
+    requireMap(node, path);
+    checkKeys(node, path, {"batch_window", "max_batch", "load_timeout", "negative_cache_entries"});
+    field(node, path, "batch_window", [&](const auto& n, const auto& p) {
+      // Sub-millisecond windows matter here, so "500us" is accepted too.
+      constexpr const char* expected = "expected a duration such as 500us, 1ms";
+      std::string text = scalar(n, p, expected);
+      long long micros = 0;
+      Millis ms{0};
+      if (text.size() > 2 && text.substr(text.size() - 2) == "us" &&
+          parseInteger(text.substr(0, text.size() - 2), micros) && micros >= 0 &&
+          micros <= 1000000) {
+        rt.batch_window = std::chrono::microseconds(micros);
+      } else if (parseDuration(text, ms) && ms <= Millis(1000)) {
+        rt.batch_window = ms;
+      } else {
+        fail(p, expected + std::string(" (at most 1s)"));
+      }
+    });
+    field(node, path, "max_batch",
+          [&](const auto& n, const auto& p) { rt.max_batch = readCount(n, p, 100000); });
+    field(node, path, "load_timeout",
+          [&](const auto& n, const auto& p) { rt.load_timeout = readDuration(n, p, false); });
+    field(node, path, "negative_cache_entries", [&](const auto& n, const auto& p) {
+      rt.negative_cache_entries = readCount(n, p, 100000000);
+    });
   }
 
   void readLog(const YAML::Node& node, const std::string& path, Config& config) const {

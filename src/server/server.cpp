@@ -4,6 +4,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -36,6 +37,7 @@ tcp::endpoint resolveListen(const config::Endpoint& ep) {
 
 Server::Server(const config::Config& config)
     : config_(config), acceptor_(context_), started_(std::chrono::steady_clock::now()) {
+  buildKeyspaces();
   int threads = config.threads > 0 ? config.threads
                                    : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(1, threads);
@@ -46,6 +48,86 @@ Server::Server(const config::Config& config)
 
 Server::~Server() {
   for (auto& w : workers_) w->join();
+  if (pg_thread_.joinable()) {
+    asio::post(pg_context_, [this] {
+      if (filler_) filler_->stop();
+      if (pg_pool_) pg_pool_->close();
+      pg_guard_.reset();
+    });
+    pg_thread_.join();
+  }
+}
+
+void Server::buildKeyspaces() {
+  if (config_.keyspaces.empty()) return;
+  // Start-up only: a short-lived io_context reads the catalog.
+  asio::io_context io;
+  std::vector<cache::Keyspace> built;
+  std::string failure;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        pg::Connection connection(io.get_executor(), config_.postgres.dsn,
+                                  config_.postgres.connect_timeout,
+                                  config_.postgres.statement_timeout);
+        if (auto error = co_await connection.connect()) {
+          failure = "cannot reach PostgreSQL to read table shapes: " + error.message;
+          co_return;
+        }
+        for (const auto& ks : config_.keyspaces) {
+          std::string schema, table, split_error;
+          if (!pg::splitTableName(ks.table, schema, table, split_error)) {
+            failure = "keyspace '" + ks.name + "': table: " + split_error;
+            co_return;
+          }
+          auto [info, error] = co_await pg::readTable(connection, schema, table);
+          if (error) {
+            failure = "keyspace '" + ks.name + "': reading table " + ks.table + ": " +
+                      error.message;
+            co_return;
+          }
+          if (!info) {
+            failure = "keyspace '" + ks.name + "': table " + ks.table + " does not exist";
+            co_return;
+          }
+          try {
+            built.push_back(cache::buildKeyspace(static_cast<int>(built.size()), ks, *info));
+          } catch (const cache::KeyspaceError& e) {
+            failure = e.what();
+            co_return;
+          }
+        }
+      },
+      asio::detached);
+  io.run();
+  if (!failure.empty()) throw std::runtime_error(failure);
+  keyspaces_ = cache::KeyspaceRegistry(std::move(built));
+  for (std::size_t i = 0; i < keyspaces_.size(); ++i) {
+    const auto& ks = keyspaces_.at(i);
+    spdlog::info("keyspace {}: {} -> {}.{} ({} shape, {} value column(s))", ks.name(),
+                 ks.config.key, ks.schema, ks.table, ks.isHash() ? "hash" : "string",
+                 ks.value_columns.size());
+  }
+}
+
+void Server::startPostgresSide() {
+  if (keyspaces_.empty()) return;
+  pg_guard_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
+      pg_context_.get_executor());
+  pg_pool_ = std::make_unique<pg::Pool>(pg_context_.get_executor(), config_.postgres);
+  loader_ = std::make_unique<cache::Loader>(pg_context_, *pg_pool_, keyspaces_,
+                                            config_.read_through);
+  filler_ = std::make_shared<redis::BackendConnection>(
+      pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, filler_stats_);
+  loader_->setFiller(filler_);
+  asio::post(pg_context_, [this] { filler_->start(); });
+  pg_thread_ = std::thread([this] {
+    try {
+      pg_context_.run();
+    } catch (const std::exception& e) {
+      spdlog::critical("PostgreSQL thread stopped by an exception: {}", e.what());
+    }
+  });
 }
 
 int Server::run() {
@@ -55,6 +137,7 @@ int Server::run() {
   acceptor_.bind(endpoint);
   acceptor_.listen(config_.backlog);
 
+  startPostgresSide();
   for (auto& w : workers_) w->start();
   spdlog::info("larder {} listening on {} with {} worker thread(s); redis backend {} db {}",
                LARDER_VERSION, config_.listen.toString(), workers_.size(),
@@ -198,6 +281,43 @@ std::string Server::larderInfoSection() const {
   line("backend_redis_status", backend_up ? "ok" : "down");
   line("backend_redis_connects", backend_connects);
   line("backend_redis_failed_requests", backend_failed);
+  line("keyspaces", keyspaces_.size());
+  if (pg_pool_) {
+    const auto& p = pg_pool_->stats();
+    line("backend_postgres_status", p.open.get() > 0 || !pg_pool_->lastConnectFailed() ? "ok"
+                                                                                    : "down");
+    line("backend_postgres_connections", p.open.get());
+    line("backend_postgres_connect_failures", p.connect_failures.get());
+  }
+  s += keyspaceInfo();
+  return s;
+}
+
+std::string Server::keyspaceInfo() const {
+  std::string s;
+  for (std::size_t i = 0; i < keyspaces_.size(); ++i) {
+    const auto& ks = keyspaces_.at(i);
+    std::uint64_t hits = 0, misses = 0, fallbacks = 0, refused = 0;
+    for (const auto& w : workers_) {
+      const auto& k = w->stats().keyspace(ks.id);
+      hits += k.hits.get();
+      misses += k.misses.get();
+      fallbacks += k.fallbacks.get();
+      refused += k.refused.get();
+    }
+    const auto& l = loader_->stats(ks.id);
+    s += "keyspace_" + ks.name() + ":hits=" + std::to_string(hits) +
+         ",misses=" + std::to_string(misses) + ",fallbacks=" + std::to_string(fallbacks) +
+         ",refused=" + std::to_string(refused) + ",queries=" + std::to_string(l.queries.get()) +
+         ",keys_queried=" + std::to_string(l.keys_queried.get()) +
+         ",rows_found=" + std::to_string(l.rows_found.get()) +
+         ",joins=" + std::to_string(l.joins.get()) +
+         ",negative_hits=" + std::to_string(l.negative_hits.get()) +
+         ",fills=" + std::to_string(l.fills.get()) +
+         ",fills_skipped=" + std::to_string(l.fills_skipped.get()) +
+         ",load_errors=" + std::to_string(l.errors.get()) +
+         ",load_timeouts=" + std::to_string(l.timeouts.get()) + "\r\n";
+  }
   return s;
 }
 

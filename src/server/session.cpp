@@ -172,6 +172,10 @@ Session::Flow Session::route(const resp::Request& req) {
     return forward(req, *pinned_);
   }
 
+  if (info.kind == CommandKind::Forward || info.kind == CommandKind::Blocking) {
+    Flow flow;
+    if (routeMapped(req, flow)) return flow;
+  }
   switch (info.kind) {
     case CommandKind::Local:
       return routeLocal(req, info.local);
@@ -208,13 +212,18 @@ Session::Flow Session::route(const resp::Request& req) {
   return Flow::Continue;
 }
 
-Session::Flow Session::forwardCurrent(const resp::Request& req) {
+redis::BackendConnection* Session::currentConnection() {
   if (pinned_) {
-    if (!releasable()) return forward(req, *pinned_);
-    if (!queue_.empty()) return Flow::Barrier;  // the pinned call must finish first
+    if (!releasable()) return pinned_.get();
+    if (!queue_.empty()) return nullptr;  // the pinned call must finish first
     releasePin();
   }
-  return forward(req, *shared_);
+  return shared_;
+}
+
+Session::Flow Session::forwardCurrent(const resp::Request& req) {
+  redis::BackendConnection* connection = currentConnection();
+  return connection ? forward(req, *connection) : Flow::Barrier;
 }
 
 Session::Flow Session::forward(const resp::Request& req, redis::BackendConnection& connection) {

@@ -22,6 +22,9 @@ class DiscardSink : public redis::ReplySink {
 
 Worker::Worker(int index, const config::Config& config, ServerContext& server)
     : index_(index), config_(config), server_(server), sweep_(context_) {
+  for (std::size_t i = 0; i < server.keyspaces().size(); ++i) {
+    stats_.keyspaces.push_back(std::make_unique<KeyspaceCounters>());
+  }
   const int n = std::max(1, config.redis.connections_per_worker);
   for (int i = 0; i < n; ++i) {
     shared_.push_back(std::make_shared<redis::BackendConnection>(

@@ -17,6 +17,8 @@
 #   SKIP_BENCH [0]                   1: idle test only
 #   BUILD [1]                        0: use LARDER_BIN as it is
 #   LARDER_BIN [<repo>/build-bench/larder]
+#   LARDER_REV                       e.g. HEAD: benchmark this commit instead of the work
+#                                    tree (git archive + Release build in the temp dir)
 #   BASE_PORT [17400]                first port tried; busy ports are skipped
 #   RESULTS_FILE                     also copy the raw results (round target P test rps) here
 #   KEEP_WORK [0]                    1: keep the temp dir (configs, logs)
@@ -40,6 +42,7 @@ IDLE_COUNTS=${IDLE_COUNTS-"1000 10000"}
 SKIP_BENCH=${SKIP_BENCH:-0}
 BUILD=${BUILD:-1}
 LARDER_BIN=${LARDER_BIN:-$ROOT/build-bench/larder}
+LARDER_REV=${LARDER_REV:-}
 BASE_PORT=${BASE_PORT:-17400}
 KEEP_WORK=${KEEP_WORK:-0}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}   # seconds, per redis-benchmark invocation
@@ -88,12 +91,28 @@ NOFILE=$(ulimit -n)
 log "open-file limit: $NOFILE"
 
 # ---------------------------------------------------------------- build
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=""
+[[ -z $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]] || DIRTY=" + uncommitted changes"
+if [[ -n $LARDER_REV ]]; then
+  # Build a committed revision, untouched by work in progress in the tree.
+  COMMIT=$(git -C "$ROOT" rev-parse --short "$LARDER_REV^{commit}") || die "unknown revision $LARDER_REV"
+  DIRTY=""
+  SRC="$WORK/src"; mkdir -p "$SRC"
+  git -C "$ROOT" archive "$COMMIT" | tar -x -C "$SRC"
+  BUILD_DIR="$WORK/build"; LARDER_BIN="$BUILD_DIR/larder"; BUILD=1
+  log "building larder $COMMIT (Release) in $BUILD_DIR"
+else
+  SRC="$ROOT"; BUILD_DIR="$ROOT/build-bench"
+  [[ $BUILD != 1 ]] || log "building larder (Release) in $BUILD_DIR"
+fi
 if [[ $BUILD == 1 ]]; then
-  log "building larder (Release) in $ROOT/build-bench"
-  cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake.log" 2>&1 \
+  cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake.log" 2>&1 \
     || { tail -n 30 "$WORK/cmake.log" >&2; die "cmake configure failed"; }
-  cmake --build "$ROOT/build-bench" -j2 --target larder >"$WORK/build.log" 2>&1 \
+  cmake --build "$BUILD_DIR" -j2 --target larder >"$WORK/build.log" 2>&1 \
     || { tail -n 30 "$WORK/build.log" >&2; die "build failed"; }
+else
+  DIRTY=" (prebuilt binary $LARDER_BIN)"
 fi
 [[ -x $LARDER_BIN ]] || die "no larder binary at $LARDER_BIN"
 
@@ -224,10 +243,6 @@ CLK_TCK=$(getconf CLK_TCK)
 read -r -a VARIANTS <<<"$LARDER_VARIANTS"
 ((${#VARIANTS[@]} > 0)) || die "LARDER_VARIANTS is empty"
 MAIN_VARIANT=${VARIANTS[0]}
-
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=""
-[[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || DIRTY=" (work tree has uncommitted changes)"
 
 echo "# Larder pass-through benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT$DIRTY"
 echo "# $(nproc) cores; $(redis-server --version | awk '{print $3}'), nutcracker $(nutcracker -V 2>&1 | awk '{print $NF}' | head -n 1)"

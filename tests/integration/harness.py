@@ -195,8 +195,12 @@ class RedisServer:
     pointed at it can reconnect.
     """
 
-    def __init__(self, password: str | None = None, extra_args=(), port: int | None = None):
+    def __init__(self, password: str | None = None, extra_args=(), port: int | None = None,
+                 username: str | None = None):
+        """password alone: --requirepass. With username, the ACL user must be
+        created through extra_args (e.g. "--user", NAME, "on", ">PW", ...)."""
         self.password = password
+        self.username = username
         self.extra_args = list(extra_args)
         self.port = port or free_port()
         self.dir = make_tmpdir("redis")
@@ -211,7 +215,7 @@ class RedisServer:
     def _argv(self):
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", HOST, "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"]
-        if self.password:
+        if self.password and not self.username:
             argv += ["--requirepass", self.password]
         return argv + self.extra_args
 
@@ -265,7 +269,8 @@ class RedisServer:
     def client(self, **kwargs) -> redis.Redis:
         kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
         kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
-        return redis.Redis(host=HOST, port=self.port, password=self.password, **kwargs)
+        return redis.Redis(host=HOST, port=self.port, username=self.username,
+                           password=self.password, **kwargs)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -586,6 +591,8 @@ class Larder:
         redis_cfg = {"address": self.redis_address, "db": 0}
         if isinstance(self.redis_server, RedisServer) and self.redis_server.password:
             redis_cfg["password"] = self.redis_server.password
+            if self.redis_server.username:
+                redis_cfg["username"] = self.redis_server.username
         cfg["redis"] = redis_cfg
         cfg["limits"] = {"max_inflight_per_client": 1024, "client_output_limit": "64mb",
                          "maxclients": 10000, "max_bulk_len": "512mb"}
@@ -894,6 +901,7 @@ class LarderTestCase(unittest.TestCase):
         larder = Larder(redis_server, **kwargs)
         self.addCleanup(larder.cleanup)
         self.addCleanup(self._dump_log_on_failure, larder)
+        self.addCleanup(check_log_clean, larder)
         return larder.start() if start else larder
 
     def start_postgres(self, **kwargs) -> PostgresServer:
@@ -947,6 +955,7 @@ class LarderTestCase(unittest.TestCase):
         cls.redis_server.start()
         cls.larder = Larder(cls.redis_server, **(larder_kwargs or {}))
         cls.addClassCleanup(cls.larder.cleanup)
+        cls.addClassCleanup(check_log_clean, cls.larder)
         cls.larder.start()
 
     # -- assertions
@@ -954,6 +963,22 @@ class LarderTestCase(unittest.TestCase):
         took = time.monotonic() - started
         self.assertLess(took, limit, f"{what} took {took:.2f}s (limit {limit}s)")
         return took
+
+
+# Lines that must never appear in Larder's log, whatever a test did to it.
+LOG_RED_FLAGS = ("critical", "ended by an exception", "task failed", "AddressSanitizer",
+                 "runtime error:", "LeakSanitizer", "stopped by an exception")
+
+
+def check_log_clean(larder: "Larder"):
+    """Fails if Larder logged a crash-like message or died of a signal."""
+    log = larder.log()
+    bad = [line for line in log.splitlines() if any(flag in line for flag in LOG_RED_FLAGS)]
+    if bad:
+        raise AssertionError("Larder's log has red flags:\n" + "\n".join(bad[:20]))
+    if larder.proc is not None and larder.proc.poll() is not None and larder.proc.returncode < 0 \
+            and larder.proc.returncode != -signal.SIGKILL:
+        raise AssertionError(f"Larder died of signal {-larder.proc.returncode}:\n{tail(log)}")
 
 
 def close_client(c):

@@ -104,6 +104,15 @@ class RequirepassTest(LarderTestCase):
         self.assertEqual(raw.call("AUTH", CLIENT_PASS), "OK")
         self.assertEqual(raw.call("GET", "r"), b"1")
 
+    def test_reset_deauthenticates_pipelined_commands(self):
+        raw = self.raw(self.larder)
+        self.assertEqual(raw.call("AUTH", CLIENT_PASS), "OK")
+        self.assertEqual(raw.call("SELECT", "1"), "OK")  # pinned, not pub/sub
+        raw.send(b"RESET\r\nSET after-reset 1\r\n")
+        self.assertEqual(raw.read_reply(), "RESET")
+        self.assertEqual(raw.read_reply(), NOAUTH)
+        self.assertIsNone(self.backend.get("after-reset"))
+
     def test_quit_allowed_before_auth(self):
         raw = self.raw(self.larder)
         self.assertEqual(raw.call("QUIT"), "OK")
@@ -158,6 +167,38 @@ class RequirepassTest(LarderTestCase):
         self.assertNotIn(BACKEND_PASS, plain.log())
 
 
+class RequirepassPlainBackendTest(LarderTestCase):
+    """Larder with requirepass in front of a Redis without a password."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_shared(larder_kwargs={"requirepass": CLIENT_PASS})
+
+    def setUp(self):
+        self.backend = self.redis_server.client()
+        self.addCleanup(harness.close_client, self.backend)
+        self.backend.flushall()
+
+    def test_noauth_is_larders_own(self):
+        raw = self.raw(self.larder)
+        self.assertEqual(raw.call("SET", "k", "v"), NOAUTH)
+        self.assertEqual(self.backend.exists("k"), 0)
+
+    def test_reset_in_pubsub_mode_deauthenticates_pipelined_commands(self):
+        # PROXY BUG (reported): in pub/sub mode RESET is forwarded and Larder
+        # keeps stream routing until Redis' +RESET comes back, so commands
+        # pipelined right after RESET skip Larder's NOAUTH check and run on
+        # Redis although the client is no longer authenticated. (A backend
+        # without its own password, so that Redis cannot mask it with NOAUTH.)
+        raw = self.raw(self.larder)
+        self.assertEqual(raw.call("AUTH", CLIENT_PASS), "OK")
+        self.assertEqual(raw.call("SUBSCRIBE", "ch"), [b"subscribe", b"ch", 1])
+        raw.send(b"RESET\r\nSET after-reset-ps 1\r\n")
+        self.assertEqual(raw.read_reply(), "RESET")
+        self.assertEqual(raw.read_reply(), NOAUTH)
+        self.assertIsNone(self.backend.get("after-reset-ps"))
+
+
 class BackendPasswordTest(LarderTestCase):
     def test_wrong_backend_password_gives_error_not_hang(self):
         server = self.start_redis(password=BACKEND_PASS)
@@ -184,6 +225,19 @@ class BackendPasswordTest(LarderTestCase):
         log = larder.log()
         self.assertNotIn(WRONG_PASS, log)
         self.assertNotIn(BACKEND_PASS, log)
+
+    def test_backend_acl_user(self):
+        server = self.start_redis(username="larder", password=BACKEND_PASS, extra_args=[
+            "--user", "default", "off",
+            "--user", "larder", "on", f">{BACKEND_PASS}", "~*", "&*", "+@all"])
+        larder = self.start_larder(server)  # redis.username/password from the server
+        self.assertIn("username: larder", open(larder.config_path).read())
+        raw = self.raw(larder)
+        self.assertEqual(raw.call("SET", "acl", "1"), "OK")
+        self.assertEqual(raw.call("ACL", "WHOAMI"), b"larder")
+        self.assertEqual(server.client().get("acl"), b"1")
+        larder.stop()
+        self.assertNotIn(BACKEND_PASS, larder.log())
 
     def test_backend_password_missing_in_config(self):
         server = self.start_redis(password=BACKEND_PASS)

@@ -133,7 +133,7 @@ class ConfigTest(LarderTestCase):
         self.assertEqual(res.returncode, 2)
         self.assertTrue(stderr.startswith(f"larder: {path}: "), stderr)
         self.assertIn("No such file", stderr)
-        # PROXY BUG (reported, cosmetic): the message has an empty key,
+        # Regression check: an early build printed an empty key,
         # "larder: FILE: : cannot read file: ...".
         self.assertNotIn(": : ", stderr)
 

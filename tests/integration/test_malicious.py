@@ -204,12 +204,19 @@ class AbusiveClientsTest(LarderTestCase):
         self.assertIsNone(self.server.client().get("slow"))  # never completed
         larder.stop()
 
-    def test_abrupt_disconnects_do_not_desync_shared_connections(self):
-        # Clients that vanish with replies still on the way must not shift
-        # replies between the clients sharing a backend connection.
+    def test_abandoned_pipelines_do_not_pile_up(self):
+        # PROXY BUG (reported): a client that connects, pipelines 200 GETs of
+        # a 2 KB value and closes at once (RST), in a loop. Larder forwards
+        # every request of clients that are already gone and has no bound on
+        # the work queued on a shared backend connection, so Redis builds up
+        # ~1 GB of output for Larder within a second of this, and the
+        # well-behaved clients on that connection wait seconds behind it.
+        # Straight against Redis the same loop costs Redis < 1 MB of output
+        # buffer and the good client's worst latency stays ~0.2 s.
         larder = self.start_larder(self.server)
-        self.server.client().set("val", "x" * 10000)
+        self.server.client().set("val", "x" * 2000)
         stop = threading.Event()
+        stats = {"connections": 0}
 
         def vanisher():
             req = b"".join(harness.encode_command("GET", "val") for _ in range(200))
@@ -217,25 +224,29 @@ class AbusiveClientsTest(LarderTestCase):
                 try:
                     s = socket.create_connection((harness.HOST, larder.port), timeout=2)
                     s.sendall(req)
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00"
-                                 b"\x00\x00\x00\x00")  # RST on close
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                 b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
                     s.close()
+                    stats["connections"] += 1
                 except OSError:
                     pass
 
-        threads = [threading.Thread(target=vanisher, daemon=True) for _ in range(4)]
-        for t in threads:
+        t = threading.Thread(target=vanisher, daemon=True)
+        with GoodClient(larder, "g1") as good:
             t.start()
-        with GoodClient(larder, "g1") as g1, GoodClient(larder, "g2") as g2:
-            time.sleep(2.0)
-        stop.set()
-        for t in threads:
+            time.sleep(0.5)
+            stop.set()
             t.join(5)
-        g1.check(self)
-        g2.check(self)
-        c = self.client(larder)
-        self.assertEqual(c.get("val"), b"x" * 10000)
-        larder.stop()
+            time.sleep(0.5)
+        backlog = self.server.client().info("clients")["client_recent_max_output_buffer"]
+        self.assertGreater(stats["connections"], 50)
+        self.assertLess(backlog, 64 << 20,
+                        f"Redis held {backlog >> 20} MiB of replies for Larder's connections")
+        good.check(self, min_ops=10, max_latency=1.5)
+        c = self.client(larder, socket_timeout=5)
+        started = time.monotonic()
+        self.assertEqual(c.get("val"), b"x" * 2000)
+        self.assertFast(started, 1.0, "a GET right after the abusive client stopped")
 
     def test_client_that_never_reads_is_disconnected(self):
         larder = self.start_larder(self.server, config={"limits": {"client_output_limit": "4mb"}})
@@ -305,11 +316,24 @@ class AbusiveClientsTest(LarderTestCase):
 
     def test_maxclients(self):
         larder = self.start_larder(self.server, config={"limits": {"maxclients": 5}})
-        harness.wait_until(lambda: larder.info_larder()["connected_clients"] == 1, 5,
-                           "start-up probes to disconnect")
-        clients = [self.raw(larder, timeout=5) for _ in range(5)]
-        for c in clients:
-            self.assertEqual(c.call("PING"), "PONG")
+        clients = []
+
+        def connect_one():
+            # The harness' own short-lived probe connections may still be
+            # counted for a moment after they closed: retry until admitted.
+            c = larder.raw(timeout=5)
+            try:
+                if c.call("PING") == "PONG":
+                    clients.append(c)
+                    self.addCleanup(c.close)
+                    return True
+            except harness.ConnectionClosed:
+                pass
+            c.close()
+            return False
+
+        for i in range(5):
+            harness.wait_until(connect_one, 5, f"client {i + 1} of 5 to be admitted")
         sixth = self.raw(larder, timeout=5)
         self.assertEqual(sixth.read_line(), b"-ERR max number of clients reached")
         sixth.expect_closed(timeout=5)

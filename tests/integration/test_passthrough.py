@@ -546,5 +546,89 @@ class PassthroughTest(LarderTestCase):
         self.assertEqual(raw.call("PING"), "PONG")
 
 
+
+class SmallLimitsTest(LarderTestCase):
+    """Tiny configured limits: ordering and protocol limits still hold."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_shared(larder_kwargs={"config": {"limits": {
+            "max_inflight_per_client": 1, "max_bulk_len": "1kb", "max_array_len": 8,
+            "max_inline_len": 200}}})
+
+    def test_pipeline_with_one_request_in_flight(self):
+        raw = self.raw(self.larder)
+        n = 3000
+        raw.send(b"".join(harness.encode_command("INCR", "many") for _ in range(n)))
+        self.assertEqual([raw.read_reply() for _ in range(n)], list(range(1, n + 1)))
+        batch, expected = [], []
+        for i in range(30):  # BLPOP's timeout resolution is Redis' 100 ms tick
+            batch += [harness.encode_command("INCR", "sl"), harness.encode_command("PING"),
+                      harness.encode_command("MULTI"), harness.encode_command("INCR", "sl"),
+                      harness.encode_command("EXEC"), harness.encode_command("BLPOP", "no", "0.01"),
+                      harness.encode_command("GET", "sl")]
+            expected += [2 * i + 1, "PONG", "OK", "QUEUED", [2 * i + 2], None,
+                         str(2 * i + 2).encode()]
+        raw.send(b"".join(batch))
+        self.assertEqual([raw.read_reply() for _ in range(len(expected))], expected)
+
+    def expect_protocol_error(self, payload, reason):
+        raw = self.raw(self.larder, timeout=5)
+        raw.send(payload)
+        self.assertEqual(raw.read_reply(), RespError(f"ERR Protocol error: {reason}"))
+        raw.expect_closed(timeout=5)
+
+    def test_max_bulk_len(self):
+        raw = self.raw(self.larder)
+        self.assertEqual(raw.call("SET", "b", "x" * 1024), "OK")  # exactly the limit
+        self.expect_protocol_error(harness.encode_command("SET", "b", "x" * 1025),
+                                   "invalid bulk length")
+
+    def test_max_array_len(self):
+        raw = self.raw(self.larder)
+        self.assertEqual(raw.call("MSET", "a", "1", "b", "2", "c", "3", "d"),  # 8 args
+                         RespError("ERR wrong number of arguments for 'mset' command"))
+        self.expect_protocol_error(harness.encode_command("MSET", *["k"] * 9),
+                                   "invalid multibulk length")
+
+    def test_max_inline_len(self):
+        raw = self.raw(self.larder)
+        raw.send(b"ECHO " + b"y" * 150 + b"\r\n")
+        self.assertEqual(raw.read_reply(), b"y" * 150)
+        self.expect_protocol_error(b"ECHO " + b"y" * 300 + b"\r\n", "too big inline request")
+
+
+class ConfiguredDbTest(LarderTestCase):
+    """redis.db: 2 is selected on every backend connection, also after a reconnect."""
+
+    def test_configured_db(self):
+        server = self.start_redis()
+        larder = self.start_larder(server, config={"redis": {"db": 2}})
+        raw = self.raw(larder)
+        self.assertEqual(raw.call("SET", "cfg", "in-2"), "OK")
+        self.assertEqual(server.client(db=2).get("cfg"), b"in-2")
+        self.assertEqual(server.client(db=0).exists("cfg"), 0)
+        self.assertEqual(raw.call("SELECT", "2"), "OK")  # already there
+        self.assertEqual(raw.call("GET", "cfg"), b"in-2")
+        self.assertEqual(raw.call("SELECT", "0"), "OK")
+        self.assertIsNone(raw.call("GET", "cfg"))
+        self.assertEqual(raw.call("SET", "zero", "0"), "OK")
+        self.assertEqual(server.client(db=0).get("zero"), b"0")
+        # Blocking and transactions run in the configured db too.
+        other = self.raw(larder)
+        self.assertEqual(other.call("MULTI"), "OK")
+        self.assertEqual(other.call("SET", "tx", "1"), "QUEUED")
+        self.assertEqual(other.call("EXEC"), ["OK"])
+        self.assertEqual(server.client(db=2).get("tx"), b"1")
+        # After a Redis restart the handshake selects db 2 again.
+        server.kill()
+        server.restart()
+        fresh = self.raw(larder)
+        harness.wait_until(lambda: fresh.call("SET", "again", "x") == "OK", 5,
+                           "service to resume after the Redis restart")
+        self.assertEqual(server.client(db=2).get("again"), b"x")
+        self.assertEqual(server.client(db=0).exists("again"), 0)
+        larder.stop()
+
 if __name__ == "__main__":
     harness.main()

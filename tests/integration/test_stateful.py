@@ -203,6 +203,27 @@ class StatefulTest(LarderTestCase):
         self.assertEqual(raw.call("SET", "u", "1"), "OK")
         self.assertEqual(raw.call("GET", "u"), b"1")
 
+    def test_local_commands_after_leaving_pubsub(self):
+        # PROXY BUG (reported): after SUBSCRIBE then UNSUBSCRIBE of every
+        # channel (no RESET), Larder stays in its pub/sub "stream" routing for
+        # good: every command goes raw to the pinned Redis connection, so the
+        # proxy-local ones stop being local. CLIENT ID returns the backend
+        # connection's id, CLIENT GETNAME forgets the name, INFO larder is
+        # empty, and HELLO 3 switches the client to RESP3 (Larder speaks RESP2
+        # only and answers NOPROTO elsewhere).
+        raw = self.raw(self.larder)
+        my_id = raw.call("CLIENT", "ID")
+        self.assertEqual(raw.call("CLIENT", "SETNAME", "subber"), "OK")
+        self.assertEqual(raw.call("SUBSCRIBE", "lp"), [b"subscribe", b"lp", 1])
+        self.assertEqual(raw.call("UNSUBSCRIBE", "lp"), [b"unsubscribe", b"lp", 0])
+        self.assertEqual(raw.call("SET", "lp-key", "1"), "OK")  # normal mode again
+        self.assertEqual(raw.call("CLIENT", "ID"), my_id)
+        self.assertEqual(raw.call("CLIENT", "GETNAME"), b"subber")
+        self.assertTrue(raw.call("INFO", "larder").startswith(b"# Larder\r\n"))
+        reply = raw.call("HELLO", "3")
+        self.assertIsInstance(reply, RespError)
+        self.assertTrue(str(reply).startswith("NOPROTO"), reply)
+
     def test_subscribe_after_pipelined_commands_keeps_order(self):
         raw = self.raw(self.larder)
         raw.send(b"SET sp 1\r\nINCR sp\r\nSUBSCRIBE spc\r\n")

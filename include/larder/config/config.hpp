@@ -46,6 +46,14 @@ struct LimitsConfig {
   std::size_t maxclients = 10000;
 };
 
+// How misses are loaded from PostgreSQL (the Loader).
+struct ReadThroughConfig {
+  std::chrono::microseconds batch_window{500};  // misses within it share one SELECT
+  std::size_t max_batch = 256;                  // keys per SELECT at most
+  Millis load_timeout{2000};                    // a miss waits this long, then -ERR
+  std::size_t negative_cache_entries = 100000;  // remembered missing rows (per process)
+};
+
 enum class KeyShape { String, Hash };
 enum class WriteMode { Behind, Through, None };
 
@@ -76,6 +84,7 @@ struct Config {
   RedisConfig redis;
   PostgresConfig postgres;
   LimitsConfig limits;
+  ReadThroughConfig read_through;
   std::vector<KeyspaceConfig> keyspaces; // in file order
 };
 

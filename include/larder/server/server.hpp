@@ -7,9 +7,13 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <memory>
+#include <thread>
 #include <vector>
 
+#include "larder/cache/keyspace.hpp"
+#include "larder/cache/loader.hpp"
 #include "larder/common/counter.hpp"
+#include "larder/pg/pool.hpp"
 #include "larder/config/config.hpp"
 #include "larder/server/worker.hpp"
 
@@ -26,13 +30,31 @@ class Server : public ServerContext {
 
   std::string larderInfoSection() const override;
   void clientClosed() override { clients_.fetch_sub(1, std::memory_order_relaxed); }
+  const cache::KeyspaceRegistry& keyspaces() const override { return keyspaces_; }
+  cache::Loader* loader() override { return loader_.get(); }
 
  private:
+  // Reads every mapped table's shape and checks the config against it; throws
+  // (start-up) with a message naming keyspace, table and column.
+  void buildKeyspaces();
+  void startPostgresSide();
+  std::string keyspaceInfo() const;
+
   boost::asio::awaitable<void> acceptLoop();
   void reject(boost::asio::ip::tcp::socket& socket);
   void beginShutdown();
 
   const config::Config& config_;
+  cache::KeyspaceRegistry keyspaces_;
+  // The PostgreSQL side runs on its own thread (Loader, pool, fill connection).
+  boost::asio::io_context pg_context_{1};
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      pg_guard_;
+  std::thread pg_thread_;
+  std::unique_ptr<pg::Pool> pg_pool_;
+  std::unique_ptr<cache::Loader> loader_;
+  redis::BackendStats filler_stats_;
+  std::shared_ptr<redis::BackendConnection> filler_;
   boost::asio::io_context context_{1};
   boost::asio::ip::tcp::acceptor acceptor_;
   std::vector<std::unique_ptr<Worker>> workers_;

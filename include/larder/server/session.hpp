@@ -57,6 +57,11 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   Flow forward(const resp::Request& req, redis::BackendConnection& connection);
   // To the pinned connection while its state lasts, else the shared one.
   Flow forwardCurrent(const resp::Request& req);
+  // The connection forwardCurrent would use, or nullptr when a barrier is due.
+  redis::BackendConnection* currentConnection();
+  // Commands on keys of a mapped keyspace (mapped_commands.cpp). Returns false
+  // when no key is mapped and the command goes on as usual.
+  bool routeMapped(const resp::Request& req, Flow& flow);
   bool needsBarrierToPin() const { return !pinned_ && !queue_.empty(); }
   void pin(bool stream);
   bool releasable() const;
@@ -94,6 +99,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   resp::RequestParser parser_;
   resp::Request request_;
   std::string scratch_;  // re-encoded inline requests
+  std::vector<std::string_view> key_values_;  // scratch for keyspace matching
 
   ReplyQueue queue_;
   std::string out_;

@@ -1,10 +1,21 @@
 #pragma once
 // Per-worker counters: written only by their worker, read by anyone (INFO,
 // /metrics), summed at read time.
+#include <memory>
+#include <vector>
+
 #include "larder/common/counter.hpp"
 #include "larder/redis/backend_connection.hpp"
 
 namespace larder::server {
+
+// Read-path counters of one keyspace, as seen by one worker.
+struct KeyspaceCounters {
+  Counter hits;
+  Counter misses;     // went to the Loader
+  Counter fallbacks;  // Redis down: answered from PostgreSQL alone
+  Counter refused;    // -WRONGTYPE and refused writes
+};
 
 struct WorkerStats {
   Counter connections_total;     // accepted on this worker
@@ -16,6 +27,12 @@ struct WorkerStats {
   Counter pinned_current;        // dedicated backend connections in use
   Counter pinned_total;
   redis::BackendStats backend;
+  std::vector<std::unique_ptr<KeyspaceCounters>> keyspaces;  // by keyspace id
+
+  KeyspaceCounters& keyspace(int id) { return *keyspaces[static_cast<std::size_t>(id)]; }
+  const KeyspaceCounters& keyspace(int id) const {
+    return *keyspaces[static_cast<std::size_t>(id)];
+  }
 };
 
 }  // namespace larder::server

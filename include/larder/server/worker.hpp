@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "larder/cache/keyspace.hpp"
+#include "larder/cache/loader.hpp"
 #include "larder/config/config.hpp"
 #include "larder/redis/backend_connection.hpp"
 #include "larder/server/stats.hpp"
@@ -74,6 +76,8 @@ class ServerContext {
   virtual ~ServerContext() = default;
   virtual std::string larderInfoSection() const = 0;
   virtual void clientClosed() = 0;
+  virtual const cache::KeyspaceRegistry& keyspaces() const = 0;
+  virtual cache::Loader* loader() = 0;  // nullptr when no keyspace is configured
 };
 
 }  // namespace larder::server

@@ -1,0 +1,70 @@
+#pragma once
+// A keyspace at run time: the config, its key template, and the table shape
+// read from PostgreSQL, turned into what the data path needs (which columns,
+// which SQL). Built once at start; immutable afterwards, shared by all threads.
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "larder/config/config.hpp"
+#include "larder/config/key_template.hpp"
+#include "larder/pg/catalog.hpp"
+
+namespace larder::cache {
+
+// The start-up error for a keyspace that does not fit its table.
+class KeyspaceError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Keyspace {
+  int id = 0;
+  config::KeyspaceConfig config;
+  config::KeyTemplate key;
+  std::string schema;
+  std::string table;
+  std::vector<std::string> key_columns;    // primary key, in template order
+  std::vector<std::string> key_types;
+  std::vector<std::string> value_columns;  // hash fields, or the one string column
+  std::vector<std::string> value_types;
+  std::vector<bool> value_not_null;
+  std::string load_sql;                    // $1.. = one array per key column
+
+  const std::string& name() const { return config.name; }
+  bool isHash() const { return config.shape == config::KeyShape::Hash; }
+  // Index of a hash field among value_columns, or -1.
+  int field(std::string_view name) const;
+  // Splits `key` into primary-key values when it fits the template. A value
+  // runs up to the first occurrence of the character that follows it in the
+  // template (the last one runs to the end) and is never empty.
+  bool match(std::string_view key, std::vector<std::string_view>& values) const;
+  // True when `value` could be the text of a key column of this type; keys
+  // that cannot name a row (user:abc for a bigint id) are misses without a query.
+  bool plausibleKeyValue(std::size_t column, std::string_view value) const;
+};
+
+// Checks the config against the table and builds the keyspace. Throws
+// KeyspaceError naming the keyspace, table and column when they do not fit.
+Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::TableInfo& table);
+
+class KeyspaceRegistry {
+ public:
+  KeyspaceRegistry() = default;
+  explicit KeyspaceRegistry(std::vector<Keyspace> keyspaces);
+
+  bool empty() const { return keyspaces_.empty(); }
+  std::size_t size() const { return keyspaces_.size(); }
+  const Keyspace& at(std::size_t i) const { return keyspaces_[i]; }
+  // The keyspace `key` belongs to, filling `values`; nullptr when unmapped.
+  const Keyspace* match(std::string_view key, std::vector<std::string_view>& values) const;
+  const Keyspace* byName(std::string_view name) const;
+
+ private:
+  std::vector<Keyspace> keyspaces_;
+};
+
+}  // namespace larder::cache

@@ -1,0 +1,125 @@
+#pragma once
+// The Loader answers cache misses from PostgreSQL, on the PostgreSQL thread.
+//
+//   worker: load(ks, key) --post--> flights_[key] exists?  join it (single-flight)
+//                                   negative_[key] fresh?   answer Missing
+//                                   else queue in its keyspace's batch
+//   batch window (~0.5 ms) or max_batch reached:
+//       one SELECT ... JOIN unnest($1::type[]) WITH ORDINALITY  (bound arrays)
+//       -> answer every waiter -> fill Redis (conditional Lua) -> drop the flight
+//
+// A flight stays until its fill is acknowledged, so a request that arrives
+// between the answer and the fill joins the known result instead of querying
+// again. Waiters are answered by their deadline (load_timeout) even if
+// PostgreSQL never replies.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "larder/cache/keyspace.hpp"
+#include "larder/common/counter.hpp"
+#include "larder/common/histogram.hpp"
+#include "larder/pg/pool.hpp"
+#include "larder/redis/backend_connection.hpp"
+
+namespace larder::cache {
+
+struct LoadResult {
+  enum class Status { Found, Missing, Error };
+  Status status = Status::Missing;
+  std::vector<std::optional<std::string>> values;  // per value column, when Found
+  std::string error;                               // error reply text, when Error
+  long long ttl_ms = -1;                           // TTL the fill used; -1 = none
+};
+
+// Runs on the loader thread; post back to your own executor from it.
+using LoadCallback = std::function<void(const LoadResult&)>;
+
+struct LoaderStats {
+  Counter queries;        // SELECTs sent
+  Counter keys_queried;   // keys in them
+  Counter rows_found;
+  Counter joins;          // requests that joined a flight in progress
+  Counter negative_hits;  // answered from the negative cache
+  Counter errors;         // waiters answered with an error
+  Counter timeouts;       // ... of which because load_timeout passed
+  Counter fills;          // rows stored in Redis
+  Counter fills_skipped;  // fill lost to a newer write (or pending write)
+  Histogram latency;      // from enqueue to answer
+};
+
+class Loader {
+ public:
+  Loader(boost::asio::io_context& context, pg::Pool& pool, const KeyspaceRegistry& registry,
+         const config::ReadThroughConfig& config);
+  ~Loader();
+
+  // Fills go through this connection (on the loader's context). Without one,
+  // rows are returned but not stored.
+  void setFiller(std::shared_ptr<redis::BackendConnection> filler) { filler_ = std::move(filler); }
+
+  // Any thread. `fill`: store the row in Redis (false when Redis is down).
+  void load(const Keyspace& ks, std::string key, std::vector<std::string> key_values, bool fill,
+            LoadCallback done);
+  // Any thread: a write created the row, forget that it was missing.
+  void forgetMissing(std::string key);
+
+  const LoaderStats& stats(int keyspace) const { return *stats_[keyspace]; }
+  std::size_t inFlight() const { return flights_.size(); }
+
+  // The conditional fill: skipped when the key exists or has a pending write.
+  static const char* fillScript();
+  // Marker Larder keeps while a write to `key` is not yet in PostgreSQL.
+  static std::string pendingMarker(std::string_view key);
+
+ private:
+  struct Waiter {
+    LoadCallback done;
+    std::chrono::steady_clock::time_point since;
+  };
+  struct Flight {
+    const Keyspace* ks = nullptr;
+    std::string key;
+    std::vector<std::string> key_values;
+    bool fill = false;
+    bool answered = false;
+    LoadResult result;
+    std::vector<Waiter> waiters;
+  };
+  using FlightPtr = std::shared_ptr<Flight>;
+
+  void enqueue(const Keyspace& ks, std::string key, std::vector<std::string> key_values,
+               bool fill, LoadCallback done);
+  void dispatch(int keyspace);
+  boost::asio::awaitable<void> runBatch(std::vector<FlightPtr> batch);
+  boost::asio::awaitable<void> query(pg::Connection& connection,
+                                     const std::vector<FlightPtr>& batch, pg::PgError& error);
+  void answer(const FlightPtr& flight, const LoadResult& result);
+  void fillOrForget(const FlightPtr& flight);
+  void sweepDeadlines();
+  bool negativeHit(const std::string& key, const Keyspace& ks);
+  void rememberMissing(const std::string& key, const Keyspace& ks);
+  long long ttlWithJitter(const Keyspace& ks);
+
+  boost::asio::io_context& context_;
+  pg::Pool& pool_;
+  const KeyspaceRegistry& registry_;
+  const config::ReadThroughConfig& config_;
+  std::shared_ptr<redis::BackendConnection> filler_;
+  std::vector<std::unique_ptr<LoaderStats>> stats_;
+  std::unordered_map<std::string, FlightPtr> flights_;
+  std::vector<std::vector<FlightPtr>> queued_;  // per keyspace
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> windows_;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> negative_;
+  boost::asio::steady_timer sweep_;
+  bool sweeping_ = false;
+};
+
+}  // namespace larder::cache

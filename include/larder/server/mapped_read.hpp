@@ -1,0 +1,67 @@
+#pragma once
+// A read of mapped keys: ask Redis first; for every mapped key Redis does not
+// have, ask the Loader; then answer the client's slot with one reply built as
+// Redis would have built it.
+//
+//   start(): send the sub-requests (the command itself; EXISTS first for hash
+//            commands, whose nil cannot tell a missing key from a NULL column)
+//   deliver(): all sub-replies in -> which mapped keys missed? -> Loader
+//   onLoaded(): all loads in -> format -> session.deliver(tag, reply)
+//
+// When Redis is unreachable the op falls back to PostgreSQL alone (no fill).
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "larder/cache/loader.hpp"
+#include "larder/redis/backend_connection.hpp"
+
+namespace larder::server {
+
+class Worker;
+
+enum class ReadKind { Get, GetEx, MGet, Exists, Ttl, PTtl, HGet, HMGet, HGetAll, HExists, HLen,
+                      HKeys, HVals };
+
+// nullopt-like: returns false when `name` is not a mapped read.
+bool readKindOf(std::string_view lower_name, ReadKind& kind);
+// True when the command needs that keyspace shape (GET on a hash keyspace: no).
+bool shapeFits(ReadKind kind, bool hash_keyspace);
+
+class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<MappedRead> {
+ public:
+  struct Key {
+    std::size_t arg;                  // index in args
+    const cache::Keyspace* ks;        // nullptr: unmapped (MGET/EXISTS mixes)
+    std::vector<std::string> values;  // primary-key values
+  };
+
+  MappedRead(Worker& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
+             ReadKind kind, std::vector<std::string> args, std::vector<Key> keys);
+
+  void start(redis::BackendConnection& connection);
+  void deliver(std::uint64_t sub, std::string_view frame) override;
+
+ private:
+  void afterRedis();
+  void onLoaded(std::size_t key, const cache::LoadResult& result);
+  void finish();
+  std::string format() const;
+  void answer(std::string_view reply);
+
+  Worker& worker_;
+  std::shared_ptr<redis::ReplySink> client_;
+  std::uint64_t tag_;
+  ReadKind kind_;
+  std::vector<std::string> args_;
+  std::vector<Key> keys_;
+  std::vector<std::string> replies_;        // one per sub-request
+  std::size_t expected_ = 0;
+  bool fallback_ = false;                   // Redis down: PostgreSQL only
+  std::vector<bool> missed_;                // per key
+  std::vector<cache::LoadResult> loaded_;   // per key
+  std::size_t loads_pending_ = 0;
+};
+
+}  // namespace larder::server

@@ -1,0 +1,199 @@
+#include "larder/cache/keyspace.hpp"
+
+#include <algorithm>
+
+#include "larder/pg/connection.hpp"
+
+namespace larder::cache {
+
+namespace {
+
+bool isIntegerType(const std::string& type) {
+  return type == "smallint" || type == "integer" || type == "bigint";
+}
+
+// PostgreSQL's own text form of an integer: no '+', no leading zeros, no "-0",
+// so that one row is never cached under two keys (user:7 and user:007).
+bool canonicalInteger(std::string_view v) {
+  const bool negative = !v.empty() && v.front() == '-';
+  if (negative) v.remove_prefix(1);
+  if (v.empty() || v.size() > 19) return false;
+  if (v.front() == '0' && (v.size() > 1 || negative)) return false;
+  return std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool canonicalUuid(std::string_view v) {
+  if (v.size() != 36) return false;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? v[i] != '-' : !((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string where(const config::KeyspaceConfig& ks, const pg::TableInfo& table) {
+  return "keyspace '" + ks.name + "' (table " + table.schema + "." + table.name + ")";
+}
+
+}  // namespace
+
+int Keyspace::field(std::string_view name) const {
+  for (std::size_t i = 0; i < value_columns.size(); ++i) {
+    if (value_columns[i] == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+bool Keyspace::match(std::string_view text, std::vector<std::string_view>& values) const {
+  values.clear();
+  const auto& lits = key.literals;
+  if (text.substr(0, lits[0].size()) != lits[0]) return false;
+  std::size_t pos = lits[0].size();
+  for (std::size_t i = 1; i < lits.size(); ++i) {
+    const std::string& next = lits[i];
+    std::size_t end;
+    if (next.empty()) {  // the last placeholder takes the rest
+      end = text.size();
+    } else {
+      end = text.find(next.front(), pos);
+      if (end == std::string_view::npos) return false;
+    }
+    if (end == pos) return false;  // empty value
+    values.push_back(text.substr(pos, end - pos));
+    if (text.substr(end, next.size()) != next) return false;
+    pos = end + next.size();
+  }
+  return pos == text.size();
+}
+
+bool Keyspace::plausibleKeyValue(std::size_t column, std::string_view value) const {
+  const std::string& type = key_types[column];
+  if (value.find('\0') != std::string_view::npos) return false;  // PostgreSQL text has no NUL
+  if (isIntegerType(type)) return canonicalInteger(value);
+  if (type == "uuid") return canonicalUuid(value);
+  return true;
+}
+
+Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config,
+                       const pg::TableInfo& table) {
+  Keyspace ks;
+  ks.id = id;
+  ks.config = config;
+  std::string error;
+  if (!config::parseKeyTemplate(config.key, ks.key, error)) {
+    throw KeyspaceError("keyspace '" + config.name + "': key: " + error);
+  }
+  ks.schema = table.schema;
+  ks.table = table.name;
+
+  const auto pk = table.primaryKey();
+  if (pk.empty()) {
+    throw KeyspaceError(where(config, table) + ": the table has no primary key");
+  }
+  const auto& placeholders = ks.key.placeholders;
+  for (const auto& name : placeholders) {
+    const pg::ColumnInfo* column = table.column(name);
+    if (column == nullptr) {
+      throw KeyspaceError(where(config, table) + ": key placeholder {" + name +
+                          "} is not a column of the table");
+    }
+    if (column->pk_position == 0) {
+      throw KeyspaceError(where(config, table) + ": key placeholder {" + name +
+                          "} is not a primary-key column");
+    }
+  }
+  if (placeholders.size() != pk.size()) {
+    std::string names;
+    for (const auto* c : pk) names += (names.empty() ? "" : ", ") + c->name;
+    throw KeyspaceError(where(config, table) + ": the key template has " +
+                        std::to_string(placeholders.size()) +
+                        " placeholder(s) but the primary key is (" + names + ")");
+  }
+  for (std::size_t i = 0; i < pk.size(); ++i) {
+    if (placeholders[i] != pk[i]->name) {
+      throw KeyspaceError(where(config, table) + ": key placeholder {" + placeholders[i] +
+                          "} is in position " + std::to_string(i + 1) +
+                          " but primary-key column " + std::to_string(i + 1) + " is " +
+                          pk[i]->name);
+    }
+    ks.key_columns.push_back(pk[i]->name);
+    ks.key_types.push_back(pk[i]->type);
+  }
+
+  std::vector<const pg::ColumnInfo*> values;
+  if (config.columns.empty()) {
+    for (const auto& c : table.columns) {
+      if (c.pk_position == 0) values.push_back(&c);
+    }
+  } else {
+    for (const auto& name : config.columns) {
+      const pg::ColumnInfo* c = table.column(name);
+      if (c == nullptr) {
+        throw KeyspaceError(where(config, table) + ": column '" + name + "' does not exist");
+      }
+      if (c->pk_position != 0) {
+        throw KeyspaceError(where(config, table) + ": column '" + name +
+                            "' is part of the primary key; it is already in the key");
+      }
+      values.push_back(c);
+    }
+  }
+  if (values.empty()) {
+    throw KeyspaceError(where(config, table) + ": the table has no non-key column to cache");
+  }
+  if (!ks.isHash() && values.size() != 1) {
+    throw KeyspaceError(where(config, table) + ": shape string needs exactly one value column, " +
+                        "found " + std::to_string(values.size()) + "; list it in columns");
+  }
+  for (const auto* c : values) {
+    ks.value_columns.push_back(c->name);
+    ks.value_types.push_back(c->type);
+    ks.value_not_null.push_back(c->not_null);
+  }
+
+  // SELECT k.ord, t."c1", ... FROM "s"."t" t
+  //   JOIN unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(k1, k2, ord)
+  //     ON t."id1" = k.k1 AND t."id2" = k.k2
+  // ord maps each row back to the key that asked for it.
+  std::string sql = "SELECT k.ord";
+  for (const auto& c : ks.value_columns) sql += ", t." + pg::quoteIdentifier(c);
+  sql += " FROM " + pg::quoteIdentifier(ks.schema) + "." + pg::quoteIdentifier(ks.table) +
+         " t JOIN unnest(";
+  for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {
+    sql += (i ? ", $" : "$") + std::to_string(i + 1) + "::" + ks.key_types[i] + "[]";
+  }
+  sql += ") WITH ORDINALITY AS k(";
+  for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {
+    sql += "k" + std::to_string(i + 1) + ", ";
+  }
+  sql += "ord) ON ";
+  for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {
+    sql += (i ? " AND t." : "t.") + pg::quoteIdentifier(ks.key_columns[i]) + " = k.k" +
+           std::to_string(i + 1);
+  }
+  ks.load_sql = std::move(sql);
+  return ks;
+}
+
+KeyspaceRegistry::KeyspaceRegistry(std::vector<Keyspace> keyspaces)
+    : keyspaces_(std::move(keyspaces)) {}
+
+const Keyspace* KeyspaceRegistry::match(std::string_view key,
+                                        std::vector<std::string_view>& values) const {
+  // Templates never overlap (checked at load), so the first fit is the only one.
+  for (const auto& ks : keyspaces_) {
+    if (key.size() > ks.key.prefix().size() && ks.match(key, values)) return &ks;
+  }
+  return nullptr;
+}
+
+const Keyspace* KeyspaceRegistry::byName(std::string_view name) const {
+  for (const auto& ks : keyspaces_) {
+    if (ks.name() == name) return &ks;
+  }
+  return nullptr;
+}
+
+}  // namespace larder::cache

@@ -1,0 +1,88 @@
+// Commands that name keys of a mapped keyspace: reads go through MappedRead
+// (Redis, then the Loader on a miss); commands that make no sense on a mapped
+// key are refused with -WRONGTYPE before anything is written anywhere.
+#include <array>
+
+#include "larder/resp/reply_writer.hpp"
+#include "larder/server/command_keys.hpp"
+#include "larder/server/mapped_read.hpp"
+#include "larder/server/session.hpp"
+#include "larder/server/worker.hpp"
+
+namespace larder::server {
+
+namespace {
+
+constexpr std::string_view kWrongType =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+}  // namespace
+
+bool Session::routeMapped(const resp::Request& req, Flow& flow) {
+  const cache::KeyspaceRegistry& registry = worker_.server().keyspaces();
+  if (registry.empty() || req.args.size() < 2) return false;
+  std::array<char, 32> buf;
+  const std::string_view name0 = req.args[0];
+  if (name0.size() > buf.size()) return false;
+  for (std::size_t i = 0; i < name0.size(); ++i) {
+    buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name0[i])));
+  }
+  const std::string_view name(buf.data(), name0.size());
+  const KeyedCommand keyed = keysOf(name, req.args);
+  if (keyed.access == MappedAccess::None || keyed.access == MappedAccess::RawRead) return false;
+
+  std::vector<MappedRead::Key> keys;
+  const cache::Keyspace* first_mapped = nullptr;
+  for (std::size_t index : keyed.keys) {
+    const cache::Keyspace* ks = registry.match(req.args[index], key_values_);
+    MappedRead::Key key{index, ks, {}};
+    if (ks) {
+      if (!first_mapped) first_mapped = ks;
+      key.values.assign(key_values_.begin(), key_values_.end());
+    }
+    keys.push_back(std::move(key));
+  }
+  if (!first_mapped) return false;
+
+  flow = Flow::Continue;
+  if (keyed.access == MappedAccess::Other) {
+    worker_.stats().keyspace(first_mapped->id).refused.add();
+    replyError(kWrongType);
+    return true;
+  }
+  if (keyed.access == MappedAccess::Write) {
+    worker_.stats().keyspace(first_mapped->id).refused.add();
+    replyError("ERR Larder: writes to keyspace '" + first_mapped->name() +
+               "' are not supported yet");
+    return true;
+  }
+
+  ReadKind kind;
+  if (!readKindOf(name, kind)) return false;
+  // MGET never fails on a key of another type (Redis answers nil), so a hash
+  // keyspace key in an MGET is left to Redis; single-key reads must fit.
+  for (auto& key : keys) {
+    if (key.ks && !shapeFits(kind, key.ks->isHash())) {
+      if (kind == ReadKind::MGet) {
+        key.ks = nullptr;
+        continue;
+      }
+      worker_.stats().keyspace(key.ks->id).refused.add();
+      replyError(kWrongType);
+      return true;
+    }
+  }
+  redis::BackendConnection* connection = currentConnection();
+  if (connection == nullptr) {
+    flow = Flow::Barrier;
+    return true;
+  }
+  const std::uint64_t tag = queue_.reserve();
+  auto op = std::make_shared<MappedRead>(
+      worker_, self(), tag, kind, std::vector<std::string>(req.args.begin(), req.args.end()),
+      std::move(keys));
+  op->start(*connection);
+  return true;
+}
+
+}  // namespace larder::server

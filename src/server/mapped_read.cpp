@@ -1,0 +1,298 @@
+#include "larder/server/mapped_read.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "larder/resp/reply_scanner.hpp"
+#include "larder/resp/reply_writer.hpp"
+#include "larder/resp/request_parser.hpp"
+#include "larder/server/worker.hpp"
+
+namespace larder::server {
+
+namespace {
+
+using Status = cache::LoadResult::Status;
+
+bool isHashKind(ReadKind k) {
+  return k == ReadKind::HGet || k == ReadKind::HMGet || k == ReadKind::HGetAll ||
+         k == ReadKind::HExists || k == ReadKind::HLen || k == ReadKind::HKeys ||
+         k == ReadKind::HVals;
+}
+
+// Hash commands other than HGETALL cannot tell "no key" from "no such field".
+bool needsExistsProbe(ReadKind k) { return isHashKind(k) && k != ReadKind::HGetAll; }
+
+bool backendDown(std::string_view frame) {
+  return frame.rfind("-ERR Larder: Redis backend", 0) == 0;
+}
+
+// Splits an array reply into its element frames.
+std::vector<std::string_view> elements(std::string_view frame) {
+  std::vector<std::string_view> out;
+  const auto header_end = frame.find("\r\n");
+  if (frame.empty() || frame[0] != '*' || header_end == std::string_view::npos) return out;
+  std::string_view rest = frame.substr(header_end + 2);
+  resp::ReplyScanner scanner;
+  while (!rest.empty() && scanner.scan(rest) == resp::ScanStatus::Complete) {
+    out.push_back(rest.substr(0, scanner.frameSize()));
+    rest.remove_prefix(scanner.frameSize());
+  }
+  return out;
+}
+
+void appendValue(std::string& out, const std::optional<std::string>& v) {
+  if (v) {
+    resp::appendBulk(out, *v);
+  } else {
+    resp::appendNil(out);
+  }
+}
+
+}  // namespace
+
+bool readKindOf(std::string_view n, ReadKind& kind) {
+  static const std::pair<std::string_view, ReadKind> table[] = {
+      {"get", ReadKind::Get},         {"getex", ReadKind::GetEx},   {"mget", ReadKind::MGet},
+      {"exists", ReadKind::Exists},   {"ttl", ReadKind::Ttl},       {"pttl", ReadKind::PTtl},
+      {"hget", ReadKind::HGet},       {"hmget", ReadKind::HMGet},   {"hgetall", ReadKind::HGetAll},
+      {"hexists", ReadKind::HExists}, {"hlen", ReadKind::HLen},     {"hkeys", ReadKind::HKeys},
+      {"hvals", ReadKind::HVals}};
+  for (const auto& [name, k] : table) {
+    if (name == n) {
+      kind = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool shapeFits(ReadKind kind, bool hash_keyspace) {
+  if (kind == ReadKind::Get || kind == ReadKind::GetEx || kind == ReadKind::MGet) {
+    return !hash_keyspace;
+  }
+  if (isHashKind(kind)) return hash_keyspace;
+  return true;  // EXISTS, TTL, PTTL work on both
+}
+
+MappedRead::MappedRead(Worker& worker, std::shared_ptr<redis::ReplySink> client,
+                       std::uint64_t tag, ReadKind kind, std::vector<std::string> args,
+                       std::vector<Key> keys)
+    : worker_(worker),
+      client_(std::move(client)),
+      tag_(tag),
+      kind_(kind),
+      args_(std::move(args)),
+      keys_(std::move(keys)),
+      missed_(keys_.size(), false),
+      loaded_(keys_.size()) {}
+
+void MappedRead::start(redis::BackendConnection& connection) {
+  std::string request;
+  std::vector<std::string_view> views(args_.begin(), args_.end());
+  if (kind_ == ReadKind::Exists) {
+    // One EXISTS per key: a total cannot say which key is missing.
+    for (const auto& key : keys_) {
+      request.clear();
+      resp::appendMultibulk(request, {"EXISTS", args_[key.arg]});
+      connection.send(request, shared_from_this(), expected_++);
+    }
+  } else {
+    if (needsExistsProbe(kind_)) {
+      resp::appendMultibulk(request, {"EXISTS", args_[1]});
+      connection.send(request, shared_from_this(), expected_++);
+      request.clear();
+    }
+    resp::appendMultibulk(request, views);
+    connection.send(request, shared_from_this(), expected_++);
+  }
+  replies_.resize(expected_);
+}
+
+void MappedRead::deliver(std::uint64_t sub, std::string_view frame) {
+  if (sub < replies_.size()) replies_[sub] = frame;
+  if (--expected_ == 0) afterRedis();
+}
+
+void MappedRead::afterRedis() {
+  for (const auto& r : replies_) {
+    if (backendDown(r)) fallback_ = true;
+  }
+  if (fallback_) {
+    // Degraded: only mapped keys can be answered (from PostgreSQL).
+    for (const auto& key : keys_) {
+      if (key.ks == nullptr) {
+        answer(replies_.front());
+        return;
+      }
+    }
+    std::fill(missed_.begin(), missed_.end(), true);
+  } else {
+    const std::string_view last = replies_.back();
+    if (!last.empty() && last.front() == '-') {  // Redis' own error (e.g. WRONGTYPE)
+      answer(last);
+      return;
+    }
+    switch (kind_) {
+      case ReadKind::Get:
+      case ReadKind::GetEx:
+        missed_[0] = last == "$-1\r\n";
+        break;
+      case ReadKind::Ttl:
+      case ReadKind::PTtl:
+        missed_[0] = last == ":-2\r\n";
+        break;
+      case ReadKind::HGetAll:
+        missed_[0] = last == "*0\r\n";
+        break;
+      case ReadKind::MGet: {
+        const auto items = elements(last);
+        for (std::size_t i = 0; i < keys_.size() && i < items.size(); ++i) {
+          missed_[i] = keys_[i].ks != nullptr && items[i] == "$-1\r\n";
+        }
+        break;
+      }
+      case ReadKind::Exists:
+        for (std::size_t i = 0; i < keys_.size(); ++i) {
+          missed_[i] = keys_[i].ks != nullptr && replies_[i] == ":0\r\n";
+        }
+        break;
+      default:  // hash commands with an EXISTS probe first
+        missed_[0] = replies_.front() == ":0\r\n";
+        break;
+    }
+  }
+  auto& counters = worker_.stats();
+  for (std::size_t i = 0; i < keys_.size(); ++i) {
+    if (keys_[i].ks == nullptr) continue;
+    auto& ks_stats = counters.keyspace(keys_[i].ks->id);
+    if (fallback_) {
+      ks_stats.fallbacks.add();
+    } else if (missed_[i]) {
+      ks_stats.misses.add();
+    } else {
+      ks_stats.hits.add();
+    }
+    if (missed_[i]) ++loads_pending_;
+  }
+  if (loads_pending_ == 0) {  // every key was a hit
+    if (kind_ == ReadKind::Exists) {
+      answer(format());
+    } else {
+      answer(replies_.back());
+    }
+    return;
+  }
+  cache::Loader* loader = worker_.server().loader();
+  auto self = shared_from_this();
+  auto& context = worker_.context();
+  for (std::size_t i = 0; i < keys_.size(); ++i) {
+    if (!missed_[i]) continue;
+    loader->load(*keys_[i].ks, args_[keys_[i].arg], keys_[i].values, !fallback_,
+                 [self, i, &context](const cache::LoadResult& result) {
+                   boost::asio::post(context, [self, i, result] { self->onLoaded(i, result); });
+                 });
+  }
+}
+
+void MappedRead::onLoaded(std::size_t key, const cache::LoadResult& result) {
+  loaded_[key] = result;
+  if (--loads_pending_ == 0) finish();
+}
+
+void MappedRead::finish() {
+  for (const auto& r : loaded_) {
+    if (r.status == Status::Error) {
+      std::string out;
+      resp::appendError(out, r.error);
+      answer(out);
+      return;
+    }
+  }
+  answer(format());
+}
+
+std::string MappedRead::format() const {
+  std::string out;
+  const cache::LoadResult& first = loaded_.front();
+  const bool found = first.status == Status::Found;
+  const cache::Keyspace* ks = keys_.front().ks;
+  switch (kind_) {
+    case ReadKind::Get:
+    case ReadKind::GetEx:
+      appendValue(out, found ? first.values.front() : std::nullopt);
+      break;
+    case ReadKind::Ttl:
+    case ReadKind::PTtl: {
+      long long ms = found ? first.ttl_ms : -2;
+      if (found && ms >= 0 && kind_ == ReadKind::Ttl) ms = (ms + 500) / 1000;
+      resp::appendInteger(out, ms);
+      break;
+    }
+    case ReadKind::MGet: {
+      const auto items = fallback_ ? std::vector<std::string_view>{} : elements(replies_.back());
+      resp::appendArrayHeader(out, keys_.size());
+      for (std::size_t i = 0; i < keys_.size(); ++i) {
+        if (missed_[i]) {
+          const auto& r = loaded_[i];
+          appendValue(out, r.status == Status::Found ? r.values.front() : std::nullopt);
+        } else {
+          out.append(items[i]);
+        }
+      }
+      break;
+    }
+    case ReadKind::Exists: {
+      long long n = 0;
+      for (std::size_t i = 0; i < keys_.size(); ++i) {
+        n += missed_[i] ? loaded_[i].status == Status::Found : replies_[i] == ":1\r\n";
+      }
+      resp::appendInteger(out, n);
+      break;
+    }
+    case ReadKind::HGet: {
+      const int f = args_.size() > 2 ? ks->field(args_[2]) : -1;
+      appendValue(out, found && f >= 0 ? first.values[f] : std::nullopt);
+      break;
+    }
+    case ReadKind::HMGet:
+      resp::appendArrayHeader(out, args_.size() - 2);
+      for (std::size_t a = 2; a < args_.size(); ++a) {
+        const int f = ks->field(args_[a]);
+        appendValue(out, found && f >= 0 ? first.values[f] : std::nullopt);
+      }
+      break;
+    case ReadKind::HExists: {
+      const int f = args_.size() > 2 ? ks->field(args_[2]) : -1;
+      resp::appendInteger(out, found && f >= 0 && first.values[f].has_value());
+      break;
+    }
+    case ReadKind::HGetAll:
+    case ReadKind::HKeys:
+    case ReadKind::HVals:
+    case ReadKind::HLen: {
+      std::size_t present = 0;
+      if (found) {
+        for (const auto& v : first.values) present += v.has_value();
+      }
+      if (kind_ == ReadKind::HLen) {
+        resp::appendInteger(out, static_cast<long long>(present));
+        break;
+      }
+      resp::appendArrayHeader(out, kind_ == ReadKind::HGetAll ? present * 2 : present);
+      for (std::size_t i = 0; found && i < first.values.size(); ++i) {
+        if (!first.values[i]) continue;
+        if (kind_ != ReadKind::HVals) resp::appendBulk(out, ks->value_columns[i]);
+        if (kind_ != ReadKind::HKeys) resp::appendBulk(out, *first.values[i]);
+      }
+      break;
+    }
+  }
+  return out;
+}
+
+void MappedRead::answer(std::string_view reply) {
+  client_->deliver(tag_, reply);
+  client_.reset();
+}
+
+}  // namespace larder::server

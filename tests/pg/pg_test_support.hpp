@@ -1,0 +1,92 @@
+#pragma once
+// Shared helpers for the PostgreSQL client tests: the DSN of the throwaway
+// server (run_pg_tests.sh), a way to run coroutines to completion, and ports
+// that are closed or never answer.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <string>
+
+#include "larder/pg/connection.hpp"
+
+namespace larder::pg::test {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+inline constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+inline std::string dsn() {
+  const char* value = std::getenv("LARDER_TEST_PG_DSN");
+  if (value == nullptr || *value == '\0') {
+    FAIL("LARDER_TEST_PG_DSN is not set: run the tests through tests/pg/run_pg_tests.sh");
+  }
+  return value;
+}
+
+// Completion handler for co_spawn that makes io_context::run() rethrow.
+inline void rethrow(std::exception_ptr e) {
+  if (e) std::rethrow_exception(e);
+}
+
+// Runs fn(executor) (returning awaitable<void>) on a fresh io_context until
+// everything it started is done; assertions belong after this returns.
+template <class Fn>
+void runAsync(Fn fn) {
+  asio::io_context io;
+  bool finished = false;
+  asio::co_spawn(io, fn(io.get_executor()), [&](std::exception_ptr e) {
+    finished = true;
+    rethrow(e);
+  });
+  io.run();
+  REQUIRE(finished);
+}
+
+inline asio::awaitable<void> sleepFor(std::chrono::milliseconds d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  co_await timer.async_wait(kUseTuple);
+}
+
+// A loopback port nothing listens on (bound, then closed again).
+inline unsigned short closedPort() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  return acceptor.local_endpoint().port();
+}
+
+inline std::string closedPortDsn() {
+  return "host=127.0.0.1 port=" + std::to_string(closedPort()) + " dbname=none user=none";
+}
+
+inline long long millisSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+// Terminates backend `pid` from a separate session and waits until it is gone.
+inline asio::awaitable<void> terminateBackend(const std::string& pid) {
+  Connection admin(co_await asio::this_coro::executor, dsn(), 2s, 5s);
+  REQUIRE_FALSE(co_await admin.connect());
+  const Params params{pid};  // named: GCC 12 mishandles braced lists in co_await
+  auto killed = co_await admin.query("SELECT pg_terminate_backend($1::int)", params);
+  REQUIRE(killed.ok());
+  REQUIRE(killed.result.value(0, 0) == "t");
+  for (int i = 0; i < 100; ++i) {
+    auto left =
+        co_await admin.query("SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", params);
+    REQUIRE(left.ok());
+    if (left.result.value(0, 0) == "0") co_return;
+    co_await sleepFor(20ms);
+  }
+  FAIL("backend " << pid << " did not exit");
+}
+
+}  // namespace larder::pg::test
