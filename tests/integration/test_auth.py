@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Authentication: Larder's own requirepass, and Larder's AUTH to its backend."""
 
+import sys
 import time
-import unittest
 
-import harness
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
 import redis
 from harness import LarderTestCase, RespError
 

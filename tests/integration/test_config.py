@@ -4,9 +4,10 @@
 import os
 import re
 import subprocess
-import unittest
+import sys
 
-import harness
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
 from harness import LarderTestCase
 
 

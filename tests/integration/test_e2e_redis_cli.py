@@ -3,10 +3,12 @@
 
 import os
 import subprocess
+import sys
 import time
 import unittest
 
-import harness
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
 from harness import LarderTestCase
 
 CLI_TIMEOUT = 30

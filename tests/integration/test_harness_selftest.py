@@ -7,9 +7,11 @@ import contextlib
 import io
 import os
 import socket
+import sys
 import unittest
 
-import harness
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
 from harness import LarderTestCase
 
 

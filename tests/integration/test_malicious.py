@@ -6,11 +6,12 @@ well-behaved client."""
 import os
 import random
 import socket
+import sys
 import threading
 import time
-import unittest
 
-import harness
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
 from harness import LarderTestCase, RespError
 
 

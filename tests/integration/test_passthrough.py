@@ -7,10 +7,11 @@ backend (FLUSHALL on Redis directly).
 
 import os
 import socket
+import sys
 import time
-import unittest
 
-import harness
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
 import redis
 from harness import LarderTestCase, RespError
 

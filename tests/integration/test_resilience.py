@@ -3,12 +3,12 @@
 restart of Larder, and a graceful SIGTERM."""
 
 import signal
-import socket
+import sys
 import threading
 import time
-import unittest
 
-import harness
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
 import redis
 from harness import LarderTestCase, RespError
 

@@ -5,11 +5,12 @@ Larder runs them on a backend connection pinned to the client; everyone else
 keeps using the shared connections and must not be slowed down.
 """
 
+import sys
 import threading
 import time
-import unittest
 
-import harness
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
 import redis
 from harness import LarderTestCase, RespError
 
