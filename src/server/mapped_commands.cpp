@@ -15,19 +15,39 @@ namespace {
 
 constexpr std::string_view kWrongType =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
+constexpr std::string_view kReservedPrefix = "__larder:";
+
+std::string_view lowerName(std::string_view name, std::array<char, 32>& buf) {
+  if (name.size() > buf.size()) return {};
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+  }
+  return {buf.data(), name.size()};
+}
 
 }  // namespace
+
+bool Session::touchesReservedKey(const resp::Request& req) const {
+  // Cheap first pass: most requests name no argument with the prefix at all.
+  bool suspect = false;
+  for (std::size_t i = 1; i < req.args.size() && !suspect; ++i) {
+    suspect = req.args[i].substr(0, kReservedPrefix.size()) == kReservedPrefix;
+  }
+  if (!suspect) return false;
+  std::array<char, 32> buf;
+  const KeyedCommand keyed = keysOf(lowerName(req.args[0], buf), req.args);
+  for (std::size_t index : keyed.keys) {
+    if (req.args[index].substr(0, kReservedPrefix.size()) == kReservedPrefix) return true;
+  }
+  return false;
+}
 
 bool Session::routeMapped(const resp::Request& req, Flow& flow) {
   const cache::KeyspaceRegistry& registry = worker_.server().keyspaces();
   if (registry.empty() || req.args.size() < 2) return false;
   std::array<char, 32> buf;
-  const std::string_view name0 = req.args[0];
-  if (name0.size() > buf.size()) return false;
-  for (std::size_t i = 0; i < name0.size(); ++i) {
-    buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name0[i])));
-  }
-  const std::string_view name(buf.data(), name0.size());
+  const std::string_view name = lowerName(req.args[0], buf);
+  if (name.empty()) return false;
   const KeyedCommand keyed = keysOf(name, req.args);
   if (keyed.access == MappedAccess::None || keyed.access == MappedAccess::RawRead) return false;
 

@@ -172,9 +172,14 @@ Session::Flow Session::route(const resp::Request& req) {
     return forward(req, *pinned_);
   }
 
-  if (info.kind == CommandKind::Forward || info.kind == CommandKind::Blocking) {
+  if (info.kind == CommandKind::Forward || info.kind == CommandKind::Blocking ||
+      info.kind == CommandKind::Transaction) {
+    if (touchesReservedKey(req)) {
+      replyError("ERR Larder: keys under '__larder:' are reserved for Larder");
+      return Flow::Continue;
+    }
     Flow flow;
-    if (routeMapped(req, flow)) return flow;
+    if (info.kind != CommandKind::Transaction && routeMapped(req, flow)) return flow;
   }
   switch (info.kind) {
     case CommandKind::Local:

@@ -79,7 +79,7 @@ TEST_CASE("readTable reads columns, flags and key positions", "[pg][catalog]") {
       CREATE VIEW "MixedCase".v AS SELECT 1 AS one;
       CREATE TABLE "MixedCase".parted (id bigint PRIMARY KEY) PARTITION BY RANGE (id);
     )SQL");
-    REQUIRE(setup.ok());
+    REQUIRE_OK(setup);
     std::string schema, table, split_error;
     REQUIRE(splitTableName("\"MixedCase\".\"Tbl\"", schema, table, split_error));
     std::tie(info, error) = co_await readTable(c, schema, table);

@@ -94,12 +94,12 @@ TEST_CASE("text parameters round-trip unchanged, NULL included", "[pg][connectio
     for (const auto& sample : samples) {
       const Params params{sample};
       auto out = co_await c.query("SELECT $1::text", params);
-      REQUIRE(out.ok());
+      REQUIRE_OK(out);
       echoed.emplace_back(out.result.value(0, 0));
     }
     const Params nulls{std::nullopt};
     auto out = co_await c.query("SELECT $1::text IS NULL, $1::text", nulls);
-    REQUIRE(out.ok());
+    REQUIRE_OK(out);
     null_is_null = out.result.value(0, 0) == "t";
     null_flag = out.result.isNull(0, 1);
   });
@@ -118,13 +118,13 @@ TEST_CASE("common types come back in PostgreSQL's text format", "[pg][connection
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
     REQUIRE_FALSE(co_await c.connect());
-    REQUIRE((co_await c.query("SET TimeZone = 'UTC'")).ok());
+    REQUIRE_OK(co_await c.query("SET TimeZone = 'UTC'"));
     auto out = co_await c.query(
         "SELECT 42::int AS i, 9007199254740993::bigint AS big, 123.4500::numeric AS num, "
         "true AS yes, false AS no, '2024-01-02 03:04:05.5+02'::timestamptz AS ts, "
         "'{\"b\": 1, \"a\": [1, 2]}'::jsonb AS doc, '\\xdeadbeef'::bytea AS raw, "
         "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid AS id, NULL::int AS nothing");
-    REQUIRE(out.ok());
+    REQUIRE_OK(out);
     REQUIRE(out.result.rows() == 1);
     for (int col = 0; col < out.result.columns(); ++col) {
       values.emplace_back(out.result.value(0, col));
@@ -134,7 +134,7 @@ TEST_CASE("common types come back in PostgreSQL's text format", "[pg][connection
     const Params params{"9007199254740992", "true", "{\"k\": \"v\"}", "\\x0001ff", "1.25"};
     auto typed = co_await c.query(
         "SELECT $1::bigint + 1, $2::bool, $3::jsonb ->> 'k', $4::bytea, $5::numeric * 2", params);
-    REQUIRE(typed.ok());
+    REQUIRE_OK(typed);
     for (int col = 0; col < typed.result.columns(); ++col) {
       from_params.emplace_back(typed.result.value(0, col));
     }
@@ -167,19 +167,18 @@ TEST_CASE("array literals bind as arrays, never as SQL", "[pg][connection]") {
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
     REQUIRE_FALSE(co_await c.connect());
-    REQUIRE((co_await c.script("CREATE TEMP TABLE ids(id bigint PRIMARY KEY); "
-                               "INSERT INTO ids SELECT generate_series(1, 10)"))
-                .ok());
+    REQUIRE_OK(co_await c.script("CREATE TEMP TABLE ids(id bigint PRIMARY KEY); "
+                                 "INSERT INTO ids SELECT generate_series(1, 10)"));
     const Params wanted{arrayLiteral({"2", "5", "7", "42"})};
     auto out = co_await c.query("SELECT id FROM ids WHERE id = ANY($1::bigint[]) ORDER BY id",
                                 wanted);
-    REQUIRE(out.ok());
+    REQUIRE_OK(out);
     for (int row = 0; row < out.result.rows(); ++row) ids.emplace_back(out.result.value(row, 0));
 
     const Params text_items{arrayLiteral(items)};
     auto unnested = co_await c.query(
         "SELECT x FROM unnest($1::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n", text_items);
-    REQUIRE(unnested.ok());
+    REQUIRE_OK(unnested);
     for (int row = 0; row < unnested.result.rows(); ++row) {
       if (unnested.result.isNull(row, 0)) {
         texts.emplace_back(std::nullopt);
@@ -189,7 +188,7 @@ TEST_CASE("array literals bind as arrays, never as SQL", "[pg][connection]") {
     }
     const Params none{arrayLiteral({})};
     auto empty = co_await c.query("SELECT cardinality($1::text[])", none);
-    REQUIRE(empty.ok());
+    REQUIRE_OK(empty);
     empty_cardinality = empty.result.value(0, 0);
   });
   CHECK(ids == std::vector<std::string>{"2", "5", "7"});
@@ -214,15 +213,15 @@ TEST_CASE("large results and many rows arrive completely", "[pg][connection]") {
     Connection c(ex, url, 2s, 20s);
     REQUIRE_FALSE(co_await c.connect());
     auto big = co_await c.query("SELECT repeat('x', 8000000)");
-    REQUIRE(big.ok());
+    REQUIRE_OK(big);
     big_size = big.result.value(0, 0).size();
     auto many = co_await c.query("SELECT g, md5(g::text) FROM generate_series(1, 200000) g");
-    REQUIRE(many.ok());
+    REQUIRE_OK(many);
     rows = many.result.rows();
     last = many.result.value(rows - 1, 0);
-    REQUIRE((co_await c.query("CREATE TEMP TABLE t(x int)")).ok());
+    REQUIRE_OK(co_await c.query("CREATE TEMP TABLE t(x int)"));
     auto inserted = co_await c.query("INSERT INTO t SELECT generate_series(1, 3)");
-    REQUIRE(inserted.ok());
+    REQUIRE_OK(inserted);
     affected = inserted.result.affected();
   });
   CHECK(big_size == 8000000);

@@ -13,12 +13,12 @@ asio::awaitable<void> terminateBackend(const std::string& pid) {
   REQUIRE_FALSE(co_await admin.connect());
   const Params params{pid};  // named: GCC 12 mishandles braced lists in co_await
   auto killed = co_await admin.query("SELECT pg_terminate_backend($1::int)", params);
-  REQUIRE(killed.ok());
+  REQUIRE_OK(killed);
   REQUIRE(killed.result.value(0, 0) == "t");
   for (int i = 0; i < 100; ++i) {
     auto left =
         co_await admin.query("SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", params);
-    REQUIRE(left.ok());
+    REQUIRE_OK(left);
     if (left.result.value(0, 0) == "0") co_return;
     co_await sleepFor(20ms);
   }

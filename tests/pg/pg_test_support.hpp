@@ -17,6 +17,14 @@
 
 #include "larder/pg/connection.hpp"
 
+// REQUIRE for a QueryOutcome that reports the error when it fails.
+#define REQUIRE_OK(outcome_expr)                                       \
+  do {                                                                 \
+    const auto& outcome_ = (outcome_expr);                             \
+    INFO(outcome_.error.sqlstate << " " << outcome_.error.message);    \
+    REQUIRE(outcome_.ok());                                            \
+  } while (false)
+
 namespace larder::pg::test {
 
 namespace asio = boost::asio;

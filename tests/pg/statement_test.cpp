@@ -19,14 +19,14 @@ TEST_CASE("prepared statements are reused, and prepared again after reconnect",
     REQUIRE_FALSE(co_await c.connect());
     auto count = [&]() -> asio::awaitable<void> {
       auto n = co_await c.query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'dbl'");
-      REQUIRE(n.ok());
+      REQUIRE_OK(n);
       prepared_counts.emplace_back(n.result.value(0, 0));
     };
     const std::string sql = "SELECT $1::int * 2";
     for (const char* value : {"21", "50"}) {
       const Params params{value};
       auto out = co_await c.prepared("dbl", sql, params);
-      REQUIRE(out.ok());
+      REQUIRE_OK(out);
       answers.emplace_back(out.result.value(0, 0));
     }
     co_await count();  // 1: prepared once, run twice
@@ -36,14 +36,14 @@ TEST_CASE("prepared statements are reused, and prepared again after reconnect",
     co_await count();  // 0: a fresh session
     const Params seven{"7"};
     auto again = co_await c.prepared("dbl", sql, seven);
-    REQUIRE(again.ok());
+    REQUIRE_OK(again);
     answers.emplace_back(again.result.value(0, 0));
     co_await count();  // 1
 
     // Statements dropped behind our back are prepared again transparently.
-    REQUIRE((co_await c.script("DEALLOCATE ALL")).ok());
+    REQUIRE_OK(co_await c.script("DEALLOCATE ALL"));
     auto after_discard = co_await c.prepared("dbl", sql, seven);
-    REQUIRE(after_discard.ok());
+    REQUIRE_OK(after_discard);
     answers.emplace_back(after_discard.result.value(0, 0));
   });
   CHECK(answers == std::vector<std::string>{"42", "100", "14", "14"});
@@ -66,11 +66,11 @@ TEST_CASE("scripts run several statements; a failed one rolls its transaction ba
         "CREATE TEMP TABLE s(x int); BEGIN; INSERT INTO s VALUES (1); "
         "INSERT INTO s VALUES (2); COMMIT;");
     auto count = co_await c.query("SELECT count(*) FROM s");
-    REQUIRE(count.ok());
+    REQUIRE_OK(count);
     count_after_commit = count.result.value(0, 0);
 
     auto last = co_await c.script("SELECT 1; SELECT 2 AS two");
-    REQUIRE(last.ok());
+    REQUIRE_OK(last);
     last_value = last.result.value(0, 0);
     last_name = last.result.columnName(0);
 
@@ -78,7 +78,7 @@ TEST_CASE("scripts run several statements; a failed one rolls its transaction ba
     failed = bad.error;
     // Not 25P02 "current transaction is aborted": the script's transaction is gone.
     auto recount = co_await c.query("SELECT count(*) FROM s");
-    REQUIRE(recount.ok());
+    REQUIRE_OK(recount);
     count_after_failure = recount.result.value(0, 0);
   });
   CHECK(multi.ok());
@@ -96,9 +96,9 @@ TEST_CASE("server errors carry their SQLSTATE and no row values", "[pg][connecti
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
     REQUIRE_FALSE(co_await c.connect());
-    REQUIRE((co_await c.query("CREATE TEMP TABLE u(id int PRIMARY KEY, email text UNIQUE)")).ok());
+    REQUIRE_OK(co_await c.query("CREATE TEMP TABLE u(id int PRIMARY KEY, email text UNIQUE)"));
     const Params first{"1", "secret-value@example.com"};
-    REQUIRE((co_await c.query("INSERT INTO u VALUES ($1, $2)", first)).ok());
+    REQUIRE_OK(co_await c.query("INSERT INTO u VALUES ($1, $2)", first));
     const Params second{"2", "secret-value@example.com"};
     unique = (co_await c.query("INSERT INTO u VALUES ($1, $2)", second)).error;
     division = (co_await c.query("SELECT 1/0")).error;
@@ -149,7 +149,7 @@ TEST_CASE("a connection terminated by the server reports a retryable error",
     Connection victim(ex, url, 2s, 5s);
     REQUIRE_FALSE(co_await victim.connect());
     auto pid = co_await victim.query("SELECT pg_backend_pid()");
-    REQUIRE(pid.ok());
+    REQUIRE_OK(pid);
     co_await terminateBackend(std::string(pid.result.value(0, 0)));
     first = (co_await victim.query("SELECT 1")).error;
     healthy = victim.healthy();

@@ -62,6 +62,8 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   // Commands on keys of a mapped keyspace (mapped_commands.cpp). Returns false
   // when no key is mapped and the command goes on as usual.
   bool routeMapped(const resp::Request& req, Flow& flow);
+  // True when a key argument lies under Larder's reserved prefix "__larder:".
+  bool touchesReservedKey(const resp::Request& req) const;
   bool needsBarrierToPin() const { return !pinned_ && !queue_.empty(); }
   void pin(bool stream);
   bool releasable() const;
