@@ -127,8 +127,9 @@ const ColumnInfo* TableInfo::column(const std::string& name) const {
   return nullptr;
 }
 
-asio::awaitable<std::pair<std::optional<TableInfo>, PgError>> readTable(
-    Connection& connection, const std::string& schema, const std::string& table) {
+asio::awaitable<std::pair<std::optional<TableInfo>, PgError>> readTable(Connection& connection,
+                                                                        const std::string& schema,
+                                                                        const std::string& table) {
   using Answer = std::pair<std::optional<TableInfo>, PgError>;
   // A named Params: GCC 12 cannot keep a braced list alive across co_await.
   const Params params{schema, table};
@@ -139,10 +140,10 @@ asio::awaitable<std::pair<std::optional<TableInfo>, PgError>> readTable(
   const std::string_view relkind = r.value(0, 0);
   if (relkind != "r" && relkind != "p") {
     // A view, sequence, index...: exists, but cannot back a keyspace.
-    co_return Answer{std::nullopt,
-                     PgError{"42809", quoteIdentifier(schema) + "." + quoteIdentifier(table) +
-                                          " is not a table (relkind '" + std::string(relkind) +
-                                          "')"}};
+    co_return Answer{
+        std::nullopt,
+        PgError{"42809", quoteIdentifier(schema) + "." + quoteIdentifier(table) +
+                             " is not a table (relkind '" + std::string(relkind) + "')"}};
   }
   TableInfo info;
   info.schema = schema;

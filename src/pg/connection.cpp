@@ -208,7 +208,7 @@ struct Connection::Impl {
   Millis armed_{0};
   bool connecting_ = false;
   bool broken_ = false;
-  bool busy_ = false;  // an exchange is running
+  bool busy_ = false;                         // an exchange is running
   std::unordered_set<std::string> prepared_;  // statement names prepared on this session
 };
 
@@ -251,7 +251,8 @@ asio::awaitable<PgError> Connection::Impl::establish() {
   if (conn_ == nullptr) co_return PgError{"", "out of memory starting a PostgreSQL connection"};
   // libpq prints notices (and a FATAL sent to an idle session) to stderr by
   // default; they may quote data, and errors reach callers as results anyway.
-  PQsetNoticeReceiver(conn_, [](void*, const PGresult*) {}, nullptr);
+  PQsetNoticeReceiver(
+      conn_, [](void*, const PGresult*) {}, nullptr);
   PostgresPollingStatusType status = PGRES_POLLING_WRITING;  // as libpq's docs say to start
   while (status != PGRES_POLLING_OK) {
     if (PQstatus(conn_) == CONNECTION_BAD || status == PGRES_POLLING_FAILED) {
@@ -263,8 +264,8 @@ asio::awaitable<PgError> Connection::Impl::establish() {
       // libpq may close and open sockets between steps (next address, SSL
       // fallback), so watch the current one and let go of it before polling.
       if (PgError error = watchSocket()) co_return error;
-      const Ready ready = co_await wait(status == PGRES_POLLING_READING,
-                                        status == PGRES_POLLING_WRITING);
+      const Ready ready =
+          co_await wait(status == PGRES_POLLING_READING, status == PGRES_POLLING_WRITING);
       releaseSocket();
       if (ready == Ready::Timeout) co_return timedOut();
       if (ready == Ready::Failed) co_return PgError{"", "waiting for the PostgreSQL socket failed"};
@@ -349,8 +350,8 @@ asio::awaitable<QueryOutcome> Connection::Impl::exchange() {
   }
 }
 
-Connection::Connection(asio::any_io_executor executor, std::string conninfo,
-                       Millis connect_timeout, Millis statement_timeout)
+Connection::Connection(asio::any_io_executor executor, std::string conninfo, Millis connect_timeout,
+                       Millis statement_timeout)
     : impl_(std::make_unique<Impl>(std::move(executor), std::move(conninfo), connect_timeout,
                                    statement_timeout)) {}
 

@@ -189,10 +189,9 @@ asio::awaitable<std::pair<Lease, PgError>> Pool::acquire(Millis timeout) {
     co_return std::pair<Lease, PgError>{
         Lease(), PgError{"", "timed out waiting for a PostgreSQL connection"}};
   }
-  auto connection =
-      std::make_unique<Connection>(s.executor, s.config.dsn,
-                                   std::min(s.config.connect_timeout, remaining),
-                                   s.config.statement_timeout);
+  auto connection = std::make_unique<Connection>(s.executor, s.config.dsn,
+                                                 std::min(s.config.connect_timeout, remaining),
+                                                 s.config.statement_timeout);
   PgError error = co_await connection->connect();
   if (s.closed) {
     connection.reset();

@@ -18,8 +18,8 @@ bool PgError::retryable() const {
   if (cls == "08" || cls == "53") return true;  // connection exception, insufficient resources
   // 57014 (query_canceled) is deliberately absent: it is what statement_timeout
   // raises, and the same statement would most likely time out again.
-  return sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03" ||
-         sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
+  return sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03" || sqlstate == "57P01" ||
+         sqlstate == "57P02" || sqlstate == "57P03";
 }
 
 Result::Result(pg_result* r) : result_(r) {}

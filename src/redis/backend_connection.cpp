@@ -71,8 +71,9 @@ void BackendConnection::stop() {
 void BackendConnection::send(std::string_view request, const std::shared_ptr<ReplySink>& sink,
                              std::uint64_t tag) {
   stats_.requests.add();
-  const bool accepting = state_ == State::Ready ||
-                         (kind_ == ConnectionKind::Pinned && state_ == State::Connecting);
+  // While connecting, requests wait (bounded by connect_timeout: a failed
+  // attempt fails them); between attempts, during backoff, they fail at once.
+  const bool accepting = state_ == State::Ready || state_ == State::Connecting;
   if (!accepting || stopping_) {
     stats_.failed_requests.add();
     std::string reply = resp::errorReply(

@@ -359,15 +359,60 @@ Session::Flow Session::client(const resp::Request& req) {
   return Flow::Continue;
 }
 
-std::string Session::clientInfoLine() const {
+std::string Session::clientInfoLine() {
+  // Every field Redis 7 prints, in its order: client libraries parse them all.
   const auto now = std::chrono::steady_clock::now();
   const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - created_).count();
   const auto idle = std::chrono::duration_cast<std::chrono::seconds>(now - last_active_).count();
-  std::string flags = in_multi_ ? "x" : stream_ ? "P" : "N";
-  return "id=" + std::to_string(id_) + " addr=" + peer_ + " name=" + name_ +
-         " age=" + std::to_string(age) + " idle=" + std::to_string(idle) + " flags=" + flags +
-         " db=" + std::to_string(db_) + " multi=" + (in_multi_ ? "0" : "-1") +
-         " lib-name=" + lib_name_ + " lib-ver=" + lib_ver_ + " resp=2\n";
+  boost::system::error_code ec;
+  const auto local = socket_.local_endpoint(ec);
+  const std::string laddr =
+      ec ? "" : local.address().to_string() + ":" + std::to_string(local.port());
+  const char* flags = in_multi_ ? "x" : stream_ ? "P" : "N";
+  std::string line;
+  line.reserve(400);
+  auto field = [&line](std::string_view key, const auto& value) {
+    if (!line.empty()) line += ' ';
+    line.append(key);
+    line += '=';
+    if constexpr (std::is_convertible_v<decltype(value), std::string_view>) {
+      line.append(value);
+    } else {
+      line += std::to_string(value);
+    }
+  };
+  field("id", id_);
+  field("addr", peer_);
+  field("laddr", laddr);
+  field("fd", static_cast<long long>(socket_.native_handle()));
+  field("name", name_);
+  field("age", static_cast<long long>(age));
+  field("idle", static_cast<long long>(idle));
+  field("flags", flags);
+  field("db", db_);
+  field("sub", 0);
+  field("psub", 0);
+  field("ssub", 0);
+  field("multi", in_multi_ ? 0 : -1);
+  field("qbuf", in_.size());
+  field("qbuf-free", in_.writable());
+  field("argv-mem", 0);
+  field("multi-mem", 0);
+  field("rbs", in_.capacity());
+  field("rbp", in_.capacity());
+  field("obl", out_.size());
+  field("oll", queue_.outstanding());
+  field("omem", writing_.size() + queue_.heldBytes());
+  field("tot-mem", in_.capacity() + out_.capacity() + writing_.capacity());
+  field("events", "r");
+  field("cmd", "client|info");
+  field("user", "default");
+  field("redir", -1);
+  field("resp", 2);
+  field("lib-name", lib_name_);
+  field("lib-ver", lib_ver_);
+  line += '\n';
+  return line;
 }
 
 }  // namespace larder::server

@@ -87,25 +87,23 @@ MappedRead::MappedRead(Worker& worker, std::shared_ptr<redis::ReplySink> client,
       loaded_(keys_.size()) {}
 
 void MappedRead::start(redis::BackendConnection& connection) {
-  std::string request;
-  std::vector<std::string_view> views(args_.begin(), args_.end());
+  // Size everything before the first send: a backend that is down answers
+  // synchronously, inside send().
+  std::vector<std::string> requests;
   if (kind_ == ReadKind::Exists) {
     // One EXISTS per key: a total cannot say which key is missing.
     for (const auto& key : keys_) {
-      request.clear();
-      resp::appendMultibulk(request, {"EXISTS", args_[key.arg]});
-      connection.send(request, shared_from_this(), expected_++);
+      resp::appendMultibulk(requests.emplace_back(), {"EXISTS", args_[key.arg]});
     }
   } else {
-    if (needsExistsProbe(kind_)) {
-      resp::appendMultibulk(request, {"EXISTS", args_[1]});
-      connection.send(request, shared_from_this(), expected_++);
-      request.clear();
-    }
-    resp::appendMultibulk(request, views);
-    connection.send(request, shared_from_this(), expected_++);
+    if (needsExistsProbe(kind_)) resp::appendMultibulk(requests.emplace_back(), {"EXISTS", args_[1]});
+    std::vector<std::string_view> views(args_.begin(), args_.end());
+    resp::appendMultibulk(requests.emplace_back(), views);
   }
-  replies_.resize(expected_);
+  replies_.resize(requests.size());
+  expected_ = requests.size();
+  auto self = shared_from_this();
+  for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i);
 }
 
 void MappedRead::deliver(std::uint64_t sub, std::string_view frame) {

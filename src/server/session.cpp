@@ -8,6 +8,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <random>
+
 #include "larder/resp/reply_writer.hpp"
 #include "larder/server/worker.hpp"
 
@@ -96,17 +98,25 @@ asio::awaitable<void> Session::run() {
     if (reading_stopped_ || closed_) break;
     in_.releaseIfEmpty();
 
-    auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kUseTuple);
-    if (wec || closed_ || reading_stopped_) break;
+    if (!draining_) {
+      auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kUseTuple);
+      if (closed_ || reading_stopped_) break;
+      if (wec && !draining_) break;
+    }
     const std::size_t want = std::max(kReadChunk, parser_.bytesWanted());
     char* dst = in_.prepare(want);
     const std::size_t n = socket_.read_some(asio::buffer(dst, in_.writable()), ec);
+    if (draining_ && (ec || n == 0)) {
+      // Shutting down: every request the client had sent is executed; now stop.
+      closeWhenFlushed();
+      break;
+    }
     if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
     if (ec) break;  // EOF or reset: Redis drops such a client at once
     in_.commit(n);
     last_active_ = std::chrono::steady_clock::now();
   }
-  if (!close_when_flushed_) close();
+  if (!close_when_flushed_ && !quitting_) close();
 }
 
 asio::awaitable<void> Session::waitOutstanding(std::size_t at_most) {
@@ -135,16 +145,26 @@ Session::Flow Session::route(const resp::Request& req) {
     return Flow::Stop;
   }
   if (stream_) {
-    // Pub/sub: everything goes to the dedicated connection, whose frames flow
-    // straight back; Redis itself refuses what is not allowed in this mode.
+    // Pub/sub: the dedicated connection streams frames straight back, so a
+    // reply of Larder's own cannot be slotted in between. Redis itself allows
+    // only the SUBSCRIBE family, PING, QUIT and RESET while subscribed; any
+    // other command (or any command after RESET de-authenticated the client)
+    // first asks Redis whether the subscriptions are over (syncStream).
+    const bool pubsub_command = info.kind == CommandKind::PubSub ||
+                                info.local == LocalCommand::Ping ||
+                                info.local == LocalCommand::Quit ||
+                                info.local == LocalCommand::Reset;
+    if (!pubsub_command || !authenticated_) {
+      if (sync_ == StreamSync::None) return syncStream();
+      const bool subscribed = sync_ == StreamSync::Subscribed;
+      sync_ = StreamSync::None;
+      if (!subscribed) return route(req);  // the stream has ended: route as usual
+    }
     if (info.local == LocalCommand::Reset) {
       authenticated_ = worker_.config().requirepass.empty();
       name_.clear();
-      ++resets_in_stream_;
-    } else {
-      resets_in_stream_ = 0;
+      dirty_stream_ = true;  // RESET de-authenticates the backend connection too
     }
-    if (info.local == LocalCommand::Quit) reading_stopped_ = true;
     if (req.inline_form) {
       scratch_.clear();
       resp::appendMultibulk(scratch_, req.args);
@@ -152,7 +172,13 @@ Session::Flow Session::route(const resp::Request& req) {
     } else {
       pinned_->sendUntracked(req.raw);
     }
-    return info.local == LocalCommand::Quit ? Flow::Stop : Flow::Continue;
+    if (info.local == LocalCommand::Quit) {
+      // Redis answers +OK and closes; backendClosed() then closes the client.
+      quitting_ = true;
+      reading_stopped_ = true;
+      return Flow::Stop;
+    }
+    return Flow::Continue;
   }
   if (!authenticated_ && info.local != LocalCommand::Auth && info.local != LocalCommand::Hello &&
       info.local != LocalCommand::Quit && info.local != LocalCommand::Reset) {
@@ -263,8 +289,9 @@ void Session::releasePin() {
   auto connection = std::move(pinned_);
   connection->setOwner({});
   connection->setStreamSink(nullptr);
-  const bool clean = !stream_ && !sticky_ && db_ == worker_.config().redis.db;
-  stream_ = in_multi_ = watching_ = sticky_ = false;
+  const bool clean =
+      !stream_ && !sticky_ && !dirty_stream_ && db_ == worker_.config().redis.db;
+  stream_ = in_multi_ = watching_ = sticky_ = dirty_stream_ = false;
   worker_.releasePinned(std::move(connection), clean);
 }
 
@@ -273,11 +300,11 @@ void Session::releasePin() {
 void Session::deliver(std::uint64_t tag, std::string_view frame) {
   if (closed_) return;
   if (tag == kStreamTag) {
-    emit(frame);
-    // The reply to a RESET that ended the stream returns us to normal routing.
-    if (resets_in_stream_ > 0 && frame == "+RESET\r\n" && --resets_in_stream_ == 0) {
-      releasePin();
+    if (sync_tag_ != 0 && frame.find(sync_token_) != std::string_view::npos) {
+      onStreamSync(frame);
+      return;
     }
+    out_.append(frame);  // stream frames carry no slot: they are already in order
   } else if (!info_merges_.empty() && info_merges_.count(tag)) {
     std::string merged = mergeInfo(info_merges_[tag], frame);
     info_merges_.erase(tag);
@@ -294,6 +321,33 @@ void Session::deliver(std::uint64_t tag, std::string_view frame) {
     return;
   }
   scheduleFlush();
+  wakeReader();
+}
+
+Session::Flow Session::syncStream() {
+  // PING with a token of ours: Redis answers ["pong", token] while the client
+  // is subscribed and a plain bulk token once it is not. Frames before it
+  // belong to earlier commands; the token reply itself is swallowed.
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  sync_token_ = "__larder:sync:" + std::to_string(rng()) + ":" + std::to_string(++sync_count_);
+  std::string ping;
+  resp::appendMultibulk(ping, {"PING", sync_token_});
+  sync_tag_ = queue_.reserve();
+  pinned_->sendUntracked(ping);
+  return Flow::Barrier;
+}
+
+void Session::onStreamSync(std::string_view frame) {
+  const std::uint64_t tag = sync_tag_;
+  sync_tag_ = 0;
+  if (frame.front() == '$') {  // no subscriptions left: back to normal routing
+    sync_ = StreamSync::Ended;
+    stream_ = false;
+    releasePin();
+  } else {
+    sync_ = StreamSync::Subscribed;
+  }
+  queue_.complete(tag, {}, out_);
   wakeReader();
 }
 
@@ -385,12 +439,16 @@ void Session::closeWhenFlushed() {
 }
 
 void Session::shutdown() {
-  if (closed_) return;
-  closeWhenFlushed();
-  if (!closed_) {
-    boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_receive, ec);  // wakes the reader
+  if (closed_ || draining_) return;
+  // Requests already sent are still read and executed: the reader drains what
+  // the socket holds without waiting for more, then closes after the replies.
+  draining_ = true;
+  if (stream_ || (pinned_ && !queue_.empty())) {
+    closeWhenFlushed();  // subscribers and blocked calls have nothing to finish
+    return;
   }
+  boost::system::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_receive, ec);  // wakes an idle reader
 }
 
 void Session::close() {

@@ -22,10 +22,13 @@
 #   BUILD [1]                        0: use LARDER_BIN as it is
 #   LARDER_BIN [<repo>/build-bench/larder]
 #   LARDER_REV                       e.g. HEAD: benchmark this commit instead of the work
-#                                    tree (git archive + Release build in the temp dir)
+#                                    tree (git archive + Release build in build-bench-rev-COMMIT/)
 #   BASE_PORT [17400]                first port tried; busy ports are skipped
 #   RESULTS_FILE                     also copy the raw results (round target P metric value) here
 #   KEEP_WORK [0]                    1: keep the temp dir (configs, logs)
+#   BENCH_NICE [0]                   nice value for every process of the benchmark (servers,
+#                                    proxies, redis-benchmark), e.g. -10 (root) so that other
+#                                    work on a shared machine disturbs the measurement less
 #
 # Everything listens on 127.0.0.1 only; every loop and wait is bounded; all
 # processes started here are stopped on exit.
@@ -50,6 +53,8 @@ LARDER_REV=${LARDER_REV:-}
 BASE_PORT=${BASE_PORT:-17400}
 KEEP_WORK=${KEEP_WORK:-0}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}   # seconds, per redis-benchmark invocation
+BENCH_NICE=${BENCH_NICE:-0}
+NICE=(nice -n "$BENCH_NICE")
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -102,9 +107,13 @@ if [[ -n $LARDER_REV ]]; then
   # Build a committed revision, untouched by work in progress in the tree.
   COMMIT=$(git -C "$ROOT" rev-parse --short "$LARDER_REV^{commit}") || die "unknown revision $LARDER_REV"
   DIRTY=""
-  SRC="$WORK/src"; mkdir -p "$SRC"
-  git -C "$ROOT" archive "$COMMIT" | tar -x -C "$SRC"
-  BUILD_DIR="$WORK/build"; LARDER_BIN="$BUILD_DIR/larder"; BUILD=1
+  # Kept (git-ignored) so that a second run of the same commit builds nothing.
+  REV_DIR="$ROOT/build-bench-rev-$COMMIT"
+  SRC="$REV_DIR/src"; BUILD_DIR="$REV_DIR/build"; LARDER_BIN="$BUILD_DIR/larder"; BUILD=1
+  if [[ ! -f $SRC/CMakeLists.txt ]]; then
+    rm -rf "$SRC"; mkdir -p "$SRC"
+    git -C "$ROOT" archive "$COMMIT" | tar -x -C "$SRC"
+  fi
   log "building larder $COMMIT (Release) in $BUILD_DIR"
 else
   SRC="$ROOT"; BUILD_DIR="$ROOT/build-bench"
@@ -147,7 +156,7 @@ REDIS_PORT=""; REDIS_PID=""
 start_redis() {
   alloc_port; REDIS_PORT=$PORT
   mkdir -p "$WORK/redis"
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  "${NICE[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$WORK/redis" --daemonize no --maxclients 15000 --loglevel warning \
     --logfile "$WORK/redis/redis.log" &
   REDIS_PID=$!; PIDS+=("$REDIS_PID")
@@ -167,7 +176,7 @@ pool:
   servers:
    - 127.0.0.1:$REDIS_PORT:1
 EOF
-  nutcracker -c "$WORK/nutcracker.yml" -s "$stats_port" -a 127.0.0.1 -v 4 \
+  "${NICE[@]}" nutcracker -c "$WORK/nutcracker.yml" -s "$stats_port" -a 127.0.0.1 -v 4 \
     -o "$WORK/nutcracker.log" -p "$WORK/nutcracker.pid" &
   TWEM_PID=$!; PIDS+=("$TWEM_PID")
   wait_ready "$TWEM_PORT" OK set __bench_probe 1 || die "nutcracker did not start (see $WORK/nutcracker.log)"
@@ -187,7 +196,7 @@ redis:
 limits:
   maxclients: 20000
 EOF
-  "$LARDER_BIN" --config "$WORK/larder-$v.yaml" --log-level warn >"$WORK/larder-$v.log" 2>&1 &
+  "${NICE[@]}" "$LARDER_BIN" --config "$WORK/larder-$v.yaml" --log-level warn >"$WORK/larder-$v.log" 2>&1 &
   LARDER_PID[$v]=$!; PIDS+=("$!"); LARDER_PORT[$v]=$port
   wait_ready "$port" OK set __bench_probe 1 || die "larder $v did not start (see $WORK/larder-$v.log)"
 }
@@ -206,7 +215,7 @@ run_bench() {  # round target port pid P
   local out="$WORK/bench-$round-$target-P$p.csv"
   local t0 r0
   t0=$(cpu_ticks "$pid"); r0=$(cpu_ticks "$REDIS_PID")
-  timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" \
+  timeout "$BENCH_TIMEOUT" "${NICE[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" \
     -n "$n" -P "$p" --csv >"$out" 2>"$out.err" \
     || die "redis-benchmark against $target P$p failed or timed out: $(tail -n 3 "$out.err")"
   local t1 r1
@@ -251,7 +260,7 @@ MAIN_VARIANT=${VARIANTS[0]}
 echo "# Larder pass-through benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT$DIRTY"
 echo "# $(nproc) cores; $(redis-server --version | awk '{print $3}'), nutcracker $(nutcracker -V 2>&1 | awk '{print $NF}' | head -n 1)"
 echo "# redis-benchmark -t get,set -c $CLIENTS -n $N_P1 (P1) / $N_P16 (P16); rounds: $ROUNDS"
-echo "# larder-tTxC = threads T, redis.connections_per_worker C"
+echo "# larder-tTxC = threads T, redis.connections_per_worker C; nice $BENCH_NICE; load before start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ $SKIP_BENCH != 1 ]]; then
   start_redis
@@ -263,7 +272,7 @@ if [[ $SKIP_BENCH != 1 ]]; then
   log "redis :$REDIS_PORT  twemproxy :$TWEM_PORT  larder $(for v in "${VARIANTS[@]}"; do printf 't%s:%s ' "$v" "${LARDER_PORT[$v]}"; done)"
   # warm-up (connections, allocator, CPU frequency), not recorded
   for c in "${CONTENDERS[@]}"; do
-    timeout 60 redis-benchmark -h 127.0.0.1 -p "$(port_of "$c")" -t get,set -c "$CLIENTS" -n 20000 -P 1 -q \
+    timeout 60 "${NICE[@]}" redis-benchmark -h 127.0.0.1 -p "$(port_of "$c")" -t get,set -c "$CLIENTS" -n 20000 -P 1 -q \
       >/dev/null 2>&1 || die "warm-up against $c failed"
   done
   for ((r = 1; r <= ROUNDS; r++)); do

@@ -21,7 +21,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import (HOST, PG_BIN, LarderTestCase, PostgresServer, RespError, close_client,  # noqa: E402
-                     encode_command, free_port, tail, to_yaml, wait_until)
+                     encode_command, free_port, to_yaml, wait_until)
 
 import redis  # noqa: E402
 
@@ -174,19 +173,24 @@ def table_scans(table: str, pg: PostgresServer | None = None) -> int:
     return int(out.split()[-1])
 
 
-def settled_scans(table: str, at_least: int = 0, timeout: float = 8.0) -> int:
-    """PostgreSQL 15 backends flush table statistics asynchronously (an idle
-    backend at most once a second): poll until the count is >= at_least and has
-    not moved for 1.3 s."""
+def flushed_scans(table: str, at_least: int, timeout: float = 8.0) -> int:
+    """PostgreSQL 15 backends flush table statistics asynchronously: a backend
+    that flushed less than a second ago keeps its counts for up to 10 s more
+    (PGSTAT_IDLE_INTERVAL). A backend always flushes when it exits, so this
+    ends the backends that ran Larder's load queries on `table` (Larder's pool
+    reconnects on its next load), then polls until the count is >= at_least
+    and has not moved for 0.5 s."""
+    PG.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE pid <> pg_backend_pid() AND query LIKE '%\"public\".\"{table}\"%'", dbname=DB)
     deadline = time.monotonic() + timeout
     value = table_scans(table)
     stable_since = time.monotonic()
     while True:
-        time.sleep(0.2)
+        time.sleep(0.1)
         now_value = table_scans(table)
         if now_value != value:
             value, stable_since = now_value, time.monotonic()
-        elif value >= at_least and time.monotonic() - stable_since >= 1.3:
+        elif value >= at_least and time.monotonic() - stable_since >= 0.5:
             return value
         if time.monotonic() > deadline:
             return value
@@ -452,11 +456,12 @@ class StringShapeTest(ReadThroughCase):
 
         # GETEX on a cold key: loaded with the keyspace TTL (options ignored);
         # on a cached key the options apply.
-        self.assertEqual(c.getex("name:4", ex=100), b"dee")
-        wait_until(lambda: direct.get("name:4") == b"dee", 5, "name:4 to be filled")
-        self.assertGreater(direct.ttl("name:4"), 3000)
-        self.assertEqual(c.getex("name:4", ex=100), b"dee")
-        self.assertLessEqual(direct.ttl("name:4"), 100)
+        self.assertEqual(direct.exists("name:-7"), 0)
+        self.assertEqual(c.getex("name:-7", ex=100), b"neg")
+        wait_until(lambda: direct.get("name:-7") == b"neg", 5, "name:-7 to be filled")
+        self.assertGreater(direct.ttl("name:-7"), 3000)
+        self.assertEqual(c.getex("name:-7", ex=100), b"neg")
+        self.assertLessEqual(direct.ttl("name:-7"), 100)
 
 
 # ------------------------------------------------------------ 3. composite
@@ -549,7 +554,7 @@ class PassThroughTest(ReadThroughCase):
             self.assertEqual(c.delete(key), 1, key)
             self.assertEqual(c.hset(key, "f", "v"), 1, key)
             self.assertEqual(c.hgetall(key), {b"f": b"v"}, key)
-            self.assertEqual(c.lpush(key + ":list", "x"), 1, key)
+            self.assertEqual(c.lpush("list-" + key, "x"), 1, key)
             self.assertEqual(c.exists(key), 1, key)
         self.assertEqual(c.mget("user:", "users:1", "xuser:1"), [None, None, None])
         for name, before in (("users", before_u), ("names", before_n)):
@@ -583,7 +588,7 @@ class SingleFlightTest(ReadThroughCase):
         wait_until(lambda: larder.info_larder()["connected_clients"] >= self.CLIENTS, 10,
                    "Larder to accept the 500 clients")
 
-        scans_before = settled_scans("sf")
+        scans_before = table_scans("sf")
         offset = log_offset()
         before = ks_stats(larder, "sf")
 
@@ -620,7 +625,7 @@ class SingleFlightTest(ReadThroughCase):
         # PostgreSQL's side: one execution in its log, one scan in its statistics.
         execs = load_executions(PG, offset, "sf")
         self.assertEqual(len(execs), 1, execs)
-        self.assertEqual(settled_scans("sf", scans_before + 1) - scans_before, 1)
+        self.assertEqual(flushed_scans("sf", scans_before + 1) - scans_before, 1)
 
 
 # --------------------------------------------------------------- 6. batching
@@ -735,6 +740,17 @@ class TtlTest(ReadThroughCase):
         # Expiry never touched the row in PostgreSQL.
         self.assertEqual(sql("SELECT name FROM users WHERE id = 3001").strip(), "new")
 
+    def test_ttl_zero_means_no_expiry(self):
+        ks = {"forever": {"key": "forever:{id}", "table": "public.users", "shape": "string",
+                          "columns": ["name"], "ttl": 0}}
+        larder, c, _, direct = self.start_stack(ks)
+        self.assertEqual(c.ttl("forever:1"), -1)  # loaded by TTL: the fill sets no expiry
+        wait_until(lambda: direct.get("forever:1") == b"ann", 5, "forever:1 to be filled")
+        self.assertEqual(direct.pttl("forever:1"), -1)
+        self.assertEqual(c.get("forever:2"), b"bob")
+        wait_until(lambda: direct.exists("forever:2"), 5, "forever:2 to be filled")
+        self.assertEqual(direct.ttl("forever:2"), -1)
+
 
 # ------------------------------------------------------ 9. write vs. fill
 
@@ -776,6 +792,30 @@ class FillRaceTest(ReadThroughCase):
         self.assertEqual(direct.pttl("user:4001"), -1)  # the fill did not touch it
         self.assertEqual(c.hgetall("user:4001"), {b"name": b"newer"})
         self.assertEqual(delta(ks_stats(larder, "users"), before)["fills"], 0)
+
+    def test_client_gone_does_not_cancel_load(self):
+        """docs: a client that goes away does not cancel the load."""
+        larder, c, _, direct = self.start_stack({"users": USERS})
+        sql("INSERT INTO users (id, name) VALUES (4002, 'orphan')")
+        before = ks_stats(larder, "users")
+        held = HeldSession(PG)
+        self.addCleanup(held.kill)
+        held.lock("users")
+        try:
+            raw = harness.RawClient(larder.port)
+            raw.send(encode_command("HGETALL", "user:4002"))
+            wait_until(lambda: lock_waiters("users") >= 1, 5, "the load to block on the lock")
+            raw.close()
+            wait_until(lambda: larder.info_larder()["connected_clients"] <= 1, 5,
+                       "the client to be gone")
+        finally:
+            held.release()
+        wait_until(lambda: direct.hgetall("user:4002") == {b"name": b"orphan"}, 5,
+                   "the orphaned load to fill user:4002")
+        d = delta(ks_stats(larder, "users"), before)
+        self.assertEqual((d["queries"], d["fills"]), (1, 1), d)
+        self.assertEqual(c.hget("user:4002", "name"), b"orphan")
+        self.assertTrue(larder.running())
 
     def test_pending_marker_blocks_fill(self):
         larder, c, _, direct = self.start_stack({"users": USERS, "names": NAMES})
@@ -828,8 +868,10 @@ class PostgresOutageTest(ReadThroughCase):
         pids = self.pg_pids(pg)
         self.assertTrue(pids)
 
+        # runuser (the postmaster's parent when root) stops itself when its child
+        # stops, and only resumes on SIGCONT: wake it too, or it never reaps.
         def thaw():
-            for p in pids:
+            for p in pids + [pg.proc.pid]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGCONT)
         self.addCleanup(thaw)
@@ -891,6 +933,12 @@ class PostgresOutageTest(ReadThroughCase):
 class RedisOutageTest(ReadThroughCase):
 
     def test_redis_down_falls_back_to_postgres(self):
+        # BUG: Larder dies of SIGSEGV on the first mapped read while Redis is
+        # down. BackendConnection::send() delivers the "-ERR Larder: Redis
+        # backend unavailable" reply synchronously, inside MappedRead::start(),
+        # before replies_ is sized; deliver() then runs afterRedis() on an empty
+        # replies_ (replies_.back() at mapped_read.cpp:130). The HGETALL below
+        # gets "Connection closed by server".
         larder, c, rs, direct = self.start_stack({"users": USERS, "names": NAMES})
         direct.set("plain", "p")
         self.assertEqual(c.get("name:1"), b"ann")
@@ -909,7 +957,7 @@ class RedisOutageTest(ReadThroughCase):
         self.assertEqual(c.exists("user:4", "user:999"), 1)
         self.assertLess(time.monotonic() - started, 4.0)
         d = delta(ks_stats(larder, "users"), before_u)
-        self.assertEqual(d["fallbacks"], 3, d)
+        self.assertEqual(d["fallbacks"], 4, d)  # user:1, user:2, user:4, user:999
         self.assertEqual(d["fills"], 0, d)
         self.assertEqual(delta(ks_stats(larder, "names"), before_n)["fallbacks"], 3)
 
@@ -985,7 +1033,8 @@ class ConfigMismatchTest(ReadThroughCase):
                 self.assertIn(f"'{name}'", err, what)
                 self.assertIn(table, err, what)
                 if column:
-                    self.assertRegex(err, rf"['{{]{re.escape(column)}['}}]", what)
+                    self.assertRegex(err, rf"(?<![A-Za-z0-9_]){re.escape(column)}(?![A-Za-z0-9_])",
+                                     what)
         # The exact documented form.
         rc, err, _ = self.run_larder({"users": cases[0][2]})
         self.assertIn("keyspace 'users' (table public.users): column 'emial' does not exist", err)
@@ -1003,6 +1052,37 @@ class ConfigMismatchTest(ReadThroughCase):
             "keyspaces": {"orders": ORDERS, "two": {"key": "two:{id}", "table": "public.twocols",
                                                     "shape": "string", "columns": ["b"]}}})
         self.assertTrue(larder.running())
+
+
+class QuotedNamesTest(ReadThroughCase):
+    """Quoted schema, table and column names (docs/configuration.md: table
+    parts and columns are unquoted or double-quoted identifiers)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        sql('CREATE SCHEMA "Odd Schema"; '
+            'CREATE TABLE "Odd Schema"."Mixed Case" ("Id" int PRIMARY KEY, "Full Name" text, '
+            '"select" text, plain text); '
+            """INSERT INTO "Odd Schema"."Mixed Case" VALUES (1, 'Ann A', 'sel', 'p')""")
+
+    def test_quoted_table_default_columns(self):
+        larder, c, _, _ = self.start_stack({"mc": {"key": "mc:{Id}",
+                                                   "table": '"Odd Schema"."Mixed Case"'}})
+        self.assertEqual(c.hgetall("mc:1"), {b"Full Name": b"Ann A", b"select": b"sel",
+                                             b"plain": b"p"})
+        self.assertEqual(c.hget("mc:1", "Full Name"), b"Ann A")
+
+    def test_quoted_column_names(self):
+        # BUG: a double-quoted column name passes config validation but is then
+        # compared with its quotes against the catalog, so Larder refuses to
+        # start: "keyspace 'mc' (table Odd Schema.Mixed Case): column '"Full
+        # Name"' does not exist". A column whose name needs quoting (upper case,
+        # spaces) cannot be listed in `columns` at all.
+        larder, c, _, _ = self.start_stack({"mc": {"key": "mc:{Id}",
+                                                   "table": '"Odd Schema"."Mixed Case"',
+                                                   "columns": ['"Full Name"', '"select"']}})
+        self.assertEqual(c.hgetall("mc:1"), {b"Full Name": b"Ann A", b"select": b"sel"})
 
 
 # ------------------------------------------------------------ 13. WRONGTYPE

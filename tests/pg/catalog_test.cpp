@@ -66,7 +66,7 @@ TEST_CASE("readTable reads columns, flags and key positions", "[pg][catalog]") {
   bool view_found = true;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     auto setup = co_await c.script(R"SQL(
       DROP SCHEMA IF EXISTS "MixedCase" CASCADE;
       CREATE SCHEMA "MixedCase";

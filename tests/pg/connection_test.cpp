@@ -81,16 +81,22 @@ TEST_CASE("connect to a server that never answers times out", "[pg][connection]"
 
 TEST_CASE("text parameters round-trip unchanged, NULL included", "[pg][connection]") {
   const std::string url = dsn();
-  const std::vector<std::string> samples = {
-      "plain",       "it's \"quoted\"",     "back\\slash \\x00 \\\\", "new\nline\ttab\r",
-      "ünïcødé ✓",   "",                    "NULL",                   "{a,\"b\"}",
-      "'; DROP TABLE x; --", std::string(100000, 'z')};
+  const std::vector<std::string> samples = {"plain",
+                                            "it's \"quoted\"",
+                                            "back\\slash \\x00 \\\\",
+                                            "new\nline\ttab\r",
+                                            "ünïcødé ✓",
+                                            "",
+                                            "NULL",
+                                            "{a,\"b\"}",
+                                            "'; DROP TABLE x; --",
+                                            std::string(100000, 'z')};
   std::vector<std::string> echoed;
   bool null_is_null = false;
   bool null_flag = false;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     for (const auto& sample : samples) {
       const Params params{sample};
       auto out = co_await c.query("SELECT $1::text", params);
@@ -117,7 +123,7 @@ TEST_CASE("common types come back in PostgreSQL's text format", "[pg][connection
   std::vector<std::string> from_params;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     REQUIRE_OK(co_await c.query("SET TimeZone = 'UTC'"));
     auto out = co_await c.query(
         "SELECT 42::int AS i, 9007199254740993::bigint AS big, 123.4500::numeric AS num, "
@@ -153,8 +159,7 @@ TEST_CASE("common types come back in PostgreSQL's text format", "[pg][connection
   CHECK(names.front() == "i");
   CHECK(names.back() == "nothing");
   CHECK(last_null);
-  CHECK(from_params ==
-        std::vector<std::string>{"9007199254740993", "t", "v", "\\x0001ff", "2.50"});
+  CHECK(from_params == std::vector<std::string>{"9007199254740993", "t", "v", "\\x0001ff", "2.50"});
 }
 
 TEST_CASE("array literals bind as arrays, never as SQL", "[pg][connection]") {
@@ -166,12 +171,13 @@ TEST_CASE("array literals bind as arrays, never as SQL", "[pg][connection]") {
       "a\"b", "c\\d", "e,f", "{g}", std::nullopt, "", "NULL", " spaced ", "ü"};
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await c.connect());
-    REQUIRE_OK(co_await c.script("CREATE TEMP TABLE ids(id bigint PRIMARY KEY); "
-                                 "INSERT INTO ids SELECT generate_series(1, 10)"));
+    REQUIRE_NO_ERROR(co_await c.connect());
+    REQUIRE_OK(
+        co_await c.script("CREATE TEMP TABLE ids(id bigint PRIMARY KEY); "
+                          "INSERT INTO ids SELECT generate_series(1, 10)"));
     const Params wanted{arrayLiteral({"2", "5", "7", "42"})};
-    auto out = co_await c.query("SELECT id FROM ids WHERE id = ANY($1::bigint[]) ORDER BY id",
-                                wanted);
+    auto out =
+        co_await c.query("SELECT id FROM ids WHERE id = ANY($1::bigint[]) ORDER BY id", wanted);
     REQUIRE_OK(out);
     for (int row = 0; row < out.result.rows(); ++row) ids.emplace_back(out.result.value(row, 0));
 
@@ -211,7 +217,7 @@ TEST_CASE("large results and many rows arrive completely", "[pg][connection]") {
   long long affected = -1;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 20s);
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     auto big = co_await c.query("SELECT repeat('x', 8000000)");
     REQUIRE_OK(big);
     big_size = big.result.value(0, 0).size();

@@ -17,12 +17,22 @@
 
 #include "larder/pg/connection.hpp"
 
-// REQUIRE for a QueryOutcome that reports the error when it fails.
-#define REQUIRE_OK(outcome_expr)                                       \
-  do {                                                                 \
-    const auto& outcome_ = (outcome_expr);                             \
-    INFO(outcome_.error.sqlstate << " " << outcome_.error.message);    \
-    REQUIRE(outcome_.ok());                                            \
+// Never co_await inside a Catch assertion: GCC 12 evaluates the expression of
+// REQUIRE(co_await f()) three times (Catch repeats it in __builtin_constant_p
+// and in the unevaluated loop condition). These take the value first, once,
+// and report the error when it fails.
+#define REQUIRE_OK(outcome_expr)                                    \
+  do {                                                              \
+    const auto& outcome_ = (outcome_expr);                          \
+    INFO(outcome_.error.sqlstate << " " << outcome_.error.message); \
+    REQUIRE(outcome_.ok());                                         \
+  } while (false)
+
+#define REQUIRE_NO_ERROR(error_expr)                   \
+  do {                                                 \
+    const ::larder::pg::PgError error_ = (error_expr); \
+    INFO(error_.sqlstate << " " << error_.message);    \
+    REQUIRE_FALSE(error_);                             \
   } while (false)
 
 namespace larder::pg::test {

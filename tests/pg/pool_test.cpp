@@ -116,7 +116,7 @@ TEST_CASE("broken connections are dropped and replaced", "[pg][pool]") {
           auto [lease, error] = co_await pool.acquire(5s);
           REQUIRE_FALSE(error);
           pid2 = (co_await lease->query("SELECT pg_backend_pid()")).result.value(0, 0);
-        }  // returned healthy: idle in the pool
+        }                                 // returned healthy: idle in the pool
         co_await terminateBackend(pid2);  // dies while idle
         auto [lease, error] = co_await pool.acquire(5s);
         REQUIRE_FALSE(error);
@@ -166,8 +166,7 @@ TEST_CASE("after a failed connect the pool backs off and fails fast", "[pg][pool
   CHECK(pool.stats().open.get() == 0);
 }
 
-TEST_CASE("close fails pending and later acquires and drops returned connections",
-          "[pg][pool]") {
+TEST_CASE("close fails pending and later acquires and drops returned connections", "[pg][pool]") {
   asio::io_context io;
   Pool pool(io.get_executor(), poolConfig(dsn(), 1));
   PgError pending, later;

@@ -16,7 +16,7 @@ TEST_CASE("prepared statements are reused, and prepared again after reconnect",
   std::vector<std::string> prepared_counts;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     auto count = [&]() -> asio::awaitable<void> {
       auto n = co_await c.query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'dbl'");
       REQUIRE_OK(n);
@@ -32,7 +32,7 @@ TEST_CASE("prepared statements are reused, and prepared again after reconnect",
     co_await count();  // 1: prepared once, run twice
 
     c.close();
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     co_await count();  // 0: a fresh session
     const Params seven{"7"};
     auto again = co_await c.prepared("dbl", sql, seven);
@@ -61,7 +61,7 @@ TEST_CASE("scripts run several statements; a failed one rolls its transaction ba
   std::string count_after_failure;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     multi = co_await c.script(
         "CREATE TEMP TABLE s(x int); BEGIN; INSERT INTO s VALUES (1); "
         "INSERT INTO s VALUES (2); COMMIT;");
@@ -95,7 +95,7 @@ TEST_CASE("server errors carry their SQLSTATE and no row values", "[pg][connecti
   bool healthy_after = false;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     REQUIRE_OK(co_await c.query("CREATE TEMP TABLE u(id int PRIMARY KEY, email text UNIQUE)"));
     const Params first{"1", "secret-value@example.com"};
     REQUIRE_OK(co_await c.query("INSERT INTO u VALUES ($1, $2)", first));
@@ -105,7 +105,9 @@ TEST_CASE("server errors carry their SQLSTATE and no row values", "[pg][connecti
     syntax = (co_await c.query("SELEC 1")).error;
     const Params with_nul{std::string("a\0b", 3)};
     nul = (co_await c.query("SELECT $1::text", with_nul)).error;
-    healthy_after = c.healthy() && (co_await c.query("SELECT 1")).ok();
+    healthy_after = c.healthy();
+    auto after = co_await c.query("SELECT 1");
+    healthy_after = healthy_after && after.ok();
   });
   CHECK(unique.sqlstate == "23505");
   CHECK_FALSE(unique.retryable());
@@ -127,11 +129,13 @@ TEST_CASE("statement_timeout cancels a slow statement with 57014", "[pg][connect
   bool usable_after = false;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection c(ex, url, 2s, 200ms);
-    REQUIRE_FALSE(co_await c.connect());
+    REQUIRE_NO_ERROR(co_await c.connect());
     const auto start = Clock::now();
     error = (co_await c.query("SELECT pg_sleep(5)")).error;
     elapsed = millisSince(start);
-    usable_after = c.healthy() && (co_await c.query("SELECT 1")).ok();
+    usable_after = c.healthy();
+    auto after = co_await c.query("SELECT 1");
+    usable_after = usable_after && after.ok();
   });
   CHECK(error.sqlstate == "57014");
   CHECK_FALSE(error.retryable());
@@ -140,14 +144,13 @@ TEST_CASE("statement_timeout cancels a slow statement with 57014", "[pg][connect
   CHECK(usable_after);
 }
 
-TEST_CASE("a connection terminated by the server reports a retryable error",
-          "[pg][connection]") {
+TEST_CASE("a connection terminated by the server reports a retryable error", "[pg][connection]") {
   const std::string url = dsn();
   PgError first, second;
   bool healthy = true;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     Connection victim(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await victim.connect());
+    REQUIRE_NO_ERROR(co_await victim.connect());
     auto pid = co_await victim.query("SELECT pg_backend_pid()");
     REQUIRE_OK(pid);
     co_await terminateBackend(std::string(pid.result.value(0, 0)));
@@ -170,7 +173,7 @@ TEST_CASE("an abandoned query leaves the connection unhealthy, and it closes cle
   bool healthy = true;
   runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     auto c = std::make_unique<Connection>(ex, url, 2s, 5s);
-    REQUIRE_FALSE(co_await c->connect());
+    REQUIRE_NO_ERROR(co_await c->connect());
     asio::steady_timer timer(ex, 100ms);
     auto raced = co_await (c->query("SELECT pg_sleep(2)") || timer.async_wait(kUseTuple));
     winner = raced.index();

@@ -21,8 +21,7 @@ TEST_CASE("arrayLiteral quotes and escapes every element", "[pg][text]") {
   CHECK(arrayLiteral({"1", "2"}) == "{\"1\",\"2\"}");
   CHECK(arrayLiteral({std::nullopt}) == "{NULL}");
   CHECK(arrayLiteral({"NULL", std::nullopt, ""}) == "{\"NULL\",NULL,\"\"}");
-  CHECK(arrayLiteral({"a\"b", "c\\d", "e,f", "{g}"}) ==
-        "{\"a\\\"b\",\"c\\\\d\",\"e,f\",\"{g}\"}");
+  CHECK(arrayLiteral({"a\"b", "c\\d", "e,f", "{g}"}) == "{\"a\\\"b\",\"c\\\\d\",\"e,f\",\"{g}\"}");
 }
 
 TEST_CASE("retryable covers connection loss and transient server states", "[pg][text]") {

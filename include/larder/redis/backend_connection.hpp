@@ -59,8 +59,8 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   void stop();
 
   // Queues one complete RESP request; its reply goes to sink->deliver(tag, ...).
-  // A shared connection that is not connected answers with an error at once;
-  // a pinned one queues while it connects.
+  // Requests queue while the connection is being made; a connection waiting
+  // to retry (backoff) answers with an error at once.
   void send(std::string_view request, const std::shared_ptr<ReplySink>& sink, std::uint64_t tag);
 
   // Stream mode: every frame goes to `sink`; requests are sent untracked.

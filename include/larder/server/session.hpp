@@ -67,6 +67,8 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   bool needsBarrierToPin() const { return !pinned_ && !queue_.empty(); }
   void pin(bool stream);
   bool releasable() const;
+  Flow syncStream();
+  void onStreamSync(std::string_view frame);
   void releasePin();
 
   // Local commands (local_commands.cpp).
@@ -76,7 +78,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   Flow info(const resp::Request& req);
   Flow client(const resp::Request& req);
   Flow reset(const resp::Request& req);
-  std::string clientInfoLine() const;
+  std::string clientInfoLine();  // non-const: asio's native_handle() is
   std::string mergeInfo(const std::string& larder_section, std::string_view backend_frame) const;
 
   void reply(std::string_view bytes);  // a locally answered command, in order
@@ -121,7 +123,14 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   bool in_multi_ = false;
   bool watching_ = false;
   bool sticky_ = false;     // CLIENT TRACKING and friends: pinned until RESET
-  int resets_in_stream_ = 0;  // RESETs sent as the last commands of a pub/sub stream
+  // Leaving pub/sub: a PING token sent on the stream, answered in order.
+  enum class StreamSync { None, Subscribed, Ended };
+  StreamSync sync_ = StreamSync::None;
+  std::uint64_t sync_tag_ = 0;     // slot held until the token comes back
+  std::string sync_token_;
+  std::uint64_t sync_count_ = 0;
+  bool dirty_stream_ = false;      // a RESET went through the stream connection
+  bool quitting_ = false;          // QUIT sent on the stream; Redis closes it
   long long db_ = 0;
 
   bool authenticated_ = false;
@@ -131,6 +140,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::string last_command_;
 
   bool reading_stopped_ = false;
+  bool draining_ = false;  // server shutdown: finish what was sent, then close
   bool close_when_flushed_ = false;
   bool closed_ = false;
 };

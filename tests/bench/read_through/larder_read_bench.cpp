@@ -39,6 +39,7 @@
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -938,6 +939,11 @@ int main(int argc, char** argv) {
             " larder_load_errors=" + std::to_string(info1->errors - info0->errors) +
             " larder_load_timeouts=" + std::to_string(info1->timeouts - info0->timeouts);
   }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double cpu = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                     double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  line += " client_cpu_s=" + fmt("%.1f", cpu);
   line += " failed_clients=" + std::to_string(sh.failed_clients.load());
   std::printf("%s\n", line.c_str());
   if (csv != stdout) std::fclose(csv);
