@@ -1,6 +1,7 @@
 #include "larder/cache/keyspace.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include "larder/pg/connection.hpp"
 
@@ -8,18 +9,46 @@ namespace larder::cache {
 
 namespace {
 
-bool isIntegerType(const std::string& type) {
-  return type == "smallint" || type == "integer" || type == "bigint";
+// The range of PostgreSQL's integer types; 0 when `type` is not one.
+int integerBits(const std::string& type) {
+  if (type == "smallint") return 16;
+  if (type == "integer") return 32;
+  if (type == "bigint") return 64;
+  return 0;
 }
 
-// PostgreSQL's own text form of an integer: no '+', no leading zeros, no "-0",
-// so that one row is never cached under two keys (user:7 and user:007).
-bool canonicalInteger(std::string_view v) {
-  const bool negative = !v.empty() && v.front() == '-';
-  if (negative) v.remove_prefix(1);
-  if (v.empty() || v.size() > 19) return false;
-  if (v.front() == '0' && (v.size() > 1 || negative)) return false;
-  return std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+// PostgreSQL's own text form of an integer that fits the type: no '+', no
+// leading zeros, no "-0", so one row is never cached under two keys (user:7
+// and user:007), and no value PostgreSQL would refuse as out of range.
+bool canonicalInteger(std::string_view v, int bits) {
+  const std::string_view digits = !v.empty() && v.front() == '-' ? v.substr(1) : v;
+  if (digits.empty() || digits.size() > 19) return false;
+  if (digits.front() == '0' && (digits.size() > 1 || digits.size() != v.size())) return false;
+  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  long long value = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+  if (ec != std::errc() || ptr != v.data() + v.size()) return false;  // beyond 64 bits
+  if (bits == 64) return true;
+  const long long limit = 1LL << (bits - 1);
+  return value >= -limit && value < limit;
+}
+
+// A column name from the config: "Quoted" keeps its case (and "" is a quote);
+// a bare name folds to lower case, as PostgreSQL folds identifiers.
+std::string columnName(const std::string& text) {
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
+    std::string out;
+    for (std::size_t i = 1; i + 1 < text.size(); ++i) {
+      out += text[i];
+      if (text[i] == '"') ++i;
+    }
+    return out;
+  }
+  std::string out = text;
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 bool canonicalUuid(std::string_view v) {
@@ -71,7 +100,7 @@ bool Keyspace::match(std::string_view text, std::vector<std::string_view>& value
 bool Keyspace::plausibleKeyValue(std::size_t column, std::string_view value) const {
   const std::string& type = key_types[column];
   if (value.find('\0') != std::string_view::npos) return false;  // PostgreSQL text has no NUL
-  if (isIntegerType(type)) return canonicalInteger(value);
+  if (const int bits = integerBits(type)) return canonicalInteger(value, bits);
   if (type == "uuid") return canonicalUuid(value);
   return true;
 }
@@ -128,7 +157,8 @@ Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config,
       if (c.pk_position == 0) values.push_back(&c);
     }
   } else {
-    for (const auto& name : config.columns) {
+    for (const auto& configured : config.columns) {
+      const std::string name = columnName(configured);
       const pg::ColumnInfo* c = table.column(name);
       if (c == nullptr) {
         throw KeyspaceError(where(config, table) + ": column '" + name + "' does not exist");

@@ -163,7 +163,11 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
   if (error) {
     spdlog::warn("keyspace {}: loading {} key(s) failed: {}", ks.name(), batch.size(),
                  error.message);
-    const LoadResult failed = errorResult("ERR Larder: PostgreSQL unavailable: " + error.message);
+    // 22xxx: PostgreSQL is up but refuses this key's text for the column type.
+    const bool refused = error.sqlstate.rfind("22", 0) == 0;
+    const LoadResult failed = errorResult(
+        (refused ? "ERR Larder: PostgreSQL refused the key: " : "ERR Larder: PostgreSQL unavailable: ") +
+        error.message);
     for (const auto& flight : batch) {
       answer(flight, failed);
       flights_.erase(flight->key);

@@ -565,7 +565,8 @@ class Loader {
     requireMap(node, path);
     checkKeys(node, path,
               {"address", "username", "password", "db", "connections_per_worker",
-               "max_pinned_per_worker", "connect_timeout", "reconnect_min", "reconnect_max"});
+               "max_pinned_per_worker", "max_pending_per_connection", "connect_timeout",
+               "reconnect_min", "reconnect_max"});
     field(node, path, "address",
           [&](const auto& n, const auto& p) { redis.address = readEndpoint(n, p); });
     field(node, path, "username",
@@ -579,6 +580,9 @@ class Loader {
     });
     field(node, path, "max_pinned_per_worker", [&](const auto& n, const auto& p) {
       redis.max_pinned_per_worker = readInt(n, p, 1, 100000);
+    });
+    field(node, path, "max_pending_per_connection", [&](const auto& n, const auto& p) {
+      redis.max_pending_per_connection = readInt(n, p, 16, 10000000);
     });
     field(node, path, "connect_timeout",
           [&](const auto& n, const auto& p) { redis.connect_timeout = readDuration(n, p, false); });

@@ -28,6 +28,12 @@ Millis jittered(Millis base) {
 
 PgError closedError() { return {"", "pool closed"}; }
 
+// A connect may not outlive the acquire that started it; connect_timeout 0
+// (no limit, as in libpq) leaves the acquire's own deadline.
+Millis connectBudget(Millis connect_timeout, Millis remaining) {
+  return connect_timeout.count() > 0 ? std::min(connect_timeout, remaining) : remaining;
+}
+
 // An acquire() parked until a connection (or a slot to open one) is handed to
 // it. The pool wakes it by cancelling its timer; the timer's expiry is the
 // acquire deadline.
@@ -120,8 +126,8 @@ bool Pool::lastConnectFailed() const { return impl_->last_failed; }
 
 void Pool::giveBack(std::unique_ptr<Connection> connection) {
   Impl& s = *impl_;
-  stats_.in_use.sub();
   if (!connection) return;
+  stats_.in_use.sub();
   if (s.closed || !connection->healthy()) {
     connection.reset();
     stats_.open.sub();
@@ -141,7 +147,8 @@ void Pool::giveBack(std::unique_ptr<Connection> connection) {
 
 asio::awaitable<std::pair<Lease, PgError>> Pool::acquire(Millis timeout) {
   Impl& s = *impl_;
-  const auto deadline = Clock::now() + timeout;
+  // Clamped: a caller's Millis::max() must not overflow the deadline.
+  const auto deadline = Clock::now() + std::clamp(timeout, Millis::zero(), Millis(86400000));
   auto lend = [this](std::unique_ptr<Connection> connection) {
     stats_.in_use.add();
     return std::pair<Lease, PgError>{Lease(this, std::move(connection)), PgError{}};
@@ -190,7 +197,7 @@ asio::awaitable<std::pair<Lease, PgError>> Pool::acquire(Millis timeout) {
         Lease(), PgError{"", "timed out waiting for a PostgreSQL connection"}};
   }
   auto connection = std::make_unique<Connection>(s.executor, s.config.dsn,
-                                                 std::min(s.config.connect_timeout, remaining),
+                                                 connectBudget(s.config.connect_timeout, remaining),
                                                  s.config.statement_timeout);
   PgError error = co_await connection->connect();
   if (s.closed) {

@@ -42,6 +42,23 @@ bool Session::touchesReservedKey(const resp::Request& req) const {
   return false;
 }
 
+std::string Session::refusalInTransaction(const resp::Request& req) const {
+  if (touchesReservedKey(req)) return "ERR Larder: keys under '__larder:' are reserved for Larder";
+  const cache::KeyspaceRegistry& registry = worker_.server().keyspaces();
+  if (registry.empty() || req.args.size() < 2) return {};
+  std::array<char, 32> buf;
+  const KeyedCommand keyed = keysOf(lowerName(req.args[0], buf), req.args);
+  if (keyed.access != MappedAccess::Write && keyed.access != MappedAccess::Other) return {};
+  std::vector<std::string_view> values;
+  for (std::size_t index : keyed.keys) {
+    const cache::Keyspace* ks = registry.match(req.args[index], values);
+    if (ks == nullptr) continue;
+    if (keyed.access == MappedAccess::Other) return std::string(kWrongType);
+    return "ERR Larder: writes to keyspace '" + ks->name() + "' are not supported yet";
+  }
+  return {};
+}
+
 bool Session::routeMapped(const resp::Request& req, Flow& flow) {
   const cache::KeyspaceRegistry& registry = worker_.server().keyspaces();
   if (registry.empty() || req.args.size() < 2) return false;
@@ -95,6 +112,10 @@ bool Session::routeMapped(const resp::Request& req, Flow& flow) {
   redis::BackendConnection* connection = currentConnection();
   if (connection == nullptr) {
     flow = Flow::Barrier;
+    return true;
+  }
+  if (connection->saturated()) {
+    flow = Flow::Saturated;
     return true;
   }
   const std::uint64_t tag = queue_.reserve();

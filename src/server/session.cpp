@@ -22,6 +22,10 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 constexpr std::size_t kReadChunk = 16 * 1024;
+// After a read this large (a long pipeline), look once more before executing
+// it: a client that already closed or reset must not cost the backend its
+// whole pipeline. Small reads skip the extra syscall.
+constexpr std::size_t kGoneCheckBytes = 2048;
 
 resp::ParserLimits parserLimits(const config::LimitsConfig& limits, bool authenticated) {
   resp::ParserLimits l{limits.max_array_len, limits.max_bulk_len, limits.max_inline_len};
@@ -86,8 +90,12 @@ asio::awaitable<void> Session::run() {
       }
       if (!request_.args.empty()) {
         Flow flow = route(request_);
-        if (flow == Flow::Barrier) {
-          co_await waitOutstanding(0);
+        while (flow == Flow::Barrier || flow == Flow::Saturated) {
+          if (flow == Flow::Barrier) {
+            co_await waitOutstanding(0);
+          } else {
+            co_await waitBackendCapacity();
+          }
           if (closed_) co_return;
           flow = route(request_);
         }
@@ -114,9 +122,22 @@ asio::awaitable<void> Session::run() {
     if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
     if (ec) break;  // EOF or reset: Redis drops such a client at once
     in_.commit(n);
+    if (n >= kGoneCheckBytes && clientGone()) break;
     last_active_ = std::chrono::steady_clock::now();
   }
   if (!close_when_flushed_ && !quitting_) close();
+}
+
+bool Session::clientGone() {
+  boost::system::error_code ec;
+  for (;;) {
+    char* dst = in_.prepare(kReadChunk);
+    const std::size_t n = socket_.read_some(asio::buffer(dst, in_.writable()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return false;
+    if (ec) return true;  // EOF or reset
+    in_.commit(n);
+    if (in_.size() > worker_.config().limits.max_bulk_len) return false;  // parse first
+  }
 }
 
 asio::awaitable<void> Session::waitOutstanding(std::size_t at_most) {
@@ -127,6 +148,13 @@ asio::awaitable<void> Session::waitOutstanding(std::size_t at_most) {
     co_await wake_.async_wait(kUseTuple);
     waiting_ = false;
   }
+}
+
+asio::awaitable<void> Session::waitBackendCapacity() {
+  // Rare (only under overload), so a short poll is simpler than a waiter list.
+  worker_.stats().backend_waits.add();
+  asio::steady_timer poll(socket_.get_executor(), std::chrono::milliseconds(1));
+  co_await poll.async_wait(kUseTuple);
 }
 
 void Session::wakeReader() {
@@ -192,8 +220,24 @@ Session::Flow Session::route(const resp::Request& req) {
       return routeLocal(req, info.local);
     }
     if (info.local == LocalCommand::Exec || info.local == LocalCommand::Discard) {
-      in_multi_ = false;
-      watching_ = false;
+      if (pinned_->saturated()) return Flow::Saturated;
+      const bool aborted = multi_aborted_;
+      in_multi_ = watching_ = multi_aborted_ = false;
+      if (aborted && info.local == LocalCommand::Exec) {
+        // A command was refused while queueing: like Redis, discard it all.
+        resp::Request discard;
+        discard.args = {"DISCARD"};
+        discard.inline_form = true;
+        replacements_[queue_.nextTag()] =
+            "-EXECABORT Transaction discarded because of previous errors.\r\n";
+        return forward(discard, *pinned_);
+      }
+      return forward(req, *pinned_);
+    }
+    if (std::string refusal = refusalInTransaction(req); !refusal.empty()) {
+      multi_aborted_ = true;
+      replyError(refusal);
+      return Flow::Continue;
     }
     return forward(req, *pinned_);
   }
@@ -258,6 +302,7 @@ Session::Flow Session::forwardCurrent(const resp::Request& req) {
 }
 
 Session::Flow Session::forward(const resp::Request& req, redis::BackendConnection& connection) {
+  if (connection.saturated()) return Flow::Saturated;
   const std::uint64_t tag = queue_.reserve();
   if (req.inline_form) {
     scratch_.clear();
@@ -305,6 +350,9 @@ void Session::deliver(std::uint64_t tag, std::string_view frame) {
       return;
     }
     out_.append(frame);  // stream frames carry no slot: they are already in order
+  } else if (!replacements_.empty() && replacements_.count(tag)) {
+    queue_.complete(tag, replacements_[tag], out_);
+    replacements_.erase(tag);
   } else if (!info_merges_.empty() && info_merges_.count(tag)) {
     std::string merged = mergeInfo(info_merges_[tag], frame);
     info_merges_.erase(tag);

@@ -933,12 +933,12 @@ class PostgresOutageTest(ReadThroughCase):
 class RedisOutageTest(ReadThroughCase):
 
     def test_redis_down_falls_back_to_postgres(self):
-        # BUG: Larder dies of SIGSEGV on the first mapped read while Redis is
-        # down. BackendConnection::send() delivers the "-ERR Larder: Redis
-        # backend unavailable" reply synchronously, inside MappedRead::start(),
-        # before replies_ is sized; deliver() then runs afterRedis() on an empty
-        # replies_ (replies_.back() at mapped_read.cpp:130). The HGETALL below
-        # gets "Connection closed by server".
+        # Regression (found by this test, fixed in 043e973): Larder died of
+        # SIGSEGV on the first mapped read while Redis was down.
+        # BackendConnection::send() delivers "-ERR Larder: Redis backend
+        # unavailable" synchronously, inside MappedRead::start(), which had not
+        # yet sized replies_; afterRedis() then read replies_.back() of an empty
+        # vector, and the HGETALL below got "Connection closed by server".
         larder, c, rs, direct = self.start_stack({"users": USERS, "names": NAMES})
         direct.set("plain", "p")
         self.assertEqual(c.get("name:1"), b"ann")
@@ -1128,6 +1128,34 @@ class WrongTypeTest(ReadThroughCase):
         wait_until(lambda: direct.exists("user:3"), 5, "user:3 to be filled")
         reply = call(c, "GET", "user:3")
         self.assertTrue(str(reply).startswith(wrongtype), reply)
+
+    def test_transactions_cannot_write_mapped_or_reserved_keys(self):
+        larder, c, _, direct = self.start_stack({"users": USERS})
+        # Queued in Redis, these would bypass Larder: each is refused while
+        # queueing and EXEC then discards the whole transaction, as Redis does
+        # after a queue-time error.
+        for bad in (("LPUSH", "user:1", "x"), ("HSET", "user:1", "name", "x"),
+                    ("SET", "__larder:pending:user:1", "1")):
+            tx = c.pipeline(transaction=True)
+            tx.set("plain", "should-not-be-set")
+            tx.execute_command(*bad)
+            with self.assertRaises(redis.ResponseError) as caught:
+                tx.execute()  # redis-py reports the queue-time error itself
+            self.assertRegex(str(caught.exception), "WRONGTYPE|Larder:", bad)
+        self.assertEqual(direct.keys("*"), [])  # EXEC discarded: not even "plain"
+        raw = harness.RawClient(larder.port)
+        self.addCleanup(raw.close)
+        raw.send(b"MULTI\r\nSET plain x\r\nLPUSH user:1 x\r\nEXEC\r\n")
+        replies = [raw.read_line() for _ in range(4)]
+        self.assertEqual(replies[:2], [b"+OK", b"+QUEUED"])
+        self.assertTrue(replies[2].startswith(b"-WRONGTYPE"), replies)
+        self.assertEqual(replies[3], b"-EXECABORT Transaction discarded because of previous errors.")
+        self.assertEqual(direct.keys("*"), [])
+        # A clean transaction still works, and mapped reads inside it see the cache.
+        tx = c.pipeline(transaction=True)
+        tx.set("plain", "1").hget("user:1", "name")
+        self.assertEqual(tx.execute(), [True, None])
+        self.assertEqual(direct.get("plain"), b"1")
 
 
 # ---------------------------------------------------------- 14. key spelling

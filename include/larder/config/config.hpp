@@ -25,6 +25,7 @@ struct RedisConfig {
   int db = 0;                            // SELECTed on every backend connection
   int connections_per_worker = 2;        // shared, pipelined connections
   int max_pinned_per_worker = 1024;      // dedicated connections (MULTI, pub/sub, blocking)
+  int max_pending_per_connection = 4096;  // requests in flight; beyond, clients wait
   Millis connect_timeout{2000};
   Millis reconnect_min{100};
   Millis reconnect_max{2000};

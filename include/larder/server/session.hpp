@@ -48,10 +48,15 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   bool exemptFromIdleTimeout() const;
 
  private:
-  enum class Flow { Continue, Barrier, Stop };
+  // Barrier: wait for every outstanding reply. Saturated: the backend
+  // connection has too much in flight; wait until it drains.
+  enum class Flow { Continue, Barrier, Saturated, Stop };
 
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> waitOutstanding(std::size_t at_most);
+  boost::asio::awaitable<void> waitBackendCapacity();
+  // Reads whatever else the socket holds; true when the client has gone.
+  bool clientGone();
   Flow route(const resp::Request& req);
   Flow routeLocal(const resp::Request& req, LocalCommand command);
   Flow forward(const resp::Request& req, redis::BackendConnection& connection);
@@ -64,6 +69,9 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   bool routeMapped(const resp::Request& req, Flow& flow);
   // True when a key argument lies under Larder's reserved prefix "__larder:".
   bool touchesReservedKey(const resp::Request& req) const;
+  // Inside MULTI: the error for a command that must not reach a mapped or
+  // reserved key (queued in Redis it would bypass Larder), or "".
+  std::string refusalInTransaction(const resp::Request& req) const;
   bool needsBarrierToPin() const { return !pinned_ && !queue_.empty(); }
   void pin(bool stream);
   bool releasable() const;
@@ -111,6 +119,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   bool write_active_ = false;
   bool flush_scheduled_ = false;
   std::unordered_map<std::uint64_t, std::string> info_merges_;  // tag -> Larder's INFO text
+  std::unordered_map<std::uint64_t, std::string> replacements_;  // tag -> reply to send instead
 
   // Waiting for replies to drain (backpressure or a barrier).
   boost::asio::steady_timer wake_;
@@ -121,6 +130,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::shared_ptr<redis::BackendConnection> pinned_;
   bool stream_ = false;     // pinned in pub/sub: frames flow straight through
   bool in_multi_ = false;
+  bool multi_aborted_ = false;  // a queued command was refused: EXEC discards
   bool watching_ = false;
   bool sticky_ = false;     // CLIENT TRACKING and friends: pinned until RESET
   // Leaving pub/sub: a PING token sent on the stream, answered in order.

@@ -24,6 +24,7 @@ struct WorkerStats {
   Counter protocol_errors;
   Counter output_limit_closes;   // clients closed for not reading their replies
   Counter idle_closes;
+  Counter backend_waits;         // a session paused because its backend connection was full
   Counter pinned_current;        // dedicated backend connections in use
   Counter pinned_total;
   redis::BackendStats backend;

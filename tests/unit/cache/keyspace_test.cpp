@@ -154,3 +154,32 @@ TEST_CASE("the registry finds the one keyspace a key belongs to", "[cache]") {
   CHECK(ks->field("total") == 0);
   CHECK(ks->field("nope") == -1);
 }
+
+TEST_CASE("integer keys beyond the column type's range name no row", "[cache]") {
+  pg::TableInfo t = usersTable();
+  auto big = cache::buildKeyspace(0, ksConfig("u", "u:{id}", "public.users"), t);
+  CHECK(big.plausibleKeyValue(0, "9223372036854775807"));
+  CHECK(big.plausibleKeyValue(0, "-9223372036854775808"));
+  CHECK_FALSE(big.plausibleKeyValue(0, "9223372036854775808"));
+  t.columns[0].type = "integer";
+  auto mid = cache::buildKeyspace(0, ksConfig("u", "u:{id}", "public.users"), t);
+  CHECK(mid.plausibleKeyValue(0, "2147483647"));
+  CHECK(mid.plausibleKeyValue(0, "-2147483648"));
+  CHECK_FALSE(mid.plausibleKeyValue(0, "2147483648"));
+  t.columns[0].type = "smallint";
+  auto small = cache::buildKeyspace(0, ksConfig("u", "u:{id}", "public.users"), t);
+  CHECK(small.plausibleKeyValue(0, "-32768"));
+  CHECK_FALSE(small.plausibleKeyValue(0, "32768"));
+}
+
+TEST_CASE("configured column names are quoted or folded as in SQL", "[cache]") {
+  pg::TableInfo t = usersTable();
+  t.columns.push_back({"Full Name", "text", false, 0, false});
+  auto c = ksConfig("u", "u:{id}", "public.users");
+  c.columns = {"\"Full Name\"", "EMAIL"};
+  auto ks = cache::buildKeyspace(0, c, t);
+  CHECK(ks.value_columns == std::vector<std::string>{"Full Name", "email"});
+  c.columns = {"\"full name\""};
+  CHECK_THROWS_WITH(cache::buildKeyspace(0, c, t),
+                    "keyspace 'u' (table public.users): column 'full name' does not exist");
+}
