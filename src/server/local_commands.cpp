@@ -231,7 +231,7 @@ Session::Flow Session::select(const resp::Request& req) {
     return Flow::Continue;
   }
   if (needsBarrierToPin()) return Flow::Barrier;
-  pin(false);
+  if (!pin(false)) return Flow::Continue;
   db_ = db;
   return forward(req, *pinned_);
 }

@@ -266,7 +266,7 @@ Session::Flow Session::route(const resp::Request& req) {
     case CommandKind::Blocking:
     case CommandKind::Sticky:
       if (needsBarrierToPin()) return Flow::Barrier;
-      pin(false);
+      if (!pin(false)) return Flow::Continue;
       if (info.kind == CommandKind::Sticky) sticky_ = true;
       if (info.kind == CommandKind::Transaction) {
         (equalsIgnoreCase(req.args[0], "multi") ? in_multi_ : watching_) = true;
@@ -274,7 +274,7 @@ Session::Flow Session::route(const resp::Request& req) {
       return forward(req, *pinned_);
     case CommandKind::PubSub:
       if (!queue_.empty()) return Flow::Barrier;  // stream frames carry no tags
-      pin(true);
+      if (!pin(true)) return Flow::Continue;
       if (req.inline_form) {
         scratch_.clear();
         resp::appendMultibulk(scratch_, req.args);
@@ -314,15 +314,21 @@ Session::Flow Session::forward(const resp::Request& req, redis::BackendConnectio
   return Flow::Continue;
 }
 
-void Session::pin(bool stream) {
+bool Session::pin(bool stream) {
   if (!pinned_) {
     pinned_ = worker_.acquirePinned();
+    if (!pinned_) {
+      replyError("ERR Larder: too many dedicated backend connections "
+                 "(redis.max_pinned_per_worker); try again later");
+      return false;
+    }
     pinned_->setOwner(weak_from_this());
   }
   if (stream && !stream_) {
     stream_ = true;
     pinned_->setStreamSink(self());
   }
+  return true;
 }
 
 bool Session::releasable() const {

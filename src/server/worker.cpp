@@ -90,6 +90,9 @@ bool Worker::backendReady() const {
 }
 
 std::shared_ptr<redis::BackendConnection> Worker::acquirePinned() {
+  if (stats_.pinned_current.get() >= static_cast<std::uint64_t>(config_.redis.max_pinned_per_worker)) {
+    return nullptr;
+  }
   stats_.pinned_current.add();
   stats_.pinned_total.add();
   while (!idle_pinned_.empty()) {

@@ -94,6 +94,20 @@ stop_pid() {  # stop one process we started and drop it from PIDS
   PIDS=("${keep[@]}")
 }
 
+# Runs a command in the background and waits for it: a trapped INT/TERM then
+# interrupts `wait` at once (bash would otherwise let a foreground child finish
+# first), and cleanup() stops the child. Returns the command's status.
+run_child() {
+  "$@" &
+  local child=$! rc=0
+  PIDS+=("$child")
+  wait "$child" || rc=$?
+  local keep=() i
+  for i in "${PIDS[@]}"; do [[ $i == "$child" ]] || keep+=("$i"); done
+  PIDS=("${keep[@]}")
+  return "$rc"
+}
+
 # ---------------------------------------------------------------- limits
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
@@ -120,9 +134,9 @@ else
   [[ $BUILD != 1 ]] || log "building larder (Release) in $BUILD_DIR"
 fi
 if [[ $BUILD == 1 ]]; then
-  cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake.log" 2>&1 \
+  run_child cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake.log" 2>&1 \
     || { tail -n 30 "$WORK/cmake.log" >&2; die "cmake configure failed"; }
-  cmake --build "$BUILD_DIR" -j2 --target larder >"$WORK/build.log" 2>&1 \
+  run_child cmake --build "$BUILD_DIR" -j2 --target larder >"$WORK/build.log" 2>&1 \
     || { tail -n 30 "$WORK/build.log" >&2; die "build failed"; }
 else
   DIRTY=" (prebuilt binary $LARDER_BIN)"
@@ -215,8 +229,8 @@ run_bench() {  # round target port pid P
   local out="$WORK/bench-$round-$target-P$p.csv"
   local t0 r0
   t0=$(cpu_ticks "$pid"); r0=$(cpu_ticks "$REDIS_PID")
-  timeout "$BENCH_TIMEOUT" "${NICE[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t get,set -c "$CLIENTS" \
-    -n "$n" -P "$p" --csv >"$out" 2>"$out.err" \
+  run_child timeout "$BENCH_TIMEOUT" "${NICE[@]}" redis-benchmark -h 127.0.0.1 -p "$port" \
+    -t get,set -c "$CLIENTS" -n "$n" -P "$p" --csv >"$out" 2>"$out.err" \
     || die "redis-benchmark against $target P$p failed or timed out: $(tail -n 3 "$out.err")"
   local t1 r1
   t1=$(cpu_ticks "$pid"); r1=$(cpu_ticks "$REDIS_PID")
@@ -272,7 +286,7 @@ if [[ $SKIP_BENCH != 1 ]]; then
   log "redis :$REDIS_PORT  twemproxy :$TWEM_PORT  larder $(for v in "${VARIANTS[@]}"; do printf 't%s:%s ' "$v" "${LARDER_PORT[$v]}"; done)"
   # warm-up (connections, allocator, CPU frequency), not recorded
   for c in "${CONTENDERS[@]}"; do
-    timeout 60 "${NICE[@]}" redis-benchmark -h 127.0.0.1 -p "$(port_of "$c")" -t get,set -c "$CLIENTS" -n 20000 -P 1 -q \
+    run_child timeout 60 "${NICE[@]}" redis-benchmark -h 127.0.0.1 -p "$(port_of "$c")" -t get,set -c "$CLIENTS" -n 20000 -P 1 -q \
       >/dev/null 2>&1 || die "warm-up against $c failed"
   done
   for ((r = 1; r <= ROUNDS; r++)); do

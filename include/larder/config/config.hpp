@@ -42,7 +42,7 @@ struct LimitsConfig {
   std::size_t max_array_len = 1024 * 1024;
   std::size_t max_bulk_len = 512ull * 1024 * 1024;
   std::size_t max_inline_len = 64 * 1024;
-  std::size_t max_inflight_per_client = 1024;   // requests read but not yet answered
+  std::size_t max_inflight_per_client = 128;    // requests read but not yet answered
   std::size_t client_output_limit = 64ull * 1024 * 1024;  // queued reply bytes before close
   std::size_t maxclients = 10000;
 };

@@ -73,7 +73,8 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   // reserved key (queued in Redis it would bypass Larder), or "".
   std::string refusalInTransaction(const resp::Request& req) const;
   bool needsBarrierToPin() const { return !pinned_ && !queue_.empty(); }
-  void pin(bool stream);
+  // false (and an error reply) when no dedicated connection can be had.
+  bool pin(bool stream);
   bool releasable() const;
   Flow syncStream();
   void onStreamSync(std::string_view frame);

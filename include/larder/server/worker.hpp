@@ -43,6 +43,7 @@ class Worker {
 
   redis::BackendConnection& sharedConnection(std::uint64_t session_id);
   bool backendReady() const;
+  // nullptr when redis.max_pinned_per_worker connections are already in use.
   std::shared_ptr<redis::BackendConnection> acquirePinned();
   // Takes back a dedicated connection whose state is clean (no MULTI, no
   // subscriptions, default db); it may serve the next pinned session.

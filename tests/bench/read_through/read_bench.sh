@@ -19,12 +19,13 @@
 #   BUILD [1]                  0: use LARDER_BIN and BENCH_BIN as they are
 #   LARDER_BIN [<repo>/build-bench/larder]
 #   BENCH_BIN [<repo>/build-bench/read_through_bench/larder_read_bench]
-#   PLOT [<repo>/docs/img/read_through.png]   "" skips the plot
+#   PLOT [<repo>/docs/img/read_through.png]   "" skips the plot (plot.sh, needs gnuplot;
+#                              without it the benchmark runs and only the plot is skipped)
 #   RESULTS_DIR                also copy per-second CSVs, summaries and the table here
 #   BASE_PORT [17700]          first port tried; busy ports are skipped
-#   PERF [0]                   1: profile the whole machine (perf record -a -e cpu-clock)
-#                              during each run; reports perf-MODE.txt (by process, then
-#                              by symbol) in the work dir, which is kept
+#   PERF [0]                   1: profile Larder (perf record -e cpu-clock) during its run;
+#                              the report (by thread, then by symbol) is perf-larder.txt
+#                              in the work dir (and RESULTS_DIR)
 #   KEEP_WORK [0]              1: keep the temp dir (configs, logs, CSVs)
 #   NICE [-10]                 niceness of everything started after the build (Redis,
 #                              PostgreSQL, Larder, the generator) so that other jobs
@@ -267,9 +268,9 @@ run_mode() {
   esac
   log "run: $mode (Redis flushed${LARDER_PID:+, Larder restarted}), $CLIENTS clients, ${DURATION}s"
   local perf_pid=""
-  if [[ $PERF == 1 ]]; then
-    perf record -a -e cpu-clock -F 499 -o "$WORK/perf-$mode.data" -- sleep "$DURATION" \
-      >"$WORK/perf-$mode.log" 2>&1 &
+  if [[ $PERF == 1 && $mode == larder ]]; then
+    perf record -e cpu-clock -F 999 -p "$LARDER_PID" -o "$WORK/perf-larder.data" -- sleep "$DURATION" \
+      >"$WORK/perf-larder.log" 2>&1 &
     perf_pid=$!
   fi
   local l0=0 r0 p0 b0 i0 t0 l1=0 r1 p1 b1 i1 t1
@@ -279,8 +280,11 @@ run_mode() {
     --rows "$ROWS" --clients "$CLIENTS" --duration "$DURATION" --theta "$THETA" --seed "$SEED" \
     --cold "$COLD" --warm "$WARM" --csv "$WORK/$mode.csv" >"$WORK/$mode.summary" 2>"$WORK/$mode.log" \
     || { tail -n 20 "$WORK/$mode.log" >&2; die "generator failed in mode $mode"; }
+  b1=$(busy_ticks); i1=$(irq_ticks); t1=$(date +%s.%N)
+  sleep 0.5   # let the generator's PostgreSQL backends exit and be reaped
   [[ -z $LARDER_PID ]] || l1=$(cpu_ticks "$LARDER_PID")
-  r1=$(cpu_ticks "$REDIS_PID"); p1=$(pg_cpu_ticks); b1=$(busy_ticks); i1=$(irq_ticks); t1=$(date +%s.%N)
+  r1=$(cpu_ticks "$REDIS_PID"); p1=$(pg_cpu_ticks)
+  echo "$mode larder $l0 $l1 redis $r0 $r1 pg $p0 $p1 busy $b0 $b1 irq $i0 $i1 wall $t0 $t1 tick $TICK" >>"$WORK/cpu.log"
   [[ -z $perf_pid ]] || wait "$perf_pid" || true
   local line kv
   line=$(grep '^SUMMARY ' "$WORK/$mode.summary") || die "no summary from mode $mode"
@@ -325,16 +329,15 @@ log "machine ${BUSY}% busy before the runs (other processes)"
 START_DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 for mode in $MODES; do run_mode "$mode"; done
 
-if [[ $PERF == 1 ]]; then
-  for mode in $MODES; do
-    [[ -s $WORK/perf-$mode.data ]] || continue
-    { perf report -i "$WORK/perf-$mode.data" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
-      echo
-      perf report -i "$WORK/perf-$mode.data" --sort comm,dso,sym --percent-limit 0.4 --stdio 2>/dev/null \
-        | grep -v '^#' | grep -v '^$' | head -80
-    } >"$WORK/perf-$mode.txt"
-    log "perf profile of the machine during $mode: $WORK/perf-$mode.txt"
-  done
+if [[ $PERF == 1 && -s $WORK/perf-larder.data ]]; then
+  { perf report -i "$WORK/perf-larder.data" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+    echo
+    perf report -i "$WORK/perf-larder.data" --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+    echo
+    perf report -i "$WORK/perf-larder.data" --sort dso,sym --percent-limit 0.3 --stdio 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | head -100
+  } >"$WORK/perf-larder.txt"
+  log "perf profile of Larder: $WORK/perf-larder.txt"
 fi
 
 # ---------------------------------------------------------------- report
@@ -388,45 +391,14 @@ cat "$WORK/table.md"
 # ---------------------------------------------------------------- plot
 if [[ -n $PLOT ]]; then
   if command -v gnuplot >/dev/null; then
-    mkdir -p "$(dirname "$PLOT")"
-    plots_tput="" plots_hit="" plots_p99=""
-    declare -A COLOR=([larder]="#1b9e77" [cache-aside]="#d95f02" [postgres]="#7570b3")
-    for mode in $MODES; do
-      f="$WORK/$mode.csv"; c=${COLOR[$mode]:-black}
-      plots_tput+="${plots_tput:+, }'$f' using (\$2-0.5):3 with linespoints pt 7 ps 0.5 lw 2 lc rgb '$c' title '$mode'"
-      [[ $mode == postgres ]] || plots_hit+="${plots_hit:+, }'$f' using (\$2-0.5):6 with linespoints pt 7 ps 0.5 lw 2 lc rgb '$c' title '$mode'"
-      plots_p99+="${plots_p99:+, }'$f' using (\$2-0.5):(\$10/1000) with linespoints pt 7 ps 0.5 lw 2 lc rgb '$c' title '$mode'"
-    done
-    gnuplot >"$WORK/gnuplot.log" 2>&1 <<EOF || log "gnuplot failed (see $WORK/gnuplot.log): no plot"
-set terminal pngcairo size 1100,1000 font 'DejaVu Sans,11' noenhanced
-set output '$PLOT'
-set datafile separator ','
-set datafile missing ''
-set key top left opaque box
-set grid
-set xrange [0:$DURATION]
-set multiplot layout 3,1 title "Read-through, zipf $THETA over $ROWS rows, $CLIENTS clients, cold start (Redis flushed) - commit $COMMIT, 2 shared cores"
-set ylabel 'requests / s'
-set yrange [0:*]
-set object 1 rect from first 0, graph 0 to first $COLD, graph 1 behind fc rgb '#eeeeee' fs solid 1.0 noborder
-set label 1 'cold' at 0.2,graph 0.93
-set object 2 rect from first $((DURATION - WARM)), graph 0 to first $DURATION, graph 1 behind fc rgb '#e8f0ff' fs solid 1.0 noborder
-set label 2 'warm' at $((DURATION - WARM)).2,graph 0.93
-plot $plots_tput
-unset label 1; unset label 2
-set ylabel 'hit ratio'
-set yrange [0:1]
-set key bottom right
-plot $plots_hit
-set ylabel 'p99 latency (ms, log)'
-set xlabel 'seconds since start'
-set logscale y
-set yrange [*:*]
-set key top right
-plot $plots_p99
-unset multiplot
-EOF
-    [[ -s $PLOT ]] && log "plot: $PLOT"
+    csvs=(); for mode in $MODES; do csvs+=("$WORK/$mode.csv"); done
+    if "$HERE/plot.sh" "$PLOT" \
+        "Read-through: zipf $THETA over $ROWS rows, $CLIENTS clients, cold start (Redis flushed) - commit $COMMIT, $(nproc) shared cores" \
+        "$DURATION" "$COLD" "$WARM" "${csvs[@]}" >"$WORK/gnuplot.log" 2>&1; then
+      log "plot: $PLOT"
+    else
+      log "plot failed (see $WORK/gnuplot.log)"
+    fi
   else
     log "gnuplot not installed (apt-get install -y gnuplot-nox): no plot"
   fi
@@ -434,6 +406,7 @@ fi
 
 if [[ -n $RESULTS_DIR ]]; then
   mkdir -p "$RESULTS_DIR"
-  cp "$WORK"/*.csv "$WORK"/*.summary "$WORK/table.md" "$RESULTS_DIR/"
+  cp "$WORK"/*.csv "$WORK"/*.summary "$WORK/table.md" "$WORK/cpu.log" "$RESULTS_DIR/"
+  [[ ! -s $WORK/perf-larder.txt ]] || cp "$WORK/perf-larder.txt" "$RESULTS_DIR/"
   log "results copied to $RESULTS_DIR"
 fi
