@@ -62,8 +62,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check_only) {
-    std::printf("%s: ok\n%s", config_path.c_str(),
-                larder::config::redactedSummary(config).c_str());
+    std::printf("%s: ok\n%s", config_path.c_str(), larder::config::redactedSummary(config).c_str());
     return 0;
   }
 

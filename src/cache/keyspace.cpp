@@ -105,8 +105,7 @@ bool Keyspace::plausibleKeyValue(std::size_t column, std::string_view value) con
   return true;
 }
 
-Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config,
-                       const pg::TableInfo& table) {
+Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::TableInfo& table) {
   Keyspace ks;
   ks.id = id;
   ks.config = config;
@@ -143,9 +142,8 @@ Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config,
   for (std::size_t i = 0; i < pk.size(); ++i) {
     if (placeholders[i] != pk[i]->name) {
       throw KeyspaceError(where(config, table) + ": key placeholder {" + placeholders[i] +
-                          "} is in position " + std::to_string(i + 1) +
-                          " but primary-key column " + std::to_string(i + 1) + " is " +
-                          pk[i]->name);
+                          "} is in position " + std::to_string(i + 1) + " but primary-key column " +
+                          std::to_string(i + 1) + " is " + pk[i]->name);
     }
     ks.key_columns.push_back(pk[i]->name);
     ks.key_types.push_back(pk[i]->type);

@@ -154,8 +154,8 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
         pg::PgError single;
         std::vector<FlightPtr> alone(1, flight);
         co_await query(*lease, alone, single);
-        if (single) answer(flight, errorResult("ERR Larder: PostgreSQL refused the key: " +
-                                               single.message));
+        if (single)
+          answer(flight, errorResult("ERR Larder: PostgreSQL refused the key: " + single.message));
       }
       error = {};
     }
@@ -165,9 +165,9 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
                  error.message);
     // 22xxx: PostgreSQL is up but refuses this key's text for the column type.
     const bool refused = error.sqlstate.rfind("22", 0) == 0;
-    const LoadResult failed = errorResult(
-        (refused ? "ERR Larder: PostgreSQL refused the key: " : "ERR Larder: PostgreSQL unavailable: ") +
-        error.message);
+    const LoadResult failed = errorResult((refused ? "ERR Larder: PostgreSQL refused the key: "
+                                                   : "ERR Larder: PostgreSQL unavailable: ") +
+                                          error.message);
     for (const auto& flight : batch) {
       answer(flight, failed);
       flights_.erase(flight->key);
@@ -177,8 +177,8 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
   for (const auto& flight : batch) fillOrForget(flight);
 }
 
-asio::awaitable<void> Loader::query(pg::Connection& connection,
-                                    const std::vector<FlightPtr>& batch, pg::PgError& error) {
+asio::awaitable<void> Loader::query(pg::Connection& connection, const std::vector<FlightPtr>& batch,
+                                    pg::PgError& error) {
   const Keyspace& ks = *batch.front()->ks;
   LoaderStats& stats = *stats_[ks.id];
   pg::Params params;
@@ -190,8 +190,8 @@ asio::awaitable<void> Loader::query(pg::Connection& connection,
   }
   stats.queries.add();
   stats.keys_queried.add(batch.size());
-  auto outcome = co_await connection.prepared("larder_load_" + std::to_string(ks.id),
-                                              ks.load_sql, params);
+  auto outcome =
+      co_await connection.prepared("larder_load_" + std::to_string(ks.id), ks.load_sql, params);
   if (!outcome.ok()) {
     error = outcome.error;
     co_return;
@@ -242,8 +242,8 @@ void Loader::answer(const FlightPtr& flight, const LoadResult& result) {
 
 void Loader::fillOrForget(const FlightPtr& flight) {
   const LoadResult& r = flight->result;
-  const bool storable = r.status == LoadResult::Status::Found && flight->fill && filler_ &&
-                        filler_->ready();
+  const bool storable =
+      r.status == LoadResult::Status::Found && flight->fill && filler_ && filler_->ready();
   if (!storable) {
     flights_.erase(flight->key);
     return;
@@ -293,8 +293,8 @@ void Loader::sweepDeadlines() {
     }
     const auto now = Clock::now();
     const auto limit = config_.load_timeout;
-    const std::string message = "ERR Larder: PostgreSQL did not answer within " +
-                                std::to_string(limit.count()) + " ms";
+    const std::string message =
+        "ERR Larder: PostgreSQL did not answer within " + std::to_string(limit.count()) + " ms";
     for (auto& [key, flight] : flights_) {
       auto& waiters = flight->waiters;
       for (auto it = waiters.begin(); it != waiters.end();) {

@@ -563,10 +563,10 @@ class Loader {
 
   void readRedis(const YAML::Node& node, const std::string& path, RedisConfig& redis) const {
     requireMap(node, path);
-    checkKeys(node, path,
-              {"address", "username", "password", "db", "connections_per_worker",
-               "max_pinned_per_worker", "max_pending_per_connection", "connect_timeout",
-               "reconnect_min", "reconnect_max"});
+    checkKeys(
+        node, path,
+        {"address", "username", "password", "db", "connections_per_worker", "max_pinned_per_worker",
+         "max_pending_per_connection", "connect_timeout", "reconnect_min", "reconnect_max"});
     field(node, path, "address",
           [&](const auto& n, const auto& p) { redis.address = readEndpoint(n, p); });
     field(node, path, "username",

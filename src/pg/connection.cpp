@@ -215,15 +215,9 @@ struct Connection::Impl {
 asio::awaitable<Ready> Connection::Impl::wait(bool read, bool write) {
   const int fd = PQsocket(conn_);
   if (fd < 0 || !socket_.is_open()) co_return Ready::Failed;
-  // Asio's epoll reactor is edge-triggered, and PQconsumeInput reads at most
-  // one buffer: bytes may already wait in the socket with no new edge to come.
-  // Ask poll() first so that we only park when the socket is really not ready.
-  pollfd probe{fd, static_cast<short>((read ? POLLIN : 0) | (write ? POLLOUT : 0)), 0};
-  if (::poll(&probe, 1, 0) > 0) {
-    if ((probe.revents & POLLNVAL) != 0) co_return Ready::Failed;
-    if (read && (probe.revents & (POLLIN | POLLHUP | POLLERR)) != 0) co_return Ready::Read;
-    if (write && (probe.revents & (POLLOUT | POLLHUP | POLLERR)) != 0) co_return Ready::Write;
-  }
+  // No poll() first: Asio's epoll registration is edge-triggered, but every
+  // async_wait re-arms it (EPOLL_CTL_MOD), which reports bytes already waiting
+  // — and PQconsumeInput reads at most one buffer, so bytes often are waiting.
   using Wait = asio::posix::descriptor_base;
   boost::system::error_code ec;
   Ready ready = read ? Ready::Read : Ready::Write;

@@ -2,10 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <random>
@@ -48,15 +48,16 @@ BackendConnection::~BackendConnection() = default;
 
 void BackendConnection::start() {
   state_ = State::Connecting;
-  asio::co_spawn(executor_, [self = shared_from_this()] { return self->run(); },
-                 [](std::exception_ptr e) {
-                   if (!e) return;
-                   try {
-                     std::rethrow_exception(e);
-                   } catch (const std::exception& ex) {
-                     spdlog::error("redis backend connection task failed: {}", ex.what());
-                   }
-                 });
+  asio::co_spawn(
+      executor_, [self = shared_from_this()] { return self->run(); },
+      [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::error("redis backend connection task failed: {}", ex.what());
+        }
+      });
 }
 
 void BackendConnection::stop() {
@@ -127,8 +128,9 @@ asio::awaitable<void> BackendConnection::run() {
       backoff = config_.reconnect_min;
       co_await (readLoop() || writeLoop());
       stats_.disconnects.add();
-      if (!stopping_) spdlog::warn("redis backend {}: connection lost: {}",
-                                   config_.address.toString(), last_error_);
+      if (!stopping_)
+        spdlog::warn("redis backend {}: connection lost: {}", config_.address.toString(),
+                     last_error_);
     } else {
       stats_.connect_failures.add();
     }
@@ -213,8 +215,7 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
       continue;
     }
     char* dst = in_.prepare(4096);
-    auto [rec2, n] = co_await socket_.async_read_some(asio::buffer(dst, in_.writable()),
-                                                       kUseTuple);
+    auto [rec2, n] = co_await socket_.async_read_some(asio::buffer(dst, in_.writable()), kUseTuple);
     if (rec2) {
       last_error_ = "handshake: " + rec2.message();
       co_return false;

@@ -43,9 +43,17 @@ ScanStatus ReplyScanner::scan(std::string_view input) {
     long long count = -1;  // >= 0: aggregate with this many children
 
     switch (*line) {
-      case '+': case '-': case ':': case '_': case ',': case '#': case '(':
+      case '+':
+      case '-':
+      case ':':
+      case '_':
+      case ',':
+      case '#':
+      case '(':
         break;
-      case '$': case '=': case '!': {
+      case '$':
+      case '=':
+      case '!': {
         long long len = 0;
         if (!parseLength(body, body_end, len) || len < -1) return fail("bad bulk length");
         if (len >= 0) {
@@ -56,7 +64,11 @@ ScanStatus ReplyScanner::scan(std::string_view input) {
         }
         break;
       }
-      case '*': case '~': case '>': case '%': case '|': {
+      case '*':
+      case '~':
+      case '>':
+      case '%':
+      case '|': {
         long long n = 0;
         if (!parseLength(body, body_end, n) || n < -1) return fail("bad aggregate length");
         if (n > 0) count = (*line == '%' || *line == '|') ? n * 2 : n;

@@ -8,11 +8,11 @@ namespace larder::server {
 namespace {
 
 enum class Span {
-  First,      // args[1]
-  FirstTwo,   // args[1], args[2]
-  All,        // args[1..]
-  AllButLast, // args[1..n-2] (BLPOP k1 k2 timeout)
-  Pairs,      // args[1], args[3], ... (MSET k v k v)
+  First,       // args[1]
+  FirstTwo,    // args[1], args[2]
+  All,         // args[1..]
+  AllButLast,  // args[1..n-2] (BLPOP k1 k2 timeout)
+  Pairs,       // args[1], args[3], ... (MSET k v k v)
 };
 
 struct Spec {
@@ -31,28 +31,94 @@ const std::unordered_map<std::string_view, Spec>& specs() {
          "hvals"},
         Span::First, A::Read);
     add({"mget", "exists"}, Span::All, A::Read);
-    add({"type", "object", "dump", "strlen", "getrange", "substr", "hstrlen", "hscan",
-         "hrandfield", "expiretime", "pexpiretime"},
+    add({"type", "object", "dump", "strlen", "getrange", "substr", "hstrlen", "hscan", "hrandfield",
+         "expiretime", "pexpiretime"},
         Span::First, A::RawRead);
     add({"touch"}, Span::All, A::RawRead);
-    add({"set", "setex", "psetex", "setnx", "getset", "getdel", "hset", "hmset", "hsetnx", "hdel",
-         "expire", "pexpire", "expireat", "pexpireat", "persist", "append", "incr", "decr",
-         "incrby", "decrby", "incrbyfloat", "setrange", "hincrby", "hincrbyfloat"},
+    add({"set",      "setex",     "psetex",      "setnx",    "getset",  "getdel",
+         "hset",     "hmset",     "hsetnx",      "hdel",     "expire",  "pexpire",
+         "expireat", "pexpireat", "persist",     "append",   "incr",    "decr",
+         "incrby",   "decrby",    "incrbyfloat", "setrange", "hincrby", "hincrbyfloat"},
         Span::First, A::Write);
     add({"del", "unlink"}, Span::All, A::Write);
     add({"mset", "msetnx"}, Span::Pairs, A::Write);
     add({"rename", "renamenx", "copy", "smove", "lmove", "rpoplpush", "blmove", "brpoplpush"},
         Span::FirstTwo, A::Other);
-    add({"getbit", "setbit", "bitcount", "bitpos", "bitfield", "bitfield_ro", "restore", "move",
-         "sort", "sort_ro", "lpush", "rpush", "lpushx", "rpushx", "lpop", "rpop", "llen", "lindex",
-         "lset", "lrange", "ltrim", "lrem", "linsert", "lpos", "sadd", "srem", "smembers",
-         "sismember", "smismember", "scard", "spop", "srandmember", "sscan", "zadd", "zrem",
-         "zincrby", "zscore", "zmscore", "zcard", "zcount", "zrange", "zrangebyscore",
-         "zrevrange", "zrevrangebyscore", "zrank", "zrevrank", "zremrangebyrank",
-         "zremrangebyscore", "zrangebylex", "zrevrangebylex", "zlexcount", "zremrangebylex",
-         "zpopmin", "zpopmax", "zrandmember", "zscan", "xadd", "xlen", "xrange", "xrevrange",
-         "xdel", "xtrim", "xack", "xclaim", "xautoclaim", "xpending", "xsetid", "pfadd", "geoadd",
-         "geodist", "geohash", "geopos", "georadius", "georadiusbymember", "geosearch",
+    add({"getbit",
+         "setbit",
+         "bitcount",
+         "bitpos",
+         "bitfield",
+         "bitfield_ro",
+         "restore",
+         "move",
+         "sort",
+         "sort_ro",
+         "lpush",
+         "rpush",
+         "lpushx",
+         "rpushx",
+         "lpop",
+         "rpop",
+         "llen",
+         "lindex",
+         "lset",
+         "lrange",
+         "ltrim",
+         "lrem",
+         "linsert",
+         "lpos",
+         "sadd",
+         "srem",
+         "smembers",
+         "sismember",
+         "smismember",
+         "scard",
+         "spop",
+         "srandmember",
+         "sscan",
+         "zadd",
+         "zrem",
+         "zincrby",
+         "zscore",
+         "zmscore",
+         "zcard",
+         "zcount",
+         "zrange",
+         "zrangebyscore",
+         "zrevrange",
+         "zrevrangebyscore",
+         "zrank",
+         "zrevrank",
+         "zremrangebyrank",
+         "zremrangebyscore",
+         "zrangebylex",
+         "zrevrangebylex",
+         "zlexcount",
+         "zremrangebylex",
+         "zpopmin",
+         "zpopmax",
+         "zrandmember",
+         "zscan",
+         "xadd",
+         "xlen",
+         "xrange",
+         "xrevrange",
+         "xdel",
+         "xtrim",
+         "xack",
+         "xclaim",
+         "xautoclaim",
+         "xpending",
+         "xsetid",
+         "pfadd",
+         "geoadd",
+         "geodist",
+         "geohash",
+         "geopos",
+         "georadius",
+         "georadiusbymember",
+         "geosearch",
          "lmpop"},
         Span::First, A::Other);
     add({"sinter", "sunion", "sdiff", "sinterstore", "sunionstore", "sdiffstore", "pfcount",

@@ -9,8 +9,7 @@
 namespace larder::server {
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -37,16 +36,16 @@ const Table& table() {
     local("discard", LocalCommand::Discard);
     local("unwatch", LocalCommand::Unwatch);
     for (auto n : {"multi", "watch"}) m[n] = {CommandKind::Transaction, LocalCommand::None};
-    for (auto n : {"subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe",
-                   "sunsubscribe"}) {
+    for (auto n :
+         {"subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe"}) {
       m[n] = {CommandKind::PubSub, LocalCommand::None};
     }
     for (auto n : {"blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax",
                    "bzmpop", "wait", "waitaof"}) {
       m[n] = {CommandKind::Blocking, LocalCommand::None};
     }
-    for (auto n : {"monitor", "sync", "psync", "replconf", "shutdown", "replicaof", "slaveof",
-                   "failover"}) {
+    for (auto n :
+         {"monitor", "sync", "psync", "replconf", "shutdown", "replicaof", "slaveof", "failover"}) {
       m[n] = {CommandKind::Refused, LocalCommand::None};
     }
     return m;

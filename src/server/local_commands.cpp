@@ -173,8 +173,7 @@ Session::Flow Session::hello(const resp::Request& req) {
       return Flow::Continue;
     }
     authenticated_ = true;
-    parser_.setLimits({worker_.config().limits.max_array_len,
-                       worker_.config().limits.max_bulk_len,
+    parser_.setLimits({worker_.config().limits.max_array_len, worker_.config().limits.max_bulk_len,
                        worker_.config().limits.max_inline_len});
   }
   if (!authenticated_) {

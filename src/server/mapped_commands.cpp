@@ -119,9 +119,9 @@ bool Session::routeMapped(const resp::Request& req, Flow& flow) {
     return true;
   }
   const std::uint64_t tag = queue_.reserve();
-  auto op = std::make_shared<MappedRead>(
-      worker_, self(), tag, kind, std::vector<std::string>(req.args.begin(), req.args.end()),
-      std::move(keys));
+  auto op = std::make_shared<MappedRead>(worker_, self(), tag, kind,
+                                         std::vector<std::string>(req.args.begin(), req.args.end()),
+                                         std::move(keys));
   op->start(*connection);
   return true;
 }

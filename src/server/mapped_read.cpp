@@ -52,10 +52,10 @@ void appendValue(std::string& out, const std::optional<std::string>& v) {
 
 bool readKindOf(std::string_view n, ReadKind& kind) {
   static const std::pair<std::string_view, ReadKind> table[] = {
-      {"get", ReadKind::Get},         {"getex", ReadKind::GetEx},   {"mget", ReadKind::MGet},
-      {"exists", ReadKind::Exists},   {"ttl", ReadKind::Ttl},       {"pttl", ReadKind::PTtl},
-      {"hget", ReadKind::HGet},       {"hmget", ReadKind::HMGet},   {"hgetall", ReadKind::HGetAll},
-      {"hexists", ReadKind::HExists}, {"hlen", ReadKind::HLen},     {"hkeys", ReadKind::HKeys},
+      {"get", ReadKind::Get},         {"getex", ReadKind::GetEx}, {"mget", ReadKind::MGet},
+      {"exists", ReadKind::Exists},   {"ttl", ReadKind::Ttl},     {"pttl", ReadKind::PTtl},
+      {"hget", ReadKind::HGet},       {"hmget", ReadKind::HMGet}, {"hgetall", ReadKind::HGetAll},
+      {"hexists", ReadKind::HExists}, {"hlen", ReadKind::HLen},   {"hkeys", ReadKind::HKeys},
       {"hvals", ReadKind::HVals}};
   for (const auto& [name, k] : table) {
     if (name == n) {
@@ -74,9 +74,8 @@ bool shapeFits(ReadKind kind, bool hash_keyspace) {
   return true;  // EXISTS, TTL, PTTL work on both
 }
 
-MappedRead::MappedRead(Worker& worker, std::shared_ptr<redis::ReplySink> client,
-                       std::uint64_t tag, ReadKind kind, std::vector<std::string> args,
-                       std::vector<Key> keys)
+MappedRead::MappedRead(Worker& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
+                       ReadKind kind, std::vector<std::string> args, std::vector<Key> keys)
     : worker_(worker),
       client_(std::move(client)),
       tag_(tag),
@@ -96,7 +95,8 @@ void MappedRead::start(redis::BackendConnection& connection) {
       resp::appendMultibulk(requests.emplace_back(), {"EXISTS", args_[key.arg]});
     }
   } else {
-    if (needsExistsProbe(kind_)) resp::appendMultibulk(requests.emplace_back(), {"EXISTS", args_[1]});
+    if (needsExistsProbe(kind_))
+      resp::appendMultibulk(requests.emplace_back(), {"EXISTS", args_[1]});
     std::vector<std::string_view> views(args_.begin(), args_.end());
     resp::appendMultibulk(requests.emplace_back(), views);
   }

@@ -20,6 +20,19 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
+constexpr auto kStopGrace = std::chrono::seconds(3);
+
+// Completion handler for co_spawn: an escaped exception is logged, never lost.
+auto logEscaped(const char* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::critical("{} stopped by an exception: {}", what, ex.what());
+    }
+  };
+}
 
 tcp::endpoint resolveListen(const config::Endpoint& ep) {
   boost::system::error_code ec;
@@ -38,8 +51,8 @@ tcp::endpoint resolveListen(const config::Endpoint& ep) {
 Server::Server(const config::Config& config)
     : config_(config), acceptor_(context_), started_(std::chrono::steady_clock::now()) {
   buildKeyspaces();
-  int threads = config.threads > 0 ? config.threads
-                                   : static_cast<int>(std::thread::hardware_concurrency());
+  int threads =
+      config.threads > 0 ? config.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(1, threads);
   for (int i = 0; i < threads; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, config_, *this));
@@ -82,8 +95,8 @@ void Server::buildKeyspaces() {
           }
           auto [info, error] = co_await pg::readTable(connection, schema, table);
           if (error) {
-            failure = "keyspace '" + ks.name + "': reading table " + ks.table + ": " +
-                      error.message;
+            failure =
+                "keyspace '" + ks.name + "': reading table " + ks.table + ": " + error.message;
             co_return;
           }
           if (!info) {
@@ -115,8 +128,8 @@ void Server::startPostgresSide() {
   pg_guard_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
       pg_context_.get_executor());
   pg_pool_ = std::make_unique<pg::Pool>(pg_context_.get_executor(), config_.postgres);
-  loader_ = std::make_unique<cache::Loader>(pg_context_, *pg_pool_, keyspaces_,
-                                            config_.read_through);
+  loader_ =
+      std::make_unique<cache::Loader>(pg_context_, *pg_pool_, keyspaces_, config_.read_through);
   filler_ = std::make_shared<redis::BackendConnection>(
       pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, filler_stats_);
   loader_->setFiller(filler_);
@@ -143,62 +156,73 @@ int Server::run() {
                LARDER_VERSION, config_.listen.toString(), workers_.size(),
                config_.redis.address.toString(), config_.redis.db);
 
+  // First signal: drain and stop. A second one: stop now.
   asio::signal_set signals(context_, SIGINT, SIGTERM);
-  signals.async_wait([this](boost::system::error_code ec, int signo) {
-    if (ec) return;
-    spdlog::info("signal {} received: no new connections; finishing in-flight requests", signo);
-    beginShutdown();
-  });
-  asio::co_spawn(context_, acceptLoop(), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::critical("listener stopped by an exception: {}", ex.what());
-    }
-  });
+  signals_ = &signals;
+  asio::co_spawn(context_, watchSignals(), logEscaped("signal watcher"));
+  asio::co_spawn(context_, acceptLoop(), logEscaped("listener"));
   context_.run();
   for (auto& w : workers_) w->join();
   spdlog::info("larder stopped");
   return 0;
 }
 
-void Server::beginShutdown() {
-  if (stopping_) return;
-  stopping_ = true;
-  boost::system::error_code ec;
-  acceptor_.close(ec);
+asio::awaitable<void> Server::watchSignals() {
+  auto [ec, signo] = co_await signals_->async_wait(kUseTuple);
+  if (ec) co_return;
+  spdlog::info("signal {} received: no new connections; finishing in-flight requests", signo);
+  asio::co_spawn(context_, drainAndStop(), logEscaped("shutdown"));
+  auto [ec2, again] = co_await signals_->async_wait(kUseTuple);
+  if (ec2) co_return;  // the drain finished first
+  spdlog::warn("signal {} received again: stopping now", again);
+  stopNow();
+}
+
+asio::awaitable<void> Server::drainAndStop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
   for (auto& w : workers_) w->beginShutdown();
-  // Poll until every client is gone or the grace period ends, then stop.
-  auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
-  auto timer = std::make_shared<asio::steady_timer>(context_);
-  auto poll = std::make_shared<std::function<void()>>();
-  *poll = [this, timer, deadline, poll] {
-    const bool drained = clients_.load(std::memory_order_relaxed) == 0;
-    if (drained || std::chrono::steady_clock::now() >= deadline) {
-      if (!drained) {
-        spdlog::warn("shutdown grace period over; closing {} client(s)",
-                     clients_.load(std::memory_order_relaxed));
-      }
-      for (auto& w : workers_) w->stop();
-      *poll = nullptr;  // break the self-reference
-      return;
+  asio::steady_timer timer(context_);
+  const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+  while (clients_.load(std::memory_order_relaxed) > 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(std::chrono::milliseconds(20));
+    co_await timer.async_wait(kUseTuple);
+  }
+  if (const auto left = clients_.load(std::memory_order_relaxed); left > 0) {
+    spdlog::warn("shutdown grace period over; closing {} client(s)", left);
+  }
+  for (auto& w : workers_) w->stop();
+  // A worker's loop ends once its last operation completes; one still busy
+  // after kStopGrace is stopped outright rather than left to hang the exit.
+  const auto stop_deadline = std::chrono::steady_clock::now() + kStopGrace;
+  auto all_stopped = [this] {
+    for (auto& w : workers_) {
+      if (!w->context().stopped()) return false;
     }
-    timer->expires_after(std::chrono::milliseconds(20));
-    timer->async_wait([poll](boost::system::error_code) {
-      if (*poll) (*poll)();
-    });
+    return true;
   };
-  (*poll)();
+  while (!all_stopped() && std::chrono::steady_clock::now() < stop_deadline) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    co_await timer.async_wait(kUseTuple);
+  }
+  if (!all_stopped()) spdlog::warn("a worker did not wind down in time; stopping it");
+  stopNow();
+}
+
+void Server::stopNow() {
+  for (auto& w : workers_) w->context().stop();
+  signals_->cancel();
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
 }
 
 asio::awaitable<void> Server::acceptLoop() {
   std::size_t next_worker = 0;
   while (acceptor_.is_open()) {
     Worker& worker = *workers_[next_worker];
-    auto [ec, socket] =
-        co_await acceptor_.async_accept(
-            asio::any_io_executor(worker.context().get_executor()), kUseTuple);
+    auto [ec, socket] = co_await acceptor_.async_accept(
+        asio::any_io_executor(worker.context().get_executor()), kUseTuple);
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
     if (ec) {
       accept_errors_.add();
@@ -217,9 +241,8 @@ asio::awaitable<void> Server::acceptLoop() {
     }
     clients_.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t id = next_id_++;
-    asio::post(worker.context(), [&worker, s = std::move(socket), id]() mutable {
-      worker.adopt(std::move(s), id);
-    });
+    asio::post(worker.context(),
+               [&worker, s = std::move(socket), id]() mutable { worker.adopt(std::move(s), id); });
     next_worker = (next_worker + 1) % workers_.size();
   }
 }
@@ -251,9 +274,9 @@ std::string Server::larderInfoSection() const {
     backend_failed += s.backend.failed_requests.get();
     backend_up = backend_up && w->backendReady();
   }
-  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::steady_clock::now() - started_)
-                          .count();
+  const auto uptime =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
+          .count();
   std::string s = "# Larder\r\n";
   auto line = [&s](std::string_view key, const auto& value) {
     s.append(key);
@@ -284,8 +307,8 @@ std::string Server::larderInfoSection() const {
   line("keyspaces", keyspaces_.size());
   if (pg_pool_) {
     const auto& p = pg_pool_->stats();
-    line("backend_postgres_status", p.open.get() > 0 || !pg_pool_->lastConnectFailed() ? "ok"
-                                                                                    : "down");
+    line("backend_postgres_status",
+         p.open.get() > 0 || !pg_pool_->lastConnectFailed() ? "ok" : "down");
     line("backend_postgres_connections", p.open.get());
     line("backend_postgres_connect_failures", p.connect_failures.get());
   }

@@ -7,7 +7,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-
 #include <random>
 
 #include "larder/resp/reply_writer.hpp"
@@ -57,23 +56,24 @@ Session::Session(Worker& worker, tcp::socket socket, std::uint64_t id)
 Session::~Session() = default;
 
 void Session::start() {
-  asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
-                 [id = id_](std::exception_ptr e) {
-                   if (!e) return;
-                   try {
-                     std::rethrow_exception(e);
-                   } catch (const std::exception& ex) {
-                     spdlog::error("client {}: session ended by an exception: {}", id, ex.what());
-                   }
-                 });
+  asio::co_spawn(
+      socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
+      [id = id_](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::error("client {}: session ended by an exception: {}", id, ex.what());
+        }
+      });
 }
 
 asio::awaitable<void> Session::run() {
   boost::system::error_code ec;
   socket_.non_blocking(true, ec);
   socket_.set_option(tcp::no_delay(true), ec);
-  const std::size_t max_inflight = std::max<std::size_t>(
-      1, worker_.config().limits.max_inflight_per_client);
+  const std::size_t max_inflight =
+      std::max<std::size_t>(1, worker_.config().limits.max_inflight_per_client);
 
   while (!reading_stopped_ && !closed_) {
     // Execute every complete request already buffered.
@@ -178,10 +178,9 @@ Session::Flow Session::route(const resp::Request& req) {
     // only the SUBSCRIBE family, PING, QUIT and RESET while subscribed; any
     // other command (or any command after RESET de-authenticated the client)
     // first asks Redis whether the subscriptions are over (syncStream).
-    const bool pubsub_command = info.kind == CommandKind::PubSub ||
-                                info.local == LocalCommand::Ping ||
-                                info.local == LocalCommand::Quit ||
-                                info.local == LocalCommand::Reset;
+    const bool pubsub_command =
+        info.kind == CommandKind::PubSub || info.local == LocalCommand::Ping ||
+        info.local == LocalCommand::Quit || info.local == LocalCommand::Reset;
     if (!pubsub_command || !authenticated_) {
       if (sync_ == StreamSync::None) return syncStream();
       const bool subscribed = sync_ == StreamSync::Subscribed;
@@ -318,8 +317,9 @@ bool Session::pin(bool stream) {
   if (!pinned_) {
     pinned_ = worker_.acquirePinned();
     if (!pinned_) {
-      replyError("ERR Larder: too many dedicated backend connections "
-                 "(redis.max_pinned_per_worker); try again later");
+      replyError(
+          "ERR Larder: too many dedicated backend connections "
+          "(redis.max_pinned_per_worker); try again later");
       return false;
     }
     pinned_->setOwner(weak_from_this());
@@ -340,8 +340,7 @@ void Session::releasePin() {
   auto connection = std::move(pinned_);
   connection->setOwner({});
   connection->setStreamSink(nullptr);
-  const bool clean =
-      !stream_ && !sticky_ && !dirty_stream_ && db_ == worker_.config().redis.db;
+  const bool clean = !stream_ && !sticky_ && !dirty_stream_ && db_ == worker_.config().redis.db;
   stream_ = in_multi_ = watching_ = sticky_ = dirty_stream_ = false;
   worker_.releasePinned(std::move(connection), clean);
 }

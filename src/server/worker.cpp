@@ -90,7 +90,8 @@ bool Worker::backendReady() const {
 }
 
 std::shared_ptr<redis::BackendConnection> Worker::acquirePinned() {
-  if (stats_.pinned_current.get() >= static_cast<std::uint64_t>(config_.redis.max_pinned_per_worker)) {
+  if (stats_.pinned_current.get() >=
+      static_cast<std::uint64_t>(config_.redis.max_pinned_per_worker)) {
     return nullptr;
   }
   stats_.pinned_current.add();
@@ -101,9 +102,8 @@ std::shared_ptr<redis::BackendConnection> Worker::acquirePinned() {
     if (c->ready()) return c;
     c->stop();
   }
-  auto c = std::make_shared<redis::BackendConnection>(context_.get_executor(), config_.redis,
-                                                      redis::ConnectionKind::Pinned,
-                                                      stats_.backend);
+  auto c = std::make_shared<redis::BackendConnection>(
+      context_.get_executor(), config_.redis, redis::ConnectionKind::Pinned, stats_.backend);
   c->start();
   return c;
 }

@@ -14,7 +14,7 @@ namespace larder::admin {
 class AdminSource {
  public:
   virtual ~AdminSource() = default;
-  virtual std::string metricsText() const = 0;   // Prometheus text exposition format
+  virtual std::string metricsText() const = 0;  // Prometheus text exposition format
   // true when ready; otherwise `why` says what is missing (one line per reason)
   virtual bool ready(std::string& why) const = 0;
   virtual std::string effectiveConfig() const = 0;  // secrets redacted

@@ -20,8 +20,7 @@ class MetricsWriter {
   // Samples of one family must share name, help and type; call in any order.
   void counter(const std::string& name, const std::string& help, const Labels& labels,
                double value);
-  void gauge(const std::string& name, const std::string& help, const Labels& labels,
-             double value);
+  void gauge(const std::string& name, const std::string& help, const Labels& labels, double value);
   void histogram(const std::string& name, const std::string& help, const Labels& labels,
                  const Histogram& histogram);
   std::string text() const;

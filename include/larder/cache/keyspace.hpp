@@ -27,12 +27,12 @@ struct Keyspace {
   config::KeyTemplate key;
   std::string schema;
   std::string table;
-  std::vector<std::string> key_columns;    // primary key, in template order
+  std::vector<std::string> key_columns;  // primary key, in template order
   std::vector<std::string> key_types;
   std::vector<std::string> value_columns;  // hash fields, or the one string column
   std::vector<std::string> value_types;
   std::vector<bool> value_not_null;
-  std::string load_sql;                    // $1.. = one array per key column
+  std::string load_sql;  // $1.. = one array per key column
 
   const std::string& name() const { return config.name; }
   bool isHash() const { return config.shape == config::KeyShape::Hash; }

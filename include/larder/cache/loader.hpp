@@ -43,8 +43,8 @@ struct LoadResult {
 using LoadCallback = std::function<void(const LoadResult&)>;
 
 struct LoaderStats {
-  Counter queries;        // SELECTs sent
-  Counter keys_queried;   // keys in them
+  Counter queries;       // SELECTs sent
+  Counter keys_queried;  // keys in them
   Counter rows_found;
   Counter joins;          // requests that joined a flight in progress
   Counter negative_hits;  // answered from the negative cache
@@ -95,8 +95,8 @@ class Loader {
   };
   using FlightPtr = std::shared_ptr<Flight>;
 
-  void enqueue(const Keyspace& ks, std::string key, std::vector<std::string> key_values,
-               bool fill, LoadCallback done);
+  void enqueue(const Keyspace& ks, std::string key, std::vector<std::string> key_values, bool fill,
+               LoadCallback done);
   void dispatch(int keyspace);
   boost::asio::awaitable<void> runBatch(std::vector<FlightPtr> batch);
   boost::asio::awaitable<void> query(pg::Connection& connection,

@@ -20,11 +20,11 @@ struct Endpoint {
 
 struct RedisConfig {
   Endpoint address{"127.0.0.1", 6379};
-  std::string username;                  // empty: AUTH <password> only
-  std::string password;                  // empty: no AUTH
-  int db = 0;                            // SELECTed on every backend connection
-  int connections_per_worker = 2;        // shared, pipelined connections
-  int max_pinned_per_worker = 1024;      // dedicated connections (MULTI, pub/sub, blocking)
+  std::string username;                   // empty: AUTH <password> only
+  std::string password;                   // empty: no AUTH
+  int db = 0;                             // SELECTed on every backend connection
+  int connections_per_worker = 2;         // shared, pipelined connections
+  int max_pinned_per_worker = 1024;       // dedicated connections (MULTI, pub/sub, blocking)
   int max_pending_per_connection = 4096;  // requests in flight; beyond, clients wait
   Millis connect_timeout{2000};
   Millis reconnect_min{100};
@@ -32,7 +32,7 @@ struct RedisConfig {
 };
 
 struct PostgresConfig {
-  std::string dsn;                       // libpq connection string; empty: no PostgreSQL
+  std::string dsn;  // libpq connection string; empty: no PostgreSQL
   int pool_size = 4;
   Millis connect_timeout{5000};
   Millis statement_timeout{5000};
@@ -42,7 +42,7 @@ struct LimitsConfig {
   std::size_t max_array_len = 1024 * 1024;
   std::size_t max_bulk_len = 512ull * 1024 * 1024;
   std::size_t max_inline_len = 64 * 1024;
-  std::size_t max_inflight_per_client = 128;    // requests read but not yet answered
+  std::size_t max_inflight_per_client = 128;              // requests read but not yet answered
   std::size_t client_output_limit = 64ull * 1024 * 1024;  // queued reply bytes before close
   std::size_t maxclients = 10000;
 };
@@ -60,33 +60,33 @@ enum class WriteMode { Behind, Through, None };
 
 struct KeyspaceConfig {
   std::string name;
-  std::string key;                       // template, e.g. "user:{id}"
-  std::string table;                     // schema-qualified, e.g. "public.users"
+  std::string key;    // template, e.g. "user:{id}"
+  std::string table;  // schema-qualified, e.g. "public.users"
   KeyShape shape = KeyShape::Hash;
-  std::vector<std::string> columns;      // empty: every non-key column
-  Millis ttl{3600 * 1000};               // 0: no expiry
-  double ttl_jitter = 0.0;               // fraction, 0.1 for "10%"
-  Millis negative_ttl{30 * 1000};        // 0: no negative caching
+  std::vector<std::string> columns;  // empty: every non-key column
+  Millis ttl{3600 * 1000};           // 0: no expiry
+  double ttl_jitter = 0.0;           // fraction, 0.1 for "10%"
+  Millis negative_ttl{30 * 1000};    // 0: no negative caching
   WriteMode write = WriteMode::Behind;
 };
 
 enum class LogFormat { Text, Json };
 
 struct Config {
-  std::string source;                    // file it was loaded from ("<embedded>" otherwise)
+  std::string source;  // file it was loaded from ("<embedded>" otherwise)
   Endpoint listen{"127.0.0.1", 6380};
-  int threads = 0;                       // 0 = auto (hardware cores)
-  std::optional<Endpoint> admin;         // unset: no admin HTTP listener
+  int threads = 0;                // 0 = auto (hardware cores)
+  std::optional<Endpoint> admin;  // unset: no admin HTTP listener
   int backlog = 511;
-  Millis idle_timeout{0};                // 0 = never close idle clients (as Redis)
-  std::string requirepass;               // empty: clients need no AUTH
+  Millis idle_timeout{0};   // 0 = never close idle clients (as Redis)
+  std::string requirepass;  // empty: clients need no AUTH
   std::string log_level = "info";
   LogFormat log_format = LogFormat::Text;
   RedisConfig redis;
   PostgresConfig postgres;
   LimitsConfig limits;
   ReadThroughConfig read_through;
-  std::vector<KeyspaceConfig> keyspaces; // in file order
+  std::vector<KeyspaceConfig> keyspaces;  // in file order
 };
 
 }  // namespace larder::config

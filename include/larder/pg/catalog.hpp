@@ -12,16 +12,16 @@ namespace larder::pg {
 
 struct ColumnInfo {
   std::string name;
-  std::string type;      // format_type(), e.g. "bigint", "character varying(20)"
+  std::string type;  // format_type(), e.g. "bigint", "character varying(20)"
   bool not_null = false;
-  int pk_position = 0;   // 1-based position in the primary key; 0 = not a key column
+  int pk_position = 0;  // 1-based position in the primary key; 0 = not a key column
   bool has_default = false;
 };
 
 struct TableInfo {
   std::string schema;
   std::string name;
-  std::vector<ColumnInfo> columns;  // in attnum order
+  std::vector<ColumnInfo> columns;                    // in attnum order
   std::vector<const ColumnInfo*> primaryKey() const;  // in key order
   const ColumnInfo* column(const std::string& name) const;
 };

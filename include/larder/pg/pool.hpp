@@ -16,8 +16,8 @@ struct PoolStats {
   Counter connects;
   Counter connect_failures;
   Counter acquire_timeouts;
-  Counter open;      // connections currently open
-  Counter in_use;    // connections currently lent out
+  Counter open;    // connections currently open
+  Counter in_use;  // connections currently lent out
 };
 
 class Pool;

@@ -7,11 +7,11 @@
 namespace larder::server {
 
 enum class MappedAccess {
-  None,       // keyless, or a command Larder does not inspect (EVAL, SCAN...)
-  Read,       // served through the Loader on a miss (GET, HGETALL...)
-  RawRead,    // harmless read of the cache as it is (TYPE, OBJECT, STRLEN...)
-  Write,      // changes a key (write modes: behind / through / none)
-  Other,      // makes no sense on a mapped key: -WRONGTYPE
+  None,     // keyless, or a command Larder does not inspect (EVAL, SCAN...)
+  Read,     // served through the Loader on a miss (GET, HGETALL...)
+  RawRead,  // harmless read of the cache as it is (TYPE, OBJECT, STRLEN...)
+  Write,    // changes a key (write modes: behind / through / none)
+  Other,    // makes no sense on a mapped key: -WRONGTYPE
 };
 
 struct KeyedCommand {

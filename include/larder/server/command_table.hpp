@@ -17,8 +17,19 @@ enum class CommandKind {
 };
 
 enum class LocalCommand {
-  None, Ping, Echo, Quit, Reset, Hello, Auth, Select, Info, Client,
-  Exec, Discard, Unwatch,  // end transaction state (forwarded when pinned)
+  None,
+  Ping,
+  Echo,
+  Quit,
+  Reset,
+  Hello,
+  Auth,
+  Select,
+  Info,
+  Client,
+  Exec,
+  Discard,
+  Unwatch,  // end transaction state (forwarded when pinned)
 };
 
 struct CommandInfo {

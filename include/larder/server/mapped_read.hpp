@@ -21,8 +21,21 @@ namespace larder::server {
 
 class Worker;
 
-enum class ReadKind { Get, GetEx, MGet, Exists, Ttl, PTtl, HGet, HMGet, HGetAll, HExists, HLen,
-                      HKeys, HVals };
+enum class ReadKind {
+  Get,
+  GetEx,
+  MGet,
+  Exists,
+  Ttl,
+  PTtl,
+  HGet,
+  HMGet,
+  HGetAll,
+  HExists,
+  HLen,
+  HKeys,
+  HVals
+};
 
 // nullopt-like: returns false when `name` is not a mapped read.
 bool readKindOf(std::string_view lower_name, ReadKind& kind);
@@ -56,11 +69,11 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
   ReadKind kind_;
   std::vector<std::string> args_;
   std::vector<Key> keys_;
-  std::vector<std::string> replies_;        // one per sub-request
+  std::vector<std::string> replies_;  // one per sub-request
   std::size_t expected_ = 0;
-  bool fallback_ = false;                   // Redis down: PostgreSQL only
-  std::vector<bool> missed_;                // per key
-  std::vector<cache::LoadResult> loaded_;   // per key
+  bool fallback_ = false;                  // Redis down: PostgreSQL only
+  std::vector<bool> missed_;               // per key
+  std::vector<cache::LoadResult> loaded_;  // per key
   std::size_t loads_pending_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -13,8 +14,8 @@
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
 #include "larder/common/counter.hpp"
-#include "larder/pg/pool.hpp"
 #include "larder/config/config.hpp"
+#include "larder/pg/pool.hpp"
 #include "larder/server/worker.hpp"
 
 namespace larder::server {
@@ -42,7 +43,9 @@ class Server : public ServerContext {
 
   boost::asio::awaitable<void> acceptLoop();
   void reject(boost::asio::ip::tcp::socket& socket);
-  void beginShutdown();
+  boost::asio::awaitable<void> watchSignals();
+  boost::asio::awaitable<void> drainAndStop();
+  void stopNow();
 
   const config::Config& config_;
   cache::KeyspaceRegistry keyspaces_;
@@ -63,7 +66,7 @@ class Server : public ServerContext {
   Counter rejected_;
   Counter accept_errors_;
   std::chrono::steady_clock::time_point started_;
-  bool stopping_ = false;
+  boost::asio::signal_set* signals_ = nullptr;  // lives in run()
 };
 
 }  // namespace larder::server

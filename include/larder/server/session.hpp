@@ -93,7 +93,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   void reply(std::string_view bytes);  // a locally answered command, in order
   void replyError(std::string_view text);
   void protocolError(const std::string& message);
-  void emit(std::string_view bytes);   // bytes in order, straight to out_
+  void emit(std::string_view bytes);  // bytes in order, straight to out_
   void scheduleFlush();
   void flush();
   void afterWrite();
@@ -111,7 +111,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   ByteBuffer in_;
   resp::RequestParser parser_;
   resp::Request request_;
-  std::string scratch_;  // re-encoded inline requests
+  std::string scratch_;                       // re-encoded inline requests
   std::vector<std::string_view> key_values_;  // scratch for keyspace matching
 
   ReplyQueue queue_;
@@ -119,7 +119,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::string writing_;
   bool write_active_ = false;
   bool flush_scheduled_ = false;
-  std::unordered_map<std::uint64_t, std::string> info_merges_;  // tag -> Larder's INFO text
+  std::unordered_map<std::uint64_t, std::string> info_merges_;   // tag -> Larder's INFO text
   std::unordered_map<std::uint64_t, std::string> replacements_;  // tag -> reply to send instead
 
   // Waiting for replies to drain (backpressure or a barrier).
@@ -129,19 +129,19 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
 
   redis::BackendConnection* shared_ = nullptr;
   std::shared_ptr<redis::BackendConnection> pinned_;
-  bool stream_ = false;     // pinned in pub/sub: frames flow straight through
+  bool stream_ = false;  // pinned in pub/sub: frames flow straight through
   bool in_multi_ = false;
   bool multi_aborted_ = false;  // a queued command was refused: EXEC discards
   bool watching_ = false;
-  bool sticky_ = false;     // CLIENT TRACKING and friends: pinned until RESET
+  bool sticky_ = false;  // CLIENT TRACKING and friends: pinned until RESET
   // Leaving pub/sub: a PING token sent on the stream, answered in order.
   enum class StreamSync { None, Subscribed, Ended };
   StreamSync sync_ = StreamSync::None;
-  std::uint64_t sync_tag_ = 0;     // slot held until the token comes back
+  std::uint64_t sync_tag_ = 0;  // slot held until the token comes back
   std::string sync_token_;
   std::uint64_t sync_count_ = 0;
-  bool dirty_stream_ = false;      // a RESET went through the stream connection
-  bool quitting_ = false;          // QUIT sent on the stream; Redis closes it
+  bool dirty_stream_ = false;  // a RESET went through the stream connection
+  bool quitting_ = false;      // QUIT sent on the stream; Redis closes it
   long long db_ = 0;
 
   bool authenticated_ = false;

@@ -18,14 +18,14 @@ struct KeyspaceCounters {
 };
 
 struct WorkerStats {
-  Counter connections_total;     // accepted on this worker
+  Counter connections_total;  // accepted on this worker
   Counter connections_current;
-  Counter commands;              // requests executed (forwarded or answered)
+  Counter commands;  // requests executed (forwarded or answered)
   Counter protocol_errors;
-  Counter output_limit_closes;   // clients closed for not reading their replies
+  Counter output_limit_closes;  // clients closed for not reading their replies
   Counter idle_closes;
-  Counter backend_waits;         // a session paused because its backend connection was full
-  Counter pinned_current;        // dedicated backend connections in use
+  Counter backend_waits;   // a session paused because its backend connection was full
+  Counter pinned_current;  // dedicated backend connections in use
   Counter pinned_total;
   redis::BackendStats backend;
   std::vector<std::unique_ptr<KeyspaceCounters>> keyspaces;  // by keyspace id

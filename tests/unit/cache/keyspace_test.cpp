@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "larder/cache/keyspace.hpp"
+
+#include <catch2/catch.hpp>
 
 using namespace larder;
 
@@ -43,16 +43,16 @@ std::vector<std::string> matchOf(const cache::Keyspace& ks, std::string_view key
 }  // namespace
 
 TEST_CASE("templates split keys into primary-key values", "[cache]") {
-  auto users = cache::buildKeyspace(0, ksConfig("users", "user:{id}", "public.users"),
-                                    usersTable());
+  auto users =
+      cache::buildKeyspace(0, ksConfig("users", "user:{id}", "public.users"), usersTable());
   CHECK(matchOf(users, "user:1") == std::vector<std::string>{"1"});
   CHECK(matchOf(users, "user:a:b{c}") == std::vector<std::string>{"a:b{c}"});
   CHECK(matchOf(users, "user:") == std::vector<std::string>{"<no match>"});
   CHECK(matchOf(users, "users:1") == std::vector<std::string>{"<no match>"});
   CHECK(matchOf(users, "xuser:1") == std::vector<std::string>{"<no match>"});
 
-  auto orders = cache::buildKeyspace(
-      1, ksConfig("orders", "order:{tenant}:{id}", "public.orders"), ordersTable());
+  auto orders = cache::buildKeyspace(1, ksConfig("orders", "order:{tenant}:{id}", "public.orders"),
+                                     ordersTable());
   CHECK(matchOf(orders, "order:acme:17") == std::vector<std::string>{"acme", "17"});
   // The first value stops at the ':' that follows it; the last takes the rest.
   CHECK(matchOf(orders, "order:acme:2024:17") == std::vector<std::string>{"acme", "2024:17"});
@@ -69,8 +69,8 @@ TEST_CASE("a middle literal after the last placeholder must match exactly", "[ca
 }
 
 TEST_CASE("the load query binds arrays and quotes identifiers", "[cache]") {
-  auto orders = cache::buildKeyspace(
-      1, ksConfig("orders", "order:{tenant}:{id}", "public.orders"), ordersTable());
+  auto orders = cache::buildKeyspace(1, ksConfig("orders", "order:{tenant}:{id}", "public.orders"),
+                                     ordersTable());
   CHECK(orders.load_sql ==
         "SELECT k.ord, t.\"total\" FROM \"public\".\"orders\" t JOIN unnest($1::text[], "
         "$2::integer[]) WITH ORDINALITY AS k(k1, k2, ord) ON t.\"tenant\" = k.k1 AND t.\"id\" "
@@ -80,8 +80,8 @@ TEST_CASE("the load query binds arrays and quotes identifiers", "[cache]") {
 }
 
 TEST_CASE("integer and uuid keys must be spelt as PostgreSQL spells them", "[cache]") {
-  auto users = cache::buildKeyspace(0, ksConfig("users", "user:{id}", "public.users"),
-                                    usersTable());
+  auto users =
+      cache::buildKeyspace(0, ksConfig("users", "user:{id}", "public.users"), usersTable());
   CHECK(users.plausibleKeyValue(0, "7"));
   CHECK(users.plausibleKeyValue(0, "-7"));
   CHECK(users.plausibleKeyValue(0, "0"));
@@ -139,10 +139,10 @@ TEST_CASE("configs that do not fit the table are refused with names", "[cache]")
 
 TEST_CASE("the registry finds the one keyspace a key belongs to", "[cache]") {
   std::vector<cache::Keyspace> all;
-  all.push_back(cache::buildKeyspace(0, ksConfig("users", "user:{id}", "public.users"),
-                                     usersTable()));
-  all.push_back(cache::buildKeyspace(
-      1, ksConfig("orders", "order:{tenant}:{id}", "public.orders"), ordersTable()));
+  all.push_back(
+      cache::buildKeyspace(0, ksConfig("users", "user:{id}", "public.users"), usersTable()));
+  all.push_back(cache::buildKeyspace(1, ksConfig("orders", "order:{tenant}:{id}", "public.orders"),
+                                     ordersTable()));
   cache::KeyspaceRegistry registry(std::move(all));
   std::vector<std::string_view> values;
   const cache::Keyspace* ks = registry.match("order:a:1", values);

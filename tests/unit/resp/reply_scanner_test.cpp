@@ -1,7 +1,7 @@
+#include "larder/resp/reply_scanner.hpp"
+
 #include <catch2/catch.hpp>
 #include <string>
-
-#include "larder/resp/reply_scanner.hpp"
 
 using larder::resp::ReplyScanner;
 using larder::resp::ScanStatus;

@@ -1,6 +1,7 @@
+#include "larder/server/command_keys.hpp"
+
 #include <catch2/catch.hpp>
 
-#include "larder/server/command_keys.hpp"
 #include "larder/server/mapped_read.hpp"
 
 using namespace larder::server;

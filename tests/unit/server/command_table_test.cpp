@@ -1,8 +1,8 @@
+#include "larder/server/command_table.hpp"
+
 #include <catch2/catch.hpp>
 #include <string_view>
 #include <vector>
-
-#include "larder/server/command_table.hpp"
 
 using namespace larder::server;
 

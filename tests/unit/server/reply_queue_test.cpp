@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "larder/server/reply_queue.hpp"
+
+#include <catch2/catch.hpp>
 
 using larder::server::ReplyQueue;
 
