@@ -150,6 +150,12 @@ int Server::run() {
   acceptor_.bind(endpoint);
   acceptor_.listen(config_.backlog);
 
+  if (config_.admin) {
+    admin_ = std::make_unique<admin::AdminServer>(context_, *config_.admin, *this);
+    admin_->start();
+    spdlog::info("admin HTTP on {} (/metrics /healthz /readyz /config)",
+                 config_.admin->toString());
+  }
   startPostgresSide();
   for (auto& w : workers_) w->start();
   spdlog::info("larder {} listening on {} with {} worker thread(s); redis backend {} db {}",
@@ -211,6 +217,7 @@ asio::awaitable<void> Server::drainAndStop() {
 }
 
 void Server::stopNow() {
+  if (admin_) admin_->stop();
   for (auto& w : workers_) w->context().stop();
   signals_->cancel();
   boost::system::error_code ignored;

@@ -1,6 +1,7 @@
 // Connection against a real PostgreSQL: connecting, parameters, text
 // formats of common types, array literals, large values.
 #include <boost/asio/ip/tcp.hpp>
+#include <thread>
 
 #include "pg_test_support.hpp"
 
@@ -208,8 +209,8 @@ TEST_CASE("array literals bind as arrays, never as SQL", "[pg][connection]") {
 }
 
 TEST_CASE("large results and many rows arrive completely", "[pg][connection]") {
-  // Exercises many reads per result: with an edge-triggered reactor a missed
-  // readiness check would hang here (the watchdog would turn it into an error).
+  // Many reads per result; a missed readiness would hang here until the
+  // client-side watchdog turned it into an error.
   const std::string url = dsn();
   std::size_t big_size = 0;
   int rows = 0;
@@ -234,6 +235,34 @@ TEST_CASE("large results and many rows arrive completely", "[pg][connection]") {
   CHECK(rows == 200000);
   CHECK(last == "200000");
   CHECK(affected == 3);
+}
+
+TEST_CASE("a response that arrived while the thread was busy is read completely",
+          "[pg][connection]") {
+  // The whole answer lands in the socket while the thread is blocked: no new
+  // readiness edge will come, yet libpq reads at most one buffer per
+  // PQconsumeInput. Each wait must still see the bytes already there.
+  const std::string url = dsn();
+  QueryOutcome out;
+  long long elapsed = 0;
+  runAsync([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    Connection c(ex, url, 1s, 2s);
+    REQUIRE_NO_ERROR(co_await c.connect());
+    asio::co_spawn(
+        ex,
+        []() -> asio::awaitable<void> {
+          std::this_thread::sleep_for(300ms);  // busy elsewhere: no reading
+          co_return;
+        },
+        rethrow);
+    const auto start = Clock::now();
+    out = co_await c.query("SELECT g, repeat('y', 40) FROM generate_series(1, 20000) g");
+    elapsed = millisSince(start);
+  });
+  INFO(out.error.message);
+  REQUIRE(out.ok());
+  CHECK(out.result.rows() == 20000);
+  CHECK(elapsed < 2000);
 }
 
 }  // namespace

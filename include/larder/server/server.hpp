@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "larder/admin/admin_server.hpp"
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
 #include "larder/common/counter.hpp"
@@ -20,7 +21,7 @@
 
 namespace larder::server {
 
-class Server : public ServerContext {
+class Server : public ServerContext, public admin::AdminSource {
  public:
   explicit Server(const config::Config& config);
   ~Server() override;
@@ -33,6 +34,11 @@ class Server : public ServerContext {
   void clientClosed() override { clients_.fetch_sub(1, std::memory_order_relaxed); }
   const cache::KeyspaceRegistry& keyspaces() const override { return keyspaces_; }
   cache::Loader* loader() override { return loader_.get(); }
+
+  // admin::AdminSource (server_metrics.cpp)
+  std::string metricsText() const override;
+  bool ready(std::string& why) const override;
+  std::string effectiveConfig() const override;
 
  private:
   // Reads every mapped table's shape and checks the config against it; throws
@@ -60,6 +66,7 @@ class Server : public ServerContext {
   std::shared_ptr<redis::BackendConnection> filler_;
   boost::asio::io_context context_{1};
   boost::asio::ip::tcp::acceptor acceptor_;
+  std::unique_ptr<admin::AdminServer> admin_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> clients_{0};
   std::uint64_t next_id_ = 1;

@@ -631,8 +631,8 @@ class Client {
 // ------------------------------------------------------------------ stats sources
 
 struct LarderInfo {  // keyspace line of INFO larder
-  std::uint64_t hits = 0, misses = 0, queries = 0, keys_queried = 0, joins = 0, fills = 0, errors = 0,
-                timeouts = 0;
+  std::uint64_t hits = 0, misses = 0, queries = 0, keys_queried = 0, joins = 0, fills = 0, fills_skipped = 0,
+                errors = 0, timeouts = 0;
 };
 
 std::optional<LarderInfo> readLarderInfo(redisContext* c, const std::string& keyspace) {
@@ -660,6 +660,7 @@ std::optional<LarderInfo> readLarderInfo(redisContext* c, const std::string& key
       li.keys_queried = field("keys_queried");
       li.joins = field("joins");
       li.fills = field("fills");
+      li.fills_skipped = field("fills_skipped");
       li.errors = field("load_errors");
       li.timeouts = field("load_timeouts");
       out = li;
@@ -928,7 +929,8 @@ int main(int argc, char** argv) {
                      " warm_p999_us=" + fmt("%.0f", warm.hist.percentileUs(99.9)) +
                      " hit_ratio_end=" + opt(hit_end, "%.4f") + " hit_ratio_warm=" + opt(hit_warm, "%.4f") +
                      " pg_queries=" + std::to_string(pg.calls) + " pg_rows=" + std::to_string(pg.rows) +
-                     " distinct_keys=" + std::to_string(distinct) + " client_loads=" + std::to_string(all.loads);
+                     " distinct_keys=" + std::to_string(distinct) + " client_loads=" + std::to_string(all.loads) +
+                     " hottest_id=" + std::to_string(sh.perm(0) + 1);
   if (o.mode == Mode::Larder && info0 && info1) {
     line += " larder_hits=" + std::to_string(info1->hits - info0->hits) +
             " larder_misses=" + std::to_string(info1->misses - info0->misses) +
@@ -936,6 +938,7 @@ int main(int argc, char** argv) {
             " larder_keys_queried=" + std::to_string(info1->keys_queried - info0->keys_queried) +
             " larder_joins=" + std::to_string(info1->joins - info0->joins) +
             " larder_fills=" + std::to_string(info1->fills - info0->fills) +
+            " larder_fills_skipped=" + std::to_string(info1->fills_skipped - info0->fills_skipped) +
             " larder_load_errors=" + std::to_string(info1->errors - info0->errors) +
             " larder_load_timeouts=" + std::to_string(info1->timeouts - info0->timeouts);
   }

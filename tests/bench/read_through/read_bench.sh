@@ -132,6 +132,7 @@ if [[ $BUILD == 1 ]]; then
   cmake --build "$(dirname "$BENCH_BIN")" -j2 >"$WORK/build-bench.log" 2>&1 \
     || { tail -n 30 "$WORK/build-bench.log" >&2; die "generator build failed"; }
 fi
+[[ $BUILD == 1 ]] || { COMMIT="prebuilt $(basename "$LARDER_BIN")"; DIRTY=" (built $(date -u -r "$LARDER_BIN" +%H:%MZ), tree at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"; }
 [[ -x $LARDER_BIN ]] || die "no larder binary at $LARDER_BIN"
 [[ -x $BENCH_BIN ]] || die "no generator at $BENCH_BIN"
 
@@ -252,7 +253,7 @@ stop_larder() { [[ -z $LARDER_PID ]] || stop_pid "$LARDER_PID"; LARDER_PID=""; }
 
 # ---------------------------------------------------------------- runs
 declare -A S=()          # S[mode.key] = value from the SUMMARY line (and CPU use)
-SAMPLE_KEY=""; declare -A SAMPLE=()
+SAMPLE_KEY=""; declare -A SAMPLE=()      # the hottest key as each cache stored it
 run_mode() {
   local mode=$1 args=()
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" flushall >/dev/null || die "FLUSHALL failed"
@@ -302,7 +303,7 @@ run_mode() {
       "warm p99 ${S[$mode.warm_p99_us]} us, PG statements ${S[$mode.pg_queries]}, errors ${S[$mode.errors]}"
   # What a filled key looks like, to check that both caches store the same thing.
   if [[ $mode != postgres ]]; then
-    [[ -n $SAMPLE_KEY ]] || SAMPLE_KEY=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" randomkey)
+    SAMPLE_KEY="item:${S[$mode.hottest_id]}"   # the same id in every mode (same seed)
     SAMPLE[$mode]=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" hgetall "$SAMPLE_KEY" | tr '\n' ' ')
     SAMPLE[$mode.ttl]=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ttl "$SAMPLE_KEY")
     SAMPLE[$mode.keys]=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" dbsize)
@@ -335,7 +336,7 @@ if [[ $PERF == 1 && -s $WORK/perf-larder.data ]]; then
     perf report -i "$WORK/perf-larder.data" --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
     echo
     perf report -i "$WORK/perf-larder.data" --sort dso,sym --percent-limit 0.3 --stdio 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | head -100
+      | grep -v '^#' | grep -v '^$' | head -100 | cut -c1-160
   } >"$WORK/perf-larder.txt"
   log "perf profile of Larder: $WORK/perf-larder.txt"
 fi
@@ -373,7 +374,7 @@ has() { [[ " $MODES " == *" $1 "* ]]; }
     echo "- Larder PostgreSQL statements ${q} <= distinct keys ${k} (goal: $v);" \
          "rows read ${r} ($(ratio "$r" "$k") per distinct key); Larder INFO: queries=${S[larder.larder_queries]:-?}" \
          "keys_queried=${S[larder.larder_keys_queried]:-?} joins=${S[larder.larder_joins]:-?}" \
-         "fills=${S[larder.larder_fills]:-?} load_errors=${S[larder.larder_load_errors]:-?}"
+         "fills=${S[larder.larder_fills]:-?} fills_skipped=${S[larder.larder_fills_skipped]:-?} load_errors=${S[larder.larder_load_errors]:-?}"
   fi
   if has cache-aside; then
     echo "- cache-aside PostgreSQL statements ${S[cache-aside.pg_queries]} for ${S[cache-aside.distinct_keys]} distinct keys" \
@@ -381,7 +382,7 @@ has() { [[ " $MODES " == *" $1 "* ]]; }
   fi
   if has larder && has cache-aside; then
     same="differ"; [[ ${SAMPLE[larder]} == "${SAMPLE[cache-aside]}" ]] && same="identical"
-    echo "- filled hash of $SAMPLE_KEY from Larder and from cache-aside: $same" \
+    echo "- the hottest key $SAMPLE_KEY as Larder and as cache-aside stored it in Redis: $same" \
          "(TTL ${SAMPLE[larder.ttl]} s / ${SAMPLE[cache-aside.ttl]} s; Redis keys at end ${SAMPLE[larder.keys]} / ${SAMPLE[cache-aside.keys]})"
   fi
 } >"$WORK/table.md"

@@ -92,7 +92,10 @@ TEST_CASE("empty config gives the defaults", "[config]") {
     CHECK(c.limits.max_array_len == 1024 * 1024);
     CHECK(c.limits.max_bulk_len == 512ull * 1024 * 1024);
     CHECK(c.limits.max_inline_len == 64 * 1024);
-    CHECK(c.limits.max_inflight_per_client == 1024);
+    CHECK(c.limits.max_inflight_per_client == 128);
+    CHECK(c.redis.max_pending_per_connection == 4096);
+    CHECK(c.read_through.batch_window == std::chrono::microseconds(500));
+    CHECK(c.read_through.load_timeout == larder::config::Millis(2000));
     CHECK(c.limits.client_output_limit == 64ull * 1024 * 1024);
     CHECK(c.limits.maxclients == 10000);
     CHECK(c.keyspaces.empty());

@@ -1,0 +1,130 @@
+// What the admin endpoints show: Prometheus metrics summed over workers at
+// scrape time (the hot path only bumps single-writer counters), readiness,
+// and the effective config with secrets redacted.
+#include "larder/admin/metrics_writer.hpp"
+#include "larder/config/loader.hpp"
+#include "larder/server/server.hpp"
+
+namespace larder::server {
+
+namespace {
+
+template <typename Get>
+double sum(const std::vector<std::unique_ptr<Worker>>& workers, Get get) {
+  double total = 0;
+  for (const auto& w : workers) total += static_cast<double>(get(w->stats()));
+  return total;
+}
+
+}  // namespace
+
+std::string Server::metricsText() const {
+  admin::MetricsWriter m;
+  using S = const WorkerStats&;
+  m.gauge("larder_connections", "Connected clients.", {},
+          static_cast<double>(clients_.load(std::memory_order_relaxed)));
+  m.counter("larder_connections_total", "Client connections accepted.", {},
+            sum(workers_, [](S s) { return s.connections_total.get(); }));
+  m.counter("larder_connections_rejected_total", "Connections refused at maxclients.", {},
+            static_cast<double>(rejected_.get()));
+  m.counter("larder_commands_total", "Requests executed (forwarded or answered).", {},
+            sum(workers_, [](S s) { return s.commands.get(); }));
+  m.counter("larder_protocol_errors_total", "Clients closed for malformed requests.", {},
+            sum(workers_, [](S s) { return s.protocol_errors.get(); }));
+  m.counter("larder_limit_disconnections_total", "Clients closed by a limit.",
+            {{"limit", "output_buffer"}},
+            sum(workers_, [](S s) { return s.output_limit_closes.get(); }));
+  m.counter("larder_limit_disconnections_total", "Clients closed by a limit.",
+            {{"limit", "idle_timeout"}},
+            sum(workers_, [](S s) { return s.idle_closes.get(); }));
+  m.counter("larder_backend_waits_total",
+            "Times a client waited because its Redis connection had too much in flight.", {},
+            sum(workers_, [](S s) { return s.backend_waits.get(); }));
+  m.gauge("larder_redis_pinned_connections",
+          "Dedicated Redis connections in use (MULTI, pub/sub, blocking).", {},
+          sum(workers_, [](S s) { return s.pinned_current.get(); }));
+  bool redis_up = true;
+  for (const auto& w : workers_) redis_up = redis_up && w->backendReady();
+  m.gauge("larder_redis_up", "1 when every shared Redis connection is connected.", {},
+          redis_up ? 1 : 0);
+  m.counter("larder_redis_connects_total", "Redis connections established.", {},
+            sum(workers_, [](S s) { return s.backend.connects.get(); }));
+  m.counter("larder_redis_connect_failures_total", "Failed attempts to connect to Redis.", {},
+            sum(workers_, [](S s) { return s.backend.connect_failures.get(); }));
+  m.counter("larder_redis_failed_requests_total",
+            "Requests answered with an error because Redis was unreachable.", {},
+            sum(workers_, [](S s) { return s.backend.failed_requests.get(); }));
+
+  if (pg_pool_) {
+    const auto& p = pg_pool_->stats();
+    m.gauge("larder_postgres_connections", "Open PostgreSQL connections.", {},
+            static_cast<double>(p.open.get()));
+    m.gauge("larder_postgres_connections_in_use", "PostgreSQL connections lent out.", {},
+            static_cast<double>(p.in_use.get()));
+    m.counter("larder_postgres_connect_failures_total", "Failed PostgreSQL connects.", {},
+              static_cast<double>(p.connect_failures.get()));
+    m.counter("larder_postgres_acquire_timeouts_total",
+              "Waits for a PostgreSQL connection that timed out.", {},
+              static_cast<double>(p.acquire_timeouts.get()));
+  }
+  for (std::size_t i = 0; i < keyspaces_.size(); ++i) {
+    const auto& ks = keyspaces_.at(i);
+    const admin::Labels labels{{"keyspace", ks.name()}};
+    auto per = [&](auto field) {
+      double total = 0;
+      for (const auto& w : workers_) total += static_cast<double>(field(w->stats().keyspace(ks.id)));
+      return total;
+    };
+    using K = const KeyspaceCounters&;
+    m.counter("larder_keyspace_hits_total", "Reads of mapped keys served from Redis.", labels,
+              per([](K k) { return k.hits.get(); }));
+    m.counter("larder_keyspace_misses_total", "Reads of mapped keys that went to the Loader.",
+              labels, per([](K k) { return k.misses.get(); }));
+    m.counter("larder_keyspace_fallbacks_total",
+              "Reads answered from PostgreSQL alone because Redis was down.", labels,
+              per([](K k) { return k.fallbacks.get(); }));
+    m.counter("larder_keyspace_refused_total",
+              "Commands refused on mapped keys (-WRONGTYPE, writes not supported).", labels,
+              per([](K k) { return k.refused.get(); }));
+    const auto& l = loader_->stats(ks.id);
+    m.counter("larder_load_queries_total", "SELECTs sent by the Loader.", labels,
+              static_cast<double>(l.queries.get()));
+    m.counter("larder_load_keys_total", "Keys asked for in those SELECTs.", labels,
+              static_cast<double>(l.keys_queried.get()));
+    m.counter("larder_load_rows_found_total", "Rows found by the Loader.", labels,
+              static_cast<double>(l.rows_found.get()));
+    m.counter("larder_load_singleflight_joins_total",
+              "Misses that joined a load already in flight.", labels,
+              static_cast<double>(l.joins.get()));
+    m.counter("larder_load_negative_hits_total", "Misses answered by the negative cache.", labels,
+              static_cast<double>(l.negative_hits.get()));
+    m.counter("larder_load_errors_total", "Misses answered with an error.", labels,
+              static_cast<double>(l.errors.get()));
+    m.counter("larder_load_timeouts_total", "Misses answered with an error after load_timeout.",
+              labels, static_cast<double>(l.timeouts.get()));
+    m.counter("larder_fills_total", "Rows stored in Redis after a load.", labels,
+              static_cast<double>(l.fills.get()));
+    m.counter("larder_fills_skipped_total", "Fills skipped for a newer or pending write.",
+              labels, static_cast<double>(l.fills_skipped.get()));
+    m.histogram("larder_load_duration_seconds", "Time from a miss to its answer.", labels,
+                l.latency);
+  }
+  return m.text();
+}
+
+bool Server::ready(std::string& why) const {
+  for (const auto& w : workers_) {
+    if (!w->backendReady()) {
+      why += "redis: not connected to " + config_.redis.address.toString() + "\n";
+      break;
+    }
+  }
+  if (pg_pool_ && pg_pool_->stats().open.get() == 0 && pg_pool_->lastConnectFailed()) {
+    why += "postgres: cannot connect\n";
+  }
+  return why.empty();
+}
+
+std::string Server::effectiveConfig() const { return config::redactedSummary(config_); }
+
+}  // namespace larder::server
