@@ -16,6 +16,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
+constexpr auto kLinger = std::chrono::milliseconds(20);
 
 // Reports what the fill script said; the flight is dropped either way.
 class FillSink : public redis::ReplySink {
@@ -53,7 +54,7 @@ std::string Loader::pendingMarker(std::string_view key) {
 
 Loader::Loader(asio::io_context& context, pg::Pool& pool, const KeyspaceRegistry& registry,
                const config::ReadThroughConfig& config)
-    : context_(context), pool_(pool), registry_(registry), config_(config), sweep_(context) {
+    : context_(context), pool_(pool), config_(config), sweep_(context) {
   for (std::size_t i = 0; i < registry.size(); ++i) {
     stats_.push_back(std::make_unique<LoaderStats>());
     windows_.push_back(std::make_unique<asio::steady_timer>(context));
@@ -277,8 +278,9 @@ void Loader::fillOrForget(const FlightPtr& flight) {
     } else {
       spdlog::debug("fill of {} failed: {}", flight->key, reply);
     }
-    auto it = flights_.find(flight->key);
-    if (it != flights_.end() && it->second == flight) flights_.erase(it);
+    // Linger a moment: a read that missed Redis just before the fill landed
+    // may still be on its way here, and should join rather than query again.
+    flight->filled_at = Clock::now();
   });
   filler_->send(request, sink, 1);
 }
@@ -295,6 +297,10 @@ void Loader::sweepDeadlines() {
     const auto limit = config_.load_timeout;
     const std::string message =
         "ERR Larder: PostgreSQL did not answer within " + std::to_string(limit.count()) + " ms";
+    std::erase_if(flights_, [now](const auto& entry) {
+      const auto& filled = entry.second->filled_at;
+      return filled && now - *filled >= kLinger;
+    });
     for (auto& [key, flight] : flights_) {
       auto& waiters = flight->waiters;
       for (auto it = waiters.begin(); it != waiters.end();) {

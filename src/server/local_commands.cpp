@@ -129,9 +129,7 @@ Session::Flow Session::auth(const resp::Request& req) {
     replyError("WRONGPASS invalid username-password pair or user is disabled.");
     return Flow::Continue;
   }
-  authenticated_ = true;
-  parser_.setLimits({worker_.config().limits.max_array_len, worker_.config().limits.max_bulk_len,
-                     worker_.config().limits.max_inline_len});
+  setAuthenticated(true);
   reply("+OK\r\n");
   return Flow::Continue;
 }
@@ -172,9 +170,7 @@ Session::Flow Session::hello(const resp::Request& req) {
       replyError("WRONGPASS invalid username-password pair or user is disabled.");
       return Flow::Continue;
     }
-    authenticated_ = true;
-    parser_.setLimits({worker_.config().limits.max_array_len, worker_.config().limits.max_bulk_len,
-                       worker_.config().limits.max_inline_len});
+    setAuthenticated(true);
   }
   if (!authenticated_) {
     replyError(
@@ -237,22 +233,11 @@ Session::Flow Session::select(const resp::Request& req) {
 
 Session::Flow Session::reset(const resp::Request&) {
   if (!queue_.empty()) return Flow::Barrier;  // earlier replies come first
-  if (pinned_) {
-    auto connection = std::move(pinned_);
-    connection->setOwner({});
-    connection->setStreamSink(nullptr);
-    connection->stop();
-    worker_.releasePinned(std::move(connection), false);
-  }
+  dropPin();
   stream_ = in_multi_ = watching_ = sticky_ = false;
   db_ = worker_.config().redis.db;
   name_.clear();
-  authenticated_ = worker_.config().requirepass.empty();
-  parser_.setLimits({authenticated_ ? worker_.config().limits.max_array_len
-                                    : resp::kUnauthenticatedLimits.max_array_len,
-                     authenticated_ ? worker_.config().limits.max_bulk_len
-                                    : resp::kUnauthenticatedLimits.max_bulk_len,
-                     worker_.config().limits.max_inline_len});
+  setAuthenticated(worker_.config().requirepass.empty());
   reply("+RESET\r\n");
   return Flow::Continue;
 }

@@ -153,8 +153,7 @@ int Server::run() {
   if (config_.admin) {
     admin_ = std::make_unique<admin::AdminServer>(context_, *config_.admin, *this);
     admin_->start();
-    spdlog::info("admin HTTP on {} (/metrics /healthz /readyz /config)",
-                 config_.admin->toString());
+    spdlog::info("admin HTTP on {} (/metrics /healthz /readyz /config)", config_.admin->toString());
   }
   startPostgresSide();
   for (auto& w : workers_) w->start();

@@ -35,8 +35,7 @@ std::string Server::metricsText() const {
             {{"limit", "output_buffer"}},
             sum(workers_, [](S s) { return s.output_limit_closes.get(); }));
   m.counter("larder_limit_disconnections_total", "Clients closed by a limit.",
-            {{"limit", "idle_timeout"}},
-            sum(workers_, [](S s) { return s.idle_closes.get(); }));
+            {{"limit", "idle_timeout"}}, sum(workers_, [](S s) { return s.idle_closes.get(); }));
   m.counter("larder_backend_waits_total",
             "Times a client waited because its Redis connection had too much in flight.", {},
             sum(workers_, [](S s) { return s.backend_waits.get(); }));
@@ -72,7 +71,8 @@ std::string Server::metricsText() const {
     const admin::Labels labels{{"keyspace", ks.name()}};
     auto per = [&](auto field) {
       double total = 0;
-      for (const auto& w : workers_) total += static_cast<double>(field(w->stats().keyspace(ks.id)));
+      for (const auto& w : workers_)
+        total += static_cast<double>(field(w->stats().keyspace(ks.id)));
       return total;
     };
     using K = const KeyspaceCounters&;
@@ -104,8 +104,8 @@ std::string Server::metricsText() const {
               labels, static_cast<double>(l.timeouts.get()));
     m.counter("larder_fills_total", "Rows stored in Redis after a load.", labels,
               static_cast<double>(l.fills.get()));
-    m.counter("larder_fills_skipped_total", "Fills skipped for a newer or pending write.",
-              labels, static_cast<double>(l.fills_skipped.get()));
+    m.counter("larder_fills_skipped_total", "Fills skipped for a newer or pending write.", labels,
+              static_cast<double>(l.fills_skipped.get()));
     m.histogram("larder_load_duration_seconds", "Time from a miss to its answer.", labels,
                 l.latency);
   }

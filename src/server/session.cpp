@@ -47,7 +47,7 @@ Session::Session(Worker& worker, tcp::socket socket, std::uint64_t id)
       shared_(&worker.sharedConnection(id)),
       db_(worker.config().redis.db),
       authenticated_(worker.config().requirepass.empty()) {
-  parser_.setLimits(parserLimits(worker.config().limits, authenticated_));
+  setAuthenticated(authenticated_);
   boost::system::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -188,17 +188,11 @@ Session::Flow Session::route(const resp::Request& req) {
       if (!subscribed) return route(req);  // the stream has ended: route as usual
     }
     if (info.local == LocalCommand::Reset) {
-      authenticated_ = worker_.config().requirepass.empty();
+      setAuthenticated(worker_.config().requirepass.empty());
       name_.clear();
       dirty_stream_ = true;  // RESET de-authenticates the backend connection too
     }
-    if (req.inline_form) {
-      scratch_.clear();
-      resp::appendMultibulk(scratch_, req.args);
-      pinned_->sendUntracked(scratch_);
-    } else {
-      pinned_->sendUntracked(req.raw);
-    }
+    sendOnStream(req);
     if (info.local == LocalCommand::Quit) {
       // Redis answers +OK and closes; backendClosed() then closes the client.
       quitting_ = true;
@@ -274,13 +268,7 @@ Session::Flow Session::route(const resp::Request& req) {
     case CommandKind::PubSub:
       if (!queue_.empty()) return Flow::Barrier;  // stream frames carry no tags
       if (!pin(true)) return Flow::Continue;
-      if (req.inline_form) {
-        scratch_.clear();
-        resp::appendMultibulk(scratch_, req.args);
-        pinned_->sendUntracked(scratch_);
-      } else {
-        pinned_->sendUntracked(req.raw);
-      }
+      sendOnStream(req);
       return Flow::Continue;
   }
   return Flow::Continue;
@@ -298,6 +286,30 @@ redis::BackendConnection* Session::currentConnection() {
 Session::Flow Session::forwardCurrent(const resp::Request& req) {
   redis::BackendConnection* connection = currentConnection();
   return connection ? forward(req, *connection) : Flow::Barrier;
+}
+
+void Session::sendOnStream(const resp::Request& req) {
+  if (req.inline_form) {
+    scratch_.clear();
+    resp::appendMultibulk(scratch_, req.args);
+    pinned_->sendUntracked(scratch_);
+  } else {
+    pinned_->sendUntracked(req.raw);
+  }
+}
+
+void Session::dropPin() {
+  if (!pinned_) return;
+  auto connection = std::move(pinned_);
+  connection->setOwner({});  // its closing is ours, not news to report
+  connection->setStreamSink(nullptr);
+  connection->stop();
+  worker_.releasePinned(std::move(connection), false);
+}
+
+void Session::setAuthenticated(bool authenticated) {
+  authenticated_ = authenticated;
+  parser_.setLimits(parserLimits(worker_.config().limits, authenticated));
 }
 
 Session::Flow Session::forward(const resp::Request& req, redis::BackendConnection& connection) {
@@ -511,13 +523,7 @@ void Session::close() {
   boost::system::error_code ec;
   socket_.close(ec);
   wake_.cancel();
-  if (pinned_) {
-    auto connection = std::move(pinned_);
-    connection->setOwner({});
-    connection->setStreamSink(nullptr);
-    connection->stop();
-    worker_.releasePinned(std::move(connection), false);
-  }
+  dropPin();
   info_merges_.clear();
   worker_.forget(id_);
 }

@@ -8,9 +8,9 @@
 //       one SELECT ... JOIN unnest($1::type[]) WITH ORDINALITY  (bound arrays)
 //       -> answer every waiter -> fill Redis (conditional Lua) -> drop the flight
 //
-// A flight stays until its fill is acknowledged, so a request that arrives
-// between the answer and the fill joins the known result instead of querying
-// again. Waiters are answered by their deadline (load_timeout) even if
+// A flight stays until shortly after its fill is acknowledged, so a request
+// that missed Redis just before the fill landed joins the known result instead
+// of querying again. Waiters are answered by their deadline (load_timeout) even if
 // PostgreSQL never replies.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -90,6 +90,7 @@ class Loader {
     std::vector<std::string> key_values;
     bool fill = false;
     bool answered = false;
+    std::optional<std::chrono::steady_clock::time_point> filled_at;  // fill acknowledged
     LoadResult result;
     std::vector<Waiter> waiters;
   };
@@ -110,7 +111,6 @@ class Loader {
 
   boost::asio::io_context& context_;
   pg::Pool& pool_;
-  const KeyspaceRegistry& registry_;
   const config::ReadThroughConfig& config_;
   std::shared_ptr<redis::BackendConnection> filler_;
   std::vector<std::unique_ptr<LoaderStats>> stats_;

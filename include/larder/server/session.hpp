@@ -76,6 +76,10 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   // false (and an error reply) when no dedicated connection can be had.
   bool pin(bool stream);
   bool releasable() const;
+  void sendOnStream(const resp::Request& req);  // pub/sub: untracked, in order
+  void dropPin();  // closes the dedicated connection (its state goes with it)
+  // Also switches the parser to Redis' pre-AUTH limits and back.
+  void setAuthenticated(bool authenticated);
   Flow syncStream();
   void onStreamSync(std::string_view frame);
   void releasePin();

@@ -439,7 +439,13 @@ enum class Outcome { Hit, Miss, Nil, Error, Plain };
 
 class Client {
  public:
-  Client(Shared& sh, int index) : sh_(sh), o_(sh.opt), rng_(sh.opt.seed * 1000003 + std::uint64_t(index) + 1) {}
+  // Keys and TTL jitter have their own generators: every mode draws the same
+  // key sequence in every client thread.
+  Client(Shared& sh, int index)
+      : sh_(sh),
+        o_(sh.opt),
+        rng_(sh.opt.seed * 1000003 + std::uint64_t(index) + 1),
+        jitter_rng_(~(sh.opt.seed * 1000003 + std::uint64_t(index) + 1)) {}
   ~Client() {
     if (redis_) redisFree(redis_);
     if (pg_) PQfinish(pg_);
@@ -574,7 +580,7 @@ class Client {
       argv.push_back(PQgetvalue(res, 0, c));
       len.push_back(std::size_t(PQgetlength(res, 0, c)));
     }
-    const double j = (rng_.uniform() * 2 - 1) * o_.ttl_jitter;
+    const double j = (jitter_rng_.uniform() * 2 - 1) * o_.ttl_jitter;
     const std::string ttl = std::to_string(std::max<std::int64_t>(1, std::int64_t(double(o_.ttl_ms) * (1 + j))));
     const char* eargv[3] = {"PEXPIRE", key_.c_str(), ttl.c_str()};
     const std::size_t elen[3] = {7, key_.size(), ttl.size()};
@@ -621,6 +627,7 @@ class Client {
   Shared& sh_;
   const Options& o_;
   Rng rng_;
+  Rng jitter_rng_;
   redisContext* redis_ = nullptr;
   PGconn* pg_ = nullptr;
   std::string key_;

@@ -24,8 +24,8 @@
 #   RESULTS_DIR                also copy per-second CSVs, summaries and the table here
 #   BASE_PORT [17700]          first port tried; busy ports are skipped
 #   PERF [0]                   1: profile Larder (perf record -e cpu-clock) during its run;
-#                              the report (by thread, then by symbol) is perf-larder.txt
-#                              in the work dir (and RESULTS_DIR)
+#                              the report (by thread, by library, by symbol) is
+#                              perf-larder.txt in the work dir (kept) and RESULTS_DIR
 #   KEEP_WORK [0]              1: keep the temp dir (configs, logs, CSVs)
 #   NICE [-10]                 niceness of everything started after the build (Redis,
 #                              PostgreSQL, Larder, the generator) so that other jobs
@@ -69,6 +69,7 @@ die() { log "ERROR: $*"; exit 1; }
 for tool in redis-server redis-cli psql ss timeout cmake; do
   command -v "$tool" >/dev/null || die "$tool not found (apt-get install redis-server redis-tools postgresql-15 iproute2 cmake)"
 done
+[[ $PERF != 1 ]] || command -v perf >/dev/null || die "PERF=1 needs perf (apt-get install linux-perf)"
 [[ -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]] || die "no PostgreSQL 15 in $PG_BIN"
 for v in ROWS CLIENTS DURATION COLD WARM; do
   [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
@@ -331,7 +332,7 @@ START_DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 for mode in $MODES; do run_mode "$mode"; done
 
 if [[ $PERF == 1 && -s $WORK/perf-larder.data ]]; then
-  { perf report -i "$WORK/perf-larder.data" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
+  { perf report -i "$WORK/perf-larder.data" --sort pid --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
     echo
     perf report -i "$WORK/perf-larder.data" --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -12
     echo
