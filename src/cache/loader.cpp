@@ -278,9 +278,15 @@ void Loader::fillOrForget(const FlightPtr& flight) {
     } else {
       spdlog::debug("fill of {} failed: {}", flight->key, reply);
     }
-    // Linger a moment: a read that missed Redis just before the fill landed
-    // may still be on its way here, and should join rather than query again.
-    flight->filled_at = Clock::now();
+    auto it = flights_.find(flight->key);
+    if (it == flights_.end() || it->second != flight) return;
+    if (reply == ":1\r\n") {
+      // Linger a moment: a read that missed Redis just before the fill landed
+      // may still be on its way here, and should join rather than query again.
+      flight->filled_at = Clock::now();
+    } else {
+      flights_.erase(it);  // a newer write won: never hand out the loaded row again
+    }
   });
   filler_->send(request, sink, 1);
 }
