@@ -176,9 +176,12 @@ asio::awaitable<void> Server::watchSignals() {
   auto [ec, signo] = co_await signals_->async_wait(kUseTuple);
   if (ec) co_return;
   spdlog::info("signal {} received: no new connections; finishing in-flight requests", signo);
-  asio::co_spawn(context_, drainAndStop(), logEscaped("shutdown"));
+  // Deferred, so that the wait below is registered before the drain can
+  // finish and cancel it (co_spawn may otherwise run the drain inline).
+  asio::post(context_,
+             [this] { asio::co_spawn(context_, drainAndStop(), logEscaped("shutdown")); });
   auto [ec2, again] = co_await signals_->async_wait(kUseTuple);
-  if (ec2) co_return;  // the drain finished first
+  if (ec2 || stopped_) co_return;  // the drain finished first
   spdlog::warn("signal {} received again: stopping now", again);
   stopNow();
 }
@@ -216,6 +219,7 @@ asio::awaitable<void> Server::drainAndStop() {
 }
 
 void Server::stopNow() {
+  stopped_ = true;
   if (admin_) admin_->stop();
   for (auto& w : workers_) w->context().stop();
   signals_->cancel();

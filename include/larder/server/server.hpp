@@ -74,6 +74,7 @@ class Server : public ServerContext, public admin::AdminSource {
   Counter accept_errors_;
   std::chrono::steady_clock::time_point started_;
   boost::asio::signal_set* signals_ = nullptr;  // lives in run()
+  bool stopped_ = false;                        // stopNow() has run
 };
 
 }  // namespace larder::server
