@@ -73,26 +73,26 @@ struct Options {
   Mode mode = Mode::Larder;
   std::string mode_name = "larder";
   std::string host = "127.0.0.1";
-  int port = 6380;                  // Larder (larder) or Redis (cache-aside)
-  std::string pg;                   // libpq conninfo (cache-aside, postgres; stats by default)
-  std::string pg_admin;             // conninfo for pg_stat_statements (default: --pg)
+  int port = 6380;       // Larder (larder) or Redis (cache-aside)
+  std::string pg;        // libpq conninfo (cache-aside, postgres; stats by default)
+  std::string pg_admin;  // conninfo for pg_stat_statements (default: --pg)
   std::string table = "public.items";
   std::string key_prefix = "item:";
   std::uint64_t rows = 1'000'000;
   int clients = 50;
-  double duration = 30;             // seconds; 0 with --requests
-  std::uint64_t requests = 0;       // 0: run for --duration
-  int max_seconds = 600;            // hard bound on a --requests run
+  double duration = 30;        // seconds; 0 with --requests
+  std::uint64_t requests = 0;  // 0: run for --duration
+  int max_seconds = 600;       // hard bound on a --requests run
   double theta = 0.99;
   bool scramble = true;
-  bool gray = false;                // --sampler gray: YCSB's approximation
+  bool gray = false;  // --sampler gray: YCSB's approximation
   std::uint64_t seed = 42;
   std::int64_t ttl_ms = 3'600'000;  // cache-aside fill TTL (as the Larder keyspace: 1h)
   double ttl_jitter = 0.10;         // +- fraction (as the Larder keyspace: 10%)
   int cold = 5;
   int warm = 10;
-  std::string csv;                  // file for the per-second CSV (default stdout)
-  bool pg_stats = true;             // count statements with pg_stat_statements
+  std::string csv;       // file for the per-second CSV (default stdout)
+  bool pg_stats = true;  // count statements with pg_stat_statements
   bool csv_header = true;
 };
 
@@ -131,38 +131,66 @@ Options parseArgs(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--mode") {
       o.mode_name = need(i);
-      if (o.mode_name == "larder") o.mode = Mode::Larder;
-      else if (o.mode_name == "cache-aside") o.mode = Mode::CacheAside;
-      else if (o.mode_name == "postgres") o.mode = Mode::Postgres;
-      else usage(2);
-    } else if (a == "--host") o.host = need(i);
-    else if (a == "--port") o.port = std::stoi(need(i));
-    else if (a == "--pg") o.pg = need(i);
-    else if (a == "--pg-admin") o.pg_admin = need(i);
-    else if (a == "--table") o.table = need(i);
-    else if (a == "--key-prefix") o.key_prefix = need(i);
-    else if (a == "--rows") o.rows = std::stoull(need(i));
-    else if (a == "--clients") o.clients = std::stoi(need(i));
-    else if (a == "--duration") o.duration = std::stod(need(i));
-    else if (a == "--requests") o.requests = std::stoull(need(i));
-    else if (a == "--max-seconds") o.max_seconds = std::stoi(need(i));
-    else if (a == "--theta") o.theta = std::stod(need(i));
-    else if (a == "--no-scramble") o.scramble = false;
+      if (o.mode_name == "larder")
+        o.mode = Mode::Larder;
+      else if (o.mode_name == "cache-aside")
+        o.mode = Mode::CacheAside;
+      else if (o.mode_name == "postgres")
+        o.mode = Mode::Postgres;
+      else
+        usage(2);
+    } else if (a == "--host")
+      o.host = need(i);
+    else if (a == "--port")
+      o.port = std::stoi(need(i));
+    else if (a == "--pg")
+      o.pg = need(i);
+    else if (a == "--pg-admin")
+      o.pg_admin = need(i);
+    else if (a == "--table")
+      o.table = need(i);
+    else if (a == "--key-prefix")
+      o.key_prefix = need(i);
+    else if (a == "--rows")
+      o.rows = std::stoull(need(i));
+    else if (a == "--clients")
+      o.clients = std::stoi(need(i));
+    else if (a == "--duration")
+      o.duration = std::stod(need(i));
+    else if (a == "--requests")
+      o.requests = std::stoull(need(i));
+    else if (a == "--max-seconds")
+      o.max_seconds = std::stoi(need(i));
+    else if (a == "--theta")
+      o.theta = std::stod(need(i));
+    else if (a == "--no-scramble")
+      o.scramble = false;
     else if (a == "--sampler") {
       const std::string m = need(i);
-      if (m == "gray") o.gray = true;
-      else if (m == "exact") o.gray = false;
-      else usage(2);
-    }
-    else if (a == "--seed") o.seed = std::stoull(need(i));
-    else if (a == "--ttl-ms") o.ttl_ms = std::stoll(need(i));
-    else if (a == "--ttl-jitter") o.ttl_jitter = std::stod(need(i));
-    else if (a == "--cold") o.cold = std::stoi(need(i));
-    else if (a == "--warm") o.warm = std::stoi(need(i));
-    else if (a == "--csv") o.csv = need(i);
-    else if (a == "--no-csv-header") o.csv_header = false;
-    else if (a == "--no-pg-stats") o.pg_stats = false;
-    else if (a == "-h" || a == "--help") usage(0);
+      if (m == "gray")
+        o.gray = true;
+      else if (m == "exact")
+        o.gray = false;
+      else
+        usage(2);
+    } else if (a == "--seed")
+      o.seed = std::stoull(need(i));
+    else if (a == "--ttl-ms")
+      o.ttl_ms = std::stoll(need(i));
+    else if (a == "--ttl-jitter")
+      o.ttl_jitter = std::stod(need(i));
+    else if (a == "--cold")
+      o.cold = std::stoi(need(i));
+    else if (a == "--warm")
+      o.warm = std::stoi(need(i));
+    else if (a == "--csv")
+      o.csv = need(i);
+    else if (a == "--no-csv-header")
+      o.csv_header = false;
+    else if (a == "--no-pg-stats")
+      o.pg_stats = false;
+    else if (a == "-h" || a == "--help")
+      usage(0);
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       usage(2);
@@ -229,7 +257,9 @@ class Zipf {
     return method_ == Method::Gray ? nextGray(rng) : nextRejectionInversion(rng);
   }
   // Exact probability of rank r.
-  double probability(std::uint64_t r) const { return 1.0 / std::pow(double(r + 1), theta_) / zetan_; }
+  double probability(std::uint64_t r) const {
+    return 1.0 / std::pow(double(r + 1), theta_) / zetan_;
+  }
 
  private:
   // Gray et al., SIGMOD '94 (YCSB's ZipfianGenerator): one uniform, no loop;
@@ -260,7 +290,8 @@ class Zipf {
     return std::abs(x) > 1e-8 ? std::log1p(x) / x : 1.0 - x * (0.5 - x * (1.0 / 3.0 - 0.25 * x));
   }
   static double helper2(double x) {  // expm1(x) / x
-    return std::abs(x) > 1e-8 ? std::expm1(x) / x : 1.0 + x * 0.5 * (1.0 + x / 3.0 * (1.0 + 0.25 * x));
+    return std::abs(x) > 1e-8 ? std::expm1(x) / x
+                              : 1.0 + x * 0.5 * (1.0 + x / 3.0 * (1.0 + 0.25 * x));
   }
   double h(double x) const { return std::exp(-theta_ * std::log(x)); }
   double hIntegral(double x) const {
@@ -274,7 +305,8 @@ class Zipf {
   }
   static double zeta(std::uint64_t n, double theta) {
     double sum = 0;
-    for (std::uint64_t i = n; i >= 1; --i) sum += 1.0 / std::pow(double(i), theta);  // small terms first
+    for (std::uint64_t i = n; i >= 1; --i)
+      sum += 1.0 / std::pow(double(i), theta);  // small terms first
     return sum;
   }
   std::uint64_t n_;
@@ -420,7 +452,8 @@ PGconn* pgConnectTo(const Options& o, std::string& err) {
     PQfinish(pg);
     return nullptr;
   }
-  const std::string sql = "SELECT name, price, stock, updated_at FROM " + o.table + " WHERE id = $1";
+  const std::string sql =
+      "SELECT name, price, stock, updated_at FROM " + o.table + " WHERE id = $1";
   const Oid types[1] = {20};  // int8
   PGresult* r = PQprepare(pg, kStmt, sql.c_str(), 1, types);
   const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -468,7 +501,8 @@ class Client {
       const std::uint64_t id = sh_.perm(sh_.zipf.next(rng_)) + 1;
       auto& word = sh_.seen[id / 64];
       const std::uint64_t bit = std::uint64_t(1) << (id % 64);
-      if (!(word.load(std::memory_order_relaxed) & bit)) word.fetch_or(bit, std::memory_order_relaxed);
+      if (!(word.load(std::memory_order_relaxed) & bit))
+        word.fetch_or(bit, std::memory_order_relaxed);
 
       const auto t0 = Clock::now();
       loaded_ = false;
@@ -482,16 +516,26 @@ class Client {
       const auto ns = std::uint64_t(duration_cast<nanoseconds>(t1 - t0).count());
       s.hist[bucketOf(ns)].fetch_add(1, std::memory_order_relaxed);
       switch (out) {
-        case Outcome::Hit: s.hits.fetch_add(1, std::memory_order_relaxed); break;
-        case Outcome::Miss: s.misses.fetch_add(1, std::memory_order_relaxed); break;
-        case Outcome::Nil: s.nils.fetch_add(1, std::memory_order_relaxed); break;
-        case Outcome::Error: s.errors.fetch_add(1, std::memory_order_relaxed); break;
-        case Outcome::Plain: break;
+        case Outcome::Hit:
+          s.hits.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case Outcome::Miss:
+          s.misses.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case Outcome::Nil:
+          s.nils.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case Outcome::Error:
+          s.errors.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case Outcome::Plain:
+          break;
       }
       if (loaded_) s.loads.fetch_add(1, std::memory_order_relaxed);
       if (out == Outcome::Error) {
         if (++broken > 50 || !reconnectIfBroken()) {
-          std::fprintf(stderr, "client: giving up after repeated errors: %s\n", last_error_.c_str());
+          std::fprintf(stderr, "client: giving up after repeated errors: %s\n",
+                       last_error_.c_str());
           sh_.failed_clients.fetch_add(1);
           break;
         }
@@ -507,8 +551,9 @@ class Client {
       case Mode::Larder: {
         redisReply* r = hgetall(id);
         if (!r) return Outcome::Error;
-        const Outcome out = r->type == REDIS_REPLY_ARRAY ? (r->elements ? Outcome::Plain : Outcome::Nil)
-                                                          : replyError(r);
+        const Outcome out = r->type == REDIS_REPLY_ARRAY
+                                ? (r->elements ? Outcome::Plain : Outcome::Nil)
+                                : replyError(r);
         freeReplyObject(r);
         return out;
       }
@@ -537,7 +582,8 @@ class Client {
   }
 
   Outcome replyError(redisReply* r) {
-    last_error_ = r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : "unexpected reply type";
+    last_error_ =
+        r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : "unexpected reply type";
     return Outcome::Error;
   }
 
@@ -581,7 +627,8 @@ class Client {
       len.push_back(std::size_t(PQgetlength(res, 0, c)));
     }
     const double j = (jitter_rng_.uniform() * 2 - 1) * o_.ttl_jitter;
-    const std::string ttl = std::to_string(std::max<std::int64_t>(1, std::int64_t(double(o_.ttl_ms) * (1 + j))));
+    const std::string ttl =
+        std::to_string(std::max<std::int64_t>(1, std::int64_t(double(o_.ttl_ms) * (1 + j))));
     const char* eargv[3] = {"PEXPIRE", key_.c_str(), ttl.c_str()};
     const std::size_t elen[3] = {7, key_.size(), ttl.size()};
     redisAppendCommandArgv(redis_, int(argv.size()), argv.data(), len.data());
@@ -638,8 +685,8 @@ class Client {
 // ------------------------------------------------------------------ stats sources
 
 struct LarderInfo {  // keyspace line of INFO larder
-  std::uint64_t hits = 0, misses = 0, queries = 0, keys_queried = 0, joins = 0, fills = 0, fills_skipped = 0,
-                errors = 0, timeouts = 0;
+  std::uint64_t hits = 0, misses = 0, queries = 0, keys_queried = 0, joins = 0, fills = 0,
+                fills_skipped = 0, errors = 0, timeouts = 0;
 };
 
 std::optional<LarderInfo> readLarderInfo(redisContext* c, const std::string& keyspace) {
@@ -694,11 +741,13 @@ class PgStatements {
       return;
     }
     // The table name without schema, as a word, in any statement but our own.
-    std::string t = o.table.substr(o.table.rfind('.') == std::string::npos ? 0 : o.table.rfind('.') + 1);
+    std::string t =
+        o.table.substr(o.table.rfind('.') == std::string::npos ? 0 : o.table.rfind('.') + 1);
     filter_ = "query ~* '\\m" + t + "\\M' AND query !~* 'pg_stat_statements'";
     PGresult* r = PQexec(conn_, "SELECT pg_stat_statements_reset()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-      std::fprintf(stderr, "pg stats: pg_stat_statements unavailable (%s): statements not counted\n",
+      std::fprintf(stderr,
+                   "pg stats: pg_stat_statements unavailable (%s): statements not counted\n",
                    PQresultErrorMessage(r));
       PQclear(r);
       close();
@@ -711,7 +760,8 @@ class PgStatements {
     PgStats s;
     if (!conn_) return s;
     const std::string sql =
-        "SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(rows), 0)::bigint FROM pg_stat_statements WHERE " +
+        "SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(rows), 0)::bigint FROM "
+        "pg_stat_statements WHERE " +
         filter_;
     PGresult* r = PQexec(conn_, sql.c_str());
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
@@ -750,17 +800,19 @@ std::string fmt(const char* f, double v) {
 int main(int argc, char** argv) {
   const Options o = parseArgs(argc, argv);
   Shared sh(o);
-  std::fprintf(stderr,
-               "larder_read_bench: mode=%s target=%s rows=%" PRIu64 " clients=%d theta=%.2f scrambled=%s "
-               "hottest key p=%.4f, top 1%% of keys p=%.3f\n",
-               o.mode_name.c_str(),
-               o.mode == Mode::Postgres ? "postgres" : (o.host + ":" + std::to_string(o.port)).c_str(), o.rows,
-               o.clients, o.theta, o.scramble ? "yes" : "no", sh.zipf.probability(0), [&] {
-                 double p = 0;
-                 for (std::uint64_t r = 0; r < std::max<std::uint64_t>(1, o.rows / 100); ++r)
-                   p += sh.zipf.probability(r);
-                 return p;
-               }());
+  std::fprintf(
+      stderr,
+      "larder_read_bench: mode=%s target=%s rows=%" PRIu64
+      " clients=%d theta=%.2f scrambled=%s "
+      "hottest key p=%.4f, top 1%% of keys p=%.3f\n",
+      o.mode_name.c_str(),
+      o.mode == Mode::Postgres ? "postgres" : (o.host + ":" + std::to_string(o.port)).c_str(),
+      o.rows, o.clients, o.theta, o.scramble ? "yes" : "no", sh.zipf.probability(0), [&] {
+        double p = 0;
+        for (std::uint64_t r = 0; r < std::max<std::uint64_t>(1, o.rows / 100); ++r)
+          p += sh.zipf.probability(r);
+        return p;
+      }());
 
   // Connect every client before the clock starts.
   std::vector<std::unique_ptr<Client>> clients;
@@ -772,7 +824,8 @@ int main(int argc, char** argv) {
       std::string err;
       const bool ok = clients[i]->connect(err);
       if (!ok) {
-        if (connect_failures.fetch_add(1) == 0) std::fprintf(stderr, "connect failed: %s\n", err.c_str());
+        if (connect_failures.fetch_add(1) == 0)
+          std::fprintf(stderr, "connect failed: %s\n", err.c_str());
       }
       sh.ready.count_down();
       sh.go.wait(false);
@@ -785,7 +838,8 @@ int main(int argc, char** argv) {
     sh.go = true;
     sh.go.notify_all();
     for (auto& t : threads) t.join();
-    std::fprintf(stderr, "%d of %d clients could not connect\n", connect_failures.load(), o.clients);
+    std::fprintf(stderr, "%d of %d clients could not connect\n", connect_failures.load(),
+                 o.clients);
     return 1;
   }
 
@@ -802,11 +856,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (o.csv_header)
-    std::fprintf(csv, "mode,second,ops_per_s,errors,nils,hit_ratio,db_queries,db_keys,p50_us,p99_us,p999_us\n");
+    std::fprintf(
+        csv,
+        "mode,second,ops_per_s,errors,nils,hit_ratio,db_queries,db_keys,p50_us,p99_us,p999_us\n");
 
   sh.start = Clock::now();
-  sh.deadline = o.requests ? sh.start + std::chrono::seconds(o.max_seconds)
-                           : sh.start + duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
+  sh.deadline =
+      o.requests
+          ? sh.start + std::chrono::seconds(o.max_seconds)
+          : sh.start + duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
   sh.go = true;
   sh.go.notify_all();
 
@@ -833,8 +891,10 @@ int main(int argc, char** argv) {
     const double elapsed = std::chrono::duration<double>(Clock::now() - sh.start).count();
     // The length of this second that the run covered (the last one may be partial).
     double span = 1.0;
-    if (!o.requests) span = std::min(1.0, o.duration - k);
-    else if (finished) span = std::clamp(elapsed - k, 0.0, 1.0);
+    if (!o.requests)
+      span = std::min(1.0, o.duration - k);
+    else if (finished)
+      span = std::clamp(elapsed - k, 0.0, 1.0);
     if (span <= 0.05 && finished) break;
     const Second& s = sh.seconds[k];
     const Hist h = s.snapshot();
@@ -854,9 +914,11 @@ int main(int argc, char** argv) {
       hit = dh + dm ? fmt("%.4f", double(dh) / double(dh + dm)) : "";
     }
     hit_by_second.push_back(hit.empty() ? -1 : std::atof(hit.c_str()));
-    std::fprintf(csv, "%s,%d,%.0f,%" PRIu64 ",%" PRIu64 ",%s,%" PRIu64 ",%" PRIu64 ",%.0f,%.0f,%.0f\n",
-                 o.mode_name.c_str(), k + 1, double(s.ops.load()) / std::max(span, 0.05), s.errors.load(),
-                 s.nils.load(), hit.c_str(), dbq, dbk, h.percentileUs(50), h.percentileUs(99), h.percentileUs(99.9));
+    std::fprintf(csv,
+                 "%s,%d,%.0f,%" PRIu64 ",%" PRIu64 ",%s,%" PRIu64 ",%" PRIu64 ",%.0f,%.0f,%.0f\n",
+                 o.mode_name.c_str(), k + 1, double(s.ops.load()) / std::max(span, 0.05),
+                 s.errors.load(), s.nils.load(), hit.c_str(), dbq, dbk, h.percentileUs(50),
+                 h.percentileUs(99), h.percentileUs(99.9));
     std::fflush(csv);
     std::fprintf(stderr, "  %-11s t=%3ds %8.0f req/s  hit=%-6s  db q/s=%" PRIu64 "  p99=%.0fus\n",
                  o.mode_name.c_str(), k + 1, double(s.ops.load()) / std::max(span, 0.05),
@@ -868,7 +930,8 @@ int main(int argc, char** argv) {
   sh.stop = true;
   // Watchdog: clients that do not return within their 10 s I/O timeout + margin.
   const auto give_up = Clock::now() + std::chrono::seconds(30);
-  while (running.load() > 0 && Clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  while (running.load() > 0 && Clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (running.load() > 0) {
     std::fprintf(stderr, "watchdog: %d clients did not stop; exiting\n", running.load());
     std::fflush(nullptr);
@@ -911,33 +974,35 @@ int main(int argc, char** argv) {
   } else if (o.mode == Mode::Larder) {
     double sum = 0;
     int n = 0;
-    for (int k = std::max(0, int(hit_by_second.size()) - o.warm); k < int(hit_by_second.size()); ++k)
+    for (int k = std::max(0, int(hit_by_second.size()) - o.warm); k < int(hit_by_second.size());
+         ++k)
       if (hit_by_second[k] >= 0) sum += hit_by_second[k], ++n;
     if (n) hit_warm = sum / n;
   }
   auto rate = [](const Phase& p) { return p.seconds > 0 ? double(p.ops) / p.seconds : 0.0; };
   auto opt = [](double v, const char* f) { return v < 0 ? std::string("-") : fmt(f, v); };
 
-  std::string line = "SUMMARY mode=" + o.mode_name + " rows=" + std::to_string(o.rows) +
-                     " clients=" + std::to_string(o.clients) + " theta=" + fmt("%.2f", o.theta) +
-                     " scrambled=" + (o.scramble ? "yes" : "no") +
-                     " sampler=" + (o.gray ? "gray" : "exact") + " seconds=" + fmt("%.2f", last_seconds) +
-                     " ops=" + std::to_string(all.ops) + " errors=" + std::to_string(errors) +
-                     " nils=" + std::to_string(nils) + " tput=" + fmt("%.0f", rate(all)) +
-                     " cold_tput=" + fmt("%.0f", rate(cold)) + " warm_tput=" + fmt("%.0f", rate(warm)) +
-                     " p50_us=" + fmt("%.0f", all.hist.percentileUs(50)) +
-                     " p99_us=" + fmt("%.0f", all.hist.percentileUs(99)) +
-                     " p999_us=" + fmt("%.0f", all.hist.percentileUs(99.9)) +
-                     " cold_p50_us=" + fmt("%.0f", cold.hist.percentileUs(50)) +
-                     " cold_p99_us=" + fmt("%.0f", cold.hist.percentileUs(99)) +
-                     " cold_p999_us=" + fmt("%.0f", cold.hist.percentileUs(99.9)) +
-                     " warm_p50_us=" + fmt("%.0f", warm.hist.percentileUs(50)) +
-                     " warm_p99_us=" + fmt("%.0f", warm.hist.percentileUs(99)) +
-                     " warm_p999_us=" + fmt("%.0f", warm.hist.percentileUs(99.9)) +
-                     " hit_ratio_end=" + opt(hit_end, "%.4f") + " hit_ratio_warm=" + opt(hit_warm, "%.4f") +
-                     " pg_queries=" + std::to_string(pg.calls) + " pg_rows=" + std::to_string(pg.rows) +
-                     " distinct_keys=" + std::to_string(distinct) + " client_loads=" + std::to_string(all.loads) +
-                     " hottest_id=" + std::to_string(sh.perm(0) + 1);
+  std::string line =
+      "SUMMARY mode=" + o.mode_name + " rows=" + std::to_string(o.rows) +
+      " clients=" + std::to_string(o.clients) + " theta=" + fmt("%.2f", o.theta) +
+      " scrambled=" + (o.scramble ? "yes" : "no") + " sampler=" + (o.gray ? "gray" : "exact") +
+      " seconds=" + fmt("%.2f", last_seconds) + " ops=" + std::to_string(all.ops) +
+      " errors=" + std::to_string(errors) + " nils=" + std::to_string(nils) +
+      " tput=" + fmt("%.0f", rate(all)) + " cold_tput=" + fmt("%.0f", rate(cold)) +
+      " warm_tput=" + fmt("%.0f", rate(warm)) +
+      " p50_us=" + fmt("%.0f", all.hist.percentileUs(50)) +
+      " p99_us=" + fmt("%.0f", all.hist.percentileUs(99)) +
+      " p999_us=" + fmt("%.0f", all.hist.percentileUs(99.9)) +
+      " cold_p50_us=" + fmt("%.0f", cold.hist.percentileUs(50)) +
+      " cold_p99_us=" + fmt("%.0f", cold.hist.percentileUs(99)) +
+      " cold_p999_us=" + fmt("%.0f", cold.hist.percentileUs(99.9)) +
+      " warm_p50_us=" + fmt("%.0f", warm.hist.percentileUs(50)) +
+      " warm_p99_us=" + fmt("%.0f", warm.hist.percentileUs(99)) +
+      " warm_p999_us=" + fmt("%.0f", warm.hist.percentileUs(99.9)) +
+      " hit_ratio_end=" + opt(hit_end, "%.4f") + " hit_ratio_warm=" + opt(hit_warm, "%.4f") +
+      " pg_queries=" + std::to_string(pg.calls) + " pg_rows=" + std::to_string(pg.rows) +
+      " distinct_keys=" + std::to_string(distinct) + " client_loads=" + std::to_string(all.loads) +
+      " hottest_id=" + std::to_string(sh.perm(0) + 1);
   if (o.mode == Mode::Larder && info0 && info1) {
     line += " larder_hits=" + std::to_string(info1->hits - info0->hits) +
             " larder_misses=" + std::to_string(info1->misses - info0->misses) +
