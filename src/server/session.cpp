@@ -89,6 +89,7 @@ asio::awaitable<void> Session::run() {
         break;
       }
       if (!request_.args.empty()) {
+        worker_.stats().commands.add();  // once per request, however often re-routed
         Flow flow = route(request_);
         while (flow == Flow::Barrier || flow == Flow::Saturated) {
           if (flow == Flow::Barrier) {
@@ -165,7 +166,6 @@ void Session::wakeReader() {
 
 Session::Flow Session::route(const resp::Request& req) {
   const CommandInfo info = classify(req.args);
-  worker_.stats().commands.add();
 
   if (pinned_ && pinned_->closed()) {  // its state (MULTI, db, ...) is gone
     replyError("ERR Larder: the Redis connection holding this client's state was lost");

@@ -72,7 +72,6 @@ class Loader {
   void forgetMissing(std::string key);
 
   const LoaderStats& stats(int keyspace) const { return *stats_[keyspace]; }
-  std::size_t inFlight() const { return flights_.size(); }
 
   // The conditional fill: skipped when the key exists or has a pending write.
   static const char* fillScript();

@@ -73,14 +73,11 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
 
   bool ready() const { return state_ == State::Ready; }
   bool closed() const { return state_ == State::Closed || stopping_; }
-  std::size_t inflight() const { return pending_.size(); }
   // Too many requests in flight: callers should wait before sending more, so
   // that Redis never buffers unbounded replies for us.
   bool saturated() const {
     return pending_.size() >= static_cast<std::size_t>(config_.max_pending_per_connection);
   }
-  ConnectionKind kind() const { return kind_; }
-  const std::string& lastError() const { return last_error_; }
 
  private:
   enum class State { Idle, Connecting, Ready, Closed };

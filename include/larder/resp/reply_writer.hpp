@@ -17,12 +17,6 @@ inline void appendNumberLine(std::string& out, char type, long long n) {
   out.append("\r\n", 2);
 }
 
-inline void appendSimple(std::string& out, std::string_view text) {
-  out.push_back('+');
-  out.append(text);
-  out.append("\r\n", 2);
-}
-
 // `text` starts with the error code, e.g. "ERR unknown command" or "NOAUTH ...".
 inline void appendError(std::string& out, std::string_view text) {
   out.push_back('-');

@@ -52,7 +52,6 @@ class Worker {
   // Called on the worker's thread.
   void adopt(boost::asio::ip::tcp::socket socket, std::uint64_t id);
   void forget(std::uint64_t id);
-  std::size_t sessionCount() const { return sessions_.size(); }
 
  private:
   void sweepIdle();
