@@ -6,7 +6,9 @@
 #include <boost/asio/post.hpp>
 #include <random>
 
-#include "larder/resp/request_parser.hpp"
+#include "larder/cache/write_scripts.hpp"
+#include "larder/redis/call.hpp"
+#include "larder/resp/reply_value.hpp"
 
 namespace larder::cache {
 
@@ -18,16 +20,6 @@ namespace {
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
 constexpr auto kLinger = std::chrono::milliseconds(20);
 
-// Reports what the fill script said; the flight is dropped either way.
-class FillSink : public redis::ReplySink {
- public:
-  FillSink(std::function<void(std::string_view)> done) : done_(std::move(done)) {}
-  void deliver(std::uint64_t, std::string_view frame) override { done_(frame); }
-
- private:
-  std::function<void(std::string_view)> done_;
-};
-
 LoadResult errorResult(std::string text) {
   LoadResult r;
   r.status = LoadResult::Status::Error;
@@ -36,21 +28,6 @@ LoadResult errorResult(std::string text) {
 }
 
 }  // namespace
-
-const char* Loader::fillScript() {
-  // KEYS[1] the key, KEYS[2] its pending-write marker.
-  // ARGV[1] "s" or "h", ARGV[2] TTL in ms (0: none), ARGV[3..] value or field/value pairs.
-  return "if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then "
-         "return 0 end "
-         "if ARGV[1] == 's' then redis.call('SET', KEYS[1], ARGV[3]) "
-         "else redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end "
-         "if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
-         "return 1";
-}
-
-std::string Loader::pendingMarker(std::string_view key) {
-  return "__larder:pending:" + std::string(key);
-}
 
 Loader::Loader(asio::io_context& context, pg::Pool& pool, const KeyspaceRegistry& registry,
                const config::ReadThroughConfig& config)
@@ -175,7 +152,16 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
     }
     co_return;
   }
-  for (const auto& flight : batch) fillOrForget(flight);
+  for (const auto& flight : batch) {
+    asio::co_spawn(context_, settle(flight), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("loader fill failed: {}", ex.what());
+      }
+    });
+  }
 }
 
 asio::awaitable<void> Loader::query(pg::Connection& connection, const std::vector<FlightPtr>& batch,
@@ -214,16 +200,11 @@ asio::awaitable<void> Loader::query(pg::Connection& connection, const std::vecto
         result.values.emplace_back(std::string(rows.value(r, c)));
       }
     }
-    const auto& flight = batch[ord - 1];
-    if (flight->fill) result.ttl_ms = ttlWithJitter(ks);
     stats.rows_found.add();
-    answer(flight, result);
+    batch[ord - 1]->loaded = std::move(result);
   }
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (!found[i]) {
-      rememberMissing(batch[i]->key, ks);
-      answer(batch[i], LoadResult{});
-    }
+    if (!found[i]) batch[i]->loaded = LoadResult{};
   }
 }
 
@@ -241,54 +222,81 @@ void Loader::answer(const FlightPtr& flight, const LoadResult& result) {
   flight->waiters.clear();
 }
 
-void Loader::fillOrForget(const FlightPtr& flight) {
-  const LoadResult& r = flight->result;
-  const bool storable =
-      r.status == LoadResult::Status::Found && flight->fill && filler_ && filler_->ready();
-  if (!storable) {
-    flights_.erase(flight->key);
-    return;
+asio::awaitable<void> Loader::settle(FlightPtr flight) {
+  if (flight->answered) {  // PostgreSQL refused this key: nothing to store
+    if (auto it = flights_.find(flight->key); it != flights_.end() && it->second == flight) {
+      flights_.erase(it);
+    }
+    co_return;
   }
   const Keyspace& ks = *flight->ks;
-  std::vector<std::string_view> args{"EVAL", fillScript(), "2", flight->key};
-  const std::string marker = pendingMarker(flight->key);
-  args.push_back(marker);
-  args.push_back(ks.isHash() ? "h" : "s");
-  const std::string ttl = std::to_string(std::max(0LL, r.ttl_ms));
-  args.push_back(ttl);
-  std::size_t pairs = 0;
-  for (std::size_t i = 0; i < r.values.size(); ++i) {
-    if (!r.values[i]) continue;  // NULL columns are absent fields
-    if (ks.isHash()) args.push_back(ks.value_columns[i]);
-    args.push_back(*r.values[i]);
-    ++pairs;
-  }
-  if (pairs == 0) {  // nothing Redis can hold (a NULL string, an all-NULL row)
-    flights_.erase(flight->key);
-    return;
-  }
-  std::string request;
-  resp::appendMultibulk(request, args);
   LoaderStats& stats = *stats_[ks.id];
-  auto sink = std::make_shared<FillSink>([this, flight, &stats](std::string_view reply) {
-    if (reply == ":1\r\n") {
-      stats.fills.add();
-    } else if (reply == ":0\r\n") {
-      stats.fills_skipped.add();
-    } else {
-      spdlog::debug("fill of {} failed: {}", flight->key, reply);
+  LoadResult loaded = std::move(flight->loaded);
+  const bool found = loaded.status == LoadResult::Status::Found;
+  if (!flight->fill || !filler_ || !filler_->ready()) {
+    // Redis is down: answer from PostgreSQL alone (pending writes are in Redis too).
+    if (!found) rememberMissing(flight->key, ks);
+    answer(flight, loaded);
+    if (auto it = flights_.find(flight->key); it != flights_.end() && it->second == flight) {
+      flights_.erase(it);
     }
-    auto it = flights_.find(flight->key);
-    if (it == flights_.end() || it->second != flight) return;
-    if (reply == ":1\r\n") {
-      // Linger a moment: a read that missed Redis just before the fill landed
-      // may still be on its way here, and should join rather than query again.
-      flight->filled_at = Clock::now();
-    } else {
-      flights_.erase(it);  // a newer write won: never hand out the loaded row again
+    co_return;
+  }
+  loaded.ttl_ms = found ? ttlWithJitter(ks) : -1;
+  std::vector<std::string> args{ks.isHash() ? "h" : "s", std::to_string(std::max(0LL, loaded.ttl_ms)),
+                                found ? "1" : "0"};
+  for (std::size_t i = 0; i < loaded.values.size(); ++i) {
+    if (!loaded.values[i]) continue;  // NULL columns are absent fields
+    args.push_back(ks.value_columns[i]);
+    args.push_back(*loaded.values[i]);
+  }
+  std::vector<std::string> keys{flight->key, pendingMarker(flight->key)};
+  const std::string reply =
+      co_await redis::callScript(*filler_, fillScript(), std::move(keys), std::move(args));
+
+  resp::ReplyValue value;
+  bool stored = reply == ":1\r\n";
+  if (stored) {
+    stats.fills.add();
+  } else if (reply == ":0\r\n") {
+    if (found) stats.fills_skipped.add();  // a newer write is in the cache
+    if (!found) rememberMissing(flight->key, ks);
+  } else if (resp::decodeReply(reply, value) && value.isArray() && !value.elements.empty()) {
+    // Pending writes decided the row: answer what they make of it.
+    stats.pending_overlays.add();
+    LoadResult overlaid;
+    overlaid.ttl_ms = loaded.ttl_ms;
+    if (value.elements.size() > 1) {
+      overlaid.status = LoadResult::Status::Found;
+      overlaid.values.assign(ks.value_columns.size(), std::nullopt);
+      for (std::size_t i = 1; i + 1 < value.elements.size(); i += 2) {
+        const int column = ks.field(value.elements[i].str());
+        if (column >= 0) overlaid.values[column] = value.elements[i + 1].str();
+      }
+      stored = true;
     }
-  });
-  filler_->send(request, sink, 1);
+    loaded = std::move(overlaid);
+  } else {
+    spdlog::debug("fill of {} failed: {}", flight->key, reply);
+  }
+  answer(flight, loaded);
+  auto it = flights_.find(flight->key);
+  if (it == flights_.end() || it->second != flight) co_return;
+  if (stored) {
+    // Linger a moment: a read that missed Redis just before the fill landed
+    // may still be on its way here, and should join rather than query again.
+    flight->filled_at = Clock::now();
+  } else {
+    flights_.erase(it);  // never hand out this result again
+  }
+}
+
+void Loader::forget(const std::string& key) {
+  auto it = flights_.find(key);
+  if (it == flights_.end()) return;
+  it->second->fill = false;  // loaded before the write: must not be stored
+  flights_.erase(it);
+  negative_.erase(key);
 }
 
 void Loader::sweepDeadlines() {

@@ -460,7 +460,7 @@ class Loader {
   void readRoot(const YAML::Node& root, Config& config) const {
     checkKeys(root, "",
               {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log",
-               "redis", "postgres", "limits", "read_through", "keyspaces"});
+               "redis", "postgres", "limits", "read_through", "write_behind", "keyspaces"});
     field(root, "", "listen",
           [&](const auto& n, const auto& p) { config.listen = readEndpoint(n, p); });
     field(root, "", "threads", [&](const auto& n, const auto& p) {
@@ -497,6 +497,8 @@ class Loader {
           [&](const auto& n, const auto& p) { readLimits(n, p, config.limits); });
     field(root, "", "read_through",
           [&](const auto& n, const auto& p) { readReadThrough(n, p, config.read_through); });
+    field(root, "", "write_behind",
+          [&](const auto& n, const auto& p) { readWriteBehind(n, p, config.write_behind); });
     field(root, "", "keyspaces",
           [&](const auto& n, const auto& p) { readKeyspaces(n, p, config.keyspaces); });
 
@@ -540,6 +542,33 @@ class Loader {
     field(node, path, "negative_cache_entries", [&](const auto& n, const auto& p) {
       rt.negative_cache_entries = readCount(n, p, 100000000);
     });
+  }
+
+  void readWriteBehind(const YAML::Node& node, const std::string& path,
+                       WriteBehindConfig& wb) const {
+    requireMap(node, path);
+    checkKeys(node, path,
+              {"flush_interval", "max_batch", "max_queue", "on_full", "block_timeout", "retry_min",
+               "retry_max", "drain_timeout"});
+    field(node, path, "flush_interval",
+          [&](const auto& n, const auto& p) { wb.flush_interval = readDuration(n, p, false); });
+    field(node, path, "max_batch",
+          [&](const auto& n, const auto& p) { wb.max_batch = readCount(n, p, 100000); });
+    field(node, path, "max_queue",
+          [&](const auto& n, const auto& p) { wb.max_queue = readCount(n, p, 1000000000); });
+    field(node, path, "on_full", [&](const auto& n, const auto& p) {
+      wb.on_full = readChoice<QueueFullPolicy>(
+          n, p, {{"error", QueueFullPolicy::Error}, {"block", QueueFullPolicy::Block}});
+    });
+    field(node, path, "block_timeout",
+          [&](const auto& n, const auto& p) { wb.block_timeout = readDuration(n, p, false); });
+    field(node, path, "retry_min",
+          [&](const auto& n, const auto& p) { wb.retry_min = readDuration(n, p, false); });
+    field(node, path, "retry_max",
+          [&](const auto& n, const auto& p) { wb.retry_max = readDuration(n, p, false); });
+    field(node, path, "drain_timeout",
+          [&](const auto& n, const auto& p) { wb.drain_timeout = readDuration(n, p, true); });
+    if (wb.retry_max < wb.retry_min) fail(path + ".retry_max", "must not be below retry_min");
   }
 
   void readLog(const YAML::Node& node, const std::string& path, Config& config) const {
@@ -790,6 +819,16 @@ std::string redactedSummary(const Config& config) {
          " max_inflight_per_client=" + std::to_string(limits.max_inflight_per_client) +
          " client_output_limit=" + formatSize(limits.client_output_limit) +
          " maxclients=" + std::to_string(limits.maxclients) + "\n";
+
+  const WriteBehindConfig& wb = config.write_behind;
+  out += "write_behind: flush_interval=" + formatDuration(wb.flush_interval) +
+         " max_batch=" + std::to_string(wb.max_batch) + " max_queue=" +
+         std::to_string(wb.max_queue) +
+         " on_full=" + (wb.on_full == QueueFullPolicy::Error ? "error" : "block") +
+         " block_timeout=" + formatDuration(wb.block_timeout) +
+         " retry_min=" + formatDuration(wb.retry_min) + " retry_max=" +
+         formatDuration(wb.retry_max) + " drain_timeout=" + formatDuration(wb.drain_timeout) +
+         "\n";
 
   out += "keyspaces:";
   if (config.keyspaces.empty()) out += " (none)";

@@ -190,6 +190,10 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     resp::appendMultibulk(hello, {"SELECT", db});
     ++expected;
   }
+  for (const std::string& request : preload_) {
+    hello += request;
+    ++expected;
+  }
   if (expected == 0) co_return true;
   auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(hello), kUseTuple);
   if (wec) {

@@ -35,6 +35,9 @@ const Table& table() {
     local("exec", LocalCommand::Exec);
     local("discard", LocalCommand::Discard);
     local("unwatch", LocalCommand::Unwatch);
+    local("larder", LocalCommand::Larder);
+    local("flushall", LocalCommand::FlushAll);
+    local("flushdb", LocalCommand::FlushAll);
     for (auto n : {"multi", "watch"}) m[n] = {CommandKind::Transaction, LocalCommand::None};
     for (auto n :
          {"subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe"}) {

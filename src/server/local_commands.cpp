@@ -85,6 +85,10 @@ Session::Flow Session::routeLocal(const resp::Request& req, LocalCommand command
       return select(req);
     case LocalCommand::Info:
       return info(req);
+    case LocalCommand::Larder:
+      return larder(req);
+    case LocalCommand::FlushAll:
+      return flushAll(req);
     case LocalCommand::Client:
       return client(req);
     case LocalCommand::Exec:

@@ -3,6 +3,7 @@
 // key are refused with -WRONGTYPE before anything is written anywhere.
 #include <array>
 
+#include "larder/cache/write_scripts.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/server/command_keys.hpp"
 #include "larder/server/mapped_read.hpp"
@@ -15,7 +16,7 @@ namespace {
 
 constexpr std::string_view kWrongType =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
-constexpr std::string_view kReservedPrefix = "__larder:";
+using cache::kReservedPrefix;
 
 std::string_view lowerName(std::string_view name, std::array<char, 32>& buf) {
   if (name.size() > buf.size()) return {};
@@ -45,16 +46,22 @@ bool Session::touchesReservedKey(const resp::Request& req) const {
 std::string Session::refusalInTransaction(const resp::Request& req) const {
   if (touchesReservedKey(req)) return "ERR Larder: keys under '__larder:' are reserved for Larder";
   const cache::KeyspaceRegistry& registry = worker_.server().keyspaces();
-  if (registry.empty() || req.args.size() < 2) return {};
+  if (registry.empty()) return {};
   std::array<char, 32> buf;
-  const KeyedCommand keyed = keysOf(lowerName(req.args[0], buf), req.args);
+  const std::string_view name = lowerName(req.args[0], buf);
+  if (name == "flushall" || name == "flushdb") {
+    return "ERR Larder: " + std::string(req.args[0]) +
+           " inside MULTI would bypass the write queue; run it outside MULTI";
+  }
+  if (req.args.size() < 2) return {};
+  const KeyedCommand keyed = keysOf(name, req.args);
   if (keyed.access != MappedAccess::Write && keyed.access != MappedAccess::Other) return {};
   std::vector<std::string_view> values;
   for (std::size_t index : keyed.keys) {
     const cache::Keyspace* ks = registry.match(req.args[index], values);
     if (ks == nullptr) continue;
     if (keyed.access == MappedAccess::Other) return std::string(kWrongType);
-    return "ERR Larder: writes to keyspace '" + ks->name() + "' are not supported yet";
+    return "ERR Larder: writes to keyspace '" + ks->name() + "' cannot run inside MULTI";
   }
   return {};
 }
@@ -62,6 +69,8 @@ std::string Session::refusalInTransaction(const resp::Request& req) const {
 bool Session::routeMapped(const resp::Request& req, Flow& flow) {
   const cache::KeyspaceRegistry& registry = worker_.server().keyspaces();
   if (registry.empty() || req.args.size() < 2) return false;
+  // Keyspaces live in the configured db; other dbs hold no mapped keys.
+  if (db_ != worker_.config().redis.db) return false;
   std::array<char, 32> buf;
   const std::string_view name = lowerName(req.args[0], buf);
   if (name.empty()) return false;
@@ -88,9 +97,7 @@ bool Session::routeMapped(const resp::Request& req, Flow& flow) {
     return true;
   }
   if (keyed.access == MappedAccess::Write) {
-    worker_.stats().keyspace(first_mapped->id).refused.add();
-    replyError("ERR Larder: writes to keyspace '" + first_mapped->name() +
-               "' are not supported yet");
+    flow = routeWrite(req, name, keyed.keys);
     return true;
   }
 

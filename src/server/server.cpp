@@ -11,6 +11,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <thread>
 
+#include "larder/cache/write_scripts.hpp"
+
 namespace larder::server {
 
 namespace asio = boost::asio;
@@ -63,6 +65,8 @@ Server::~Server() {
   for (auto& w : workers_) w->join();
   if (pg_thread_.joinable()) {
     asio::post(pg_context_, [this] {
+      if (writes_) writes_->stop();
+      if (queue_conn_) queue_conn_->stop();
       if (filler_) filler_->stop();
       if (pg_pool_) pg_pool_->close();
       pg_guard_.reset();
@@ -133,7 +137,19 @@ void Server::startPostgresSide() {
   filler_ = std::make_shared<redis::BackendConnection>(
       pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, filler_stats_);
   loader_->setFiller(filler_);
-  asio::post(pg_context_, [this] { filler_->start(); });
+  queue_conn_ = std::make_shared<redis::BackendConnection>(
+      pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, queue_stats_);
+  filler_->setPreload(cache::preloadRequests({&cache::fillScript(), &cache::writeScript()}));
+  queue_conn_->setPreload(cache::preloadRequests(
+      {&cache::ackScript(), &cache::deadLetterScript(), &cache::readBatchScript(),
+       &cache::pendingScript(), &cache::wipeCacheScript(), &cache::requeueScript()}));
+  writes_ = std::make_unique<cache::WriteService>(pg_context_, *pg_pool_, *loader_, keyspaces_,
+                                                  config_, queue_conn_, filler_);
+  asio::post(pg_context_, [this] {
+    filler_->start();
+    queue_conn_->start();
+    writes_->start();
+  });
   pg_thread_ = std::thread([this] {
     try {
       pg_context_.run();
@@ -199,6 +215,23 @@ asio::awaitable<void> Server::drainAndStop() {
   }
   if (const auto left = clients_.load(std::memory_order_relaxed); left > 0) {
     spdlog::warn("shutdown grace period over; closing {} client(s)", left);
+  }
+  if (writes_ && config_.write_behind.drain_timeout.count() > 0) {
+    // Every acknowledged write is safe in Redis' stream already; draining just
+    // means PostgreSQL is current when Larder is gone.
+    auto outcome = std::make_shared<std::atomic<int>>(0);  // 0 running, 1 drained, 2 not
+    writes_->drain(std::chrono::steady_clock::now() + config_.write_behind.drain_timeout,
+                   [outcome](bool ok) { outcome->store(ok ? 1 : 2); });
+    while (outcome->load() == 0) {
+      timer.expires_after(std::chrono::milliseconds(10));
+      co_await timer.async_wait(kUseTuple);
+    }
+    if (outcome->load() == 1) {
+      spdlog::info("write queues drained to PostgreSQL");
+    } else {
+      spdlog::warn("write queues not drained within {} ms; the rest stays queued in Redis",
+                   config_.write_behind.drain_timeout.count());
+    }
   }
   for (auto& w : workers_) w->stop();
   // A worker's loop ends once its last operation completes; one still busy

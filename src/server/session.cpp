@@ -167,6 +167,10 @@ void Session::wakeReader() {
 Session::Flow Session::route(const resp::Request& req) {
   const CommandInfo info = classify(req.args);
 
+  if (hold_) {  // a mapped write before this one may still be retried
+    if (!queue_.empty()) return Flow::Barrier;
+    hold_ = false;
+  }
   if (pinned_ && pinned_->closed()) {  // its state (MULTI, db, ...) is gone
     replyError("ERR Larder: the Redis connection holding this client's state was lost");
     closeWhenFlushed();

@@ -1,5 +1,7 @@
 #include "larder/server/worker.hpp"
 
+#include "larder/cache/write_scripts.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include "larder/server/session.hpp"
@@ -29,6 +31,9 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
   for (int i = 0; i < n; ++i) {
     shared_.push_back(std::make_shared<redis::BackendConnection>(
         context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, stats_.backend));
+    if (!server.keyspaces().empty()) {
+      shared_.back()->setPreload(cache::preloadRequests({&cache::writeScript()}));
+    }
   }
 }
 

@@ -51,7 +51,8 @@ struct LoaderStats {
   Counter errors;         // waiters answered with an error
   Counter timeouts;       // ... of which because load_timeout passed
   Counter fills;          // rows stored in Redis
-  Counter fills_skipped;  // fill lost to a newer write (or pending write)
+  Counter fills_skipped;     // fill lost to a newer write
+  Counter pending_overlays;  // misses answered with pending writes laid over the row
   Histogram latency;      // from enqueue to answer
 };
 
@@ -73,10 +74,9 @@ class Loader {
 
   const LoaderStats& stats(int keyspace) const { return *stats_[keyspace]; }
 
-  // The conditional fill: skipped when the key exists or has a pending write.
-  static const char* fillScript();
-  // Marker Larder keeps while a write to `key` is not yet in PostgreSQL.
-  static std::string pendingMarker(std::string_view key);
+  // Loader thread: a write to `key` committed. A load in flight must not store
+  // what it read before, and a later miss must query again.
+  void forget(const std::string& key);
 
  private:
   struct Waiter {
@@ -90,7 +90,8 @@ class Loader {
     bool fill = false;
     bool answered = false;
     std::optional<std::chrono::steady_clock::time_point> filled_at;  // fill acknowledged
-    LoadResult result;
+    LoadResult loaded;  // what PostgreSQL said, before pending writes are laid over
+    LoadResult result;  // what the waiters were told
     std::vector<Waiter> waiters;
   };
   using FlightPtr = std::shared_ptr<Flight>;
@@ -102,7 +103,8 @@ class Loader {
   boost::asio::awaitable<void> query(pg::Connection& connection,
                                      const std::vector<FlightPtr>& batch, pg::PgError& error);
   void answer(const FlightPtr& flight, const LoadResult& result);
-  void fillOrForget(const FlightPtr& flight);
+  // Stores the row (the fill script lays pending writes over it), then answers.
+  boost::asio::awaitable<void> settle(FlightPtr flight);
   void sweepDeadlines();
   bool negativeHit(const std::string& key, const Keyspace& ks);
   void rememberMissing(const std::string& key, const Keyspace& ks);

@@ -70,6 +70,10 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   // called after the owner was cleared).
   void setOwner(std::weak_ptr<ReplySink> owner) { owner_ = std::move(owner); }
   void sendUntracked(std::string_view request);
+  // Requests sent on every (re)connect before any caller's, their replies
+  // checked and dropped: SCRIPT LOAD of the scripts the data path runs with
+  // EVALSHA, so a restarted Redis has them again before they are needed.
+  void setPreload(std::vector<std::string> requests) { preload_ = std::move(requests); }
 
   bool ready() const { return state_ == State::Ready; }
   bool closed() const { return state_ == State::Closed || stopping_; }
@@ -110,6 +114,7 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   ByteBuffer in_;
   resp::ReplyScanner scanner_;
   std::string last_error_;
+  std::vector<std::string> preload_;
 };
 
 }  // namespace larder::redis

@@ -30,6 +30,8 @@ enum class LocalCommand {
   Exec,
   Discard,
   Unwatch,  // end transaction state (forwarded when pinned)
+  Larder,   // LARDER FLUSH | PENDING | DEADLETTERS
+  FlushAll,  // FLUSHALL / FLUSHDB: pending writes first when keyspaces exist
 };
 
 struct CommandInfo {

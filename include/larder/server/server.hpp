@@ -14,6 +14,7 @@
 #include "larder/admin/admin_server.hpp"
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
+#include "larder/cache/write_service.hpp"
 #include "larder/common/counter.hpp"
 #include "larder/config/config.hpp"
 #include "larder/pg/pool.hpp"
@@ -34,6 +35,7 @@ class Server : public ServerContext, public admin::AdminSource {
   void clientClosed() override { clients_.fetch_sub(1, std::memory_order_relaxed); }
   const cache::KeyspaceRegistry& keyspaces() const override { return keyspaces_; }
   cache::Loader* loader() override { return loader_.get(); }
+  cache::WriteService* writes() override { return writes_.get(); }
 
   // admin::AdminSource (server_metrics.cpp)
   std::string metricsText() const override;
@@ -64,6 +66,9 @@ class Server : public ServerContext, public admin::AdminSource {
   std::unique_ptr<cache::Loader> loader_;
   redis::BackendStats filler_stats_;
   std::shared_ptr<redis::BackendConnection> filler_;
+  redis::BackendStats queue_stats_;
+  std::shared_ptr<redis::BackendConnection> queue_conn_;  // flushers, operator commands
+  std::unique_ptr<cache::WriteService> writes_;
   boost::asio::io_context context_{1};
   boost::asio::ip::tcp::acceptor acceptor_;
   std::unique_ptr<admin::AdminServer> admin_;

@@ -15,6 +15,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -89,6 +90,13 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   Flow auth(const resp::Request& req);
   Flow select(const resp::Request& req);
   Flow info(const resp::Request& req);
+  Flow larder(const resp::Request& req);    // write_commands.cpp
+  Flow flushAll(const resp::Request& req);  // write_commands.cpp
+  // A write to mapped keys (write_commands.cpp).
+  Flow routeWrite(const resp::Request& req, std::string_view lower_name,
+                  const std::vector<std::size_t>& keys);
+  // Answers the reserved slot `tag` later, from any thread via the worker.
+  std::function<void(std::string)> replyLater(std::uint64_t tag);
   Flow client(const resp::Request& req);
   Flow reset(const resp::Request& req);
   std::string clientInfoLine();  // non-const: asio's native_handle() is
@@ -154,6 +162,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::string lib_ver_;
   std::string last_command_;
 
+  bool hold_ = false;  // a mapped write may be retried: send nothing until it is answered
   bool reading_stopped_ = false;
   bool draining_ = false;  // server shutdown: finish what was sent, then close
   bool close_when_flushed_ = false;

@@ -15,6 +15,8 @@ struct KeyspaceCounters {
   Counter misses;     // went to the Loader
   Counter fallbacks;  // Redis down: answered from PostgreSQL alone
   Counter refused;    // -WRONGTYPE and refused writes
+  Counter writes;      // writes acknowledged (behind: queued; through: committed)
+  Counter queue_full;  // writes that found the queue at its bound
 };
 
 struct WorkerStats {

@@ -11,6 +11,7 @@
 
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
+#include "larder/cache/write_service.hpp"
 #include "larder/config/config.hpp"
 #include "larder/redis/backend_connection.hpp"
 #include "larder/server/stats.hpp"
@@ -78,6 +79,7 @@ class ServerContext {
   virtual void clientClosed() = 0;
   virtual const cache::KeyspaceRegistry& keyspaces() const = 0;
   virtual cache::Loader* loader() = 0;  // nullptr when no keyspace is configured
+  virtual cache::WriteService* writes() = 0;  // likewise
 };
 
 }  // namespace larder::server

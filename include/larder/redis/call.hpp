@@ -1,0 +1,25 @@
+#pragma once
+// Awaitable request/reply on a BackendConnection, for the PostgreSQL-side
+// services (Flusher, operator commands) that talk to Redis one step at a time.
+// The coroutine must run on the connection's executor.
+#include <boost/asio/awaitable.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "larder/redis/script.hpp"
+#include "larder/redis/backend_connection.hpp"
+
+namespace larder::redis {
+
+// Sends one request and returns its reply frame (an error frame when the
+// connection is down).
+boost::asio::awaitable<std::string> call(BackendConnection& connection, std::string request);
+
+// EVALSHA, then EVAL once if Redis does not have the script (NOSCRIPT).
+boost::asio::awaitable<std::string> callScript(BackendConnection& connection,
+                                               const Script& script,
+                                               std::vector<std::string> keys,
+                                               std::vector<std::string> args);
+
+}  // namespace larder::redis

@@ -1,0 +1,426 @@
+#include "larder/cache/write_service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+
+#include "larder/cache/write_scripts.hpp"
+#include "larder/redis/call.hpp"
+#include "larder/resp/reply_value.hpp"
+#include "larder/resp/reply_writer.hpp"
+#include "larder/resp/request_parser.hpp"
+
+namespace larder::cache {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+auto logEscaped(const char* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::critical("{} stopped by an exception: {}", what, ex.what());
+    }
+  };
+}
+
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The reply a committed write gives when the cache could not be updated.
+std::string defaultReply(const ThroughWrite& w) {
+  std::string out;
+  if (w.op == "hset" || w.op == "hdel") {
+    resp::appendInteger(out, static_cast<long long>(w.change.columns.size()));
+  } else {
+    out = "+OK\r\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& loader,
+                           const KeyspaceRegistry& registry, const config::Config& config,
+                           std::shared_ptr<redis::BackendConnection> redis,
+                           std::shared_ptr<redis::BackendConnection> cache)
+    : context_(context),
+      pool_(pool),
+      loader_(loader),
+      registry_(registry),
+      config_(config),
+      redis_(std::move(redis)),
+      cache_(std::move(cache)) {
+  for (std::size_t i = 0; i < registry.size(); ++i) {
+    const Keyspace& ks = registry.at(i);
+    flushers_.push_back(ks.config.write == config::WriteMode::Behind
+                            ? std::make_unique<Flusher>(context, ks, config, redis_)
+                            : nullptr);
+    through_stats_.push_back(std::make_unique<ThroughStats>());
+  }
+  through_.resize(registry.size());
+  through_running_.assign(registry.size(), false);
+}
+
+WriteService::~WriteService() = default;
+
+void WriteService::start() {
+  for (auto& f : flushers_) {
+    if (f) f->start();
+  }
+}
+
+void WriteService::stop() {
+  for (auto& f : flushers_) {
+    if (f) f->stop();
+  }
+}
+
+// --- write-through ---------------------------------------------------------
+
+void WriteService::writeThrough(ThroughWrite write, ReplyFn done) {
+  asio::post(context_, [this, write = std::move(write), done = std::move(done)]() mutable {
+    enqueueThrough(std::move(write), std::move(done));
+  });
+}
+
+void WriteService::enqueueThrough(ThroughWrite write, ReplyFn done) {
+  const int id = write.ks->id;
+  through_[id].push_back(ThroughItem{std::move(write), std::move(done), Clock::now()});
+  if (through_running_[id]) return;
+  through_running_[id] = true;
+  asio::co_spawn(context_, runThrough(id), logEscaped("write-through"));
+}
+
+asio::awaitable<void> WriteService::runThrough(int keyspace) {
+  const Keyspace& ks = registry_.at(static_cast<std::size_t>(keyspace));
+  ThroughStats& stats = *through_stats_[keyspace];
+  auto& queue = through_[keyspace];
+  while (!queue.empty()) {
+    const std::size_t n = std::min(queue.size(), config_.write_behind.max_batch);
+    std::vector<ThroughItem> batch(std::make_move_iterator(queue.begin()),
+                                   std::make_move_iterator(queue.begin() + static_cast<long>(n)));
+    queue.erase(queue.begin(), queue.begin() + static_cast<long>(n));
+
+    std::vector<std::string> replies(batch.size());  // set: answered with an error
+    std::vector<long long> affected(batch.size(), 0);
+    std::vector<PendingRow> rows;
+    for (const auto& item : batch) {
+      rows.push_back(PendingRow{item.write.key, item.write.key_values, item.write.change});
+    }
+    auto [lease, error] = co_await pool_.acquire(config_.read_through.load_timeout);
+    // BEGIN, every write not yet refused, COMMIT; a write PostgreSQL refuses is
+    // answered with the error and the transaction runs again without it.
+    bool committed = false;
+    while (!error && !committed) {
+      auto begin = co_await lease->query("BEGIN");
+      if (!begin.ok()) {
+        error = begin.error;
+        break;
+      }
+      std::optional<std::size_t> refused;
+      for (std::size_t i = 0; i < batch.size() && !error && !refused; ++i) {
+        if (!replies[i].empty()) continue;
+        for (const ApplyStatement& st : buildApply(ks, rows, {i})) {
+          auto outcome = co_await lease->query(st.sql, st.params);
+          if (outcome.ok()) {
+            affected[i] += outcome.result.affected();
+            continue;
+          }
+          if (outcome.error.retryable() || !lease->healthy()) {
+            error = outcome.error;
+          } else {
+            refused = i;
+            stats.refused.add();
+            replies[i] = resp::errorReply("ERR Larder: PostgreSQL refused the write: " +
+                                          outcome.error.message + " (SQLSTATE " +
+                                          outcome.error.sqlstate + ")");
+          }
+          break;
+        }
+      }
+      if (error || refused) {
+        if (lease->healthy()) co_await lease->query("ROLLBACK");
+        affected.assign(batch.size(), 0);
+        continue;
+      }
+      auto commit = co_await lease->query("COMMIT");
+      if (!commit.ok()) {
+        error = commit.error;
+      } else {
+        committed = true;
+      }
+    }
+    if (error) {
+      const std::string reply =
+          resp::errorReply("ERR Larder: PostgreSQL unavailable: " + error.message);
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (replies[i].empty()) {
+          stats.failed.add();
+          replies[i] = reply;
+        }
+      }
+    }
+    lease = pg::Lease();
+
+    // Committed: no load read before the commit may be stored, and the cache
+    // gets the new value (the write script in cache-only mode).
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (!replies[i].empty()) continue;
+      const ThroughWrite& w = batch[i].write;
+      loader_.forget(w.key);
+      std::vector<std::string> args{w.op, "c", "0", "0", std::to_string(w.ks->config.ttl.count())};
+      args.insert(args.end(), w.op_args.begin(), w.op_args.end());
+      std::vector<std::string> keys{w.key, pendingMarker(w.key), queueKey(ks.name())};
+      std::string reply =
+          co_await redis::callScript(*cache_, writeScript(), std::move(keys), std::move(args));
+      if (w.op == "del") {
+        reply.clear();
+        resp::appendInteger(reply, affected[i] > 0 ? 1 : 0);
+      } else if (reply.empty() || reply.front() == '-') {
+        // The row is committed; a cache that cannot take the value loses the key.
+        std::string del;
+        resp::appendMultibulk(del, {"DEL", w.key});
+        co_await redis::call(*cache_, std::move(del));
+        reply = defaultReply(w);
+      }
+      replies[i] = std::move(reply);
+      stats.writes.add();
+    }
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      stats.latency.observe(now - batch[i].since);
+      batch[i].done(std::move(replies[i]));
+    }
+  }
+  through_running_[keyspace] = false;
+}
+
+// --- operator commands -----------------------------------------------------
+
+void WriteService::flushKeyspaces(std::vector<int> keyspaces, Clock::time_point deadline,
+                                  std::function<void(bool)> done) {
+  if (keyspaces.empty()) {
+    for (std::size_t i = 0; i < flushers_.size(); ++i) {
+      if (flushers_[i]) keyspaces.push_back(static_cast<int>(i));
+    }
+  }
+  std::erase_if(keyspaces, [this](int i) { return !flushers_[i]; });
+  if (keyspaces.empty()) {
+    done(true);
+    return;
+  }
+  struct Join {
+    std::size_t left;
+    bool ok = true;
+    std::function<void(bool)> done;
+  };
+  auto join = std::make_shared<Join>(Join{keyspaces.size(), true, std::move(done)});
+  for (int i : keyspaces) {
+    flushers_[i]->flush(deadline, [join](bool ok) {
+      join->ok = join->ok && ok;
+      if (--join->left == 0) join->done(join->ok);
+    });
+  }
+}
+
+void WriteService::drain(Clock::time_point deadline, std::function<void(bool)> done) {
+  asio::post(context_, [this, deadline, done = std::move(done)]() mutable {
+    flushKeyspaces({}, deadline, std::move(done));
+  });
+}
+
+void WriteService::command(std::vector<std::string> args, ReplyFn done) {
+  asio::post(context_, [this, args = std::move(args), done = std::move(done)]() mutable {
+    const std::string sub = args.empty() ? std::string() : upper(args[0]);
+    if (sub == "FLUSH" && args.size() <= 2) {
+      std::vector<int> which;
+      if (args.size() == 2) {
+        const Keyspace* ks = registry_.byName(args[1]);
+        if (!ks) {
+          done(resp::errorReply("ERR Larder: no keyspace named '" + args[1] + "'"));
+          return;
+        }
+        if (!flushers_[ks->id]) {
+          done("+OK\r\n");
+          return;
+        }
+        which.push_back(ks->id);
+      }
+      const auto limit = config_.write_behind.drain_timeout.count() > 0
+                             ? config_.write_behind.drain_timeout
+                             : std::chrono::milliseconds(10000);
+      flushKeyspaces(std::move(which), Clock::now() + limit,
+                     [done = std::move(done), limit](bool ok) {
+                       done(ok ? std::string("+OK\r\n")
+                               : resp::errorReply("ERR Larder: the write queue did not drain within " +
+                                                  std::to_string(limit.count()) + " ms"));
+                     });
+      return;
+    }
+    if (sub == "PENDING" && args.size() == 1) {
+      asio::co_spawn(context_, pending(std::move(done)), logEscaped("LARDER PENDING"));
+      return;
+    }
+    if (sub == "DEADLETTERS" && args.size() >= 3) {
+      asio::co_spawn(context_, deadLetters(std::move(args), std::move(done)),
+                     logEscaped("LARDER DEADLETTERS"));
+      return;
+    }
+    done(resp::errorReply(
+        "ERR Larder: usage: LARDER FLUSH [keyspace] | PENDING | "
+        "DEADLETTERS <keyspace> LIST [count] | RETRY <id|ALL> | DROP <id|ALL>"));
+  });
+}
+
+asio::awaitable<void> WriteService::pending(ReplyFn done) {
+  std::string out;
+  resp::appendArrayHeader(out, registry_.size());
+  for (std::size_t i = 0; i < registry_.size(); ++i) {
+    const Keyspace& ks = registry_.at(i);
+    std::vector<std::string> keys{queueKey(ks.name()), deadLetterKey(ks.name())};
+    const std::string reply =
+        co_await redis::callScript(*redis_, pendingScript(), std::move(keys), {});
+    resp::ReplyValue v;
+    if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 4) {
+      done(reply.size() > 0 && reply.front() == '-' ? reply
+                                                    : resp::errorReply("ERR Larder: " + reply));
+      co_return;
+    }
+    long long age = 0;
+    if (const std::string& first = v.elements[1].str(); !first.empty()) {
+      age = std::max(0LL, v.elements[2].integer - std::stoll(first.substr(0, first.find('-'))));
+    }
+    resp::appendArrayHeader(out, 8);
+    resp::appendBulk(out, "keyspace");
+    resp::appendBulk(out, ks.name());
+    resp::appendBulk(out, "depth");
+    resp::appendInteger(out, v.elements[0].integer);
+    resp::appendBulk(out, "oldest_age_ms");
+    resp::appendInteger(out, age);
+    resp::appendBulk(out, "dead_letters");
+    resp::appendInteger(out, v.elements[3].integer);
+  }
+  done(std::move(out));
+}
+
+asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, ReplyFn done) {
+  const Keyspace* ks = registry_.byName(args[1]);
+  if (!ks) {
+    done(resp::errorReply("ERR Larder: no keyspace named '" + args[1] + "'"));
+    co_return;
+  }
+  const std::string dead = deadLetterKey(ks->name());
+  const std::string action = upper(args[2]);
+  if (action == "LIST" && args.size() <= 4) {
+    const std::string count = args.size() == 4 ? args[3] : "100";
+    std::string request;
+    resp::appendMultibulk(request, {"XRANGE", dead, "-", "+", "COUNT", count});
+    const std::string reply = co_await redis::call(*redis_, std::move(request));
+    resp::ReplyValue v;
+    if (!resp::decodeReply(reply, v) || !v.isArray()) {
+      done(reply);
+      co_return;
+    }
+    std::string out;
+    resp::appendArrayHeader(out, v.elements.size());
+    for (const auto& e : v.elements) {
+      const auto& fields = e.elements[1].elements;
+      resp::appendArrayHeader(out, 2 + fields.size());
+      resp::appendBulk(out, "id");
+      resp::appendBulk(out, e.elements[0].str());
+      for (const auto& f : fields) resp::appendBulk(out, f.str());
+    }
+    done(std::move(out));
+    co_return;
+  }
+  if (action == "RETRY" && args.size() == 4) {
+    std::vector<std::string> keys{dead, queueKey(ks->name())};
+    std::vector<std::string> which{upper(args[3]) == "ALL" ? std::string("ALL") : args[3]};
+    done(co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(which)));
+    co_return;
+  }
+  if (action == "DROP" && args.size() == 4) {
+    std::string request;
+    if (upper(args[3]) == "ALL") {
+      resp::appendMultibulk(request, {"EVAL",
+                                      "local n = redis.call('XLEN', KEYS[1]) "
+                                      "redis.call('DEL', KEYS[1]) return n",
+                                      "1", dead});
+    } else {
+      resp::appendMultibulk(request, {"XDEL", dead, args[3]});
+    }
+    done(co_await redis::call(*redis_, std::move(request)));
+    co_return;
+  }
+  done(resp::errorReply(
+      "ERR Larder: usage: LARDER DEADLETTERS <keyspace> LIST [count] | RETRY <id|ALL> | "
+      "DROP <id|ALL>"));
+}
+
+void WriteService::flushAllThenWipe(bool all_dbs, ReplyFn done) {
+  asio::post(context_, [this, all_dbs, done = std::move(done)]() mutable {
+    const auto limit = config_.write_behind.drain_timeout.count() > 0
+                           ? config_.write_behind.drain_timeout
+                           : std::chrono::milliseconds(10000);
+    flushKeyspaces({}, Clock::now() + limit, [this, all_dbs, done = std::move(done)](bool ok) mutable {
+      if (!ok) {
+        done(resp::errorReply(
+            "ERR Larder: pending writes did not reach PostgreSQL in time; nothing was flushed"));
+        return;
+      }
+      asio::co_spawn(context_, wipe(all_dbs, std::move(done)), logEscaped("FLUSHALL"));
+    });
+  });
+}
+
+asio::awaitable<void> WriteService::wipe(bool all_dbs, ReplyFn done) {
+  if (all_dbs) {
+    // Other dbs hold no Larder keys: Redis' own FLUSHDB, db by db.
+    std::string request;
+    resp::appendMultibulk(request, {"CONFIG", "GET", "databases"});
+    resp::ReplyValue v;
+    const std::string reply = co_await redis::call(*redis_, std::move(request));
+    long long databases = 16;
+    if (resp::decodeReply(reply, v) && v.isArray() && v.elements.size() == 2) {
+      databases = std::atoll(v.elements[1].str().c_str());
+    }
+    for (long long db = 0; db < databases; ++db) {
+      if (db == config_.redis.db) continue;
+      request.clear();
+      const std::string index = std::to_string(db);
+      resp::appendMultibulk(request, {"EVAL",
+                                      "redis.call('SELECT', ARGV[1]) redis.call('FLUSHDB') "
+                                      "return 1",
+                                      "0", index});
+      const std::string r = co_await redis::call(*redis_, std::move(request));
+      if (r.empty() || r.front() == '-') {
+        done(r.empty() ? resp::errorReply("ERR Larder: Redis did not answer") : r);
+        co_return;
+      }
+    }
+  }
+  std::string cursor = "0";
+  do {
+    std::vector<std::string> args{cursor, "1000"};
+    const std::string reply =
+        co_await redis::callScript(*redis_, wipeCacheScript(), {}, std::move(args));
+    resp::ReplyValue v;
+    if (!resp::decodeReply(reply, v) || v.type != resp::ReplyValue::Type::Bulk) {
+      done(reply.size() > 0 && reply.front() == '-' ? reply
+                                                    : resp::errorReply("ERR Larder: " + reply));
+      co_return;
+    }
+    cursor = v.str();
+  } while (cursor != "0");
+  done("+OK\r\n");
+}
+
+}  // namespace larder::cache

@@ -1,0 +1,213 @@
+#include "larder/server/mapped_write.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "larder/cache/write_scripts.hpp"
+#include "larder/cache/write_service.hpp"
+#include "larder/resp/reply_writer.hpp"
+#include "larder/resp/request_parser.hpp"
+#include "larder/server/worker.hpp"
+
+namespace larder::server {
+
+namespace {
+
+constexpr int kMaxLoads = 3;
+constexpr auto kFullRetry = std::chrono::milliseconds(10);
+
+bool isError(std::string_view frame) { return !frame.empty() && frame.front() == '-'; }
+
+long long integerOf(std::string_view frame) {
+  long long n = 0;
+  for (std::size_t i = 1; i < frame.size() && frame[i] >= '0' && frame[i] <= '9'; ++i) {
+    n = n * 10 + (frame[i] - '0');
+  }
+  return n;
+}
+
+}  // namespace
+
+MappedWrite::MappedWrite(Worker& worker, std::shared_ptr<redis::ReplySink> client,
+                         std::uint64_t tag, WritePlan plan)
+    : worker_(worker), client_(std::move(client)), tag_(tag), plan_(std::move(plan)) {
+  const std::size_t n = plan_.writes.size();
+  replies_.resize(n + 1);
+  absent_.assign(n, false);
+  loads_.assign(n, 0);
+  full_since_.resize(n);
+  left_ = n + (plan_.unmapped.empty() ? 0 : 1);
+}
+
+bool MappedWrite::mayReorder(const WritePlan& plan, const config::Config& config) {
+  if (config.write_behind.on_full == config::QueueFullPolicy::Block) return true;
+  for (const auto& w : plan.writes) {
+    if (w.needs_row || (!w.cache_only && w.ks->config.write == config::WriteMode::Through)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool MappedWrite::through(const KeyWrite& w) const {
+  return !w.cache_only && w.ks->config.write == config::WriteMode::Through;
+}
+
+void MappedWrite::start(redis::BackendConnection& connection) {
+  connection_ = connection.shared_from_this();
+  auto self = shared_from_this();
+  if (!plan_.unmapped.empty()) {
+    std::string request;
+    const std::vector<std::string_view> args(plan_.unmapped.begin(), plan_.unmapped.end());
+    resp::appendMultibulk(request, args);
+    connection_->send(request, self, plan_.writes.size());
+  }
+  for (std::size_t i = 0; i < plan_.writes.size(); ++i) send(i);
+}
+
+void MappedWrite::send(std::size_t i) {
+  const KeyWrite& w = plan_.writes[i];
+  auto self = shared_from_this();
+  if (through(w)) {
+    cache::WriteService* service = worker_.server().writes();
+    if (service == nullptr) {
+      complete(i, resp::errorReply("ERR Larder: PostgreSQL side not running"));
+      return;
+    }
+    cache::ThroughWrite tw{w.ks, w.key, w.key_values, w.change, w.op, w.op_args};
+    auto& context = worker_.context();
+    service->writeThrough(std::move(tw), [self, i, &context](std::string reply) {
+      boost::asio::post(context,
+                        [self, i, reply = std::move(reply)] { self->complete(i, std::move(reply)); });
+    });
+    return;
+  }
+  const config::WriteBehindConfig& wb = worker_.config().write_behind;
+  const long long ttl = w.ks->config.ttl.count();
+  std::vector<std::string> args{w.op,
+                                "b",
+                                absent_[i] ? "1" : "0",
+                                std::to_string(wb.max_queue),
+                                std::to_string(std::max(0LL, ttl))};
+  args.insert(args.end(), w.op_args.begin(), w.op_args.end());
+  const std::string marker = cache::pendingMarker(w.key);
+  const std::string queue = cache::queueKey(w.ks->name());
+  std::string request;
+  const std::vector<std::string_view> arg_views(args.begin(), args.end());
+  redis::appendScriptCall(request, cache::writeScript(), false, {w.key, marker, queue}, arg_views);
+  connection_->send(request, self, i);
+}
+
+void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
+  if (sub >= plan_.writes.size()) {
+    complete(sub, std::string(frame));
+    return;
+  }
+  const KeyWrite& w = plan_.writes[sub];
+  if (frame.rfind("-NOSCRIPT", 0) == 0) {
+    // Redis lost its scripts (SCRIPT FLUSH): send the body once.
+    std::vector<std::string> args{w.op, "b", absent_[sub] ? "1" : "0",
+                                  std::to_string(worker_.config().write_behind.max_queue),
+                                  std::to_string(std::max(0LL, (long long)w.ks->config.ttl.count()))};
+    args.insert(args.end(), w.op_args.begin(), w.op_args.end());
+    const std::string marker = cache::pendingMarker(w.key);
+    const std::string queue = cache::queueKey(w.ks->name());
+    std::string request;
+    const std::vector<std::string_view> arg_views(args.begin(), args.end());
+    redis::appendScriptCall(request, cache::writeScript(), true, {w.key, marker, queue},
+                            arg_views);
+    connection_->send(request, shared_from_this(), sub);
+    return;
+  }
+  if (frame == cache::kMissReply) {
+    load(sub);
+    return;
+  }
+  if (frame == cache::kFullReply) {
+    retryWhenRoom(sub);
+    return;
+  }
+  if (!isError(frame) && !w.cache_only) {
+    if (cache::Loader* loader = worker_.server().loader()) loader->forgetMissing(w.key);
+    worker_.stats().keyspace(w.ks->id).writes.add();
+  }
+  complete(sub, std::string(frame));
+}
+
+void MappedWrite::load(std::size_t i) {
+  const KeyWrite& w = plan_.writes[i];
+  cache::Loader* loader = worker_.server().loader();
+  if (loader == nullptr || ++loads_[i] > kMaxLoads) {
+    complete(i, resp::errorReply("ERR Larder: the row of '" + w.key +
+                                 "' kept changing while writing; try again"));
+    return;
+  }
+  auto self = shared_from_this();
+  auto& context = worker_.context();
+  loader->load(*w.ks, w.key, w.key_values, true,
+               [self, i, &context](const cache::LoadResult& result) {
+                 boost::asio::post(context, [self, i, result] {
+                   using Status = cache::LoadResult::Status;
+                   if (result.status == Status::Error) {
+                     self->complete(i, resp::errorReply(result.error));
+                     return;
+                   }
+                   self->absent_[i] = result.status == Status::Missing;
+                   self->send(i);
+                 });
+               });
+}
+
+void MappedWrite::retryWhenRoom(std::size_t i) {
+  const KeyWrite& w = plan_.writes[i];
+  const config::WriteBehindConfig& wb = worker_.config().write_behind;
+  const auto now = std::chrono::steady_clock::now();
+  if (full_since_[i] == std::chrono::steady_clock::time_point{}) full_since_[i] = now;
+  worker_.stats().keyspace(w.ks->id).queue_full.add();
+  if (wb.on_full == config::QueueFullPolicy::Error || now - full_since_[i] >= wb.block_timeout) {
+    complete(i, resp::errorReply("ERR Larder: write queue of keyspace '" + w.ks->name() +
+                                 "' is full (max_queue " + std::to_string(wb.max_queue) +
+                                 "); try again later"));
+    return;
+  }
+  if (!timer_) timer_ = std::make_unique<boost::asio::steady_timer>(worker_.context());
+  timer_->expires_after(kFullRetry);
+  timer_->async_wait([self = shared_from_this(), i](boost::system::error_code) { self->send(i); });
+}
+
+void MappedWrite::complete(std::size_t i, std::string reply) {
+  replies_[i] = std::move(reply);
+  if (--left_ == 0) finish();
+}
+
+void MappedWrite::finish() {
+  const std::size_t n = plan_.writes.size();
+  std::string out;
+  switch (plan_.combine) {
+    case Combine::Single:
+      out = std::move(replies_[0]);
+      break;
+    case Combine::Sum: {
+      long long total = 0;
+      for (std::size_t i = 0; i <= n; ++i) {
+        if (i == n && plan_.unmapped.empty()) break;
+        if (isError(replies_[i])) {
+          out = replies_[i];
+          break;
+        }
+        total += integerOf(replies_[i]);
+      }
+      if (out.empty()) resp::appendInteger(out, total);
+      break;
+    }
+    case Combine::AllOk:
+      for (std::size_t i = 0; i <= n && out.empty(); ++i) {
+        if (i == n && plan_.unmapped.empty()) break;
+        if (isError(replies_[i])) out = replies_[i];
+      }
+      if (out.empty()) out = "+OK\r\n";
+      break;
+  }
+  client_->deliver(tag_, out);
+}
+
+}  // namespace larder::server

@@ -1,0 +1,310 @@
+#include "larder/server/write_plan.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <limits>
+
+namespace larder::server {
+
+namespace {
+
+constexpr std::string_view kWrongType =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
+constexpr std::string_view kSyntax = "ERR syntax error";
+constexpr std::string_view kNotInteger = "ERR value is not an integer or out of range";
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool parseLong(std::string_view s, long long& out) {
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc() && ptr == s.data() + s.size();
+}
+
+bool integerColumn(const std::string& type) {
+  return type == "smallint" || type == "integer" || type == "bigint";
+}
+
+// PostgreSQL's int input: spaces, a sign, digits, spaces; within the type's range.
+bool plausibleInteger(std::string_view v, const std::string& type) {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!v.empty() && space(v.front())) v.remove_prefix(1);
+  while (!v.empty() && space(v.back())) v.remove_suffix(1);
+  if (!v.empty() && v.front() == '+') v.remove_prefix(1);
+  long long n = 0;
+  if (!parseLong(v, n)) return false;
+  if (type == "smallint") return n >= -32768 && n <= 32767;
+  if (type == "integer") return n >= std::numeric_limits<int>::min() && n <= std::numeric_limits<int>::max();
+  return true;
+}
+
+class Planner {
+ public:
+  Planner(const std::vector<std::string_view>& args, const cache::KeyspaceRegistry& registry)
+      : args_(args), registry_(registry) {}
+
+  WritePlan plan(std::string_view name, const std::vector<std::size_t>& keys) {
+    if (name == "set") return set();
+    if (name == "setex" || name == "psetex") return setex(name == "psetex");
+    if (name == "getset") return single(1, "set", [&](KeyWrite& w) {
+      return stringValue(w, args_.size() == 3, 2, "", true, "d", "");
+    });
+    if (name == "getdel") return single(1, "getdel", [&](KeyWrite& w) {
+      if (args_.size() != 2) return arity();
+      w.change.reset = true;
+      return stringShape(w);
+    });
+    if (name == "mset") return mset();
+    if (name == "del" || name == "unlink") return del(name, keys);
+    if (name == "hset" || name == "hmset") return hset(name == "hmset");
+    if (name == "hdel") return hdel();
+    if (name == "expire" || name == "pexpire" || name == "expireat" || name == "pexpireat" ||
+        name == "persist") {
+      return single(1, "ttl", [&](KeyWrite& w) {
+        if (args_.size() < (name == "persist" ? 2u : 3u)) return arity();
+        w.cache_only = true;
+        w.op_args.push_back(upper(name));
+        for (std::size_t i = 2; i < args_.size(); ++i) w.op_args.emplace_back(args_[i]);
+        return std::string();
+      });
+    }
+    WritePlan p;
+    const cache::Keyspace* ks = nullptr;
+    for (std::size_t i : keys) {
+      if ((ks = match(args_[i]))) break;
+    }
+    p.error = "ERR Larder: " + upper(name) + " is not supported on keys of keyspace '" +
+              (ks ? ks->name() : std::string("?")) + "'";
+    return p;
+  }
+
+ private:
+  std::string arity() const {
+    return "ERR wrong number of arguments for '" + std::string(args_[0]) + "' command";
+  }
+
+  const cache::Keyspace* match(std::string_view key) {
+    return registry_.match(key, values_);
+  }
+
+  // A KeyWrite for a mapped key; false (with `error` set) when the key cannot
+  // name a row.
+  bool begin(std::string_view key, const cache::Keyspace& ks, KeyWrite& w, std::string& error) {
+    w.ks = &ks;
+    w.key = std::string(key);
+    w.key_values.assign(values_.begin(), values_.end());
+    for (std::size_t i = 0; i < w.key_values.size(); ++i) {
+      if (!ks.plausibleKeyValue(i, w.key_values[i])) {
+        error = "ERR Larder: '" + w.key_values[i] + "' is not a valid " + ks.key_columns[i] +
+                " (" + ks.key_types[i] + ") for keyspace '" + ks.name() + "'";
+        return false;
+      }
+    }
+    return true;
+  }
+
+  std::string stringShape(const KeyWrite& w) const {
+    return w.ks->isHash() ? std::string(kWrongType) : std::string();
+  }
+
+  std::string checkValue(const cache::Keyspace& ks, int column, std::string_view value) const {
+    if (value.find('\0') != std::string_view::npos) {
+      return "ERR Larder: PostgreSQL text cannot hold a NUL byte (column '" +
+             ks.value_columns[column] + "' of keyspace '" + ks.name() + "')";
+    }
+    const std::string& type = ks.value_types[column];
+    if (integerColumn(type) && !plausibleInteger(value, type)) {
+      return "ERR Larder: value for column '" + ks.value_columns[column] + "' of keyspace '" +
+             ks.name() + "' is not a valid " + type;
+    }
+    return {};
+  }
+
+  // SET-like write of the whole string value. tk: d (keyspace TTL), p (relative
+  // ms), a (absolute ms), k (keep).
+  std::string stringValue(KeyWrite& w, bool arity_ok, std::size_t value_arg, std::string cond,
+                          bool get, const std::string& tk, const std::string& ms) {
+    if (!arity_ok) return arity();
+    if (auto e = stringShape(w); !e.empty()) return e;
+    if (auto e = checkValue(*w.ks, 0, args_[value_arg]); !e.empty()) return e;
+    w.needs_row = !cond.empty() || get || tk == "k";
+    w.op_args = {w.ks->value_columns[0], std::string(args_[value_arg]), std::move(cond),
+                 get ? "1" : "0", tk, ms};
+    w.change.columns[w.ks->value_columns[0]] = std::string(args_[value_arg]);
+    return {};
+  }
+
+  template <typename Fill>
+  WritePlan single(std::size_t key_arg, const char* op, Fill fill) {
+    WritePlan p;
+    if (args_.size() <= key_arg) {
+      p.error = arity();
+      return p;
+    }
+    const cache::Keyspace* ks = match(args_[key_arg]);
+    KeyWrite w;
+    w.op = op;
+    if (!ks || !begin(args_[key_arg], *ks, w, p.error)) return p;
+    p.error = fill(w);
+    if (p.error.empty()) p.writes.push_back(std::move(w));
+    return p;
+  }
+
+  WritePlan set() {
+    std::string cond, tk = "d", ms;
+    bool get = false;
+    std::string error;
+    if (args_.size() < 3) error = arity();
+    for (std::size_t i = 3; i < args_.size() && error.empty(); ++i) {
+      const std::string opt = upper(args_[i]);
+      const bool has_next = i + 1 < args_.size();
+      if ((opt == "NX" || opt == "XX") && cond.empty()) {
+        cond = opt == "NX" ? "nx" : "xx";
+      } else if (opt == "GET" && !get) {
+        get = true;
+      } else if (opt == "KEEPTTL" && tk == "d") {
+        tk = "k";
+      } else if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && tk == "d" &&
+                 has_next) {
+        long long n = 0;
+        if (!parseLong(args_[++i], n)) {
+          error = kNotInteger;
+          break;
+        }
+        const bool seconds = opt == "EX" || opt == "EXAT";
+        if (n <= 0 || (seconds && n > std::numeric_limits<long long>::max() / 1000)) {
+          error = "ERR invalid expire time in 'set' command";
+          break;
+        }
+        tk = opt == "EX" || opt == "PX" ? "p" : "a";
+        ms = std::to_string(seconds ? n * 1000 : n);
+      } else {
+        error = kSyntax;
+      }
+    }
+    if (!error.empty()) {
+      WritePlan p;
+      p.error = error;
+      return p;
+    }
+    return single(1, "set",
+                  [&](KeyWrite& w) { return stringValue(w, true, 2, cond, get, tk, ms); });
+  }
+
+  WritePlan setex(bool millis) {
+    return single(1, "set", [&](KeyWrite& w) {
+      if (args_.size() != 4) return arity();
+      long long n = 0;
+      if (!parseLong(args_[2], n)) return std::string(kNotInteger);
+      if (n <= 0 || (!millis && n > std::numeric_limits<long long>::max() / 1000)) {
+        return "ERR invalid expire time in '" + std::string(millis ? "psetex" : "setex") +
+               "' command";
+      }
+      return stringValue(w, true, 3, "", false, "p", std::to_string(millis ? n : n * 1000));
+    });
+  }
+
+  WritePlan mset() {
+    WritePlan p;
+    p.combine = Combine::AllOk;
+    if (args_.size() < 3 || args_.size() % 2 == 0) {
+      p.error = arity();
+      return p;
+    }
+    std::vector<std::string_view> rest{"MSET"};
+    for (std::size_t i = 1; i + 1 < args_.size(); i += 2) {
+      const cache::Keyspace* ks = match(args_[i]);
+      if (!ks) {
+        rest.push_back(args_[i]);
+        rest.push_back(args_[i + 1]);
+        continue;
+      }
+      KeyWrite w;
+      w.op = "set";
+      if (!begin(args_[i], *ks, w, p.error)) return p;
+      if ((p.error = stringValue(w, true, i + 1, "", false, "d", "")).size()) return p;
+      p.writes.push_back(std::move(w));
+    }
+    if (rest.size() > 1) p.unmapped.assign(rest.begin(), rest.end());
+    return p;
+  }
+
+  WritePlan del(std::string_view name, const std::vector<std::size_t>& keys) {
+    WritePlan p;
+    p.combine = Combine::Sum;
+    std::vector<std::string_view> rest{args_[0]};
+    for (std::size_t i : keys) {
+      const cache::Keyspace* ks = match(args_[i]);
+      if (!ks) {
+        rest.push_back(args_[i]);
+        continue;
+      }
+      KeyWrite w;
+      w.op = "del";
+      if (!begin(args_[i], *ks, w, p.error)) return p;
+      w.change.reset = true;
+      p.writes.push_back(std::move(w));
+    }
+    if (keys.empty()) p.error = arity();
+    (void)name;
+    if (rest.size() > 1) p.unmapped.assign(rest.begin(), rest.end());
+    return p;
+  }
+
+  WritePlan hset(bool hmset) {
+    return single(1, hmset ? "hmset" : "hset", [&](KeyWrite& w) {
+      if (args_.size() < 4 || args_.size() % 2 != 0) return arity();
+      if (!w.ks->isHash()) return std::string(kWrongType);
+      w.needs_row = !hmset;
+      for (std::size_t i = 2; i + 1 < args_.size(); i += 2) {
+        const int column = w.ks->field(args_[i]);
+        if (column < 0) return unknownColumn(*w.ks, args_[i]);
+        if (auto e = checkValue(*w.ks, column, args_[i + 1]); !e.empty()) return e;
+        w.op_args.emplace_back(args_[i]);
+        w.op_args.emplace_back(args_[i + 1]);
+        w.change.columns[std::string(args_[i])] = std::string(args_[i + 1]);
+      }
+      return std::string();
+    });
+  }
+
+  WritePlan hdel() {
+    return single(1, "hdel", [&](KeyWrite& w) {
+      if (args_.size() < 3) return arity();
+      if (!w.ks->isHash()) return std::string(kWrongType);
+      for (std::size_t i = 2; i < args_.size(); ++i) {
+        const int column = w.ks->field(args_[i]);
+        if (column < 0) return unknownColumn(*w.ks, args_[i]);
+        if (w.ks->value_not_null[column]) {
+          return "ERR Larder: column '" + std::string(args_[i]) + "' of keyspace '" +
+                 w.ks->name() + "' is NOT NULL; HDEL cannot clear it";
+        }
+        w.op_args.emplace_back(args_[i]);
+        w.change.columns[std::string(args_[i])] = std::nullopt;
+      }
+      return std::string();
+    });
+  }
+
+  static std::string unknownColumn(const cache::Keyspace& ks, std::string_view field) {
+    return "ERR Larder: '" + std::string(field) + "' is not a column of keyspace '" + ks.name() +
+           "'";
+  }
+
+  const std::vector<std::string_view>& args_;
+  const cache::KeyspaceRegistry& registry_;
+  std::vector<std::string_view> values_;
+};
+
+}  // namespace
+
+WritePlan planWrite(std::string_view lower_name, const std::vector<std::string_view>& args,
+                    const std::vector<std::size_t>& keys, const cache::KeyspaceRegistry& registry) {
+  return Planner(args, registry).plan(lower_name, keys);
+}
+
+}  // namespace larder::server
