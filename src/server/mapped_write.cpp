@@ -81,21 +81,23 @@ void MappedWrite::send(std::size_t i) {
     });
     return;
   }
-  const config::WriteBehindConfig& wb = worker_.config().write_behind;
-  const long long ttl = w.ks->config.ttl.count();
-  std::vector<std::string> args{w.op,
-                                "b",
-                                absent_[i] ? "1" : "0",
-                                std::to_string(wb.max_queue),
-                                std::to_string(std::max(0LL, ttl))};
+  connection_->send(scriptRequest(i, false), self, i);
+}
+
+std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
+  const KeyWrite& w = plan_.writes[i];
+  std::vector<std::string> args{w.op, "b", absent_[i] ? "1" : "0",
+                                std::to_string(worker_.config().write_behind.max_queue),
+                                std::to_string(std::max<long long>(0, w.ks->config.ttl.count()))};
   args.insert(args.end(), w.op_args.begin(), w.op_args.end());
   const std::string marker = cache::pendingMarker(w.key);
   const std::string queue = cache::queueKey(w.ks->name());
   std::string request;
   const std::vector<std::string_view> arg_views(args.begin(), args.end());
-  redis::appendScriptCall(request, cache::writeScript(), false, {w.key, marker, queue}, arg_views);
-  connection_->send(request, self, i);
+  redis::appendScriptCall(request, cache::writeScript(), body, {w.key, marker, queue}, arg_views);
+  return request;
 }
+
 
 void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
   if (sub >= plan_.writes.size()) {
@@ -105,17 +107,7 @@ void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
   const KeyWrite& w = plan_.writes[sub];
   if (frame.rfind("-NOSCRIPT", 0) == 0) {
     // Redis lost its scripts (SCRIPT FLUSH): send the body once.
-    std::vector<std::string> args{w.op, "b", absent_[sub] ? "1" : "0",
-                                  std::to_string(worker_.config().write_behind.max_queue),
-                                  std::to_string(std::max(0LL, (long long)w.ks->config.ttl.count()))};
-    args.insert(args.end(), w.op_args.begin(), w.op_args.end());
-    const std::string marker = cache::pendingMarker(w.key);
-    const std::string queue = cache::queueKey(w.ks->name());
-    std::string request;
-    const std::vector<std::string_view> arg_views(args.begin(), args.end());
-    redis::appendScriptCall(request, cache::writeScript(), true, {w.key, marker, queue},
-                            arg_views);
-    connection_->send(request, shared_from_this(), sub);
+    connection_->send(scriptRequest(sub, true), shared_from_this(), sub);
     return;
   }
   if (frame == cache::kMissReply) {

@@ -363,13 +363,14 @@ std::string Server::keyspaceInfo() const {
   std::string s;
   for (std::size_t i = 0; i < keyspaces_.size(); ++i) {
     const auto& ks = keyspaces_.at(i);
-    std::uint64_t hits = 0, misses = 0, fallbacks = 0, refused = 0;
+    std::uint64_t hits = 0, misses = 0, fallbacks = 0, refused = 0, writes = 0;
     for (const auto& w : workers_) {
       const auto& k = w->stats().keyspace(ks.id);
       hits += k.hits.get();
       misses += k.misses.get();
       fallbacks += k.fallbacks.get();
       refused += k.refused.get();
+      writes += k.writes.get();
     }
     const auto& l = loader_->stats(ks.id);
     s += "keyspace_" + ks.name() + ":hits=" + std::to_string(hits) +
@@ -382,7 +383,18 @@ std::string Server::keyspaceInfo() const {
          ",fills=" + std::to_string(l.fills.get()) +
          ",fills_skipped=" + std::to_string(l.fills_skipped.get()) +
          ",load_errors=" + std::to_string(l.errors.get()) +
-         ",load_timeouts=" + std::to_string(l.timeouts.get()) + "\r\n";
+         ",load_timeouts=" + std::to_string(l.timeouts.get()) +
+         ",writes=" + std::to_string(writes);
+    if (const cache::Flusher* f = writes_ ? writes_->flusher(ks.id) : nullptr) {
+      const auto& fs = f->stats();
+      s += ",queue_depth=" + std::to_string(fs.queue_depth.get()) +
+           ",oldest_pending_ms=" + std::to_string(fs.oldest_age_ms.get()) +
+           ",flushed_rows=" + std::to_string(fs.rows.get()) +
+           ",coalesced=" + std::to_string(fs.coalesced.get()) +
+           ",flush_retries=" + std::to_string(fs.retries.get()) +
+           ",dead_letters=" + std::to_string(fs.dead_letters.get());
+    }
+    s += "\r\n";
   }
   return s;
 }

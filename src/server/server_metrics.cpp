@@ -108,8 +108,57 @@ std::string Server::metricsText() const {
               static_cast<double>(l.fills_skipped.get()));
     m.histogram("larder_load_duration_seconds", "Time from a miss to its answer.", labels,
                 l.latency);
+    m.counter("larder_load_pending_overlays_total",
+              "Misses answered with pending writes laid over the loaded row.", labels,
+              static_cast<double>(l.pending_overlays.get()));
+    m.counter("larder_writes_total", "Writes to mapped keys acknowledged.", labels,
+              per([](K k) { return k.writes.get(); }));
+    m.counter("larder_write_queue_full_total", "Writes that found the write queue full.", labels,
+              per([](K k) { return k.queue_full.get(); }));
+    writeMetrics(m, ks, labels);
   }
   return m.text();
+}
+
+void Server::writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
+                          const admin::Labels& labels) const {
+  if (!writes_) return;
+  if (const cache::Flusher* f = writes_->flusher(ks.id)) {
+    const auto& s = f->stats();
+    auto value = [](const Counter& c) { return static_cast<double>(c.get()); };
+    m.gauge("larder_write_queue_depth", "Writes queued in Redis, not yet in PostgreSQL.", labels,
+            value(s.queue_depth));
+    m.gauge("larder_write_queue_oldest_age_seconds", "Age of the oldest queued write.", labels,
+            value(s.oldest_age_ms) / 1000.0);
+    m.gauge("larder_flusher_active", "1 while this instance flushes the keyspace.", labels,
+            value(s.lock_held));
+    m.counter("larder_flush_batches_total", "Batches committed to PostgreSQL.", labels,
+              value(s.batches));
+    m.counter("larder_flush_entries_total", "Queue entries flushed and acknowledged.", labels,
+              value(s.entries));
+    m.counter("larder_flush_rows_total", "Rows written or deleted in PostgreSQL.", labels,
+              value(s.rows));
+    m.counter("larder_writes_coalesced_total", "Queued writes folded into a later one.", labels,
+              value(s.coalesced));
+    m.counter("larder_flush_retries_total", "Batches retried after a retryable error.", labels,
+              value(s.retries));
+    m.counter("larder_dead_letters_total", "Rows PostgreSQL refused for good.", labels,
+              value(s.dead_letters));
+    m.histogram("larder_flush_duration_seconds", "Time to read, apply and acknowledge a batch.",
+                labels, s.latency);
+  }
+  const auto& t = writes_->throughStats(ks.id);
+  if (ks.config.write == config::WriteMode::Through) {
+    m.counter("larder_write_through_total", "Writes committed in write-through mode.", labels,
+              static_cast<double>(t.writes.get()));
+    m.counter("larder_write_through_refused_total", "Write-through rows PostgreSQL refused.",
+              labels, static_cast<double>(t.refused.get()));
+    m.counter("larder_write_through_failed_total",
+              "Write-through writes failed: PostgreSQL unavailable.", labels,
+              static_cast<double>(t.failed.get()));
+    m.histogram("larder_write_through_duration_seconds", "Time to commit a write-through write.",
+                labels, t.latency);
+  }
 }
 
 bool Server::ready(std::string& why) const {
@@ -121,6 +170,12 @@ bool Server::ready(std::string& why) const {
   }
   if (pg_pool_ && pg_pool_->stats().open.get() == 0 && pg_pool_->lastConnectFailed()) {
     why += "postgres: cannot connect\n";
+  }
+  for (std::size_t i = 0; writes_ && i < keyspaces_.size(); ++i) {
+    const cache::Flusher* f = writes_->flusher(static_cast<int>(i));
+    if (f && f->stats().queue_depth.get() >= config_.write_behind.max_queue) {
+      why += "write queue of keyspace " + keyspaces_.at(i).name() + ": full\n";
+    }
   }
   return why.empty();
 }

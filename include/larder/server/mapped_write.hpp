@@ -38,6 +38,8 @@ class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this
  private:
   bool through(const KeyWrite& w) const;
   void send(std::size_t i);
+  // EVALSHA of the write script for write i (EVAL with the body when `body`).
+  std::string scriptRequest(std::size_t i, bool body) const;
   void load(std::size_t i);
   void retryWhenRoom(std::size_t i);
   void complete(std::size_t i, std::string reply);

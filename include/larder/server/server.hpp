@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "larder/admin/admin_server.hpp"
+#include "larder/admin/metrics_writer.hpp"
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
 #include "larder/cache/write_service.hpp"
@@ -48,6 +49,8 @@ class Server : public ServerContext, public admin::AdminSource {
   void buildKeyspaces();
   void startPostgresSide();
   std::string keyspaceInfo() const;
+  void writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
+                    const admin::Labels& labels) const;
 
   boost::asio::awaitable<void> acceptLoop();
   void reject(boost::asio::ip::tcp::socket& socket);
