@@ -20,6 +20,17 @@ namespace {
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
 constexpr auto kLinger = std::chrono::milliseconds(20);
 
+auto logFailure(const char* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("{} failed: {}", what, ex.what());
+    }
+  };
+}
+
 LoadResult errorResult(std::string text) {
   LoadResult r;
   r.status = LoadResult::Status::Error;
@@ -147,21 +158,19 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
                                                    : "ERR Larder: PostgreSQL unavailable: ") +
                                           error.message);
     for (const auto& flight : batch) {
-      answer(flight, failed);
-      flights_.erase(flight->key);
+      if (flight->fill && filler_ && filler_->ready()) {
+        // A key with pending writes that replace the whole row needs no
+        // PostgreSQL: the marker alone answers (read-your-writes in an outage).
+        flight->loaded = failed;
+        asio::co_spawn(context_, settle(flight), logFailure("loader fill"));
+      } else {
+        answer(flight, failed);
+        flights_.erase(flight->key);
+      }
     }
     co_return;
   }
-  for (const auto& flight : batch) {
-    asio::co_spawn(context_, settle(flight), [](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("loader fill failed: {}", ex.what());
-      }
-    });
-  }
+  for (const auto& flight : batch) asio::co_spawn(context_, settle(flight), logFailure("loader fill"));
 }
 
 asio::awaitable<void> Loader::query(pg::Connection& connection, const std::vector<FlightPtr>& batch,
@@ -233,6 +242,7 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
   LoaderStats& stats = *stats_[ks.id];
   LoadResult loaded = std::move(flight->loaded);
   const bool found = loaded.status == LoadResult::Status::Found;
+  const bool unknown = loaded.status == LoadResult::Status::Error;  // PostgreSQL failed
   if (!flight->fill || !filler_ || !filler_->ready()) {
     // Redis is down: answer from PostgreSQL alone (pending writes are in Redis too).
     if (!found) rememberMissing(flight->key, ks);
@@ -243,8 +253,10 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
     co_return;
   }
   loaded.ttl_ms = found ? ttlWithJitter(ks) : -1;
-  std::vector<std::string> args{ks.isHash() ? "h" : "s", std::to_string(std::max(0LL, loaded.ttl_ms)),
-                                found ? "1" : "0"};
+  if (unknown) loaded.ttl_ms = ttlWithJitter(ks);
+  std::vector<std::string> args{ks.isHash() ? "h" : "s",
+                                std::to_string(std::max(0LL, loaded.ttl_ms)),
+                                unknown ? "?" : found ? "1" : "0"};
   for (std::size_t i = 0; i < loaded.values.size(); ++i) {
     if (!loaded.values[i]) continue;  // NULL columns are absent fields
     args.push_back(ks.value_columns[i]);
@@ -258,9 +270,9 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
   bool stored = reply == ":1\r\n";
   if (stored) {
     stats.fills.add();
-  } else if (reply == ":0\r\n") {
+  } else if (reply == ":0\r\n" || reply == ":-1\r\n") {
     if (found) stats.fills_skipped.add();  // a newer write is in the cache
-    if (!found) rememberMissing(flight->key, ks);
+    if (!found && !unknown) rememberMissing(flight->key, ks);
   } else if (resp::decodeReply(reply, value) && value.isArray() && !value.elements.empty()) {
     // Pending writes decided the row: answer what they make of it.
     stats.pending_overlays.add();

@@ -134,12 +134,22 @@ return redis.error_reply('ERR Larder: unknown write op ' .. op)
 )lua";
 
 // KEYS: key, marker. ARGV: 's'|'h', TTL ms (0: none), '1' when PostgreSQL has
-// the row, then column/value pairs (NULL columns left out).
+// the row ('?' when PostgreSQL could not be asked), then column/value pairs
+// (NULL columns left out).
 // Returns 0: the key exists, nothing stored; 1: the row was stored as loaded;
-// {2, col, value, ...}: pending writes decided the row (no pairs: no row).
+// {2, col, value, ...}: pending writes decided the row (no pairs: no row);
+// -1: ('?') the pending writes, if any, do not decide the whole row.
 constexpr const char* kFillLua = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local m = redis.call('HGETALL', KEYS[2])
+if ARGV[3] == '?' then
+  local decided = false
+  for i = 1, #m, 2 do
+    local p = string.sub(m[i], 1, 2)
+    if m[i] == 'd' or (ARGV[1] == 's' and (p == 'f:' or p == 'z:')) then decided = true end
+  end
+  if not decided then return -1 end
+end
 if #m == 0 then
   if ARGV[3] ~= '1' or #ARGV < 5 then return 0 end
   if ARGV[1] == 's' then redis.call('SET', KEYS[1], ARGV[5])
