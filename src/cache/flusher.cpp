@@ -46,6 +46,14 @@ std::string randomId() {
 
 }  // namespace
 
+std::chrono::milliseconds markerLinger(const config::Config& config) {
+  return loadWindow(config) + std::chrono::milliseconds(2000);
+}
+
+std::chrono::milliseconds loadWindow(const config::Config& config) {
+  return config.postgres.statement_timeout + config.read_through.load_timeout;
+}
+
 bool retryableForFlush(const pg::PgError& error) {
   // 57014: statement_timeout, typically a lock another session holds: later
   // it may well succeed, and the row itself is not at fault.
@@ -326,7 +334,7 @@ asio::awaitable<void> Flusher::run() {
     }
 
     std::vector<std::string> keys{queue};
-    std::vector<std::string> args;
+    std::vector<std::string> args{std::to_string(markerLinger(config_).count())};
     for (std::size_t i = 0; i < rows.size(); ++i) {
       keys.push_back(pendingMarker(rows[i].key));
       args.push_back(last_ids[i]);

@@ -186,6 +186,8 @@ asio::awaitable<void> Loader::query(pg::Connection& connection, const std::vecto
   }
   stats.queries.add();
   stats.keys_queried.add(batch.size());
+  const auto now = Clock::now();
+  for (const auto& flight : batch) flight->queried_at = now;
   auto outcome =
       co_await connection.prepared("larder_load_" + std::to_string(ks.id), ks.load_sql, params);
   if (!outcome.ok()) {
@@ -243,7 +245,8 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
   LoadResult loaded = std::move(flight->loaded);
   const bool found = loaded.status == LoadResult::Status::Found;
   const bool unknown = loaded.status == LoadResult::Status::Error;  // PostgreSQL failed
-  if (!flight->fill || !filler_ || !filler_->ready()) {
+  const bool stale = !unknown && Clock::now() - flight->queried_at >= fill_window_;
+  if (!flight->fill || !filler_ || !filler_->ready() || stale) {
     // Redis is down: answer from PostgreSQL alone (pending writes are in Redis too).
     if (!found) rememberMissing(flight->key, ks);
     answer(flight, loaded);

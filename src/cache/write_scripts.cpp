@@ -40,6 +40,7 @@ local function enqueue(fields)
     end
   end
   redis.call('HSET', marker, '_id', id)
+  redis.call('PERSIST', marker)
   return true
 end
 local function expireNew()
@@ -179,15 +180,20 @@ end
 return out
 )lua";
 
-// KEYS: queue, then one marker per flushed key. ARGV: the last flushed entry
-// id of each of those keys (same order), then every flushed entry id.
+// KEYS: queue, then one marker per flushed key. ARGV: how long a flushed
+// marker lingers (ms), the last flushed entry id of each of those keys (same
+// order), then every flushed entry id. A marker whose writes are all in
+// PostgreSQL now says what PostgreSQL says; it lingers a while so that a load
+// that read the row before the COMMIT still lays those writes over it.
 constexpr const char* kAckLua = R"lua(
 local m = #KEYS - 1
 for i = 1, m do
-  if redis.call('HGET', KEYS[i + 1], '_id') == ARGV[i] then redis.call('DEL', KEYS[i + 1]) end
+  if redis.call('HGET', KEYS[i + 1], '_id') == ARGV[i + 1] then
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+  end
 end
 local deleted = 0
-local i = m + 1
+local i = m + 2
 while i <= #ARGV do
   local j = math.min(i + 499, #ARGV)
   deleted = deleted + redis.call('XDEL', KEYS[1], unpack(ARGV, i, j))
@@ -271,6 +277,7 @@ for _, e in ipairs(entries) do
     end
   end
   redis.call('HSET', marker, '_id', id)
+  redis.call('PERSIST', marker)
   redis.call('DEL', key)
   redis.call('XDEL', KEYS[1], e[1])
 end

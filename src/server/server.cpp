@@ -137,6 +137,7 @@ void Server::startPostgresSide() {
   filler_ = std::make_shared<redis::BackendConnection>(
       pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, filler_stats_);
   loader_->setFiller(filler_);
+  loader_->setFillWindow(cache::loadWindow(config_));
   queue_conn_ = std::make_shared<redis::BackendConnection>(
       pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, queue_stats_);
   filler_->setPreload(cache::preloadRequests({&cache::fillScript(), &cache::writeScript()}));

@@ -114,4 +114,10 @@ class Flusher {
 // or statement timeout...); false when PostgreSQL refuses the row for good.
 bool retryableForFlush(const pg::PgError& error);
 
+// A load older than loadWindow() is never stored; a flushed marker lingers
+// markerLinger() > loadWindow(), so a load that read a row before a flush
+// committed always finds the marker and lays the flushed writes over it.
+std::chrono::milliseconds loadWindow(const config::Config& config);
+std::chrono::milliseconds markerLinger(const config::Config& config);
+
 }  // namespace larder::cache

@@ -65,6 +65,9 @@ class Loader {
   // Fills go through this connection (on the loader's context). Without one,
   // rows are returned but not stored.
   void setFiller(std::shared_ptr<redis::BackendConnection> filler) { filler_ = std::move(filler); }
+  // A row read longer ago than this is answered but never stored: a flushed
+  // write's marker may be gone by then (flusher.hpp, markerLinger).
+  void setFillWindow(std::chrono::milliseconds window) { fill_window_ = window; }
 
   // Any thread. `fill`: store the row in Redis (false when Redis is down).
   void load(const Keyspace& ks, std::string key, std::vector<std::string> key_values, bool fill,
@@ -90,6 +93,7 @@ class Loader {
     bool fill = false;
     bool answered = false;
     std::optional<std::chrono::steady_clock::time_point> filled_at;  // fill acknowledged
+    std::chrono::steady_clock::time_point queried_at;                 // SELECT sent
     LoadResult loaded;  // what PostgreSQL said, before pending writes are laid over
     LoadResult result;  // what the waiters were told
     std::vector<Waiter> waiters;
@@ -114,6 +118,7 @@ class Loader {
   pg::Pool& pool_;
   const config::ReadThroughConfig& config_;
   std::shared_ptr<redis::BackendConnection> filler_;
+  std::chrono::milliseconds fill_window_{7000};
   std::vector<std::unique_ptr<LoaderStats>> stats_;
   std::unordered_map<std::string, FlightPtr> flights_;
   std::vector<std::vector<FlightPtr>> queued_;  // per keyspace
