@@ -1,5 +1,7 @@
 #include "larder/cache/change.hpp"
 
+#include <algorithm>
+
 #include "larder/cache/keyspace.hpp"
 
 namespace larder::cache {

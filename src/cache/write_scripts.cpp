@@ -24,9 +24,12 @@ local WRONG = redis.error_reply('WRONGTYPE Operation against a key holding the w
 local function wrongType(t)
   return resident and redis.call('TYPE', key).ok ~= t
 end
+local function full()
+  return behind and maxq > 0 and redis.call('XLEN', queue) >= maxq
+end
 local function enqueue(fields)
   if not behind then return true end
-  if maxq > 0 and redis.call('XLEN', queue) >= maxq then return false end
+  if full() then return false end
   local id = redis.call('XADD', queue, '*', 'k', key, unpack(fields))
   for i = 1, #fields, 2 do
     local f = fields[i]
@@ -64,11 +67,13 @@ if op == 'set' then
     if get then return old end
     return false
   end
-  if not enqueue({'f:' .. col, value}) then return FULL end
+  if full() then return FULL end
+  -- SET first: if Redis refuses it, the script stops with nothing queued.
   if tk == 'p' then redis.call('SET', key, value, 'PX', ms)
   elseif tk == 'a' then redis.call('SET', key, value, 'PXAT', ms)
   elseif tk == 'k' and resident then redis.call('SET', key, value, 'KEEPTTL')
   else redis.call('SET', key, value); expireNew() end
+  enqueue({'f:' .. col, value})
   if get then return old end
   return redis.status_reply('OK')
 elseif op == 'getdel' then

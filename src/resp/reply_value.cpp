@@ -47,6 +47,7 @@ bool decode(std::string_view& in, ReplyValue& out, int depth) {
         return true;
       }
       if (in.size() < static_cast<std::size_t>(n) + 2) return false;
+      if (in.substr(static_cast<std::size_t>(n), 2) != "\r\n") return false;
       out.type = ReplyValue::Type::Bulk;
       out.text = in.substr(0, static_cast<std::size_t>(n));
       in.remove_prefix(static_cast<std::size_t>(n) + 2);

@@ -20,26 +20,51 @@ std::string upper(std::string_view s) {
   return out;
 }
 
+// Redis' string2ll: no '+', no leading zeros ("010" is not an integer).
 bool parseLong(std::string_view s, long long& out) {
+  const std::string_view digits = !s.empty() && s.front() == '-' ? s.substr(1) : s;
+  if (digits.size() > 1 && digits.front() == '0') return false;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return !s.empty() && ec == std::errc() && ptr == s.data() + s.size();
+}
+
+long long nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Redis refuses a relative expiry whose deadline (now + it) overflows.
+bool validRelativeExpiry(long long n, bool seconds) {
+  if (n <= 0) return false;
+  const long long room = std::numeric_limits<long long>::max() - nowMs();
+  return seconds ? n <= room / 1000 : n <= room;
 }
 
 bool integerColumn(const std::string& type) {
   return type == "smallint" || type == "integer" || type == "bigint";
 }
 
-// PostgreSQL's int input: spaces, a sign, digits, spaces; within the type's range.
+// PostgreSQL's int input: spaces, one sign, digits, spaces; within the type's range.
 bool plausibleInteger(std::string_view v, const std::string& type) {
   auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
   while (!v.empty() && space(v.front())) v.remove_prefix(1);
   while (!v.empty() && space(v.back())) v.remove_suffix(1);
-  if (!v.empty() && v.front() == '+') v.remove_prefix(1);
-  long long n = 0;
-  if (!parseLong(v, n)) return false;
-  if (type == "smallint") return n >= -32768 && n <= 32767;
-  if (type == "integer") return n >= std::numeric_limits<int>::min() && n <= std::numeric_limits<int>::max();
-  return true;
+  bool negative = false;
+  if (!v.empty() && (v.front() == '+' || v.front() == '-')) {
+    negative = v.front() == '-';
+    v.remove_prefix(1);
+  }
+  if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  while (v.size() > 1 && v.front() == '0') v.remove_prefix(1);
+  unsigned long long n = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || ptr != v.data() + v.size()) return false;
+  const int bits = type == "smallint" ? 16 : type == "integer" ? 32 : 64;
+  const unsigned long long limit = 1ULL << (bits - 1);  // |min|; max is one less
+  return negative ? n <= limit : n < limit;
 }
 
 class Planner {
@@ -84,7 +109,9 @@ class Planner {
 
  private:
   std::string arity() const {
-    return "ERR wrong number of arguments for '" + std::string(args_[0]) + "' command";
+    std::string name(args_[0]);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return "ERR wrong number of arguments for '" + name + "' command";
   }
 
   const cache::Keyspace* match(std::string_view key) {
@@ -155,32 +182,38 @@ class Planner {
   }
 
   WritePlan set() {
-    std::string cond, tk = "d", ms;
+    // As Redis 7: an option may repeat (the last expiry wins), but NX/XX and
+    // the expiry kinds (EX PX EXAT PXAT KEEPTTL) exclude each other.
+    std::string cond, tk = "d", ms, expiry_kind;
     bool get = false;
     std::string error;
     if (args_.size() < 3) error = arity();
     for (std::size_t i = 3; i < args_.size() && error.empty(); ++i) {
       const std::string opt = upper(args_[i]);
       const bool has_next = i + 1 < args_.size();
-      if ((opt == "NX" || opt == "XX") && cond.empty()) {
+      const bool expiry = opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT";
+      if ((opt == "NX" || opt == "XX") && (cond.empty() || cond == (opt == "NX" ? "nx" : "xx"))) {
         cond = opt == "NX" ? "nx" : "xx";
-      } else if (opt == "GET" && !get) {
+      } else if (opt == "GET") {
         get = true;
-      } else if (opt == "KEEPTTL" && tk == "d") {
+      } else if (opt == "KEEPTTL" && (expiry_kind.empty() || expiry_kind == opt)) {
+        expiry_kind = opt;
         tk = "k";
-      } else if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && tk == "d" &&
-                 has_next) {
+      } else if (expiry && (expiry_kind.empty() || expiry_kind == opt) && has_next) {
+        expiry_kind = opt;
         long long n = 0;
         if (!parseLong(args_[++i], n)) {
           error = kNotInteger;
           break;
         }
         const bool seconds = opt == "EX" || opt == "EXAT";
-        if (n <= 0 || (seconds && n > std::numeric_limits<long long>::max() / 1000)) {
+        const bool relative = opt == "EX" || opt == "PX";
+        if (n <= 0 || (relative && !validRelativeExpiry(n, seconds)) ||
+            (seconds && n > std::numeric_limits<long long>::max() / 1000)) {
           error = "ERR invalid expire time in 'set' command";
           break;
         }
-        tk = opt == "EX" || opt == "PX" ? "p" : "a";
+        tk = relative ? "p" : "a";
         ms = std::to_string(seconds ? n * 1000 : n);
       } else {
         error = kSyntax;
@@ -200,7 +233,7 @@ class Planner {
       if (args_.size() != 4) return arity();
       long long n = 0;
       if (!parseLong(args_[2], n)) return std::string(kNotInteger);
-      if (n <= 0 || (!millis && n > std::numeric_limits<long long>::max() / 1000)) {
+      if (!validRelativeExpiry(n, !millis)) {
         return "ERR invalid expire time in '" + std::string(millis ? "psetex" : "setex") +
                "' command";
       }
