@@ -193,7 +193,7 @@ TEST_CASE("a relative expire that overflows is refused before writing",
 
 // Regression (found by these tests, fixed): Redis 7 accepts a repeated identical option (NX NX, GET
 // GET, KEEPTTL KEEPTTL, EX 1 EX 2: the last wins) and refuses an integer with a
-// leading zero ("010"); planWrite answers the opposite for both.
+// leading zero ("010"); planWrite used to answer the opposite for both.
 TEST_CASE("SET option edge cases follow Redis", "[server][write_plan]") {
   CHECK(errorOf({"SET", "note:1", "v", "NX", "NX"}).empty());
   CHECK(errorOf({"SET", "note:1", "v", "GET", "GET"}).empty());
