@@ -87,27 +87,44 @@ ApplyStatement deleteStatement(const Keyspace& ks, const std::vector<PendingRow>
 
 ApplyStatement upsertStatement(const Keyspace& ks, const std::vector<PendingRow>& rows,
                                std::vector<std::size_t> which, const std::vector<int>& columns) {
-  // INSERT INTO s.t ("id", "a") SELECT u.c1::bigint, u.c2::text FROM unnest(...) AS u(c1, c2)
+  // PostgreSQL checks NOT NULL on INSERT's proposed row before ON CONFLICT
+  // can turn it into an update, so a plain upsert of some columns fails on a
+  // table with other NOT NULL columns. Existing rows are updated first; only
+  // the rest is inserted (ON CONFLICT still covers a row inserted meanwhile):
+  //
+  //   WITH u AS (SELECT c1::bigint AS k1, c2::text AS v1 FROM unnest($1::text[], $2::text[])
+  //                AS u(c1, c2)),
+  //        upd AS (UPDATE s.t t SET "a" = u.v1 FROM u WHERE t."id" = u.k1 RETURNING t."id")
+  //   INSERT INTO s.t ("id", "a") SELECT k1, v1 FROM u
+  //     WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd."id" = u.k1)
   //   ON CONFLICT ("id") DO UPDATE SET "a" = EXCLUDED."a"
   ApplyStatement st;
   const std::size_t n = ks.key_columns.size();
-  std::string names, casts, conflict, updates;
+  std::string casts, names, picks, conflict, updates, excluded, key_match, upd_match;
   std::size_t param = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const std::string quoted = pg::quoteIdentifier(ks.key_columns[i]);
+    const std::string k = "k" + std::to_string(i + 1);
+    casts += (i ? ", c" : "c") + std::to_string(++param) + "::" + ks.key_types[i] + " AS " + k;
     names += (i ? ", " : "") + quoted;
+    picks += (i ? ", " : "") + k;
     conflict += (i ? ", " : "") + quoted;
-    casts += (i ? ", u.c" : "u.c") + std::to_string(++param) + "::" + ks.key_types[i];
+    key_match += (i ? " AND t." : "t.") + quoted + " = u." + k;
+    upd_match += (i ? " AND upd." : "upd.") + quoted + " = u." + k;
     st.params.emplace_back(arrayOf(rows, which, [i](const PendingRow& r) {
       return std::optional<std::string_view>(r.key_values[i]);
     }));
   }
+  std::size_t v = 0;
   for (int c : columns) {
     const std::string& name = ks.value_columns[c];
     const std::string quoted = pg::quoteIdentifier(name);
+    const std::string alias = "v" + std::to_string(++v);
+    casts += ", c" + std::to_string(++param) + "::" + ks.value_types[c] + " AS " + alias;
     names += ", " + quoted;
-    casts += ", u.c" + std::to_string(++param) + "::" + ks.value_types[c];
-    updates += (updates.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
+    picks += ", " + alias;
+    updates += (updates.empty() ? "" : ", ") + quoted + " = u." + alias;
+    excluded += (excluded.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
     st.params.emplace_back(
         arrayOf(rows, which, [&name](const PendingRow& r) -> std::optional<std::string_view> {
           auto it = r.change.columns.find(name);
@@ -115,8 +132,16 @@ ApplyStatement upsertStatement(const Keyspace& ks, const std::vector<PendingRow>
           return std::string_view(*it->second);
         }));
   }
-  st.sql = "INSERT INTO " + qualifiedTable(ks) + " (" + names + ") SELECT " + casts + " FROM " +
-           unnestFrom(param) + " ON CONFLICT (" + conflict + ") DO UPDATE SET " + updates;
+  const std::string table = qualifiedTable(ks);
+  std::string returning;
+  for (std::size_t i = 0; i < n; ++i) {
+    returning += (i ? ", t." : "t.") + pg::quoteIdentifier(ks.key_columns[i]);
+  }
+  st.sql = "WITH u AS (SELECT " + casts + " FROM " + unnestFrom(param) + "), upd AS (UPDATE " +
+           table + " t SET " + updates + " FROM u WHERE " + key_match + " RETURNING " + returning +
+           ") INSERT INTO " + table + " (" + names + ") SELECT " + picks +
+           " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE " + upd_match +
+           ") ON CONFLICT (" + conflict + ") DO UPDATE SET " + excluded;
   st.rows = std::move(which);
   return st;
 }

@@ -60,8 +60,8 @@ void Loader::load(const Keyspace& ks, std::string key, std::vector<std::string> 
   });
 }
 
-void Loader::forgetMissing(std::string key) {
-  asio::post(context_, [this, key = std::move(key)] { negative_.erase(key); });
+void Loader::forgetAsync(std::string key) {
+  asio::post(context_, [this, key = std::move(key)] { forget(key); });
 }
 
 void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::string> key_values,
@@ -245,8 +245,11 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
   LoadResult loaded = std::move(flight->loaded);
   const bool found = loaded.status == LoadResult::Status::Found;
   const bool unknown = loaded.status == LoadResult::Status::Error;  // PostgreSQL failed
-  const bool stale = !unknown && Clock::now() - flight->queried_at >= fill_window_;
-  if (!flight->fill || !filler_ || !filler_->ready() || stale) {
+  // A write since the load began (forget) or a load read too long ago: the
+  // script still answers (pending writes, or the newer cached value), but
+  // stores nothing.
+  const bool store = flight->store && (unknown || Clock::now() - flight->queried_at < fill_window_);
+  if (!flight->fill || !filler_ || !filler_->ready()) {
     // Redis is down: answer from PostgreSQL alone (pending writes are in Redis too).
     if (!found) rememberMissing(flight->key, ks);
     answer(flight, loaded);
@@ -258,7 +261,7 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
   loaded.ttl_ms = found ? ttlWithJitter(ks) : -1;
   if (unknown) loaded.ttl_ms = ttlWithJitter(ks);
   std::vector<std::string> args{ks.isHash() ? "h" : "s",
-                                std::to_string(std::max(0LL, loaded.ttl_ms)),
+                                store ? std::to_string(std::max(0LL, loaded.ttl_ms)) : "-1",
                                 unknown ? "?" : found ? "1" : "0"};
   for (std::size_t i = 0; i < loaded.values.size(); ++i) {
     if (!loaded.values[i]) continue;  // NULL columns are absent fields
@@ -277,20 +280,22 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
     if (found) stats.fills_skipped.add();  // a newer write is in the cache
     if (!found && !unknown) rememberMissing(flight->key, ks);
   } else if (resp::decodeReply(reply, value) && value.isArray() && !value.elements.empty()) {
-    // Pending writes decided the row: answer what they make of it.
-    stats.pending_overlays.add();
-    LoadResult overlaid;
-    overlaid.ttl_ms = loaded.ttl_ms;
+    // 2: pending writes decided the row; 3: a write landed since the miss and
+    // the cached value is newer than anything loaded. Answer that.
+    const bool current = value.elements[0].integer == 3;
+    (current ? stats.fills_skipped : stats.pending_overlays).add();
+    LoadResult decided;
+    decided.ttl_ms = loaded.ttl_ms;
     if (value.elements.size() > 1) {
-      overlaid.status = LoadResult::Status::Found;
-      overlaid.values.assign(ks.value_columns.size(), std::nullopt);
+      decided.status = LoadResult::Status::Found;
+      decided.values.assign(ks.value_columns.size(), std::nullopt);
       for (std::size_t i = 1; i + 1 < value.elements.size(); i += 2) {
-        const int column = ks.field(value.elements[i].str());
-        if (column >= 0) overlaid.values[column] = value.elements[i + 1].str();
+        const int column = ks.isHash() ? ks.field(value.elements[i].str()) : 0;
+        if (column >= 0) decided.values[column] = value.elements[i + 1].str();
       }
-      stored = true;
+      stored = !current && store;
     }
-    loaded = std::move(overlaid);
+    loaded = std::move(decided);
   } else {
     spdlog::debug("fill of {} failed: {}", flight->key, reply);
   }
@@ -307,11 +312,11 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
 }
 
 void Loader::forget(const std::string& key) {
+  negative_.erase(key);
   auto it = flights_.find(key);
   if (it == flights_.end()) return;
-  it->second->fill = false;  // loaded before the write: must not be stored
+  it->second->store = false;  // loaded before the write: must not be stored
   flights_.erase(it);
-  negative_.erase(key);
 }
 
 void Loader::sweepDeadlines() {

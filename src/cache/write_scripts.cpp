@@ -139,14 +139,27 @@ end
 return redis.error_reply('ERR Larder: unknown write op ' .. op)
 )lua";
 
-// KEYS: key, marker. ARGV: 's'|'h', TTL ms (0: none), '1' when PostgreSQL has
+// KEYS: key, marker. ARGV: 's'|'h', TTL ms (0: none; -1: answer, store nothing),
+// '1' when PostgreSQL has
 // the row ('?' when PostgreSQL could not be asked), then column/value pairs
 // (NULL columns left out).
-// Returns 0: the key exists, nothing stored; 1: the row was stored as loaded;
-// {2, col, value, ...}: pending writes decided the row (no pairs: no row);
+// Returns 1: the row was stored as loaded; {2, col, value, ...}: pending
+// writes decided the row (no pairs: no row); {3, col, value, ...}: the key
+// exists (a write landed since the miss): its value is the answer, nothing is
+// stored ('' for the column of a string); 0: nothing to store, nothing pending;
 // -1: ('?') the pending writes, if any, do not decide the whole row.
 constexpr const char* kFillLua = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local t = redis.call('TYPE', KEYS[1]).ok
+  if ARGV[1] == 's' and t == 'string' then return {3, '', redis.call('GET', KEYS[1])} end
+  if ARGV[1] == 'h' and t == 'hash' then
+    local out = {3}
+    for _, x in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = x end
+    return out
+  end
+  return 0
+end
+local store = tonumber(ARGV[2]) >= 0
 local m = redis.call('HGETALL', KEYS[2])
 if ARGV[3] == '?' then
   local decided = false
@@ -157,7 +170,7 @@ if ARGV[3] == '?' then
   if not decided then return -1 end
 end
 if #m == 0 then
-  if ARGV[3] ~= '1' or #ARGV < 5 then return 0 end
+  if ARGV[3] ~= '1' or #ARGV < 5 or not store then return 0 end
   if ARGV[1] == 's' then redis.call('SET', KEYS[1], ARGV[5])
   else redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
   if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -177,7 +190,7 @@ for c, v in pairs(row) do
   out[#out + 1] = c; out[#out + 1] = v
   flat[#flat + 1] = c; flat[#flat + 1] = v
 end
-if #flat > 0 then
+if #flat > 0 and store then
   if ARGV[1] == 's' then redis.call('SET', KEYS[1], flat[2])
   else redis.call('HSET', KEYS[1], unpack(flat)) end
   if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end

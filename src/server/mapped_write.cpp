@@ -119,7 +119,7 @@ void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
     return;
   }
   if (!isError(frame) && !w.cache_only) {
-    if (cache::Loader* loader = worker_.server().loader()) loader->forgetMissing(w.key);
+    if (cache::Loader* loader = worker_.server().loader()) loader->forgetAsync(w.key);
     worker_.stats().keyspace(w.ks->id).writes.add();
   }
   complete(sub, std::string(frame));

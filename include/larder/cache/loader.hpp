@@ -72,8 +72,9 @@ class Loader {
   // Any thread. `fill`: store the row in Redis (false when Redis is down).
   void load(const Keyspace& ks, std::string key, std::vector<std::string> key_values, bool fill,
             LoadCallback done);
-  // Any thread: a write created the row, forget that it was missing.
-  void forgetMissing(std::string key);
+  // Any thread: a write changed the row. Forget that it was missing, and let
+  // no load of it in flight (or lingering) answer anyone else or be stored.
+  void forgetAsync(std::string key);
 
   const LoaderStats& stats(int keyspace) const { return *stats_[keyspace]; }
 
@@ -90,7 +91,8 @@ class Loader {
     const Keyspace* ks = nullptr;
     std::string key;
     std::vector<std::string> key_values;
-    bool fill = false;
+    bool fill = false;   // Redis is up: ask it (pending writes, newer values) and fill
+    bool store = true;   // false once a write makes what was loaded stale
     bool answered = false;
     std::optional<std::chrono::steady_clock::time_point> filled_at;  // fill acknowledged
     std::chrono::steady_clock::time_point queried_at;                 // SELECT sent

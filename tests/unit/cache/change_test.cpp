@@ -53,19 +53,33 @@ cache::PendingRow row(std::string tenant, std::string id, Change c) {
 const std::string kDelete =
     "DELETE FROM \"public\".\"members\" t USING unnest($1::text[], $2::text[]) AS u(c1, c2) "
     "WHERE t.\"tenant\" = u.c1::text AND t.\"id\" = u.c2::bigint";
+// Existing rows are updated first and only the rest inserted: PostgreSQL checks
+// NOT NULL on an INSERT's row before ON CONFLICT could make it an update.
 const std::string kUpsertName =
-    "INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"name\") SELECT u.c1::text, "
-    "u.c2::bigint, u.c3::text FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c1, c2, c3) "
-    "ON CONFLICT (\"tenant\", \"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\"";
+    "WITH u AS (SELECT c1::text AS k1, c2::bigint AS k2, c3::text AS v1 FROM unnest($1::text["
+    "], $2::text[], $3::text[]) AS u(c1, c2, c3)), upd AS (UPDATE \"public\".\"members\" t SE"
+    "T \"name\" = u.v1 FROM u WHERE t.\"tenant\" = u.k1 AND t.\"id\" = u.k2 RETURNING t.\"ten"
+    "ant\", t.\"id\") INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"name\") SELEC"
+    "T k1, k2, v1 FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.\"tenant\" = u.k1 AND "
+    "upd.\"id\" = u.k2) ON CONFLICT (\"tenant\", \"id\") DO UPDATE SET \"name\" = EXCLUDED.\""
+    "name\"";
 const std::string kUpsertNameAge =
-    "INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"name\", \"age\") SELECT "
-    "u.c1::text, u.c2::bigint, u.c3::text, u.c4::integer FROM unnest($1::text[], $2::text[], "
-    "$3::text[], $4::text[]) AS u(c1, c2, c3, c4) ON CONFLICT (\"tenant\", \"id\") DO UPDATE "
-    "SET \"name\" = EXCLUDED.\"name\", \"age\" = EXCLUDED.\"age\"";
+    "WITH u AS (SELECT c1::text AS k1, c2::bigint AS k2, c3::text AS v1, c4::integer AS v2 FR"
+    "OM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c1, c2, c3, c4)), upd AS "
+    "(UPDATE \"public\".\"members\" t SET \"name\" = u.v1, \"age\" = u.v2 FROM u WHERE t.\"te"
+    "nant\" = u.k1 AND t.\"id\" = u.k2 RETURNING t.\"tenant\", t.\"id\") INSERT INTO \"public"
+    "\".\"members\" (\"tenant\", \"id\", \"name\", \"age\") SELECT k1, k2, v1, v2 FROM u WHER"
+    "E NOT EXISTS (SELECT 1 FROM upd WHERE upd.\"tenant\" = u.k1 AND upd.\"id\" = u.k2) ON CO"
+    "NFLICT (\"tenant\", \"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\", \"age\" = EXCLUD"
+    "ED.\"age\"";
 const std::string kUpsertAge =
-    "INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"age\") SELECT u.c1::text, "
-    "u.c2::bigint, u.c3::integer FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c1, c2, "
-    "c3) ON CONFLICT (\"tenant\", \"id\") DO UPDATE SET \"age\" = EXCLUDED.\"age\"";
+    "WITH u AS (SELECT c1::text AS k1, c2::bigint AS k2, c3::integer AS v1 FROM unnest($1::te"
+    "xt[], $2::text[], $3::text[]) AS u(c1, c2, c3)), upd AS (UPDATE \"public\".\"members\" t"
+    " SET \"age\" = u.v1 FROM u WHERE t.\"tenant\" = u.k1 AND t.\"id\" = u.k2 RETURNING t.\"t"
+    "enant\", t.\"id\") INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"age\") SELE"
+    "CT k1, k2, v1 FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.\"tenant\" = u.k1 AND"
+    " upd.\"id\" = u.k2) ON CONFLICT (\"tenant\", \"id\") DO UPDATE SET \"age\" = EXCLUDED.\""
+    "age\"";
 
 }  // namespace
 
