@@ -87,8 +87,15 @@ void Flusher::start() {
 void Flusher::stop() {
   stopping_ = true;
   timer_.cancel();
-  for (auto& w : waiters_) w.done(false);
+  // A batch blocked in PostgreSQL (a lock, an outage) must not hold up the
+  // exit: closing the connection ends the statement; the batch stays queued.
+  if (pg_) pg_->interrupt();
+  auto waiters = std::move(waiters_);
   waiters_.clear();
+  for (auto& w : waiters) {
+    w.timer->cancel();
+    w.done(false);
+  }
 }
 
 void Flusher::flush(Clock::time_point deadline, std::function<void(bool)> done) {
@@ -96,7 +103,19 @@ void Flusher::flush(Clock::time_point deadline, std::function<void(bool)> done) 
     done(false);
     return;
   }
-  waiters_.push_back(Waiter{deadline, std::move(done), {}, false});
+  const std::uint64_t id = next_waiter_++;
+  // The deadline holds even while a batch is stuck in PostgreSQL.
+  auto timer = std::make_shared<asio::steady_timer>(context_, deadline);
+  timer->async_wait([this, id](boost::system::error_code ec) {
+    if (ec) return;  // answered before the deadline
+    auto it = std::find_if(waiters_.begin(), waiters_.end(),
+                           [id](const Waiter& w) { return w.id == id; });
+    if (it == waiters_.end()) return;
+    auto done = std::move(it->done);
+    waiters_.erase(it);
+    done(false);
+  });
+  waiters_.push_back(Waiter{id, deadline, std::move(done), {}, false, std::move(timer)});
   timer_.cancel();  // read now rather than at the end of the interval
 }
 
@@ -196,12 +215,9 @@ void Flusher::settleWaiters(const std::vector<Entry>* entries, const std::string
              streamId(entries->front().id) > streamId(w.target) ||
              (acked && streamId(entries->back().id) >= streamId(w.target));
     }
-    if (done) {
-      w.done(true);
-      return true;
-    }
-    if (now >= w.deadline) {
-      w.done(false);
+    if (done || now >= w.deadline) {
+      w.timer->cancel();
+      w.done(done);
       return true;
     }
     return false;

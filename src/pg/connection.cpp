@@ -430,4 +430,8 @@ bool Connection::healthy() const { return impl_->alive(); }
 
 void Connection::close() { impl_->finish(); }
 
+void Connection::interrupt() {
+  if (impl_->busy_) impl_->deadline_.expires_at(asio::steady_timer::clock_type::now());
+}
+
 }  // namespace larder::pg

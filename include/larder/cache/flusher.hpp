@@ -72,10 +72,12 @@ class Flusher {
 
  private:
   struct Waiter {
+    std::uint64_t id;
     std::chrono::steady_clock::time_point deadline;
     std::function<void(bool)> done;
     std::string target;  // last entry id when first seen; "" until then
     bool has_target = false;
+    std::shared_ptr<boost::asio::steady_timer> timer;  // fires at the deadline
   };
   struct Entry {
     std::string id;
@@ -104,6 +106,7 @@ class Flusher {
   std::string candidate_id_;
   boost::asio::steady_timer timer_;
   std::vector<Waiter> waiters_;
+  std::uint64_t next_waiter_ = 0;
   FlusherStats stats_;
   std::chrono::milliseconds backoff_{0};
   bool stopping_ = false;

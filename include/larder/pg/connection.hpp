@@ -78,7 +78,10 @@ class Connection {
   boost::asio::awaitable<QueryOutcome> script(std::string_view sql);
 
   bool healthy() const;  // connected and not broken by an I/O error
-  void close();
+  void close();          // never while an operation is running: use interrupt()
+  // Ends a running operation now, as if its deadline had passed (the
+  // connection is then unusable); harmless when idle.
+  void interrupt();
 
  private:
   struct Impl;
