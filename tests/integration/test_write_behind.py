@@ -18,6 +18,9 @@ The flusher is held back by a psql session holding
 `LOCK TABLE ... IN ACCESS EXCLUSIVE MODE` (HeldSession). Redis internals
 (`__larder:q:<ks>`, `__larder:pending:<key>`, `__larder:dead:<ks>`) are only
 ever inspected with a direct Redis client, never through Larder.
+
+Assertions that expose a bug of the implementation (or a place where it
+departs from the contract) carry a "PROXY BUG" comment; they fail until fixed.
 """
 
 from __future__ import annotations
@@ -620,6 +623,8 @@ class ThroughModeTest(WriteCase):
         before = (rows("users", ["name", "email", "age"], [202, 205]),
                   direct.exists("user:202"), direct.hgetall("user:205"))
         for args in (("HMSET", "user:202", "email", "no-name@x"),   # name is NOT NULL: 23502
+                     # PROXY BUG (a41db0a): refused before PostgreSQL, with
+                     # "... is not a valid integer" and no "PostgreSQL refused" prefix.
                      ("HSET", "user:202", "name", "n", "age", "abc"),  # 22P02
                      ("HSET", "user:205", "age", "abc")):
             self.assertError(r.call(*args), prefix="ERR Larder: PostgreSQL refused the write: ",
@@ -783,6 +788,8 @@ class PipelineOrderTest(WriteCase):
             want.append(1)
             p.hget(f"user:{i}", "name")
             want.append(b(f"n{i}"))
+        # PROXY BUG (a41db0a): the GET pipelined before the SET of the same
+        # key answers the SET's value (b"w2300" instead of b"pg2300").
         self.assertEqual(p.execute(), want)
         expected = {i: (None if i % 3 == 0 else f"w{i}") for i in range(2300, 2400)}
         self.wait_rows("notes", "body", expected, what="after the pipelined writes")
@@ -953,7 +960,10 @@ class ReadYourWritesTest(WriteCase):
     def test_queue_layout_while_held(self):
         base = 610
         n1, n2, n3, n4 = base + 1, base + 2, base + 3, base + 4
-        s = self.start_stack({"notes": notes_ks(), "users": users_ks()})
+        # Short timeouts: flushed markers linger statement_timeout + load_timeout + 2 s.
+        s = self.start_stack({"notes": notes_ks(), "users": users_ks()},
+                             postgres={"statement_timeout": "1s"},
+                             read_through={"load_timeout": "1s"})
         r, direct = s.raw, s.direct
         self.cache_old_rows(r, direct, base)
         audit_before = audit("notes", [n1, n2, n3, n4]) + audit("users", [n1])
@@ -1004,6 +1014,9 @@ class ReadYourWritesTest(WriteCase):
         held = self.hold("notes, users")
         try:
             self.write_while_held(r, base)
+            # PROXY BUG (a41db0a): the miss still waits for PostgreSQL (blocked
+            # by the lock) although the pending SET decides the value:
+            # "-ERR Larder: PostgreSQL did not answer within 2000 ms".
             self.check_reads(r, direct, base)
         finally:
             held.release()
@@ -1018,6 +1031,10 @@ class ReadYourWritesTest(WriteCase):
         pg.stop()
         try:
             self.write_while_held(r, base)
+            # PROXY BUG (a41db0a): strings are answered from the pending write,
+            # but a hash whose pending HSET set every mapped column is not
+            # (kFillLua: only a delete decides a hash row): HGETALL gets
+            # "-ERR Larder: PostgreSQL unavailable".
             self.check_reads(r, direct, base)
         finally:
             pg.restart()
@@ -1200,6 +1217,8 @@ class DeadLetterTest(WriteCase):
                                 listed_ids[b"item:802"]), 1)
         self.wait_rows("items", ["name", "qty"], {802: ("b", "-5")}, what="after RETRY <id>")
         self.assertEqual(direct.xlen("__larder:dead:items"), 1)
+        # PROXY BUG (a41db0a): the read of item:802 above (no row) was
+        # negative-cached and RETRY does not forget it: [] for negative_ttl.
         self.assertEqual(r.call("HGETALL", "item:802"), [b"name", b"b", b"qty", b"-5"])
         self.assertEqual(r.call("LARDER", "DEADLETTERS", "items", "RETRY", "ALL"), 1)
         self.wait_rows("items", ["name", "qty"], {804: None, 805: ("e", "-1")},
@@ -1225,6 +1244,9 @@ class DeadLetterTest(WriteCase):
         sql("INSERT INTO items VALUES (811, 'k', 11)")
         self.assertEqual(r.call("HGET", "item:811", "qty"), b"11")
         wait_until(lambda: direct.exists("item:811"), 5, "item:811 to be filled")
+        # PROXY BUG (a41db0a): integer values are checked before the write and
+        # refused with "-ERR Larder: value for column 'qty' ... is not a valid
+        # integer" (docs/writes.md), where the contract acks and dead-letters.
         self.assertEqual(r.call("HMSET", "item:810", "name", "x", "qty", "abc"), "OK")
         self.assertEqual(r.call("HSET", "item:811", "qty", "abc"), 0)
         self.assertEqual(r.call("HMSET", "item:812", "name", "ok", "qty", 12), "OK")
@@ -1266,7 +1288,7 @@ class QueueBoundTest(WriteCase):
             self.assertEqual(int(larder_pending(s.c)["notes"]["depth"]), 50)
         finally:
             held.release()
-        self.wait_rows("notes", "body", dict(acked, **{950: None}), timeout=10,
+        self.wait_rows("notes", "body", {**acked, 950: None}, timeout=10,
                        what="every acked write, not the refused one")
         wait_drained(s.c, "notes")
         self.assertEqual(r.call("SET", "note:999", "after"), "OK")
@@ -1282,16 +1304,16 @@ class QueueBoundTest(WriteCase):
         t = None
         try:
             for n in range(20):
-                self.assertEqual(r.call("SET", f"note:{950 + n}", "b"), "OK", n)
+                self.assertEqual(r.call("SET", f"note:{970 + n}", "b"), "OK", n)
             started = time.monotonic()
-            reply = r.call("SET", "note:970", "b")
+            reply = r.call("SET", "note:990", "b")
             took = time.monotonic() - started
             self.assertError(reply, prefix="ERR", contains="queue")
             self.assertGreaterEqual(took, 1.9, "on_full: block did not wait block_timeout")
             self.assertLess(took, 4.0)
             # A blocked write goes in once the queue drains.
             t = threading.Thread(target=lambda: out.setdefault(
-                "r", call(s.c, "SET", "note:971", "late")), daemon=True)
+                "r", call(s.c, "SET", "note:991", "late")), daemon=True)
             t.start()
             time.sleep(0.3)
             self.assertNotIn("r", out, "the write did not block on a full queue")
@@ -1300,8 +1322,8 @@ class QueueBoundTest(WriteCase):
         if t is not None:
             t.join(10)
         self.assertEqual(out.get("r"), True)
-        expected = {950 + n: "b" for n in range(20)}
-        expected.update({970: None, 971: "late"})
+        expected = {970 + n: "b" for n in range(20)}
+        expected.update({990: None, 991: "late"})
         self.wait_rows("notes", "body", expected, timeout=10, what="after the queue drained")
 
 
@@ -1387,13 +1409,13 @@ class PostgresOutageTest(WriteCase):
         for t in threads:
             t.start()
         try:
-            time.sleep(2)
+            time.sleep(1.5)
             pg.stop()
             outage["on"] = True
             time.sleep(self.OUTAGE)
             outage["on"] = False
             pg.restart()
-            time.sleep(2)
+            time.sleep(1)
         finally:
             stop.set()
             for t in threads:

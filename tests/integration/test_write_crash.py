@@ -303,20 +303,20 @@ class CrashTest(LarderTestCase):
         attempted: dict = {}
         acked_total: dict = {}
         total_acks = 0
-        rounds = 5
+        rounds = 8
         load = None
         for rnd in range(rounds):
-            load = Load(larder, writers=6, keys_per_writer=4, base=1000, start_values=attempted)
+            load = Load(larder, writers=8, keys_per_writer=4, base=1000, start_values=attempted)
             load.acked = dict(acked_total)
             load.start()
-            delay = rng.uniform(1.5, 5.0)
+            delay = rng.uniform(0.5, 4.0)
             time.sleep(delay)
             with load.lock:
                 acks_before_kill = load.acks
             larder.kill()  # SIGKILL
             load.join()
             self.assertEqual(load.unexpected, [], f"round {rnd}: unexpected replies")
-            self.assertGreater(acks_before_kill, 100, f"round {rnd}: too few writes acked")
+            self.assertGreater(acks_before_kill, 20, f"round {rnd}: too few writes acked")
             total_acks += load.acks
             attempted = dict(load.attempted)
             acked_total = dict(load.acked)
