@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of the Docker image (docker/Dockerfile) on this machine.
 #
-#   scripts/docker_test.sh [--rebuild-base] [--no-cache] [--no-compose] [--keep]
+#   scripts/docker_test.sh [--cold] [--rebuild-base] [--no-cache] [--no-compose] [--keep]
 #
 # What it does, each step bounded in time and timed:
 #   1. tools    installs docker.io (and debootstrap, docker-compose when needed)
@@ -14,7 +14,10 @@
 #   3. images   builds larder:dev from docker/Dockerfile, and stand-ins for
 #               redis:7 and postgres:15 (Debian's redis-server and postgresql-15
 #               on the same base; the PostgreSQL one follows the official image's
-#               POSTGRES_* / docker-entrypoint-initdb.d conventions).
+#               POSTGRES_* / docker-entrypoint-initdb.d conventions). It uses
+#               BuildKit when the client has it (docker.io's does): on vfs the
+#               classic builder copies the whole file system for every
+#               instruction and takes about twice as long.
 #   4. run      starts Redis, PostgreSQL (with docker/init.sql) and Larder with
 #               `docker run --network host` on loopback ports that stay clear of
 #               the defaults, then checks: the HEALTHCHECK turns healthy, /readyz
@@ -25,8 +28,9 @@
 #   5. compose  brings docker/compose.yaml up on the same ports, waits for the
 #               example app to read user:1 through Larder, and takes it down.
 #
-# --rebuild-base  delete debian:bookworm first (a cold run)
-# --no-cache      build larder:dev without Docker's layer cache
+# --cold          --rebuild-base and --no-cache: everything from scratch
+# --rebuild-base  delete debian:bookworm first and debootstrap it again
+# --no-cache      build the images without Docker's build cache
 # --no-compose    skip step 5
 # --keep          leave the step-4 containers running (skips step 5)
 #
@@ -44,6 +48,7 @@ fi
 rebuild_base=0 no_cache=0 run_compose=1 keep=0
 for arg in "$@"; do
   case $arg in
+    --cold) rebuild_base=1 no_cache=1 ;;
     --rebuild-base) rebuild_base=1 ;;
     --no-cache) no_cache=1 ;;
     --no-compose) run_compose=0 ;;
@@ -133,8 +138,12 @@ apt_install() {
     { tail -20 "$work/apt.log"; die "apt-get install ${missing[*]} failed"; }
 }
 
-d() { timeout "${DOCKER_TIMEOUT:-120}" docker "$@"; }
-engine_answers() { timeout 15 docker info >/dev/null 2>&1; }
+# The Docker client: Debian's (docker.io) when installed, since it matches the
+# dockerd this script may start and has BuildKit built in; else the one on PATH.
+docker_bin=docker
+pick_client() { if [ -x /usr/bin/docker ]; then docker_bin=/usr/bin/docker; else docker_bin=$(command -v docker); fi; }
+d() { timeout "${DOCKER_TIMEOUT:-120}" "$docker_bin" "$@"; }
+engine_answers() { timeout 15 "$docker_bin" info >/dev/null 2>&1; }
 # Prints Larder's reply, through Larder, with the redis-cli of the Redis container.
 via_larder() { d exec "$C_REDIS" redis-cli -h 127.0.0.1 -p "$LARDER_PORT" "$@"; }
 via_redis() { d exec "$C_REDIS" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_SECRET" "$@"; }
@@ -142,9 +151,10 @@ via_redis() { d exec "$C_REDIS" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --no-aut
 pg_sql() { d exec "$C_PG" psql -v ON_ERROR_STOP=1 -qAt -U larder -d larder -c "$1"; }
 
 remove_containers() {
-  local names
-  names=$(timeout 30 docker ps -aq --filter "name=^(${C_REDIS}|${C_PG}|${C_LARDER})\$" 2>/dev/null || true)
-  [ -z "$names" ] || timeout 60 docker rm -f $names >/dev/null 2>&1 || true
+  local c
+  for c in "$C_LARDER" "$C_PG" "$C_REDIS"; do
+    DOCKER_TIMEOUT=60 d rm -f "$c" >/dev/null 2>&1 || true
+  done
 }
 
 compose_down() {
@@ -159,9 +169,9 @@ cleanup() {
   if [ -n "$dockerd_pid" ] || engine_answers; then
     if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then
       for c in "$C_LARDER" "$C_PG" "$C_REDIS"; do
-        if timeout 10 docker inspect "$c" >/dev/null 2>&1; then
+        if DOCKER_TIMEOUT=10 d inspect "$c" >/dev/null 2>&1; then
           echo "---- last log lines of $c"
-          timeout 10 docker logs --tail 25 "$c" 2>&1 | sed 's/^/  /'
+          DOCKER_TIMEOUT=10 d logs --tail 25 "$c" 2>&1 | sed 's/^/  /'
         fi
       done
     fi
@@ -199,10 +209,12 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- 1. tools
 phase tools
 command -v docker >/dev/null || apt_install docker.io
+pick_client
 if engine_answers; then
-  say "using the running Docker engine ($(docker version --format '{{.Server.Version}}' 2>/dev/null))"
+  say "using the running Docker engine ($(d version --format '{{.Server.Version}}' 2>/dev/null))"
 else
   command -v dockerd >/dev/null || apt_install docker.io
+  pick_client
   say "no Docker engine answers: starting dockerd --storage-driver=vfs --iptables=false --bridge=none"
   dockerd --storage-driver=vfs --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 &
   dockerd_pid=$!
@@ -210,8 +222,25 @@ else
     tail -20 "$work/dockerd.log"
     die "dockerd did not answer within 60s"
   fi
-  say "dockerd $(docker version --format '{{.Server.Version}}') is up (pid $dockerd_pid)"
+  say "dockerd $(d version --format '{{.Server.Version}}') is up (pid $dockerd_pid)"
 fi
+# BuildKit: built into clients before 23.0 (docker.io 20.10); newer ones need buildx.
+if [ -z "${DOCKER_BUILDKIT:-}" ]; then
+  client_version=$(d version --format '{{.Client.Version}}' 2>/dev/null || echo 0)
+  if [ "${client_version%%.*}" -lt 23 ] 2>/dev/null || d buildx version >/dev/null 2>&1; then
+    export DOCKER_BUILDKIT=1
+  else
+    export DOCKER_BUILDKIT=0
+  fi
+fi
+build_args=(--network host)
+if [ "$DOCKER_BUILDKIT" = 1 ]; then
+  build_args+=(--progress plain)
+  say "client $docker_bin, builder: BuildKit"
+else
+  say "client $docker_bin, builder: classic (no BuildKit in this client: expect a slow build on vfs)"
+fi
+[ "$no_cache" -eq 0 ] || build_args+=(--no-cache)
 # A stale run (killed before its cleanup) may have left these behind.
 remove_containers
 
@@ -267,8 +296,6 @@ say "$BASE_IMAGE: $(($(d image inspect --format '{{.Size}}' "$BASE_IMAGE") / 100
 
 # ---------------------------------------------------------------- 3. images
 phase images
-build_args=(--network host)
-[ "$no_cache" -eq 0 ] || build_args+=(--no-cache)
 say "docker build -f docker/Dockerfile -t $LARDER_IMAGE (context: CMakeLists.txt include src docker)"
 # Only what the Dockerfile copies is sent: the work tree may hold GBs of build*/ dirs.
 if ! tar -C "$root" -c CMakeLists.txt include src docker |
@@ -331,7 +358,7 @@ chmod +x "$work/postgres-image/docker-entrypoint.sh"
 for pair in "redis-image:$REDIS_IMAGE" "postgres-image:$POSTGRES_IMAGE"; do
   dir=${pair%%:*} tag=${pair#*:}
   say "docker build $tag (stand-in)"
-  if ! DOCKER_TIMEOUT=20m d build --network host -t "$tag" "$work/$dir" >"$work/build-$dir.log" 2>&1; then
+  if ! DOCKER_TIMEOUT=20m d build "${build_args[@]}" -t "$tag" "$work/$dir" >"$work/build-$dir.log" 2>&1; then
     tail -30 "$work/build-$dir.log"
     die "docker build of $tag failed"
   fi
@@ -346,27 +373,29 @@ POSTGRES_PASSWORD=$PG_SECRET d run -d --name "$C_PG" --network host \
   -e POSTGRES_USER=larder -e POSTGRES_DB=larder -e POSTGRES_PASSWORD -e PGPORT="$PG_PORT" \
   -v "$root/docker/init.sql:/docker-entrypoint-initdb.d/init.sql:ro" \
   "$POSTGRES_IMAGE" postgres -c listen_addresses=127.0.0.1 >/dev/null
-wait_for 30 sh -c "docker exec $C_REDIS redis-cli -p $REDIS_PORT --no-auth-warning -a '$REDIS_SECRET' ping | grep -qx PONG" ||
-  die "Redis did not answer PING within 30s"
-wait_for 60 docker exec "$C_PG" pg_isready -q -h 127.0.0.1 -U larder -d larder ||
+redis_pong() { [ "$(via_redis PING)" = PONG ]; }
+wait_for 30 redis_pong || die "Redis did not answer PING within 30s"
+wait_for 60 d exec "$C_PG" pg_isready -q -h 127.0.0.1 -U larder -d larder ||
   die "PostgreSQL did not accept TCP connections within 60s"
 say "Redis and PostgreSQL are up"
 
 # The passwords go in through the environment only (-e NAME without a value).
+# Read-only root, no capabilities: as the Kubernetes example in docs/deployment.md.
 REDIS_PASSWORD=$REDIS_SECRET PG_PASSWORD=$PG_SECRET d run -d --name "$C_LARDER" --network host \
   -e LARDER_LISTEN="127.0.0.1:$LARDER_PORT" -e LARDER_ADMIN="127.0.0.1:$ADMIN_PORT" -e LARDER_THREADS=2 \
   -e REDIS_ADDRESS="127.0.0.1:$REDIS_PORT" -e PG_PORT="$PG_PORT" -e REDIS_PASSWORD -e PG_PASSWORD \
-  --health-interval 1s \
+  --read-only --cap-drop ALL --security-opt no-new-privileges --health-interval 1s \
   "$LARDER_IMAGE" >/dev/null
 
 t0=$(date +%s)
-if wait_for 30 sh -c "[ \"\$(docker inspect -f '{{.State.Health.Status}}' $C_LARDER)\" = healthy ]"; then
+larder_healthy() { [ "$(d inspect -f '{{.State.Health.Status}}' "$C_LARDER")" = healthy ]; }
+if wait_for 30 larder_healthy; then
   pass "HEALTHCHECK: $C_LARDER is healthy after $(($(date +%s) - t0))s"
 else
-  fail "HEALTHCHECK: $C_LARDER not healthy within 30s (state: $(docker inspect -f '{{.State.Status}} {{.State.Health.Status}}' $C_LARDER 2>&1))"
+  fail "HEALTHCHECK: $C_LARDER not healthy within 30s (state: $(d inspect -f '{{.State.Status}} {{.State.Health.Status}}' "$C_LARDER" 2>&1))"
 fi
 
-if wait_for 30 docker exec "$C_LARDER" larder-probe /readyz; then
+if wait_for 30 d exec "$C_LARDER" larder-probe /readyz; then
   pass "/readyz answers 200 inside the container ($(d exec "$C_LARDER" larder-probe /readyz))"
 else
   fail "/readyz: no 200 within 30s (last: $(d exec "$C_LARDER" larder-probe /readyz 2>&1 | head -1))"
@@ -424,16 +453,16 @@ fi
 if [ "$run_compose" -eq 1 ]; then
   phase compose
   remove_containers
-  if timeout 20 docker compose version >/dev/null 2>&1; then
-    compose=(docker compose)
+  if d compose version >/dev/null 2>&1; then
+    compose=("$docker_bin" compose)
   else
     command -v docker-compose >/dev/null || apt_install docker-compose
     compose=(docker-compose)
   fi
+  say "${compose[*]} -f docker/compose.yaml up -d --no-build (images: $REDIS_IMAGE, $POSTGRES_IMAGE, $LARDER_IMAGE)"
   compose+=(-p "$COMPOSE_PROJECT" -f "$root/docker/compose.yaml")
   export REDIS_IMAGE POSTGRES_IMAGE REDIS_PORT PG_PORT LARDER_PORT ADMIN_PORT
   export REDIS_PASSWORD=$REDIS_SECRET PG_PASSWORD=$PG_SECRET
-  say "${compose[0]}${compose[1]:+ ${compose[1]}} up -d --no-build (images: $REDIS_IMAGE, $POSTGRES_IMAGE, $LARDER_IMAGE)"
   compose_up=1
   if ! timeout 180 "${compose[@]}" up -d --no-build >"$work/compose-up.log" 2>&1; then
     tail -20 "$work/compose-up.log"
