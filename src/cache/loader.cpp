@@ -263,6 +263,7 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
   std::vector<std::string> args{ks.isHash() ? "h" : "s",
                                 store ? std::to_string(std::max(0LL, loaded.ttl_ms)) : "-1",
                                 unknown ? "?" : found ? "1" : "0"};
+  if (unknown) args.push_back(std::to_string(ks.value_columns.size()));
   for (std::size_t i = 0; i < loaded.values.size(); ++i) {
     if (!loaded.values[i]) continue;  // NULL columns are absent fields
     args.push_back(ks.value_columns[i]);

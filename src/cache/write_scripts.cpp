@@ -162,12 +162,15 @@ end
 local store = tonumber(ARGV[2]) >= 0
 local m = redis.call('HGETALL', KEYS[2])
 if ARGV[3] == '?' then
-  local decided = false
+  -- ARGV[4]: how many columns the keyspace maps; writes that set them all
+  -- decide the row as surely as a delete does.
+  local decided, named = false, 0
   for i = 1, #m, 2 do
     local p = string.sub(m[i], 1, 2)
-    if m[i] == 'd' or (ARGV[1] == 's' and (p == 'f:' or p == 'z:')) then decided = true end
+    if m[i] == 'd' then decided = true end
+    if p == 'f:' or p == 'z:' then named = named + 1 end
   end
-  if not decided then return -1 end
+  if not decided and named < tonumber(ARGV[4] or '1') then return -1 end
 end
 if #m == 0 then
   if ARGV[3] ~= '1' or #ARGV < 5 or not store then return 0 end

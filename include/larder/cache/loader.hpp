@@ -81,6 +81,8 @@ class Loader {
   // Loader thread: a write to `key` committed. A load in flight must not store
   // what it read before, and a later miss must query again.
   void forget(const std::string& key);
+  // Loader thread: rows may exist now that were missing (dead letters retried).
+  void forgetAllMissing() { negative_.clear(); }
 
  private:
   struct Waiter {

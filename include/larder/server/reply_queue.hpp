@@ -52,6 +52,7 @@ class ReplyQueue {
 
   // The tag the next reserve() will return.
   std::uint64_t nextTag() const { return head_ + slots_.size(); }
+  std::uint64_t headTag() const { return head_; }  // oldest slot still outstanding
   std::size_t outstanding() const { return slots_.size(); }
   bool empty() const { return slots_.empty(); }
   std::size_t heldBytes() const { return held_bytes_; }

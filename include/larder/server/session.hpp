@@ -163,6 +163,9 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::string last_command_;
 
   bool hold_ = false;  // a mapped write may be retried: send nothing until it is answered
+  // One past the tag of the last mapped read: a mapped write waits for such
+  // reads to be answered (a miss answered after the write ran would see it).
+  std::uint64_t mapped_read_end_ = 0;
   bool reading_stopped_ = false;
   bool draining_ = false;  // server shutdown: finish what was sent, then close
   bool close_when_flushed_ = false;
