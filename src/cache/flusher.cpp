@@ -206,11 +206,13 @@ void Flusher::settleWaiters(const std::vector<Entry>* entries, const std::string
   const auto now = Clock::now();
   std::erase_if(waiters_, [&](Waiter& w) {
     bool done = false;
-    if (entries) {  // nullptr: the queue could not be read
-      if (!w.has_target) {
-        w.has_target = true;
-        w.target = last_id;
-      }
+    // A waiter gets its target (the newest entry) from the first read after
+    // it came; until then no batch can answer it. nullptr: the read failed.
+    if (entries && !w.has_target && !acked) {
+      w.has_target = true;
+      w.target = last_id;
+    }
+    if (entries && w.has_target) {
       done = w.target.empty() || entries->empty() ||
              streamId(entries->front().id) > streamId(w.target) ||
              (acked && streamId(entries->back().id) >= streamId(w.target));

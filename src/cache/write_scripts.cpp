@@ -31,18 +31,23 @@ local function enqueue(fields)
   if not behind then return true end
   if full() then return false end
   local id = redis.call('XADD', queue, '*', 'k', key, unpack(fields))
+  -- Merge into the marker: a delete starts it afresh; a column's value
+  -- replaces its NULL and the other way round. One HSET for all of it.
+  local set, drop = {'_id', id}, {}
   for i = 1, #fields, 2 do
     local f = fields[i]
     if f == 'd' then
       redis.call('DEL', marker)
-      redis.call('HSET', marker, 'd', '1')
+      drop = {}
+      set = {'_id', id, 'd', '1'}
     else
-      local other = (string.sub(f, 1, 1) == 'f' and 'z' or 'f') .. string.sub(f, 2)
-      redis.call('HDEL', marker, other)
-      redis.call('HSET', marker, f, fields[i + 1])
+      drop[#drop + 1] = (string.sub(f, 1, 1) == 'f' and 'z' or 'f') .. string.sub(f, 2)
+      set[#set + 1] = f
+      set[#set + 1] = fields[i + 1]
     end
   end
-  redis.call('HSET', marker, '_id', id)
+  if #drop > 0 then redis.call('HDEL', marker, unpack(drop)) end
+  redis.call('HSET', marker, unpack(set))
   redis.call('PERSIST', marker)
   return true
 end
@@ -60,9 +65,10 @@ end
 if op == 'set' then
   local col, value, cond, get, tk, ms = ARGV[6], ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10], ARGV[11]
   if (cond ~= '' or get or tk == 'k') and not known then return MISS end
-  if wrongType('string') then return WRONG end
+  -- Only GET needs the old value and its type (a plain SET replaces any type).
+  if get and wrongType('string') then return WRONG end
   local old = false
-  if resident then old = redis.call('GET', key) end
+  if get and resident then old = redis.call('GET', key) end
   if (cond == 'nx' and resident) or (cond == 'xx' and not resident) then
     if get then return old end
     return false
@@ -72,7 +78,8 @@ if op == 'set' then
   if tk == 'p' then redis.call('SET', key, value, 'PX', ms)
   elseif tk == 'a' then redis.call('SET', key, value, 'PXAT', ms)
   elseif tk == 'k' and resident then redis.call('SET', key, value, 'KEEPTTL')
-  else redis.call('SET', key, value); expireNew() end
+  elseif ttl > 0 then redis.call('SET', key, value, 'PX', ttl)
+  else redis.call('SET', key, value) end
   enqueue({'f:' .. col, value})
   if get then return old end
   return redis.status_reply('OK')
