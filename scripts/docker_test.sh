@@ -32,7 +32,9 @@
 # --rebuild-base  delete debian:bookworm first and debootstrap it again
 # --no-cache      build the images without Docker's build cache
 # --no-compose    skip step 5
-# --keep          leave the step-4 containers running (skips step 5)
+# --keep          leave the step-4 containers running (skips step 5); only
+#                 when the engine was already running, since a dockerd this
+#                 script started is stopped at the end
 #
 # Runs as root (re-runs itself with sudo otherwise). Exit status 0 only when
 # every check passed; the last line is "docker_test: N passed, N failed".
@@ -162,9 +164,13 @@ compose_down() {
   timeout 90 "${compose[@]}" down --volumes --timeout 5 >/dev/null 2>&1 || true
 }
 
+# The script's own stdout and stderr, for cleanup: a signal can arrive while a
+# command with its output sent to /dev/null or a log file is running.
+exec 3>&1 4>&2
 cleanup() {
   local status=$?
   set +e
+  exec 1>&3 2>&4
   phase_end
   if [ -n "$dockerd_pid" ] || engine_answers; then
     if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then
@@ -181,7 +187,7 @@ cleanup() {
       compose_down
     fi
     if [ "$keep" -eq 1 ] && [ -z "$dockerd_pid" ]; then
-      say "--keep: containers $C_REDIS $C_PG $C_LARDER left running"
+      say "--keep: containers left running; remove them with: docker rm -f $C_LARDER $C_PG $C_REDIS"
     else
       remove_containers
     fi
@@ -216,7 +222,7 @@ else
   command -v dockerd >/dev/null || apt_install docker.io
   pick_client
   say "no Docker engine answers: starting dockerd --storage-driver=vfs --iptables=false --bridge=none"
-  dockerd --storage-driver=vfs --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 &
+  dockerd --storage-driver=vfs --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 3>&- 4>&- &
   dockerd_pid=$!
   if ! wait_for 60 engine_answers; then
     tail -20 "$work/dockerd.log"
