@@ -140,8 +140,8 @@ ApplyStatement upsertStatement(const Keyspace& ks, const std::vector<PendingRow>
   st.sql = "WITH u AS (SELECT " + casts + " FROM " + unnestFrom(param) + "), upd AS (UPDATE " +
            table + " t SET " + updates + " FROM u WHERE " + key_match + " RETURNING " + returning +
            ") INSERT INTO " + table + " (" + names + ") SELECT " + picks +
-           " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE " + upd_match +
-           ") ON CONFLICT (" + conflict + ") DO UPDATE SET " + excluded;
+           " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE " + upd_match + ") ON CONFLICT (" +
+           conflict + ") DO UPDATE SET " + excluded;
   st.rows = std::move(which);
   return st;
 }

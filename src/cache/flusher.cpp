@@ -27,7 +27,8 @@ constexpr Millis kLockRetry{500};
 std::pair<std::uint64_t, std::uint64_t> streamId(std::string_view id) {
   std::pair<std::uint64_t, std::uint64_t> out{0, 0};
   const auto dash = id.find('-');
-  for (char c : id.substr(0, dash)) out.first = out.first * 10 + static_cast<std::uint64_t>(c - '0');
+  for (char c : id.substr(0, dash))
+    out.first = out.first * 10 + static_cast<std::uint64_t>(c - '0');
   if (dash != std::string_view::npos) {
     for (char c : id.substr(dash + 1)) {
       out.second = out.second * 10 + static_cast<std::uint64_t>(c - '0');
@@ -155,7 +156,8 @@ asio::awaitable<bool> Flusher::holdLock(const std::string& instance) {
     }
   }
   const pg::Params params{"larder:" + instance + ":" + ks_.name()};
-  auto outcome = co_await pg_->query("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", params);
+  auto outcome =
+      co_await pg_->query("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", params);
   if (!outcome.ok()) {
     spdlog::warn("keyspace {}: flusher lock: {}", ks_.name(), outcome.error.message);
     dropConnection();
@@ -185,9 +187,9 @@ asio::awaitable<pg::PgError> Flusher::transaction(const std::vector<PendingRow>&
   co_return commit.error;
 }
 
-asio::awaitable<pg::PgError> Flusher::apply(const std::vector<PendingRow>& rows,
-                                            std::vector<std::size_t> which,
-                                            std::vector<std::pair<std::size_t, pg::PgError>>& dead) {
+asio::awaitable<pg::PgError> Flusher::apply(
+    const std::vector<PendingRow>& rows, std::vector<std::size_t> which,
+    std::vector<std::pair<std::size_t, pg::PgError>>& dead) {
   pg::PgError error = co_await transaction(rows, which);
   if (!error || retryableForFlush(error)) co_return error;
   if (which.size() == 1) {
@@ -233,8 +235,8 @@ asio::awaitable<void> Flusher::run() {
     // Named vectors: GCC 12 miscompiles braced lists inside co_await.
     std::vector<std::string> read_keys{queue, std::string(kInstanceIdKey)};
     std::vector<std::string> read_args{candidate_id_, std::to_string(wb.max_batch)};
-    const std::string reply = co_await redis::callScript(*redis_, readBatchScript(),
-                                                         std::move(read_keys), std::move(read_args));
+    const std::string reply = co_await redis::callScript(
+        *redis_, readBatchScript(), std::move(read_keys), std::move(read_args));
     const auto started = Clock::now();
     resp::ReplyValue value;
     if (!resp::decodeReply(reply, value) || !value.isArray() || value.elements.size() != 5) {
@@ -318,8 +320,8 @@ asio::awaitable<void> Flusher::run() {
       backoff_ = std::clamp(backoff_ * 2, wb.retry_min, wb.retry_max);
       // Full jitter, so several instances do not retry in step.
       thread_local std::minstd_rand rng{std::random_device{}()};
-      const Millis wait{std::uniform_int_distribution<long long>(backoff_.count() / 2,
-                                                                 backoff_.count())(rng)};
+      const Millis wait{
+          std::uniform_int_distribution<long long>(backoff_.count() / 2, backoff_.count())(rng)};
       spdlog::warn("keyspace {}: flushing {} row(s) failed, retrying in {} ms: {}", ks_.name(),
                    which.size(), wait.count(), error.message);
       co_await pause(wait);

@@ -170,7 +170,8 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
     }
     co_return;
   }
-  for (const auto& flight : batch) asio::co_spawn(context_, settle(flight), logFailure("loader fill"));
+  for (const auto& flight : batch)
+    asio::co_spawn(context_, settle(flight), logFailure("loader fill"));
 }
 
 asio::awaitable<void> Loader::query(pg::Connection& connection, const std::vector<FlightPtr>& batch,
@@ -262,7 +263,9 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
   if (unknown) loaded.ttl_ms = ttlWithJitter(ks);
   std::vector<std::string> args{ks.isHash() ? "h" : "s",
                                 store ? std::to_string(std::max(0LL, loaded.ttl_ms)) : "-1",
-                                unknown ? "?" : found ? "1" : "0"};
+                                unknown ? "?"
+                                : found ? "1"
+                                        : "0"};
   if (unknown) args.push_back(std::to_string(ks.value_columns.size()));
   for (std::size_t i = 0; i < loaded.values.size(); ++i) {
     if (!loaded.values[i]) continue;  // NULL columns are absent fields

@@ -139,9 +139,9 @@ asio::awaitable<void> WriteService::runThrough(int keyspace) {
           } else {
             refused = i;
             stats.refused.add();
-            replies[i] = resp::errorReply("ERR Larder: PostgreSQL refused the write: " +
-                                          outcome.error.message + " (SQLSTATE " +
-                                          outcome.error.sqlstate + ")");
+            replies[i] = resp::errorReply(
+                "ERR Larder: PostgreSQL refused the write: " + outcome.error.message +
+                " (SQLSTATE " + outcome.error.sqlstate + ")");
           }
           break;
         }
@@ -257,12 +257,12 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
       const auto limit = config_.write_behind.drain_timeout.count() > 0
                              ? config_.write_behind.drain_timeout
                              : std::chrono::milliseconds(10000);
-      flushKeyspaces(std::move(which), Clock::now() + limit,
-                     [done = std::move(done), limit](bool ok) {
-                       done(ok ? std::string("+OK\r\n")
-                               : resp::errorReply("ERR Larder: the write queue did not drain within " +
-                                                  std::to_string(limit.count()) + " ms"));
-                     });
+      flushKeyspaces(
+          std::move(which), Clock::now() + limit, [done = std::move(done), limit](bool ok) {
+            done(ok ? std::string("+OK\r\n")
+                    : resp::errorReply("ERR Larder: the write queue did not drain within " +
+                                       std::to_string(limit.count()) + " ms"));
+          });
       return;
     }
     if (sub == "PENDING" && args.size() == 1) {
@@ -274,9 +274,9 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
                      logEscaped("LARDER DEADLETTERS"));
       return;
     }
-    done(resp::errorReply(
-        "ERR Larder: usage: LARDER FLUSH [keyspace] | PENDING | "
-        "DEADLETTERS <keyspace> LIST [count] | RETRY <id|ALL> | DROP <id|ALL>"));
+    done(
+        resp::errorReply("ERR Larder: usage: LARDER FLUSH [keyspace] | PENDING | "
+                         "DEADLETTERS <keyspace> LIST [count] | RETRY <id|ALL> | DROP <id|ALL>"));
   });
 }
 
@@ -373,14 +373,16 @@ void WriteService::flushAllThenWipe(bool all_dbs, ReplyFn done) {
     const auto limit = config_.write_behind.drain_timeout.count() > 0
                            ? config_.write_behind.drain_timeout
                            : std::chrono::milliseconds(10000);
-    flushKeyspaces({}, Clock::now() + limit, [this, all_dbs, done = std::move(done)](bool ok) mutable {
-      if (!ok) {
-        done(resp::errorReply(
-            "ERR Larder: pending writes did not reach PostgreSQL in time; nothing was flushed"));
-        return;
-      }
-      asio::co_spawn(context_, wipe(all_dbs, std::move(done)), logEscaped("FLUSHALL"));
-    });
+    flushKeyspaces(
+        {}, Clock::now() + limit, [this, all_dbs, done = std::move(done)](bool ok) mutable {
+          if (!ok) {
+            done(
+                resp::errorReply("ERR Larder: pending writes did not reach PostgreSQL in time; "
+                                 "nothing was flushed"));
+            return;
+          }
+          asio::co_spawn(context_, wipe(all_dbs, std::move(done)), logEscaped("FLUSHALL"));
+        });
   });
 }
 

@@ -821,14 +821,13 @@ std::string redactedSummary(const Config& config) {
          " maxclients=" + std::to_string(limits.maxclients) + "\n";
 
   const WriteBehindConfig& wb = config.write_behind;
-  out += "write_behind: flush_interval=" + formatDuration(wb.flush_interval) +
-         " max_batch=" + std::to_string(wb.max_batch) + " max_queue=" +
-         std::to_string(wb.max_queue) +
-         " on_full=" + (wb.on_full == QueueFullPolicy::Error ? "error" : "block") +
-         " block_timeout=" + formatDuration(wb.block_timeout) +
-         " retry_min=" + formatDuration(wb.retry_min) + " retry_max=" +
-         formatDuration(wb.retry_max) + " drain_timeout=" + formatDuration(wb.drain_timeout) +
-         "\n";
+  out +=
+      "write_behind: flush_interval=" + formatDuration(wb.flush_interval) +
+      " max_batch=" + std::to_string(wb.max_batch) + " max_queue=" + std::to_string(wb.max_queue) +
+      " on_full=" + (wb.on_full == QueueFullPolicy::Error ? "error" : "block") +
+      " block_timeout=" + formatDuration(wb.block_timeout) +
+      " retry_min=" + formatDuration(wb.retry_min) + " retry_max=" + formatDuration(wb.retry_max) +
+      " drain_timeout=" + formatDuration(wb.drain_timeout) + "\n";
 
   out += "keyspaces:";
   if (config.keyspaces.empty()) out += " (none)";

@@ -76,8 +76,8 @@ void MappedWrite::send(std::size_t i) {
     cache::ThroughWrite tw{w.ks, w.key, w.key_values, w.change, w.op, w.op_args};
     auto& context = worker_.context();
     service->writeThrough(std::move(tw), [self, i, &context](std::string reply) {
-      boost::asio::post(context,
-                        [self, i, reply = std::move(reply)] { self->complete(i, std::move(reply)); });
+      boost::asio::post(
+          context, [self, i, reply = std::move(reply)] { self->complete(i, std::move(reply)); });
     });
     return;
   }
@@ -97,7 +97,6 @@ std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
   redis::appendScriptCall(request, cache::writeScript(), body, {w.key, marker, queue}, arg_views);
   return request;
 }
-
 
 void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
   if (sub >= plan_.writes.size()) {

@@ -384,8 +384,7 @@ std::string Server::keyspaceInfo() const {
          ",fills=" + std::to_string(l.fills.get()) +
          ",fills_skipped=" + std::to_string(l.fills_skipped.get()) +
          ",load_errors=" + std::to_string(l.errors.get()) +
-         ",load_timeouts=" + std::to_string(l.timeouts.get()) +
-         ",writes=" + std::to_string(writes);
+         ",load_timeouts=" + std::to_string(l.timeouts.get()) + ",writes=" + std::to_string(writes);
     if (const cache::Flusher* f = writes_ ? writes_->flusher(ks.id) : nullptr) {
       const auto& fs = f->stats();
       s += ",queue_depth=" + std::to_string(fs.queue_depth.get()) +

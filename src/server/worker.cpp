@@ -1,9 +1,8 @@
 #include "larder/server/worker.hpp"
 
-#include "larder/cache/write_scripts.hpp"
-
 #include <spdlog/spdlog.h>
 
+#include "larder/cache/write_scripts.hpp"
 #include "larder/server/session.hpp"
 
 namespace larder::server {

@@ -75,14 +75,16 @@ class Planner {
   WritePlan plan(std::string_view name, const std::vector<std::size_t>& keys) {
     if (name == "set") return set();
     if (name == "setex" || name == "psetex") return setex(name == "psetex");
-    if (name == "getset") return single(1, "set", [&](KeyWrite& w) {
-      return stringValue(w, args_.size() == 3, 2, "", true, "d", "");
-    });
-    if (name == "getdel") return single(1, "getdel", [&](KeyWrite& w) {
-      if (args_.size() != 2) return arity();
-      w.change.reset = true;
-      return stringShape(w);
-    });
+    if (name == "getset")
+      return single(1, "set", [&](KeyWrite& w) {
+        return stringValue(w, args_.size() == 3, 2, "", true, "d", "");
+      });
+    if (name == "getdel")
+      return single(1, "getdel", [&](KeyWrite& w) {
+        if (args_.size() != 2) return arity();
+        w.change.reset = true;
+        return stringShape(w);
+      });
     if (name == "mset") return mset();
     if (name == "del" || name == "unlink") return del(name, keys);
     if (name == "hset" || name == "hmset") return hset(name == "hmset");
@@ -114,9 +116,7 @@ class Planner {
     return "ERR wrong number of arguments for '" + name + "' command";
   }
 
-  const cache::Keyspace* match(std::string_view key) {
-    return registry_.match(key, values_);
-  }
+  const cache::Keyspace* match(std::string_view key) { return registry_.match(key, values_); }
 
   // A KeyWrite for a mapped key; false (with `error` set) when the key cannot
   // name a row.
@@ -126,8 +126,8 @@ class Planner {
     w.key_values.assign(values_.begin(), values_.end());
     for (std::size_t i = 0; i < w.key_values.size(); ++i) {
       if (!ks.plausibleKeyValue(i, w.key_values[i])) {
-        error = "ERR Larder: '" + w.key_values[i] + "' is not a valid " + ks.key_columns[i] +
-                " (" + ks.key_types[i] + ") for keyspace '" + ks.name() + "'";
+        error = "ERR Larder: '" + w.key_values[i] + "' is not a valid " + ks.key_columns[i] + " (" +
+                ks.key_types[i] + ") for keyspace '" + ks.name() + "'";
         return false;
       }
     }
@@ -159,8 +159,12 @@ class Planner {
     if (auto e = stringShape(w); !e.empty()) return e;
     if (auto e = checkValue(*w.ks, 0, args_[value_arg]); !e.empty()) return e;
     w.needs_row = !cond.empty() || get || tk == "k";
-    w.op_args = {w.ks->value_columns[0], std::string(args_[value_arg]), std::move(cond),
-                 get ? "1" : "0", tk, ms};
+    w.op_args = {w.ks->value_columns[0],
+                 std::string(args_[value_arg]),
+                 std::move(cond),
+                 get ? "1" : "0",
+                 tk,
+                 ms};
     w.change.columns[w.ks->value_columns[0]] = std::string(args_[value_arg]);
     return {};
   }
@@ -313,8 +317,8 @@ class Planner {
         const int column = w.ks->field(args_[i]);
         if (column < 0) return unknownColumn(*w.ks, args_[i]);
         if (w.ks->value_not_null[column]) {
-          return "ERR Larder: column '" + std::string(args_[i]) + "' of keyspace '" +
-                 w.ks->name() + "' is NOT NULL; HDEL cannot clear it";
+          return "ERR Larder: column '" + std::string(args_[i]) + "' of keyspace '" + w.ks->name() +
+                 "' is NOT NULL; HDEL cannot clear it";
         }
         w.op_args.emplace_back(args_[i]);
         w.change.columns[std::string(args_[i])] = std::nullopt;

@@ -46,14 +46,14 @@ struct LoaderStats {
   Counter queries;       // SELECTs sent
   Counter keys_queried;  // keys in them
   Counter rows_found;
-  Counter joins;          // requests that joined a flight in progress
-  Counter negative_hits;  // answered from the negative cache
-  Counter errors;         // waiters answered with an error
-  Counter timeouts;       // ... of which because load_timeout passed
-  Counter fills;          // rows stored in Redis
+  Counter joins;             // requests that joined a flight in progress
+  Counter negative_hits;     // answered from the negative cache
+  Counter errors;            // waiters answered with an error
+  Counter timeouts;          // ... of which because load_timeout passed
+  Counter fills;             // rows stored in Redis
   Counter fills_skipped;     // fill lost to a newer write
   Counter pending_overlays;  // misses answered with pending writes laid over the row
-  Histogram latency;      // from enqueue to answer
+  Histogram latency;         // from enqueue to answer
 };
 
 class Loader {
@@ -93,11 +93,11 @@ class Loader {
     const Keyspace* ks = nullptr;
     std::string key;
     std::vector<std::string> key_values;
-    bool fill = false;   // Redis is up: ask it (pending writes, newer values) and fill
-    bool store = true;   // false once a write makes what was loaded stale
+    bool fill = false;  // Redis is up: ask it (pending writes, newer values) and fill
+    bool store = true;  // false once a write makes what was loaded stale
     bool answered = false;
     std::optional<std::chrono::steady_clock::time_point> filled_at;  // fill acknowledged
-    std::chrono::steady_clock::time_point queried_at;                 // SELECT sent
+    std::chrono::steady_clock::time_point queried_at;                // SELECT sent
     LoadResult loaded;  // what PostgreSQL said, before pending writes are laid over
     LoadResult result;  // what the waiters were told
     std::vector<Waiter> waiters;

@@ -59,14 +59,14 @@ struct ReadThroughConfig {
 enum class QueueFullPolicy { Error, Block };
 
 struct WriteBehindConfig {
-  Millis flush_interval{50};          // a queued write waits at most about this long
-  std::size_t max_batch = 1000;       // queue entries read (and rows applied) per batch
-  std::size_t max_queue = 1000000;    // entries per keyspace queue; beyond, writes are refused
+  Millis flush_interval{50};        // a queued write waits at most about this long
+  std::size_t max_batch = 1000;     // queue entries read (and rows applied) per batch
+  std::size_t max_queue = 1000000;  // entries per keyspace queue; beyond, writes are refused
   QueueFullPolicy on_full = QueueFullPolicy::Error;
-  Millis block_timeout{2000};         // on_full: block waits this long, then -ERR
-  Millis retry_min{100};              // backoff after a retryable PostgreSQL error
+  Millis block_timeout{2000};  // on_full: block waits this long, then -ERR
+  Millis retry_min{100};       // backoff after a retryable PostgreSQL error
   Millis retry_max{5000};
-  Millis drain_timeout{10000};        // SIGTERM: flush the queues for at most this long
+  Millis drain_timeout{10000};  // SIGTERM: flush the queues for at most this long
 };
 
 enum class KeyShape { String, Hash };

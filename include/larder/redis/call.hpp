@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "larder/redis/script.hpp"
 #include "larder/redis/backend_connection.hpp"
+#include "larder/redis/script.hpp"
 
 namespace larder::redis {
 
@@ -17,8 +17,7 @@ namespace larder::redis {
 boost::asio::awaitable<std::string> call(BackendConnection& connection, std::string request);
 
 // EVALSHA, then EVAL once if Redis does not have the script (NOSCRIPT).
-boost::asio::awaitable<std::string> callScript(BackendConnection& connection,
-                                               const Script& script,
+boost::asio::awaitable<std::string> callScript(BackendConnection& connection, const Script& script,
                                                std::vector<std::string> keys,
                                                std::vector<std::string> args);
 

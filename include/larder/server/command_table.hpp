@@ -29,8 +29,8 @@ enum class LocalCommand {
   Client,
   Exec,
   Discard,
-  Unwatch,  // end transaction state (forwarded when pinned)
-  Larder,   // LARDER FLUSH | PENDING | DEADLETTERS
+  Unwatch,   // end transaction state (forwarded when pinned)
+  Larder,    // LARDER FLUSH | PENDING | DEADLETTERS
   FlushAll,  // FLUSHALL / FLUSHDB: pending writes first when keyspaces exist
 };
 

@@ -12,9 +12,9 @@ namespace larder::server {
 // Read-path counters of one keyspace, as seen by one worker.
 struct KeyspaceCounters {
   Counter hits;
-  Counter misses;     // went to the Loader
-  Counter fallbacks;  // Redis down: answered from PostgreSQL alone
-  Counter refused;    // -WRONGTYPE and refused writes
+  Counter misses;      // went to the Loader
+  Counter fallbacks;   // Redis down: answered from PostgreSQL alone
+  Counter refused;     // -WRONGTYPE and refused writes
   Counter writes;      // writes acknowledged (behind: queued; through: committed)
   Counter queue_full;  // writes that found the queue at its bound
 };

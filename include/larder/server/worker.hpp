@@ -78,7 +78,7 @@ class ServerContext {
   virtual std::string larderInfoSection() const = 0;
   virtual void clientClosed() = 0;
   virtual const cache::KeyspaceRegistry& keyspaces() const = 0;
-  virtual cache::Loader* loader() = 0;  // nullptr when no keyspace is configured
+  virtual cache::Loader* loader() = 0;        // nullptr when no keyspace is configured
   virtual cache::WriteService* writes() = 0;  // likewise
 };
 
