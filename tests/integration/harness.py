@@ -474,6 +474,55 @@ class PostgresServer:
         self.cleanup()
 
 
+class HeldSession:
+    """A psql session kept open on a pipe, holding table locks while a test
+    acts: ACCESS EXCLUSIVE holds every reader and writer (a load, the
+    flusher); EXCLUSIVE holds writers only (the flusher) and lets loads through."""
+
+    def __init__(self, pg: PostgresServer, dbname: str, mode: str = "ACCESS EXCLUSIVE"):
+        self.mode = mode
+        psql = os.path.join(PG_BIN, "psql")
+        if not os.path.exists(psql):
+            psql = shutil.which("psql") or "psql"
+        self.proc = subprocess.Popen(
+            [psql, "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", str(pg.port),
+             "-U", pg.SUPERUSER, "-d", dbname],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pg._env())
+
+    def lock(self, tables: str, timeout: float = 10.0):
+        self.proc.stdin.write(
+            f"BEGIN; LOCK TABLE {tables} IN {self.mode} MODE; SELECT 'locked';\n".encode())
+        self.proc.stdin.flush()
+        result = {}
+        reader = threading.Thread(
+            target=lambda: result.setdefault("line", self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if result.get("line", b"").strip() != b"locked":
+            raise AssertionError(f"could not lock {tables}: {result!r}")
+        return self
+
+    def release(self, timeout: float = 10.0):
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.proc.stdin.write(b"COMMIT;\n")
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(Exception):
+                f.close()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -30,7 +30,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import (HOST, PG_BIN, LarderTestCase, PostgresServer, RespError, close_client,  # noqa: E402
+from harness import (HeldSession, HOST, PG_BIN, LarderTestCase, PostgresServer, RespError, close_client,  # noqa: E402
                      encode_command, free_port, to_yaml, wait_until)
 
 import redis  # noqa: E402
@@ -194,50 +194,6 @@ def flushed_scans(table: str, at_least: int, timeout: float = 8.0) -> int:
             return value
         if time.monotonic() > deadline:
             return value
-
-
-class HeldSession:
-    """A psql session kept open on a pipe, to hold locks while a test acts."""
-
-    def __init__(self, pg: PostgresServer):
-        self.pg = pg
-        self.proc = subprocess.Popen(
-            [PSQL, "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", str(pg.port),
-             "-U", pg.SUPERUSER, "-d", DB],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pg._env())
-
-    def lock(self, table: str, timeout: float = 10.0):
-        self.proc.stdin.write(
-            f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n".encode())
-        self.proc.stdin.flush()
-        result = {}
-        reader = threading.Thread(target=lambda: result.setdefault("line",
-                                                                   self.proc.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if result.get("line", b"").strip() != b"locked":
-            raise AssertionError(f"could not lock {table}: {result!r}")
-
-    def release(self, timeout: float = 10.0):
-        if self.proc.poll() is not None:
-            return
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.proc.stdin.write(b"COMMIT;\n")
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        for f in (self.proc.stdout, self.proc.stderr):
-            with contextlib.suppress(Exception):
-                f.close()
 
 
 def lock_waiters(table: str, pg: PostgresServer | None = None) -> int:
@@ -592,7 +548,7 @@ class SingleFlightTest(ReadThroughCase):
         offset = log_offset()
         before = ks_stats(larder, "sf")
 
-        held = HeldSession(PG)
+        held = HeldSession(PG, DB)
         self.addCleanup(held.kill)
         held.lock("sf")
         try:
@@ -761,7 +717,7 @@ class FillRaceTest(ReadThroughCase):
         larder, c, _, direct = self.start_stack({"users": USERS})
         sql("INSERT INTO users (id, name, email) VALUES (4001, 'from-pg', 'pg@example.com')")
         before = ks_stats(larder, "users")
-        held = HeldSession(PG)
+        held = HeldSession(PG, DB)
         self.addCleanup(held.kill)
         held.lock("users")
         result = {}
@@ -799,7 +755,7 @@ class FillRaceTest(ReadThroughCase):
         larder, c, _, direct = self.start_stack({"users": USERS})
         sql("INSERT INTO users (id, name) VALUES (4002, 'orphan')")
         before = ks_stats(larder, "users")
-        held = HeldSession(PG)
+        held = HeldSession(PG, DB)
         self.addCleanup(held.kill)
         held.lock("users")
         try:

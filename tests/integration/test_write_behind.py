@@ -41,7 +41,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import (HOST, PG_BIN, LarderTestCase, PostgresServer, RespError, close_client,  # noqa: E402
+from harness import (HeldSession, HOST, PG_BIN, LarderTestCase, PostgresServer, RespError, close_client,  # noqa: E402
                      free_port, run_threads, wait_until)
 
 import redis  # noqa: E402
@@ -245,53 +245,6 @@ def metric_value(text: str, name: str, keyspace: str):
     return float(m.group(1)) if m else None
 
 
-class HeldSession:
-    """A psql session kept open on a pipe that holds ACCESS EXCLUSIVE locks, so
-    Larder's flusher (and any read-through load) of those tables waits."""
-
-    def __init__(self, pg: PostgresServer | None = None, mode: str = "ACCESS EXCLUSIVE"):
-        self.pg = pg or PG
-        self.mode = mode  # EXCLUSIVE holds writes (the flusher) but lets reads through
-        self.proc = subprocess.Popen(
-            [PSQL, "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p",
-             str(self.pg.port), "-U", self.pg.SUPERUSER, "-d", DB],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=self.pg._env())
-
-    def lock(self, tables: str, timeout: float = 10.0):
-        self.proc.stdin.write(
-            f"BEGIN; LOCK TABLE {tables} IN {self.mode} MODE; SELECT 'locked';\n".encode())
-        self.proc.stdin.flush()
-        result = {}
-        reader = threading.Thread(
-            target=lambda: result.setdefault("line", self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if result.get("line", b"").strip() != b"locked":
-            raise AssertionError(f"could not lock {tables}: {result!r}")
-        return self
-
-    def release(self, timeout: float = 10.0):
-        if self.proc.poll() is not None:
-            return
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.proc.stdin.write(b"COMMIT;\n")
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            with contextlib.suppress(Exception):
-                f.close()
-
-
 class Stack:
     def __init__(self, larder, client, redis_server, direct, raw, admin_port=None):
         self.larder = larder
@@ -347,7 +300,7 @@ class WriteCase(LarderTestCase):
 
     def hold(self, tables: str, pg: PostgresServer | None = None,
              mode: str = "ACCESS EXCLUSIVE") -> HeldSession:
-        held = HeldSession(pg, mode)
+        held = HeldSession(pg or PG, DB, mode)
         self.addCleanup(held.kill)
         return held.lock(tables)
 

@@ -29,7 +29,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import HOST, PG_BIN, LarderTestCase, PostgresServer, close_client, wait_until  # noqa: E402
+from harness import HeldSession, HOST, PG_BIN, LarderTestCase, PostgresServer, close_client, wait_until  # noqa: E402
 
 import redis  # noqa: E402
 
@@ -120,49 +120,6 @@ def queue_depth(client) -> int:
         d = {k.decode() if isinstance(k, bytes) else k: v for k, v in zip(entry[0::2], entry[1::2])}
         total += int(d["depth"])
     return total
-
-
-class HeldSession:
-    """A psql session holding ACCESS EXCLUSIVE locks, so the flusher waits."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen(
-            [PSQL, "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", str(PG.port),
-             "-U", PG.SUPERUSER, "-d", DB],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=PG._env())
-
-    def lock(self, tables: str, timeout: float = 10.0):
-        self.proc.stdin.write(
-            f"BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n".encode())
-        self.proc.stdin.flush()
-        result = {}
-        reader = threading.Thread(
-            target=lambda: result.setdefault("line", self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if result.get("line", b"").strip() != b"locked":
-            raise AssertionError(f"could not lock {tables}: {result!r}")
-        return self
-
-    def release(self, timeout: float = 10.0):
-        if self.proc.poll() is not None:
-            return
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.proc.stdin.write(b"COMMIT;\n")
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            with contextlib.suppress(Exception):
-                f.close()
 
 
 class Load:
@@ -330,7 +287,7 @@ class CrashTest(LarderTestCase):
         """Killed while the flusher is blocked mid-transaction with a big
         backlog; restarted while still blocked; then released."""
         larder, redis_server, direct = self.start_stack()
-        held = HeldSession()
+        held = HeldSession(PG, DB)
         self.addCleanup(held.kill)
         load = Load(larder, writers=4, keys_per_writer=5, base=5000, hash_command="HMSET")
         held.lock("counters, hcounters")

@@ -146,9 +146,9 @@ TEST_CASE("decodeReply: trailing bytes and malformed frames are refused", "[resp
   }
 }
 
-// Regression (found by these tests, fixed): a bulk string's length is trusted and the two bytes after it are
-// skipped unchecked, so "$2\r\nabXY" decodes as "ab" although it is not a
-// frame (the header says: false when it is malformed). Worse inside an array:
+// Regression (found by these tests, fixed): a bulk string's length is trusted and the two bytes
+// after it are skipped unchecked, so "$2\r\nabXY" decodes as "ab" although it is not a frame (the
+// header says: false when it is malformed). Worse inside an array:
 // "*2\r\n$1\r\naXY:1\r\n" decodes as ["a", 1].
 TEST_CASE("decodeReply: a bulk string must end in CRLF", "[resp][reply_value]") {
   ReplyValue v;

@@ -162,11 +162,10 @@ TEST_CASE("SET arity", "[server][write_plan]") {
   CHECK(plan({"set", "note:1"}).writes.empty());
 }
 
-// Regression (found by these tests, fixed): arity errors quote the command as the client spelt it (args[0]), Redis
-// quotes its lower-case name: `SET k` -> "... for 'set' command". The header
+// Regression (found by these tests, fixed): arity errors quote the command as the client spelt it
+// (args[0]), Redis quotes its lower-case name: `SET k` -> "... for 'set' command". The header
 // promises Redis' own errors; local_commands.cpp lower-cases for the same reason.
-TEST_CASE("arity errors name the command in lower case, as Redis does",
-          "[server][write_plan]") {
+TEST_CASE("arity errors name the command in lower case, as Redis does", "[server][write_plan]") {
   CHECK(errorOf({"SET", "note:1"}) == "ERR wrong number of arguments for 'set' command");
   CHECK(errorOf({"GETSET", "note:1"}) == "ERR wrong number of arguments for 'getset' command");
   CHECK(errorOf({"HSET", "user:1", "name"}) == "ERR wrong number of arguments for 'hset' command");
@@ -174,15 +173,13 @@ TEST_CASE("arity errors name the command in lower case, as Redis does",
         "ERR wrong number of arguments for 'mset' command");
 }
 
-// Regression (found by these tests, fixed): a relative expire whose deadline overflows is accepted. Redis refuses
-// `SET k v PX 9223372036854775807` and `SET k v EX 9223372036854775` with
-// "invalid expire time" (the ms added to now overflow; checked with
-// redis-server 7.0). Larder passes them to the write script, which enqueues the
-// change for PostgreSQL and only then fails on redis.call('SET', ..., 'PX', ms):
-// the row is written behind while the client gets an error. The header says
-// planWrite answers Redis' errors "before anything is written anywhere".
-TEST_CASE("a relative expire that overflows is refused before writing",
-          "[server][write_plan]") {
+// Regression (found by these tests, fixed): a relative expire whose deadline overflows is accepted.
+// Redis refuses `SET k v PX 9223372036854775807` and `SET k v EX 9223372036854775` with "invalid
+// expire time" (the ms added to now overflow; checked with redis-server 7.0). Larder passes them to
+// the write script, which enqueues the change for PostgreSQL and only then fails on
+// redis.call('SET', ..., 'PX', ms): the row is written behind while the client gets an error. The
+// header says planWrite answers Redis' errors "before anything is written anywhere".
+TEST_CASE("a relative expire that overflows is refused before writing", "[server][write_plan]") {
   CHECK(errorOf({"SET", "note:1", "v", "PX", "9223372036854775807"}) == kSetExpire);
   CHECK(errorOf({"SET", "note:1", "v", "EX", "9223372036854775"}) == kSetExpire);
   CHECK(errorOf({"SETEX", "note:1", "9223372036854775", "v"}) ==
@@ -342,7 +339,8 @@ TEST_CASE("HSET checks integer columns as PostgreSQL would parse them", "[server
         std::string::npos);
 }
 
-// Regression (found by these tests, fixed): plausibleInteger strips a '+' and then lets from_chars take a '-':
+// Regression (found by these tests, fixed): plausibleInteger strips a '+' and then lets from_chars
+// take a '-':
 // "+-5" passes, PostgreSQL refuses it ("invalid input syntax for type
 // integer") when the Flusher applies it, after the client was told OK.
 TEST_CASE("HSET refuses a sign after a sign", "[server][write_plan]") {
