@@ -10,6 +10,9 @@
 #                             tree is "<dir>-asan"
 #   LARDER_SKIP_SANITIZE=1    skip the sanitizer pass (quick local runs; CI runs it)
 #   LARDER_SANITIZE=list      also build the *normal* tree with these sanitizers
+#   LARDER_SANITIZE_SLOW=f    LARDER_TEST_SLOW for the sanitizer pass (default 3)
+#   LARDER_TEST_SLOW=f        the integration harness multiplies its timeouts and
+#                             latency limits by f (default 1; normal pass only)
 # Extra arguments go to both ctest runs, e.g. `scripts/test.sh -R unit`.
 #
 # A failing normal ctest run does not stop the sanitizer pass (both results are
@@ -93,16 +96,18 @@ phase "ctest $asan"
 # pg and fuzz replay binaries then fail their ctest directly, and a larder
 # started by the integration harness writes it into its log, where the harness
 # looks for "AddressSanitizer" / "runtime error:" / "LeakSanitizer" lines.
-# LeakSanitizer only runs when a process exits by itself (not on SIGKILL).
-# LARDER_TEST_SLOW=1 says the binary is slow, for the harness to scale its
-# timeouts and latency limits (it does not read it yet).
+# LeakSanitizer only runs when a process exits by itself (not on SIGKILL), so
+# the harness ends Larder with SIGTERM after each test and fails the test on a
+# report or on exit status 86.
+# LARDER_TEST_SLOW=3: the -O0 ASan binary is several times slower, so the
+# harness multiplies its timeouts, deadlines and latency limits by 3.
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:exitcode=86:detect_leaks=1:print_stacktrace=1:strict_init_order=1:check_initialization_order=1:detect_stack_use_after_return=1:strict_string_checks=1
 export UBSAN_OPTIONS=halt_on_error=1:exitcode=86:print_stacktrace=1:report_error_type=1
-export LARDER_TEST_SLOW=1
+export LARDER_TEST_SLOW=${LARDER_SANITIZE_SLOW:-3}
 # Some integration tests assert latencies (1-5 s) and fixed waits that an -O0
-# ASan binary on a busy 2-core machine sometimes misses, so a failed test gets
-# one more attempt here (LARDER_SANITIZE_ATTEMPTS=1: none), as in the normal
-# pass above; a retry never hides a sanitizer report: every
+# ASan binary on a busy 2-core machine sometimes misses even when scaled, so a
+# failed test gets one more attempt here (LARDER_SANITIZE_ATTEMPTS=1: none), as
+# in the normal pass above; a retry never hides a sanitizer report: every
 # attempt's output is kept in LastTest.log, which is searched below.
 attempts=${LARDER_SANITIZE_ATTEMPTS:-2}
 asan_status=0

@@ -19,6 +19,18 @@ Main pieces:
 * ``LarderTestCase``               unittest base class whose helpers register
                                    cleanups, so processes and temp dirs go away
                                    even when a test fails
+
+At the end of a test Larder gets SIGTERM and a grace period, not SIGKILL, so
+that an AddressSanitizer build runs LeakSanitizer at exit; a sanitizer report in
+its log, or exit status 86 (the sanitizer exitcode set by scripts/test.sh),
+fails the test and shows the report. Tests that kill -9 Larder still can
+(``Larder.kill()``).
+
+LARDER_TEST_SLOW (a float, default 1; the sanitizer pass of scripts/test.sh
+sets 3) multiplies every timeout and deadline the harness applies:
+``wait_until``, socket timeouts, ``RawClient.expect_closed``, start and stop
+waits, ``run_threads`` and ``LarderTestCase.assertFast``. Tests scale their own
+fixed limits with ``scaled()``.
 """
 
 from __future__ import annotations
@@ -49,7 +61,37 @@ except ImportError:  # pragma: no cover - explained to the person running the te
     raise
 
 HOST = "127.0.0.1"
-DEFAULT_TIMEOUT = 10.0
+
+
+def _slow_factor() -> float:
+    text = os.environ.get("LARDER_TEST_SLOW", "").strip()
+    try:
+        factor = float(text) if text else 1.0
+    except ValueError:
+        factor = 0.0
+    if not factor > 0:
+        sys.stderr.write(f"harness: LARDER_TEST_SLOW={text!r} is not a positive number\n")
+        sys.exit(2)
+    return factor
+
+
+# How much slower than usual the binary under test is (an -O0 ASan build on a
+# busy machine: ~3). Every harness timeout is multiplied by it.
+SLOW = _slow_factor()
+
+
+def scaled(seconds: float) -> float:
+    """A timeout, deadline or latency limit in seconds, scaled by LARDER_TEST_SLOW."""
+    return seconds * SLOW
+
+
+DEFAULT_TIMEOUT = 10.0  # seconds before scaling
+# SIGTERM at the end of a test: Larder drains for at most 10 s (clients) + the
+# write-behind drain_timeout (10 s) + 3 s (workers) before it exits by itself.
+GRACEFUL_STOP_TIMEOUT = 30.0
+# ASAN_OPTIONS / UBSAN_OPTIONS exitcode in scripts/test.sh; Larder never uses it.
+SANITIZER_EXIT_CODE = 86
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 LARDER_BINARY = os.environ.get("LARDER_BINARY", "/work/main/build/larder")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -71,8 +113,10 @@ def wait_until(predicate, timeout: float = DEFAULT_TIMEOUT, what: str = "conditi
     """Polls predicate() until it returns a true value, which is returned.
 
     Exceptions from predicate count as "not yet". Raises AssertionError naming
-    `what` (and the last exception) after `timeout` seconds.
+    `what` (and the last exception) after `timeout` seconds (scaled by
+    LARDER_TEST_SLOW).
     """
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     last_error = None
     while True:
@@ -129,6 +173,7 @@ def _spawn(argv, log_path, env=None, cwd=None) -> subprocess.Popen:
 
 
 def _reap(proc: subprocess.Popen, sig=signal.SIGKILL, timeout: float = DEFAULT_TIMEOUT):
+    timeout = scaled(timeout)
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
@@ -174,6 +219,13 @@ def read_text(path: str) -> str:
 
 def tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
+
+
+def _scale_socket_timeouts(kwargs: dict):
+    """redis.Redis keyword arguments: default and scale the socket timeouts."""
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        value = kwargs.get(key, DEFAULT_TIMEOUT)
+        kwargs[key] = scaled(value) if isinstance(value, (int, float)) else value
 
 
 def rss_kb(pid: int) -> int:
@@ -239,10 +291,10 @@ class RedisServer:
     def restart(self, timeout: float = DEFAULT_TIMEOUT):
         """Starts again on the same port (after stop() or kill())."""
         self._fixed_port = True
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             try:
-                return self.start(timeout=max(1.0, deadline - time.monotonic()))
+                return self.start(timeout=max(1.0, (deadline - time.monotonic()) / SLOW))
             except AssertionError:
                 # The port may still be held for a moment by the dead process.
                 if time.monotonic() >= deadline:
@@ -267,8 +319,7 @@ class RedisServer:
             raise
 
     def client(self, **kwargs) -> redis.Redis:
-        kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
-        kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+        _scale_socket_timeouts(kwargs)
         return redis.Redis(host=HOST, port=self.port, username=self.username,
                            password=self.password, **kwargs)
 
@@ -497,7 +548,7 @@ class HeldSession:
         reader = threading.Thread(
             target=lambda: result.setdefault("line", self.proc.stdout.readline()), daemon=True)
         reader.start()
-        reader.join(timeout)
+        reader.join(scaled(timeout))
         if result.get("line", b"").strip() != b"locked":
             raise AssertionError(f"could not lock {tables}: {result!r}")
         return self
@@ -619,6 +670,7 @@ class Larder:
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.exit_code: int | None = None
+        self._sanitizer_reported = False
         self.extra = dict(config or {})
         self.threads = threads
         # start() also waits until every shared backend connection is up
@@ -707,23 +759,66 @@ class Larder:
         """SIGTERM, wait for exit, and (by default) assert exit code 0."""
         if self.proc is None:
             return 0
+        timeout = scaled(timeout)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _reap(self.proc, signal.SIGKILL)
-                raise AssertionError(f"Larder did not exit within {timeout}s of SIGTERM:\n"
+                raise AssertionError(f"Larder did not exit within {timeout:.0f}s of SIGTERM:\n"
                                      f"{tail(self.log())}") from None
         with _registry_lock:
             _live_processes.discard(self.proc)
         self.exit_code = self.proc.returncode
         if expect_code is not None and self.exit_code != expect_code:
-            raise AssertionError(f"Larder exited with {self.exit_code}, expected {expect_code}:\n"
+            raise AssertionError(self.sanitizer_report() or
+                                 f"Larder exited with {self.exit_code}, expected {expect_code}:\n"
                                  f"{tail(self.log())}")
         return self.exit_code
 
+    def stop_gracefully(self, timeout: float = GRACEFUL_STOP_TIMEOUT):
+        """The end of a test: SIGTERM and up to `timeout` (scaled) seconds to
+        exit by itself, so that LeakSanitizer runs in an ASan build; SIGKILL
+        after that, and an AssertionError saying so. A Larder that is already
+        gone (stopped or killed by the test) is left as it is."""
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self.exit_code = self.proc.returncode
+            return
+        timeout = scaled(timeout)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.exit_code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.exit_code = self.proc.returncode
+            raise AssertionError(f"Larder did not exit within {timeout:.0f}s of SIGTERM at the "
+                                 f"end of the test; killed:\n{tail(self.log())}") from None
+        finally:
+            with _registry_lock:
+                _live_processes.discard(self.proc)
+
+    def sanitizer_report(self) -> str | None:
+        """The sanitizer report in Larder's log (its stderr), or a note on exit
+        status 86; None when there is neither."""
+        lines = self.log().splitlines()
+        first = next((i for i, line in enumerate(lines)
+                      if any(m in line for m in SANITIZER_MARKERS)), None)
+        code = self.proc.returncode if self.proc is not None else None
+        if first is None and code != SANITIZER_EXIT_CODE:
+            return None
+        head = (f"Larder exited with status {code} (the sanitizer exitcode)"
+                if code == SANITIZER_EXIT_CODE else "Larder's log has a sanitizer report")
+        if first is None:
+            return f"{head}; log tail:\n{tail(chr(10).join(lines), 60)}"
+        report = lines[max(0, first - 1):first + 80]
+        summary = [line for line in lines[first + 80:] if line.startswith("SUMMARY:")]
+        return f"{head}:\n" + "\n".join(report + summary)
+
     def wait_exit(self, timeout: float = 15.0) -> int:
+        timeout = scaled(timeout)
         try:
             self.exit_code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -744,8 +839,7 @@ class Larder:
         return rss_kb(self.pid)
 
     def client(self, password: str | None = None, **kwargs) -> redis.Redis:
-        kwargs.setdefault("socket_timeout", DEFAULT_TIMEOUT)
-        kwargs.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+        _scale_socket_timeouts(kwargs)
         return redis.Redis(host=HOST, port=self.port, password=password, **kwargs)
 
     def raw(self, timeout: float = DEFAULT_TIMEOUT) -> "RawClient":
@@ -759,8 +853,17 @@ class Larder:
             close_client(c)
 
     def cleanup(self):
-        self.kill()
-        remove_tmpdir(self.dir)
+        """Graceful stop (see stop_gracefully), then the temp dir goes. Raises
+        on a sanitizer report that check_log_clean has not raised already."""
+        try:
+            self.stop_gracefully()
+            report = None if self._sanitizer_reported else self.sanitizer_report()
+            if report:
+                self._sanitizer_reported = True
+                raise AssertionError(report)
+        finally:
+            self.kill()
+            remove_tmpdir(self.dir)
 
     def __enter__(self):
         return self.start() if not self.running() else self
@@ -790,6 +893,7 @@ class RawClient:
     """A plain TCP client for byte-exact protocol tests."""
 
     def __init__(self, port: int, host: str = HOST, timeout: float = DEFAULT_TIMEOUT):
+        timeout = scaled(timeout)
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.settimeout(timeout)
         self.timeout = timeout
@@ -868,12 +972,13 @@ class RawClient:
 
     def expect_closed(self, timeout: float = 5.0) -> bytes:
         """Waits for EOF (or reset); returns any bytes that arrived before it."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         extra = b""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"connection still open after {timeout}s "
+                raise AssertionError(f"connection still open after {timeout:.1f}s "
                                      f"(unread: {(self.buf + extra)[:200]!r})")
             self.sock.settimeout(remaining)
             try:
@@ -948,9 +1053,12 @@ class LarderTestCase(unittest.TestCase):
 
     def start_larder(self, redis_server=None, start: bool = True, **kwargs) -> Larder:
         larder = Larder(redis_server, **kwargs)
+        # Cleanups run last-in first-out: SIGTERM first, so that the checks
+        # see the whole log, LeakSanitizer's report at exit included.
         self.addCleanup(larder.cleanup)
         self.addCleanup(self._dump_log_on_failure, larder)
         self.addCleanup(check_log_clean, larder)
+        self.addCleanup(larder.stop_gracefully)
         return larder.start() if start else larder
 
     def start_postgres(self, **kwargs) -> PostgresServer:
@@ -1005,12 +1113,15 @@ class LarderTestCase(unittest.TestCase):
         cls.larder = Larder(cls.redis_server, **(larder_kwargs or {}))
         cls.addClassCleanup(cls.larder.cleanup)
         cls.addClassCleanup(check_log_clean, cls.larder)
+        cls.addClassCleanup(cls.larder.stop_gracefully)
         cls.larder.start()
 
     # -- assertions
     def assertFast(self, started: float, limit: float, what: str):
+        """`limit` is scaled by LARDER_TEST_SLOW."""
         took = time.monotonic() - started
-        self.assertLess(took, limit, f"{what} took {took:.2f}s (limit {limit}s)")
+        limit = scaled(limit)
+        self.assertLess(took, limit, f"{what} took {took:.2f}s (limit {limit:.1f}s)")
         return took
 
 
@@ -1020,7 +1131,13 @@ LOG_RED_FLAGS = ("critical", "ended by an exception", "task failed", "AddressSan
 
 
 def check_log_clean(larder: "Larder"):
-    """Fails if Larder logged a crash-like message or died of a signal."""
+    """Fails if Larder logged a crash-like message or a sanitizer report,
+    exited with the sanitizer exitcode or died of a signal (but SIGKILL)."""
+    if not larder._sanitizer_reported:
+        report = larder.sanitizer_report()
+        if report:
+            larder._sanitizer_reported = True
+            raise AssertionError(report)
     log = larder.log()
     bad = [line for line in log.splitlines() if any(flag in line for flag in LOG_RED_FLAGS)]
     if bad:
@@ -1055,6 +1172,7 @@ def run_threads(target, count: int, timeout: float = 60.0, args_for=None):
         except BaseException as e:  # noqa: BLE001 - reported to the caller
             errors.append((i, e))
 
+    timeout = scaled(timeout)
     threads = [threading.Thread(target=wrap, args=(i,), daemon=True) for i in range(count)]
     for t in threads:
         t.start()
@@ -1063,7 +1181,7 @@ def run_threads(target, count: int, timeout: float = 60.0, args_for=None):
         t.join(max(0.0, deadline - time.monotonic()))
     alive = sum(t.is_alive() for t in threads)
     if alive:
-        raise AssertionError(f"{alive} of {count} threads still running after {timeout}s")
+        raise AssertionError(f"{alive} of {count} threads still running after {timeout:.0f}s")
     if errors:
         i, e = errors[0]
         raise AssertionError(f"{len(errors)} of {count} threads failed; thread {i}: {e!r}") from e
