@@ -109,6 +109,7 @@ Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::T
   Keyspace ks;
   ks.id = id;
   ks.config = config;
+  ks.retune(config);
   std::string error;
   if (!config::parseKeyTemplate(config.key, ks.key, error)) {
     throw KeyspaceError("keyspace '" + config.name + "': key: " + error);
@@ -205,21 +206,43 @@ Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::T
   return ks;
 }
 
-KeyspaceRegistry::KeyspaceRegistry(std::vector<Keyspace> keyspaces)
-    : keyspaces_(std::move(keyspaces)) {}
+void Keyspace::retune(const config::KeyspaceConfig& next) {
+  ttl_ms.set(next.ttl.count());
+  ttl_jitter.set(next.ttl_jitter);
+  negative_ttl_ms.set(next.negative_ttl.count());
+}
+
+KeyspaceRegistry::KeyspaceRegistry(std::vector<Keyspace> keyspaces) {
+  for (auto& ks : keyspaces) add(std::move(ks));
+}
+
+const Keyspace& KeyspaceRegistry::add(Keyspace keyspace) {
+  const std::size_t id = size();
+  if (id >= slots_.capacity() || keyspace.id != static_cast<int>(id)) {
+    throw KeyspaceError("keyspace '" + keyspace.name() + "': cannot be added as keyspace " +
+                        std::to_string(id) + " (at most " + std::to_string(config::kMaxKeyspaces) +
+                        ")");
+  }
+  const Keyspace* added = slots_.set(id, std::make_unique<Keyspace>(std::move(keyspace)));
+  size_.store(id + 1, std::memory_order_release);
+  return *added;
+}
 
 const Keyspace* KeyspaceRegistry::match(std::string_view key,
                                         std::vector<std::string_view>& values) const {
   // Templates never overlap (checked at load), so the first fit is the only one.
-  for (const auto& ks : keyspaces_) {
+  const std::size_t n = size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const Keyspace& ks = at(i);
     if (key.size() > ks.key.prefix().size() && ks.match(key, values)) return &ks;
   }
   return nullptr;
 }
 
 const Keyspace* KeyspaceRegistry::byName(std::string_view name) const {
-  for (const auto& ks : keyspaces_) {
-    if (ks.name() == name) return &ks;
+  const std::size_t n = size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (at(i).name() == name) return &at(i);
   }
   return nullptr;
 }

@@ -40,14 +40,15 @@ LoadResult errorResult(std::string text) {
 
 }  // namespace
 
-Loader::Loader(asio::io_context& context, pg::Pool& pool, const KeyspaceRegistry& registry,
-               const config::ReadThroughConfig& config)
+Loader::Loader(asio::io_context& context, pg::Pool& pool, const config::ReadThroughConfig& config)
     : context_(context), pool_(pool), config_(config), sweep_(context) {
-  for (std::size_t i = 0; i < registry.size(); ++i) {
+  // Sized for every keyspace a reload may add, so that readers on other
+  // threads (stats) never see these vectors grow.
+  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
     stats_.push_back(std::make_unique<LoaderStats>());
     windows_.push_back(std::make_unique<asio::steady_timer>(context));
   }
-  queued_.resize(registry.size());
+  queued_.resize(config::kMaxKeyspaces);
 }
 
 Loader::~Loader() = default;
@@ -362,7 +363,7 @@ void Loader::sweepDeadlines() {
 }
 
 bool Loader::negativeHit(const std::string& key, const Keyspace& ks) {
-  if (ks.config.negative_ttl.count() == 0) return false;
+  if (ks.negative_ttl_ms.get() == 0) return false;
   auto it = negative_.find(key);
   if (it == negative_.end()) return false;
   if (Clock::now() < it->second) return true;
@@ -371,19 +372,19 @@ bool Loader::negativeHit(const std::string& key, const Keyspace& ks) {
 }
 
 void Loader::rememberMissing(const std::string& key, const Keyspace& ks) {
-  if (ks.config.negative_ttl.count() == 0) return;
+  if (ks.negative_ttl_ms.get() == 0) return;
   if (negative_.size() >= config_.negative_cache_entries) {
     const auto now = Clock::now();
     std::erase_if(negative_, [now](const auto& entry) { return entry.second <= now; });
     if (negative_.size() >= config_.negative_cache_entries) return;  // full of fresh entries
   }
-  negative_[key] = Clock::now() + ks.config.negative_ttl;
+  negative_[key] = Clock::now() + ks.negativeTtl();
 }
 
 long long Loader::ttlWithJitter(const Keyspace& ks) {
-  const long long base = ks.config.ttl.count();
+  const long long base = ks.ttl_ms.get();
   if (base <= 0) return -1;
-  const double jitter = ks.config.ttl_jitter;
+  const double jitter = ks.ttl_jitter.get();
   if (jitter <= 0) return base;
   thread_local std::minstd_rand rng{std::random_device{}()};
   std::uniform_real_distribution<double> spread(-jitter, jitter);

@@ -58,28 +58,34 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
       config_(config),
       redis_(std::move(redis)),
       cache_(std::move(cache)) {
-  for (std::size_t i = 0; i < registry.size(); ++i) {
-    const Keyspace& ks = registry.at(i);
-    flushers_.push_back(ks.config.write == config::WriteMode::Behind
-                            ? std::make_unique<Flusher>(context, ks, config, redis_)
-                            : nullptr);
+  // Sized for every keyspace a reload may add: stats are read from other threads.
+  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
     through_stats_.push_back(std::make_unique<ThroughStats>());
   }
-  through_.resize(registry.size());
-  through_running_.assign(registry.size(), false);
+  through_.resize(config::kMaxKeyspaces);
+  through_running_.assign(config::kMaxKeyspaces, false);
+  for (std::size_t i = 0; i < registry.size(); ++i) addKeyspace(registry.at(i));
 }
 
 WriteService::~WriteService() = default;
 
+void WriteService::addKeyspace(const Keyspace& ks) {
+  if (ks.config.write != config::WriteMode::Behind) return;
+  Flusher* f = flushers_.set(static_cast<std::size_t>(ks.id),
+                             std::make_unique<Flusher>(context_, ks, config_, redis_));
+  if (started_) f->start();
+}
+
 void WriteService::start() {
-  for (auto& f : flushers_) {
-    if (f) f->start();
+  started_ = true;
+  for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
+    if (Flusher* f = flushers_.get(i)) f->start();
   }
 }
 
 void WriteService::stop() {
-  for (auto& f : flushers_) {
-    if (f) f->stop();
+  for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
+    if (Flusher* f = flushers_.get(i)) f->stop();
   }
 }
 
@@ -176,7 +182,7 @@ asio::awaitable<void> WriteService::runThrough(int keyspace) {
       if (!replies[i].empty()) continue;
       const ThroughWrite& w = batch[i].write;
       loader_.forget(w.key);
-      std::vector<std::string> args{w.op, "c", "0", "0", std::to_string(w.ks->config.ttl.count())};
+      std::vector<std::string> args{w.op, "c", "0", "0", std::to_string(w.ks->ttl_ms.get())};
       args.insert(args.end(), w.op_args.begin(), w.op_args.end());
       std::vector<std::string> keys{w.key, pendingMarker(w.key), queueKey(ks.name())};
       std::string reply =
@@ -208,11 +214,11 @@ asio::awaitable<void> WriteService::runThrough(int keyspace) {
 void WriteService::flushKeyspaces(std::vector<int> keyspaces, Clock::time_point deadline,
                                   std::function<void(bool)> done) {
   if (keyspaces.empty()) {
-    for (std::size_t i = 0; i < flushers_.size(); ++i) {
-      if (flushers_[i]) keyspaces.push_back(static_cast<int>(i));
+    for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
+      if (flushers_.get(i)) keyspaces.push_back(static_cast<int>(i));
     }
   }
-  std::erase_if(keyspaces, [this](int i) { return !flushers_[i]; });
+  std::erase_if(keyspaces, [this](int i) { return !flushers_.get(static_cast<std::size_t>(i)); });
   if (keyspaces.empty()) {
     done(true);
     return;
@@ -224,7 +230,7 @@ void WriteService::flushKeyspaces(std::vector<int> keyspaces, Clock::time_point 
   };
   auto join = std::make_shared<Join>(Join{keyspaces.size(), true, std::move(done)});
   for (int i : keyspaces) {
-    flushers_[i]->flush(deadline, [join](bool ok) {
+    flushers_.get(static_cast<std::size_t>(i))->flush(deadline, [join](bool ok) {
       join->ok = join->ok && ok;
       if (--join->left == 0) join->done(join->ok);
     });
@@ -248,7 +254,7 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
           done(resp::errorReply("ERR Larder: no keyspace named '" + args[1] + "'"));
           return;
         }
-        if (!flushers_[ks->id]) {
+        if (!flushers_.get(static_cast<std::size_t>(ks->id))) {
           done("+OK\r\n");
           return;
         }

@@ -1,5 +1,6 @@
 #include "larder/config/loader.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <limits>
+#include <sstream>
 #include <string_view>
 #include <utility>
 
@@ -150,32 +152,6 @@ bool isColumnName(std::string_view text) {
 
 bool isWildcardHost(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
 
-std::string formatDuration(Millis value) {
-  long long ms = value.count();
-  if (ms == 0) return "0";
-  constexpr std::pair<long long, const char*> units[] = {
-      {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
-  for (const auto& [size, suffix] : units) {
-    if (ms % size == 0) return std::to_string(ms / size) + suffix;
-  }
-  return std::to_string(ms) + "ms";
-}
-
-std::string formatSize(std::size_t value) {
-  constexpr std::pair<std::size_t, const char*> units[] = {
-      {1024ull * 1024 * 1024, "gb"}, {1024 * 1024, "mb"}, {1024, "kb"}};
-  for (const auto& [size, suffix] : units) {
-    if (value != 0 && value % size == 0) return std::to_string(value / size) + suffix;
-  }
-  return std::to_string(value);
-}
-
-std::string formatPercent(double fraction) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%g%%", fraction * 100.0);
-  return buffer;
-}
-
 // Replaces the password in a libpq connection string, key/value form
 // ("host=x password='a b'") or URI form ("postgresql://user:secret@host/db?password=x").
 // When the text cannot be parsed, the rest of it is redacted rather than risk a leak.
@@ -262,24 +238,53 @@ std::string redactDsn(std::string_view dsn) {
   return out;
 }
 
+// Not YAML::LoadAll: in yaml-cpp 0.7 (Debian 12) it loops forever, allocating, on some
+// malformed input such as `"",` because the parser keeps reporting documents without
+// consuming any (jbeder/yaml-cpp#1319; found by tests/fuzz/config_loader_fuzz.cpp).
+// The loader builds the first document with YAML::Load and asks this, which stops
+// after two, whether there is another.
+class IgnoreEvents : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+bool hasSecondDocument(const std::string& yaml) {
+  std::istringstream in(yaml);
+  YAML::Parser parser(in);
+  IgnoreEvents ignore;
+  return parser.HandleNextDocument(ignore) && parser.HandleNextDocument(ignore);
+}
+
 class Loader {
  public:
   explicit Loader(std::string source) : source_(std::move(source)) {}
 
   Config load(const std::string& yaml) {
-    std::vector<YAML::Node> documents;
+    YAML::Node root;
+    bool several = false;
     try {
-      documents = YAML::LoadAll(yaml);
+      root = YAML::Load(yaml);  // the first document; a null node when there is none
+      several = hasSecondDocument(yaml);
     } catch (const YAML::Exception& e) {
       fail("line " + std::to_string(e.mark.line + 1) + " column " +
                std::to_string(e.mark.column + 1),
            e.msg);
     }
-    if (documents.size() > 1) fail("(top level)", "expected a single YAML document");
+    if (several) fail("(top level)", "expected a single YAML document");
     Config config;
     config.source = source_;
-    if (documents.empty() || documents[0].IsNull()) return config;  // all defaults
-    const YAML::Node& root = documents[0];
+    if (root.IsNull()) return config;  // all defaults
     if (!root.IsMap()) fail("(top level)", "expected a map of settings");
     readRoot(root, config);
     return config;
@@ -674,6 +679,9 @@ class Loader {
       for (const KeyspaceConfig& other : keyspaces) {
         if (other.name == name) fail(ksPath, "duplicate key");
       }
+      if (keyspaces.size() == kMaxKeyspaces) {
+        fail(path, "at most " + std::to_string(kMaxKeyspaces) + " keyspaces are supported");
+      }
       KeyspaceConfig keyspace = readKeyspace(entry.second, ksPath);
       keyspace.name = name;
 
@@ -757,6 +765,32 @@ class Loader {
 };
 
 }  // namespace
+
+std::string formatDuration(Millis value) {
+  long long ms = value.count();
+  if (ms == 0) return "0";
+  constexpr std::pair<long long, const char*> units[] = {
+      {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+  for (const auto& [size, suffix] : units) {
+    if (ms % size == 0) return std::to_string(ms / size) + suffix;
+  }
+  return std::to_string(ms) + "ms";
+}
+
+std::string formatSize(std::size_t value) {
+  constexpr std::pair<std::size_t, const char*> units[] = {
+      {1024ull * 1024 * 1024, "gb"}, {1024 * 1024, "mb"}, {1024, "kb"}};
+  for (const auto& [size, suffix] : units) {
+    if (value != 0 && value % size == 0) return std::to_string(value / size) + suffix;
+  }
+  return std::to_string(value);
+}
+
+std::string formatPercent(double fraction) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g%%", fraction * 100.0);
+  return buffer;
+}
 
 Config loadConfigFile(const std::string& path) {
   std::FILE* file = std::fopen(path.c_str(), "rb");

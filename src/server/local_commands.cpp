@@ -246,55 +246,6 @@ Session::Flow Session::reset(const resp::Request&) {
   return Flow::Continue;
 }
 
-Session::Flow Session::info(const resp::Request& req) {
-  const auto& args = req.args;
-  bool want_larder = args.size() == 1;
-  std::vector<std::string_view> backend_args{args[0]};
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    const std::string section = lower(args[i]);
-    if (section == "larder") {
-      want_larder = true;
-      continue;
-    }
-    if (section == "all" || section == "everything" || section == "default") want_larder = true;
-    backend_args.push_back(args[i]);
-  }
-  std::string section;
-  if (want_larder) section = worker_.server().larderInfoSection();
-  if (backend_args.size() == 1 && args.size() > 1) {  // only "larder" was asked for
-    std::string out;
-    resp::appendBulk(out, section);
-    reply(out);
-    return Flow::Continue;
-  }
-  resp::Request forwarded;
-  forwarded.args = backend_args;
-  forwarded.inline_form = true;  // re-encoded from args
-  if (pinned_ && releasable() && !queue_.empty()) return Flow::Barrier;
-  // Registered before sending: an unreachable backend answers synchronously.
-  if (want_larder) info_merges_[queue_.nextTag()] = std::move(section);
-  return forwardCurrent(forwarded);
-}
-
-std::string Session::mergeInfo(const std::string& larder_section,
-                               std::string_view backend_frame) const {
-  std::string text = larder_section;
-  if (!backend_frame.empty() && backend_frame.front() == '$') {
-    const auto header_end = backend_frame.find("\r\n");
-    const std::string_view body =
-        backend_frame.substr(header_end + 2, backend_frame.size() - header_end - 4);
-    text += "\r\n";
-    text.append(body);
-  } else if (!backend_frame.empty() && backend_frame.front() == '-') {
-    text += "backend_info_error:";
-    text.append(backend_frame.substr(1, backend_frame.size() - 3));
-    text += "\r\n";
-  }
-  std::string out;
-  resp::appendBulk(out, text);
-  return out;
-}
-
 Session::Flow Session::client(const resp::Request& req) {
   const auto& args = req.args;
   if (args.size() < 2) return forwardCurrent(req);  // Redis words the arity error

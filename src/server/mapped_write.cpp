@@ -88,7 +88,7 @@ std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
   const KeyWrite& w = plan_.writes[i];
   std::vector<std::string> args{w.op, "b", absent_[i] ? "1" : "0",
                                 std::to_string(worker_.config().write_behind.max_queue),
-                                std::to_string(std::max<long long>(0, w.ks->config.ttl.count()))};
+                                std::to_string(std::max<long long>(0, w.ks->ttl_ms.get()))};
   args.insert(args.end(), w.op_args.begin(), w.op_args.end());
   const std::string marker = cache::pendingMarker(w.key);
   const std::string queue = cache::queueKey(w.ks->name());

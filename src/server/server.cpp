@@ -51,7 +51,10 @@ tcp::endpoint resolveListen(const config::Endpoint& ep) {
 }  // namespace
 
 Server::Server(const config::Config& config)
-    : config_(config), acceptor_(context_), started_(std::chrono::steady_clock::now()) {
+    : config_(config),
+      current_(&config),
+      acceptor_(context_),
+      started_(std::chrono::steady_clock::now()) {
   buildKeyspaces();
   int threads =
       config.threads > 0 ? config.threads : static_cast<int>(std::thread::hardware_concurrency());
@@ -84,41 +87,12 @@ void Server::buildKeyspaces() {
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        pg::Connection connection(io.get_executor(), config_.postgres.dsn,
-                                  config_.postgres.connect_timeout,
-                                  config_.postgres.statement_timeout);
-        if (auto error = co_await connection.connect()) {
-          failure = "cannot reach PostgreSQL to read table shapes: " + error.message;
-          co_return;
-        }
-        for (const auto& ks : config_.keyspaces) {
-          std::string schema, table, split_error;
-          if (!pg::splitTableName(ks.table, schema, table, split_error)) {
-            failure = "keyspace '" + ks.name + "': table: " + split_error;
-            co_return;
-          }
-          auto [info, error] = co_await pg::readTable(connection, schema, table);
-          if (error) {
-            failure =
-                "keyspace '" + ks.name + "': reading table " + ks.table + ": " + error.message;
-            co_return;
-          }
-          if (!info) {
-            failure = "keyspace '" + ks.name + "': table " + ks.table + " does not exist";
-            co_return;
-          }
-          try {
-            built.push_back(cache::buildKeyspace(static_cast<int>(built.size()), ks, *info));
-          } catch (const cache::KeyspaceError& e) {
-            failure = e.what();
-            co_return;
-          }
-        }
+        failure = co_await readKeyspaces(config_.postgres, config_.keyspaces, 0, built);
       },
       asio::detached);
   io.run();
   if (!failure.empty()) throw std::runtime_error(failure);
-  keyspaces_ = cache::KeyspaceRegistry(std::move(built));
+  for (auto& ks : built) keyspaces_.add(std::move(ks));
   for (std::size_t i = 0; i < keyspaces_.size(); ++i) {
     const auto& ks = keyspaces_.at(i);
     spdlog::info("keyspace {}: {} -> {}.{} ({} shape, {} value column(s))", ks.name(),
@@ -132,8 +106,7 @@ void Server::startPostgresSide() {
   pg_guard_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
       pg_context_.get_executor());
   pg_pool_ = std::make_unique<pg::Pool>(pg_context_.get_executor(), config_.postgres);
-  loader_ =
-      std::make_unique<cache::Loader>(pg_context_, *pg_pool_, keyspaces_, config_.read_through);
+  loader_ = std::make_unique<cache::Loader>(pg_context_, *pg_pool_, config_.read_through);
   filler_ = std::make_shared<redis::BackendConnection>(
       pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, filler_stats_);
   loader_->setFiller(filler_);
@@ -182,7 +155,11 @@ int Server::run() {
   asio::signal_set signals(context_, SIGINT, SIGTERM);
   signals_ = &signals;
   asio::co_spawn(context_, watchSignals(), logEscaped("signal watcher"));
+  asio::signal_set hangup(context_, SIGHUP);
+  hangup_ = &hangup;
+  asio::co_spawn(context_, watchReloadSignal(), logEscaped("SIGHUP watcher"));
   asio::co_spawn(context_, acceptLoop(), logEscaped("listener"));
+  asio::co_spawn(context_, sampleOps(), logEscaped("ops sampler"));
   context_.run();
   for (auto& w : workers_) w->join();
   spdlog::info("larder stopped");
@@ -201,6 +178,15 @@ asio::awaitable<void> Server::watchSignals() {
   if (ec2 || stopped_) co_return;  // the drain finished first
   spdlog::warn("signal {} received again: stopping now", again);
   stopNow();
+}
+
+asio::awaitable<void> Server::watchReloadSignal() {
+  for (;;) {
+    auto [ec, signo] = co_await hangup_->async_wait(kUseTuple);
+    if (ec) co_return;
+    spdlog::info("signal {} received: reloading {}", signo, config().source);
+    reload([](const ReloadResult&) {});  // the outcome is logged
+  }
 }
 
 asio::awaitable<void> Server::drainAndStop() {
@@ -257,6 +243,7 @@ void Server::stopNow() {
   if (admin_) admin_->stop();
   for (auto& w : workers_) w->context().stop();
   signals_->cancel();
+  hangup_->cancel();
   boost::system::error_code ignored;
   acceptor_.close(ignored);
 }
@@ -279,7 +266,7 @@ asio::awaitable<void> Server::acceptLoop() {
       }
       continue;
     }
-    if (clients_.load(std::memory_order_relaxed) >= config_.limits.maxclients) {
+    if (clients_.load(std::memory_order_relaxed) >= config().limits.maxclients) {
       reject(socket);
       continue;
     }
@@ -298,105 +285,6 @@ void Server::reject(tcp::socket& socket) {
   socket.non_blocking(true, ec);
   socket.write_some(asio::buffer(error), ec);
   socket.close(ec);
-}
-
-std::string Server::larderInfoSection() const {
-  std::uint64_t connections_total = 0, commands = 0, protocol_errors = 0, output_closes = 0,
-                idle_closes = 0, pinned = 0, pinned_total = 0, backend_connects = 0,
-                backend_failed = 0;
-  bool backend_up = true;
-  for (const auto& w : workers_) {
-    const auto& s = w->stats();
-    connections_total += s.connections_total.get();
-    commands += s.commands.get();
-    protocol_errors += s.protocol_errors.get();
-    output_closes += s.output_limit_closes.get();
-    idle_closes += s.idle_closes.get();
-    pinned += s.pinned_current.get();
-    pinned_total += s.pinned_total.get();
-    backend_connects += s.backend.connects.get();
-    backend_failed += s.backend.failed_requests.get();
-    backend_up = backend_up && w->backendReady();
-  }
-  const auto uptime =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
-          .count();
-  std::string s = "# Larder\r\n";
-  auto line = [&s](std::string_view key, const auto& value) {
-    s.append(key);
-    s += ':';
-    if constexpr (std::is_convertible_v<decltype(value), std::string_view>) {
-      s.append(value);
-    } else {
-      s += std::to_string(value);
-    }
-    s += "\r\n";
-  };
-  line("larder_version", LARDER_VERSION);
-  line("uptime_in_seconds", uptime);
-  line("worker_threads", workers_.size());
-  line("connected_clients", clients_.load(std::memory_order_relaxed));
-  line("total_connections_received", connections_total);
-  line("rejected_connections", rejected_.get());
-  line("total_commands_processed", commands);
-  line("protocol_errors", protocol_errors);
-  line("output_limit_disconnections", output_closes);
-  line("idle_disconnections", idle_closes);
-  line("pinned_backend_connections", pinned);
-  line("pinned_backend_connections_total", pinned_total);
-  line("backend_redis_address", config_.redis.address.toString());
-  line("backend_redis_status", backend_up ? "ok" : "down");
-  line("backend_redis_connects", backend_connects);
-  line("backend_redis_failed_requests", backend_failed);
-  line("keyspaces", keyspaces_.size());
-  if (pg_pool_) {
-    const auto& p = pg_pool_->stats();
-    line("backend_postgres_status",
-         p.open.get() > 0 || !pg_pool_->lastConnectFailed() ? "ok" : "down");
-    line("backend_postgres_connections", p.open.get());
-    line("backend_postgres_connect_failures", p.connect_failures.get());
-  }
-  s += keyspaceInfo();
-  return s;
-}
-
-std::string Server::keyspaceInfo() const {
-  std::string s;
-  for (std::size_t i = 0; i < keyspaces_.size(); ++i) {
-    const auto& ks = keyspaces_.at(i);
-    std::uint64_t hits = 0, misses = 0, fallbacks = 0, refused = 0, writes = 0;
-    for (const auto& w : workers_) {
-      const auto& k = w->stats().keyspace(ks.id);
-      hits += k.hits.get();
-      misses += k.misses.get();
-      fallbacks += k.fallbacks.get();
-      refused += k.refused.get();
-      writes += k.writes.get();
-    }
-    const auto& l = loader_->stats(ks.id);
-    s += "keyspace_" + ks.name() + ":hits=" + std::to_string(hits) +
-         ",misses=" + std::to_string(misses) + ",fallbacks=" + std::to_string(fallbacks) +
-         ",refused=" + std::to_string(refused) + ",queries=" + std::to_string(l.queries.get()) +
-         ",keys_queried=" + std::to_string(l.keys_queried.get()) +
-         ",rows_found=" + std::to_string(l.rows_found.get()) +
-         ",joins=" + std::to_string(l.joins.get()) +
-         ",negative_hits=" + std::to_string(l.negative_hits.get()) +
-         ",fills=" + std::to_string(l.fills.get()) +
-         ",fills_skipped=" + std::to_string(l.fills_skipped.get()) +
-         ",load_errors=" + std::to_string(l.errors.get()) +
-         ",load_timeouts=" + std::to_string(l.timeouts.get()) + ",writes=" + std::to_string(writes);
-    if (const cache::Flusher* f = writes_ ? writes_->flusher(ks.id) : nullptr) {
-      const auto& fs = f->stats();
-      s += ",queue_depth=" + std::to_string(fs.queue_depth.get()) +
-           ",oldest_pending_ms=" + std::to_string(fs.oldest_age_ms.get()) +
-           ",flushed_rows=" + std::to_string(fs.rows.get()) +
-           ",coalesced=" + std::to_string(fs.coalesced.get()) +
-           ",flush_retries=" + std::to_string(fs.retries.get()) +
-           ",dead_letters=" + std::to_string(fs.dead_letters.get());
-    }
-    s += "\r\n";
-  }
-  return s;
 }
 
 }  // namespace larder::server

@@ -29,6 +29,19 @@ std::string Server::metricsText() const {
             static_cast<double>(rejected_.get()));
   m.counter("larder_commands_total", "Requests executed (forwarded or answered).", {},
             sum(workers_, [](S s) { return s.commands.get(); }));
+  // Only commands seen so far: the label set stays small and bounded anyway.
+  for (std::size_t c = 0; c <= kOtherCommand; ++c) {
+    Histogram total;
+    for (const auto& w : workers_) total.merge(w->stats().by_command[c].latency);
+    if (total.count() == 0) continue;
+    const admin::Labels labels{{"command", std::string(commandLabel(c))}};
+    m.counter("larder_command_calls_total", "Requests answered, by command.", labels,
+              static_cast<double>(total.count()));
+    m.histogram("larder_command_duration_seconds",
+                "Time from reading a request to its complete reply, by command.", labels, total);
+  }
+  m.counter("larder_config_reloads_total", "Config reloads applied (SIGHUP, LARDER RELOAD).", {},
+            static_cast<double>(reloads_.get()));
   m.counter("larder_protocol_errors_total", "Clients closed for malformed requests.", {},
             sum(workers_, [](S s) { return s.protocol_errors.get(); }));
   m.counter("larder_limit_disconnections_total", "Clients closed by a limit.",
@@ -173,13 +186,13 @@ bool Server::ready(std::string& why) const {
   }
   for (std::size_t i = 0; writes_ && i < keyspaces_.size(); ++i) {
     const cache::Flusher* f = writes_->flusher(static_cast<int>(i));
-    if (f && f->stats().queue_depth.get() >= config_.write_behind.max_queue) {
+    if (f && f->stats().queue_depth.get() >= config().write_behind.max_queue) {
       why += "write queue of keyspace " + keyspaces_.at(i).name() + ": full\n";
     }
   }
   return why.empty();
 }
 
-std::string Server::effectiveConfig() const { return config::redactedSummary(config_); }
+std::string Server::effectiveConfig() const { return config::redactedSummary(config()); }
 
 }  // namespace larder::server

@@ -90,6 +90,7 @@ asio::awaitable<void> Session::run() {
       }
       if (!request_.args.empty()) {
         worker_.stats().commands.add();  // once per request, however often re-routed
+        queue_.stamp({commandIndex(request_.args[0]), std::chrono::steady_clock::now()});
         Flow flow = route(request_);
         while (flow == Flow::Barrier || flow == Flow::Saturated) {
           if (flow == Flow::Barrier) {
@@ -363,8 +364,16 @@ void Session::releasePin() {
 
 // ---------------------------------------------------------------- replies
 
+void Session::observe(std::uint64_t tag) {
+  const ReplyQueue::Stamp stamp = queue_.takeStamp(tag);
+  if (stamp.command == kNoCommand) return;
+  worker_.stats().by_command[stamp.command].latency.observe(std::chrono::steady_clock::now() -
+                                                            stamp.start);
+}
+
 void Session::deliver(std::uint64_t tag, std::string_view frame) {
   if (closed_) return;
+  if (tag != kStreamTag) observe(tag);
   if (tag == kStreamTag) {
     if (sync_tag_ != 0 && frame.find(sync_token_) != std::string_view::npos) {
       onStreamSync(frame);
@@ -416,6 +425,7 @@ void Session::onStreamSync(std::string_view frame) {
   } else {
     sync_ = StreamSync::Subscribed;
   }
+  observe(tag);
   queue_.complete(tag, {}, out_);
   wakeReader();
 }
@@ -430,6 +440,7 @@ void Session::backendClosed() {
 
 void Session::reply(std::string_view bytes) {
   const std::uint64_t tag = queue_.reserve();
+  observe(tag);
   queue_.complete(tag, bytes, out_);
   scheduleFlush();
 }

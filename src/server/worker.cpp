@@ -23,7 +23,8 @@ class DiscardSink : public redis::ReplySink {
 
 Worker::Worker(int index, const config::Config& config, ServerContext& server)
     : index_(index), config_(config), server_(server), sweep_(context_) {
-  for (std::size_t i = 0; i < server.keyspaces().size(); ++i) {
+  // One per keyspace a reload may add: the counters are read from other threads.
+  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
     stats_.keyspaces.push_back(std::make_unique<KeyspaceCounters>());
   }
   const int n = std::max(1, config.redis.connections_per_worker);
@@ -147,7 +148,7 @@ void Worker::sweepIdle() {
   sweep_.expires_after(std::chrono::seconds(1));
   sweep_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    const auto timeout = config_.idle_timeout;
+    const auto timeout = config().idle_timeout;
     if (timeout.count() > 0) {
       const auto now = std::chrono::steady_clock::now();
       std::vector<std::shared_ptr<Session>> idle;

@@ -75,6 +75,8 @@ Session::Flow Session::routeWrite(const resp::Request& req, std::string_view low
 }
 
 Session::Flow Session::larder(const resp::Request& req) {
+  const std::string sub = req.args.size() > 1 ? upper(req.args[1]) : std::string();
+  if (sub == "RELOAD" || sub == "STATS" || sub == "LOGLEVEL") return larderAdmin(req, sub);
   cache::WriteService* service = worker_.server().writes();
   if (service == nullptr) {
     replyError("ERR Larder: no keyspaces are configured");

@@ -297,8 +297,9 @@ class PassthroughTest(LarderTestCase):
         self.assertEqual(info["backend_redis_status"], "ok")
         raw = self.raw(self.larder)
         text = raw.call("INFO").decode()
-        self.assertTrue(text.startswith("# Larder\r\n"), text[:100])
-        self.assertIn("# Server\r\n", text)
+        # Redis' sections with Larder's fields laid over, then Larder's own.
+        self.assertTrue(text.startswith("# Server\r\n"), text[:100])
+        self.assertIn("\r\n\r\n# Larder\r\n", text)
 
         larder = self.r.info("larder")
         self.assertNotIn("redis_version", larder)
@@ -311,10 +312,13 @@ class PassthroughTest(LarderTestCase):
         only = raw.call("INFO", "larder").decode()
         self.assertTrue(only.startswith("# Larder\r\n"))
         self.assertNotIn("# Server", only)
-        # A backend section alone comes from Redis.
+        # A section alone: Redis' fields, with Larder's laid over them.
         server = self.r.info("server")
         self.assertIn("redis_version", server)
-        self.assertNotIn("larder_version", server)
+        self.assertEqual(server["process_id"], self.larder.pid)
+        self.assertEqual(server["tcp_port"], self.larder.port)
+        self.assertIn("larder_version", server)
+        self.assertNotIn("backend_redis_status", server)
 
     def test_client_commands(self):
         r = self.r
@@ -447,11 +451,12 @@ class PassthroughTest(LarderTestCase):
         raw.send(b"SET ip 1\r\nINFO\r\nINCR ip\r\nINFO larder\r\nINFO server\r\nGET ip\r\n")
         got = [raw.read_reply() for _ in range(6)]
         self.assertEqual(got[0], "OK")
-        self.assertTrue(got[1].startswith(b"# Larder\r\n") and b"redis_version:" in got[1])
+        self.assertTrue(got[1].startswith(b"# Server\r\n") and b"# Larder\r\n" in got[1])
         self.assertEqual(got[2], 2)
         self.assertTrue(got[3].startswith(b"# Larder\r\n") and b"redis_version" not in got[3])
         self.assertIn(b"redis_version:", got[4])
-        self.assertNotIn(b"larder_version", got[4])
+        self.assertIn(b"larder_version", got[4])
+        self.assertNotIn(b"# Larder", got[4])
         self.assertEqual(got[5], b"2")
 
     def test_half_closed_client_commands_still_run(self):

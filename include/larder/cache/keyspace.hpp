@@ -1,7 +1,10 @@
 #pragma once
 // A keyspace at run time: the config, its key template, and the table shape
 // read from PostgreSQL, turned into what the data path needs (which columns,
-// which SQL). Built once at start; immutable afterwards, shared by all threads.
+// which SQL). Built at start (or when a reload adds it) and shared by all
+// threads; only its TTLs change afterwards, through LiveValue.
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -9,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "larder/common/live_value.hpp"
+#include "larder/common/slots.hpp"
 #include "larder/config/config.hpp"
 #include "larder/config/key_template.hpp"
 #include "larder/pg/catalog.hpp"
@@ -23,7 +28,7 @@ class KeyspaceError : public std::runtime_error {
 
 struct Keyspace {
   int id = 0;
-  config::KeyspaceConfig config;
+  config::KeyspaceConfig config;  // as loaded; the TTLs below may since have changed
   config::KeyTemplate key;
   std::string schema;
   std::string table;
@@ -33,6 +38,15 @@ struct Keyspace {
   std::vector<std::string> value_types;
   std::vector<bool> value_not_null;
   std::string load_sql;  // $1.. = one array per key column
+
+  // What a reload may change while the keyspace serves.
+  LiveValue<std::int64_t> ttl_ms;
+  LiveValue<double> ttl_jitter;
+  LiveValue<std::int64_t> negative_ttl_ms;
+
+  config::Millis ttl() const { return config::Millis(ttl_ms.get()); }
+  config::Millis negativeTtl() const { return config::Millis(negative_ttl_ms.get()); }
+  void retune(const config::KeyspaceConfig& next);
 
   const std::string& name() const { return config.name; }
   bool isHash() const { return config.shape == config::KeyShape::Hash; }
@@ -51,20 +65,29 @@ struct Keyspace {
 // KeyspaceError naming the keyspace, table and column when they do not fit.
 Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::TableInfo& table);
 
+// Every keyspace, by id. Lookups from any thread need no lock; a reload may
+// append keyspaces (never remove or replace one) while they run.
 class KeyspaceRegistry {
  public:
   KeyspaceRegistry() = default;
   explicit KeyspaceRegistry(std::vector<Keyspace> keyspaces);
+  KeyspaceRegistry(const KeyspaceRegistry&) = delete;
+  KeyspaceRegistry& operator=(const KeyspaceRegistry&) = delete;
 
-  bool empty() const { return keyspaces_.empty(); }
-  std::size_t size() const { return keyspaces_.size(); }
-  const Keyspace& at(std::size_t i) const { return keyspaces_[i]; }
+  bool empty() const { return size() == 0; }
+  std::size_t size() const { return size_.load(std::memory_order_acquire); }
+  const Keyspace& at(std::size_t i) const { return *slots_.get(i); }
+  // Appends a keyspace whose id is size(). One thread at a time.
+  const Keyspace& add(Keyspace keyspace);
+  // For a reload changing TTLs.
+  Keyspace& mutableAt(std::size_t i) { return *slots_.get(i); }
   // The keyspace `key` belongs to, filling `values`; nullptr when unmapped.
   const Keyspace* match(std::string_view key, std::vector<std::string_view>& values) const;
   const Keyspace* byName(std::string_view name) const;
 
  private:
-  std::vector<Keyspace> keyspaces_;
+  Slots<Keyspace, config::kMaxKeyspaces> slots_;
+  std::atomic<std::size_t> size_{0};
 };
 
 }  // namespace larder::cache

@@ -58,8 +58,7 @@ struct LoaderStats {
 
 class Loader {
  public:
-  Loader(boost::asio::io_context& context, pg::Pool& pool, const KeyspaceRegistry& registry,
-         const config::ReadThroughConfig& config);
+  Loader(boost::asio::io_context& context, pg::Pool& pool, const config::ReadThroughConfig& config);
   ~Loader();
 
   // Fills go through this connection (on the loader's context). Without one,

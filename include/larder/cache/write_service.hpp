@@ -23,6 +23,7 @@
 #include "larder/cache/flusher.hpp"
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
+#include "larder/common/slots.hpp"
 #include "larder/config/config.hpp"
 #include "larder/pg/pool.hpp"
 #include "larder/redis/backend_connection.hpp"
@@ -60,6 +61,9 @@ class WriteService {
 
   void start();
   void stop();
+  // A keyspace a reload added to the registry: its flusher starts. On the
+  // PostgreSQL thread.
+  void addKeyspace(const Keyspace& ks);
 
   // Any thread.
   void writeThrough(ThroughWrite write, ReplyFn done);
@@ -73,7 +77,7 @@ class WriteService {
   void drain(std::chrono::steady_clock::time_point deadline, std::function<void(bool)> done);
 
   // nullptr for keyspaces not in `behind` mode.
-  const Flusher* flusher(int keyspace) const { return flushers_[keyspace].get(); }
+  const Flusher* flusher(int keyspace) const { return flushers_.get(keyspace); }
   const ThroughStats& throughStats(int keyspace) const { return *through_stats_[keyspace]; }
 
  private:
@@ -99,7 +103,8 @@ class WriteService {
   const config::Config& config_;
   std::shared_ptr<redis::BackendConnection> redis_;
   std::shared_ptr<redis::BackendConnection> cache_;
-  std::vector<std::unique_ptr<Flusher>> flushers_;
+  Slots<Flusher, config::kMaxKeyspaces> flushers_;
+  bool started_ = false;
   std::vector<std::deque<ThroughItem>> through_;
   std::vector<bool> through_running_;
   std::vector<std::unique_ptr<ThroughStats>> through_stats_;

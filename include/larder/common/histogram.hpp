@@ -22,6 +22,13 @@ class Histogram {
     sum_ns_.add(static_cast<std::uint64_t>(d.count()));
   }
 
+  // Adds `other`'s observations (scrape-time sums across workers).
+  void merge(const Histogram& other) {
+    for (std::size_t i = 0; i < buckets_.size(); ++i) buckets_[i].add(other.buckets_[i].get());
+    count_.add(other.count_.get());
+    sum_ns_.add(other.sum_ns_.get());
+  }
+
   // Non-cumulative count of bucket i (i == kBounds.size() is +Inf).
   std::uint64_t bucket(std::size_t i) const { return buckets_[i].get(); }
   std::uint64_t count() const { return count_.get(); }

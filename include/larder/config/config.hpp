@@ -12,10 +12,15 @@ namespace larder::config {
 
 using Millis = std::chrono::milliseconds;
 
+// Per-keyspace state lives in fixed slots so that a reload can add keyspaces
+// while other threads read them (common/slots.hpp).
+constexpr std::size_t kMaxKeyspaces = 64;
+
 struct Endpoint {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
   std::string toString() const;  // "host:port", IPv6 hosts in brackets
+  bool operator==(const Endpoint&) const = default;
 };
 
 struct RedisConfig {

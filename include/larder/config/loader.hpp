@@ -37,4 +37,9 @@ bool parseDuration(const std::string& text, Millis& out);
 // Parses "64mb", "512kb", "1gb", "100" (bytes). Returns false on bad input.
 bool parseSize(const std::string& text, std::size_t& out);
 
+// The inverse, in the largest exact unit: "30s", "1h", "250ms", "64mb", "10%".
+std::string formatDuration(Millis value);
+std::string formatSize(std::size_t value);
+std::string formatPercent(double fraction);
+
 }  // namespace larder::config

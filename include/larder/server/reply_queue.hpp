@@ -8,10 +8,12 @@
 //
 // Replies that complete in order (the common case: one backend connection
 // answers FIFO) go straight to the output without being copied into a slot.
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace larder::server {
 
@@ -20,9 +22,25 @@ inline constexpr std::uint64_t kStreamTag = 0;
 
 class ReplyQueue {
  public:
+  // Which request a slot answers, for per-command latency.
+  struct Stamp {
+    std::uint16_t command = 0xFFFF;  // none
+    std::chrono::steady_clock::time_point start{};
+  };
+
+  // Slots reserved from now on answer this request.
+  void stamp(Stamp s) { stamp_ = s; }
+
   std::uint64_t reserve() {
     slots_.emplace_back();
+    slots_.back().stamp = stamp_;
     return head_ + slots_.size() - 1;
+  }
+
+  // The stamp of slot `tag`, once: later calls (and unknown tags) get none.
+  Stamp takeStamp(std::uint64_t tag) {
+    if (tag < head_ || tag - head_ >= slots_.size()) return {};
+    return std::exchange(slots_[tag - head_].stamp, Stamp{});
   }
 
   // Fills slot `tag`; appends every reply now in order to `out`. Returns the
@@ -61,10 +79,12 @@ class ReplyQueue {
   struct Slot {
     std::string bytes;
     bool done = false;
+    Stamp stamp;
   };
   std::deque<Slot> slots_;  // slots_[0] has tag head_
   std::uint64_t head_ = 1;  // tag 0 is never reserved (see kStreamTag)
   std::size_t held_bytes_ = 0;
+  Stamp stamp_;
 };
 
 }  // namespace larder::server

@@ -8,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,6 +24,12 @@
 
 namespace larder::server {
 
+// Reads the tables of `wanted` and builds their keyspaces, numbered from
+// first_id. Returns "" or what went wrong, naming keyspace and table.
+boost::asio::awaitable<std::string> readKeyspaces(const config::PostgresConfig& postgres,
+                                                  const std::vector<config::KeyspaceConfig>& wanted,
+                                                  int first_id, std::vector<cache::Keyspace>& out);
+
 class Server : public ServerContext, public admin::AdminSource {
  public:
   explicit Server(const config::Config& config);
@@ -32,7 +39,11 @@ class Server : public ServerContext, public admin::AdminSource {
   // and the drain that follows. Returns the process exit code.
   int run();
 
-  std::string larderInfoSection() const override;
+  const config::Config& config() const override {
+    return *current_.load(std::memory_order_acquire);
+  }
+  void reload(std::function<void(ReloadResult)> done) override;
+  InfoFields infoFields(std::string_view section) const override;  // server_info.cpp
   void clientClosed() override { clients_.fetch_sub(1, std::memory_order_relaxed); }
   const cache::KeyspaceRegistry& keyspaces() const override { return keyspaces_; }
   cache::Loader* loader() override { return loader_.get(); }
@@ -48,17 +59,28 @@ class Server : public ServerContext, public admin::AdminSource {
   // (start-up) with a message naming keyspace, table and column.
   void buildKeyspaces();
   void startPostgresSide();
-  std::string keyspaceInfo() const;
+  void keyspaceFields(InfoFields& out) const;
+  std::uint64_t totalCommands() const;
+  boost::asio::awaitable<void> sampleOps();
   void writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
                     const admin::Labels& labels) const;
 
   boost::asio::awaitable<void> acceptLoop();
   void reject(boost::asio::ip::tcp::socket& socket);
   boost::asio::awaitable<void> watchSignals();
+  boost::asio::awaitable<void> watchReloadSignal();
+  boost::asio::awaitable<void> runReload(std::function<void(ReloadResult)> done);
   boost::asio::awaitable<void> drainAndStop();
   void stopNow();
 
-  const config::Config& config_;
+  const config::Config& config_;  // at start-up; config() is the one in force
+  // Every config a reload put in force, kept for the life of the process:
+  // sessions hold references to the current one across their awaits.
+  std::mutex generations_mutex_;
+  std::vector<std::unique_ptr<const config::Config>> generations_;
+  std::atomic<const config::Config*> current_;
+  bool reloading_ = false;  // on the reload's executor only
+  Counter reloads_;
   cache::KeyspaceRegistry keyspaces_;
   // The PostgreSQL side runs on its own thread (Loader, pool, fill connection).
   boost::asio::io_context pg_context_{1};
@@ -79,9 +101,11 @@ class Server : public ServerContext, public admin::AdminSource {
   std::atomic<std::size_t> clients_{0};
   std::uint64_t next_id_ = 1;
   Counter rejected_;
+  std::atomic<std::uint64_t> ops_per_sec_{0};
   Counter accept_errors_;
   std::chrono::steady_clock::time_point started_;
   boost::asio::signal_set* signals_ = nullptr;  // lives in run()
+  boost::asio::signal_set* hangup_ = nullptr;   // SIGHUP; lives in run()
   bool stopped_ = false;                        // stopNow() has run
 };
 

@@ -89,7 +89,14 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   Flow hello(const resp::Request& req);
   Flow auth(const resp::Request& req);
   Flow select(const resp::Request& req);
+  // INFO and LARDER RELOAD|STATS|LOGLEVEL (admin_commands.cpp).
+  struct InfoRequest {
+    std::vector<std::string> overlays;  // Larder's sections laid over the backend's
+    bool larder = false;                // "# Larder" appended
+  };
   Flow info(const resp::Request& req);
+  std::string mergeInfo(const InfoRequest& request, std::string_view backend_frame) const;
+  Flow larderAdmin(const resp::Request& req, const std::string& sub);
   Flow larder(const resp::Request& req);    // write_commands.cpp
   Flow flushAll(const resp::Request& req);  // write_commands.cpp
   // A write to mapped keys (write_commands.cpp).
@@ -100,8 +107,8 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   Flow client(const resp::Request& req);
   Flow reset(const resp::Request& req);
   std::string clientInfoLine();  // non-const: asio's native_handle() is
-  std::string mergeInfo(const std::string& larder_section, std::string_view backend_frame) const;
 
+  void observe(std::uint64_t tag);     // the latency of the request slot `tag` answers
   void reply(std::string_view bytes);  // a locally answered command, in order
   void replyError(std::string_view text);
   void protocolError(const std::string& message);
@@ -131,7 +138,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::string writing_;
   bool write_active_ = false;
   bool flush_scheduled_ = false;
-  std::unordered_map<std::uint64_t, std::string> info_merges_;   // tag -> Larder's INFO text
+  std::unordered_map<std::uint64_t, InfoRequest> info_merges_;   // tag -> what INFO asked
   std::unordered_map<std::uint64_t, std::string> replacements_;  // tag -> reply to send instead
 
   // Waiting for replies to drain (backpressure or a barrier).

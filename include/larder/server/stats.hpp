@@ -6,6 +6,7 @@
 
 #include "larder/common/counter.hpp"
 #include "larder/redis/backend_connection.hpp"
+#include "larder/server/command_stats.hpp"
 
 namespace larder::server {
 
@@ -30,6 +31,7 @@ struct WorkerStats {
   Counter pinned_current;  // dedicated backend connections in use
   Counter pinned_total;
   redis::BackendStats backend;
+  CommandStats by_command;
   std::vector<std::unique_ptr<KeyspaceCounters>> keyspaces;  // by keyspace id
 
   KeyspaceCounters& keyspace(int id) { return *keyspaces[static_cast<std::size_t>(id)]; }

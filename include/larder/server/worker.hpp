@@ -4,7 +4,9 @@
 // another thread except through asio::post and the Counter reads.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "larder/cache/write_service.hpp"
 #include "larder/config/config.hpp"
 #include "larder/redis/backend_connection.hpp"
+#include "larder/server/info.hpp"
 #include "larder/server/stats.hpp"
 
 namespace larder::server {
@@ -37,7 +40,9 @@ class Worker {
 
   boost::asio::io_context& context() { return context_; }
   int index() const { return index_; }
-  const config::Config& config() const { return config_; }
+  // The current configuration (a reload may replace it between two calls).
+  // Backend connections keep the start-up one.
+  const config::Config& config() const;
   ServerContext& server() { return server_; }
   WorkerStats& stats() { return stats_; }
   const WorkerStats& stats() const { return stats_; }
@@ -58,7 +63,7 @@ class Worker {
   void sweepIdle();
 
   int index_;
-  const config::Config& config_;
+  const config::Config& config_;  // at start-up
   ServerContext& server_;
   boost::asio::io_context context_{1};
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
@@ -71,15 +76,32 @@ class Worker {
   bool shutting_down_ = false;
 };
 
+// The outcome of a config reload (SIGHUP, LARDER RELOAD).
+struct ReloadResult {
+  bool ok = false;
+  std::string source;                    // the file re-read
+  std::string error;                     // why it was rejected (the old config stays)
+  std::vector<std::string> applied;      // changes in force now
+  std::vector<std::string> not_applied;  // changes that need a restart
+};
+
 // What a session may ask of the server as a whole.
 class ServerContext {
  public:
   virtual ~ServerContext() = default;
-  virtual std::string larderInfoSection() const = 0;
+  // The configuration now in force; any thread. References stay valid for
+  // the life of the process.
+  virtual const config::Config& config() const = 0;
+  // Larder's INFO fields for "server", "clients", "stats" or "larder".
+  virtual InfoFields infoFields(std::string_view section) const = 0;
   virtual void clientClosed() = 0;
   virtual const cache::KeyspaceRegistry& keyspaces() const = 0;
   virtual cache::Loader* loader() = 0;        // nullptr when no keyspace is configured
   virtual cache::WriteService* writes() = 0;  // likewise
+  // Re-reads the config file; `done` runs on another thread.
+  virtual void reload(std::function<void(ReloadResult)> done) = 0;
 };
+
+inline const config::Config& Worker::config() const { return server_.config(); }
 
 }  // namespace larder::server

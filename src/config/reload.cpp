@@ -1,0 +1,204 @@
+#include "larder/config/reload.hpp"
+
+#include <algorithm>
+
+#include "larder/config/key_template.hpp"
+#include "larder/config/loader.hpp"
+
+namespace larder::config {
+
+namespace {
+
+std::string show(const Endpoint& e) { return e.toString(); }
+std::string show(const std::optional<Endpoint>& e) { return e ? e->toString() : "(off)"; }
+std::string show(const std::string& s) { return s.empty() ? "(empty)" : s; }
+std::string show(int v) { return std::to_string(v); }
+std::string show(std::size_t v) { return std::to_string(v); }
+std::string show(Millis v) { return formatDuration(v); }
+std::string show(std::chrono::microseconds v) { return std::to_string(v.count()) + "us"; }
+std::string show(LogFormat f) { return f == LogFormat::Json ? "json" : "text"; }
+std::string show(QueueFullPolicy p) { return p == QueueFullPolicy::Block ? "block" : "error"; }
+std::string show(KeyShape s) { return s == KeyShape::Hash ? "hash" : "string"; }
+std::string show(WriteMode m) {
+  return m == WriteMode::Behind ? "behind" : m == WriteMode::Through ? "through" : "none";
+}
+std::string show(const std::vector<std::string>& v) {
+  if (v.empty()) return "(all)";
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+bool overlaps(const std::string& a_key, const std::string& b_key) {
+  KeyTemplate a, b;
+  std::string error;
+  if (!parseKeyTemplate(a_key, a, error) || !parseKeyTemplate(b_key, b, error)) return true;
+  const std::string& pa = a.prefix();
+  const std::string& pb = b.prefix();
+  return pa.compare(0, pb.size(), pb) == 0 || pb.compare(0, pa.size(), pa) == 0;
+}
+
+class Planner {
+ public:
+  Planner(const Config& live, const Config& next) : live_(live), next_(next) {
+    plan_.effective = live;
+    plan_.effective.source = next.source;
+  }
+
+  ReloadPlan run() {
+    Config& e = plan_.effective;
+    restart("listen", live_.listen, next_.listen);
+    restart("threads", live_.threads, next_.threads);
+    restart("admin", live_.admin, next_.admin);
+    restart("backlog", live_.backlog, next_.backlog);
+    restart("redis.address", live_.redis.address, next_.redis.address);
+    restartSecret("redis.username", live_.redis.username, next_.redis.username);
+    restartSecret("redis.password", live_.redis.password, next_.redis.password);
+    restart("redis.db", live_.redis.db, next_.redis.db);
+    restart("redis.connections_per_worker", live_.redis.connections_per_worker,
+            next_.redis.connections_per_worker);
+    restart("redis.max_pinned_per_worker", live_.redis.max_pinned_per_worker,
+            next_.redis.max_pinned_per_worker);
+    restart("redis.max_pending_per_connection", live_.redis.max_pending_per_connection,
+            next_.redis.max_pending_per_connection);
+    restart("redis.connect_timeout", live_.redis.connect_timeout, next_.redis.connect_timeout);
+    restart("redis.reconnect_min", live_.redis.reconnect_min, next_.redis.reconnect_min);
+    restart("redis.reconnect_max", live_.redis.reconnect_max, next_.redis.reconnect_max);
+    restartSecret("postgres.dsn", live_.postgres.dsn, next_.postgres.dsn);
+    restart("postgres.pool_size", live_.postgres.pool_size, next_.postgres.pool_size);
+    restart("postgres.connect_timeout", live_.postgres.connect_timeout,
+            next_.postgres.connect_timeout);
+    restart("postgres.statement_timeout", live_.postgres.statement_timeout,
+            next_.postgres.statement_timeout);
+    restart("read_through.batch_window", live_.read_through.batch_window,
+            next_.read_through.batch_window);
+    restart("read_through.max_batch", live_.read_through.max_batch, next_.read_through.max_batch);
+    restart("read_through.load_timeout", live_.read_through.load_timeout,
+            next_.read_through.load_timeout);
+    restart("read_through.negative_cache_entries", live_.read_through.negative_cache_entries,
+            next_.read_through.negative_cache_entries);
+    const auto& lw = live_.write_behind;
+    const auto& nw = next_.write_behind;
+    restart("write_behind.flush_interval", lw.flush_interval, nw.flush_interval);
+    restart("write_behind.max_batch", lw.max_batch, nw.max_batch);
+    restart("write_behind.retry_min", lw.retry_min, nw.retry_min);
+    restart("write_behind.retry_max", lw.retry_max, nw.retry_max);
+    restart("write_behind.drain_timeout", lw.drain_timeout, nw.drain_timeout);
+
+    apply("log.level", e.log_level, next_.log_level);
+    apply("log.format", e.log_format, next_.log_format);
+    apply("idle_timeout", e.idle_timeout, next_.idle_timeout);
+    applySecret("requirepass", e.requirepass, next_.requirepass);
+    apply("limits.max_array_len", e.limits.max_array_len, next_.limits.max_array_len);
+    applySize("limits.max_bulk_len", e.limits.max_bulk_len, next_.limits.max_bulk_len);
+    applySize("limits.max_inline_len", e.limits.max_inline_len, next_.limits.max_inline_len);
+    apply("limits.max_inflight_per_client", e.limits.max_inflight_per_client,
+          next_.limits.max_inflight_per_client);
+    applySize("limits.client_output_limit", e.limits.client_output_limit,
+              next_.limits.client_output_limit);
+    apply("limits.maxclients", e.limits.maxclients, next_.limits.maxclients);
+    apply("write_behind.max_queue", e.write_behind.max_queue, nw.max_queue);
+    apply("write_behind.on_full", e.write_behind.on_full, nw.on_full);
+    apply("write_behind.block_timeout", e.write_behind.block_timeout, nw.block_timeout);
+
+    keyspaces();
+    return std::move(plan_);
+  }
+
+ private:
+  template <typename T>
+  void restart(const std::string& key, const T& running, const T& wanted) {
+    if (running == wanted) return;
+    plan_.not_applied.push_back(key + ": " + show(running) + " -> " + show(wanted) +
+                                ": needs a restart; keeping " + show(running));
+  }
+  void restartSecret(const std::string& key, const std::string& running,
+                     const std::string& wanted) {
+    if (running == wanted) return;
+    plan_.not_applied.push_back(key + ": changed: needs a restart; keeping the running value");
+  }
+  template <typename T>
+  void apply(const std::string& key, T& running, const T& wanted) {
+    if (running == wanted) return;
+    plan_.applied.push_back(key + ": " + show(running) + " -> " + show(wanted));
+    running = wanted;
+  }
+  void applySize(const std::string& key, std::size_t& running, std::size_t wanted) {
+    if (running == wanted) return;
+    plan_.applied.push_back(key + ": " + formatSize(running) + " -> " + formatSize(wanted));
+    running = wanted;
+  }
+  void applySecret(const std::string& key, std::string& running, const std::string& wanted) {
+    if (running == wanted) return;
+    plan_.applied.push_back(key + ": changed");
+    running = wanted;
+  }
+
+  void keyspaces() {
+    auto& running = plan_.effective.keyspaces;
+    for (const KeyspaceConfig& ks : running) {
+      const bool kept = std::any_of(next_.keyspaces.begin(), next_.keyspaces.end(),
+                                    [&](const KeyspaceConfig& n) { return n.name == ks.name; });
+      if (!kept) {
+        plan_.not_applied.push_back("keyspaces." + ks.name +
+                                    ": removed from the file: needs a restart; it keeps serving");
+      }
+    }
+    for (const KeyspaceConfig& wanted : next_.keyspaces) {
+      const std::string path = "keyspaces." + wanted.name;
+      auto it = std::find_if(running.begin(), running.end(),
+                             [&](const KeyspaceConfig& r) { return r.name == wanted.name; });
+      if (it != running.end()) {
+        restart(path + ".key", it->key, wanted.key);
+        restart(path + ".table", it->table, wanted.table);
+        restart(path + ".shape", it->shape, wanted.shape);
+        restart(path + ".columns", it->columns, wanted.columns);
+        restart(path + ".write", it->write, wanted.write);
+        apply(path + ".ttl", it->ttl, wanted.ttl);
+        if (it->ttl_jitter != wanted.ttl_jitter) {
+          plan_.applied.push_back(path + ".ttl_jitter: " + formatPercent(it->ttl_jitter) + " -> " +
+                                  formatPercent(wanted.ttl_jitter));
+          it->ttl_jitter = wanted.ttl_jitter;
+        }
+        apply(path + ".negative_ttl", it->negative_ttl, wanted.negative_ttl);
+        continue;
+      }
+      addKeyspace(path, wanted);
+    }
+  }
+
+  void addKeyspace(const std::string& path, const KeyspaceConfig& wanted) {
+    auto& running = plan_.effective.keyspaces;
+    if (live_.keyspaces.empty()) {
+      plan_.not_applied.push_back(path +
+                                  ": new, but Larder started without keyspaces (no PostgreSQL "
+                                  "side): needs a restart");
+      return;
+    }
+    for (const KeyspaceConfig& other : running) {
+      if (overlaps(other.key, wanted.key)) {
+        plan_.not_applied.push_back(path + ": new, but its key overlaps keyspace '" + other.name +
+                                    "', which keeps serving: needs a restart");
+        return;
+      }
+    }
+    if (running.size() >= kMaxKeyspaces) {
+      plan_.not_applied.push_back(path + ": new, but " + std::to_string(kMaxKeyspaces) +
+                                  " keyspaces are running already: needs a restart");
+      return;
+    }
+    plan_.applied.push_back(path + ": added (" + wanted.key + " -> " + wanted.table + ")");
+    plan_.added.push_back(running.size());
+    running.push_back(wanted);
+  }
+
+  const Config& live_;
+  const Config& next_;
+  ReloadPlan plan_;
+};
+
+}  // namespace
+
+ReloadPlan planReload(const Config& live, const Config& next) { return Planner(live, next).run(); }
+
+}  // namespace larder::config
