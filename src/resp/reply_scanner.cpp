@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <limits>
 
 namespace larder::resp {
 
@@ -71,7 +72,13 @@ ScanStatus ReplyScanner::scan(std::string_view input) {
       case '|': {
         long long n = 0;
         if (!parseLength(body, body_end, n) || n < -1) return fail("bad aggregate length");
-        if (n > 0) count = (*line == '%' || *line == '|') ? n * 2 : n;
+        // Maps and attributes count pairs; a count whose double overflows is no real reply
+        // (found by tests/fuzz/reply_scanner_fuzz.cpp).
+        const bool pairs = *line == '%' || *line == '|';
+        if (pairs && n > std::numeric_limits<long long>::max() / 2) {
+          return fail("bad aggregate length");
+        }
+        if (n > 0) count = pairs ? n * 2 : n;
         break;
       }
       default:
