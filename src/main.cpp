@@ -1,11 +1,15 @@
 // larder: a caching proxy that speaks the Redis protocol.
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+#include "larder/cache/invalidator.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/config/loader.hpp"
 #include "larder/server/server.hpp"
@@ -14,12 +18,63 @@ namespace {
 
 void usage(std::FILE* out) {
   std::fputs(
-      "usage: larder --config FILE [--check-config] [--log-level LEVEL]\n"
+      "usage: larder --config FILE [--check-config | --install-triggers] [--log-level LEVEL]\n"
       "       larder --version\n"
       "  --config FILE     YAML configuration (see config/larder.yaml)\n"
       "  --check-config    validate the configuration, print a summary and exit\n"
+      "  --install-triggers  create the triggers that NOTIFY invalidation.listen of row\n"
+      "                    changes on every keyspace's table, then exit\n"
       "  --log-level LEVEL trace|debug|info|warn|error|critical|off (overrides log.level)\n",
       out);
+}
+
+// --install-triggers: reads the keyspaces' tables, then runs the trigger SQL
+// (docs/invalidation.md) in one transaction.
+int installTriggers(const larder::config::Config& config) {
+  namespace asio = boost::asio;
+  if (config.keyspaces.empty()) {
+    std::fprintf(stderr, "larder: %s: no keyspaces: nothing to install\n", config.source.c_str());
+    return 2;
+  }
+  if (config.invalidation.listen_channel.empty()) {
+    std::fprintf(stderr, "larder: %s: invalidation.listen: set the channel the triggers notify\n",
+                 config.source.c_str());
+    return 2;
+  }
+  asio::io_context io;
+  std::string failure;
+  std::vector<larder::cache::Keyspace> built;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        failure =
+            co_await larder::server::readKeyspaces(config.postgres, config.keyspaces, 0, built);
+        if (!failure.empty()) co_return;
+        std::vector<const larder::cache::Keyspace*> keyspaces;
+        for (const auto& ks : built) keyspaces.push_back(&ks);
+        const std::string sql =
+            "BEGIN;\n" + larder::cache::triggerSql(keyspaces, config.invalidation.listen_channel) +
+            "COMMIT;";
+        larder::pg::Connection connection(co_await asio::this_coro::executor, config.postgres.dsn,
+                                          config.postgres.connect_timeout, larder::pg::Millis(0));
+        if (auto error = co_await connection.connect()) {
+          failure = "cannot connect to PostgreSQL: " + error.message;
+          co_return;
+        }
+        auto outcome = co_await connection.script(sql);
+        if (!outcome.ok()) failure = "installing the triggers failed: " + outcome.error.message;
+      },
+      asio::detached);
+  io.run();
+  if (!failure.empty()) {
+    spdlog::error("{}", failure);
+    return 1;
+  }
+  for (const auto& ks : built) {
+    spdlog::info("keyspace {}: trigger on {}.{} notifies channel {}", ks.name(), ks.schema,
+                 ks.table, config.invalidation.listen_channel);
+  }
+  return 0;
 }
 
 }  // namespace
@@ -28,6 +83,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::string log_level;
   bool check_only = false;
+  bool install_triggers = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--config" && i + 1 < argc) {
@@ -36,6 +92,8 @@ int main(int argc, char** argv) {
       log_level = argv[++i];
     } else if (arg == "--check-config") {
       check_only = true;
+    } else if (arg == "--install-triggers") {
+      install_triggers = true;
     } else if (arg == "--version") {
       std::printf("larder %s\n", LARDER_VERSION);
       return 0;
@@ -74,6 +132,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  if (install_triggers) return installTriggers(config);
 
   try {
     larder::server::Server server(config);

@@ -174,7 +174,7 @@ asio::awaitable<bool> Flusher::holdLock(const std::string& instance) {
 
 asio::awaitable<pg::PgError> Flusher::transaction(const std::vector<PendingRow>& rows,
                                                   const std::vector<std::size_t>& which) {
-  auto begin = co_await pg_->query("BEGIN");
+  auto begin = co_await pg_->script(kBeginOwnTransaction);
   if (!begin.ok()) co_return begin.error;
   for (const ApplyStatement& st : buildApply(ks_, rows, which)) {
     auto outcome = co_await pg_->query(st.sql, st.params);

@@ -324,6 +324,15 @@ void Loader::forget(const std::string& key) {
   flights_.erase(it);
 }
 
+void Loader::forgetKeyspace(int keyspace) {
+  negative_.clear();
+  std::erase_if(flights_, [keyspace](const auto& entry) {
+    if (entry.second->ks->id != keyspace) return false;
+    entry.second->store = false;
+    return true;
+  });
+}
+
 void Loader::sweepDeadlines() {
   sweeping_ = true;
   sweep_.expires_after(kSweepEvery);

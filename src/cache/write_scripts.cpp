@@ -14,7 +14,11 @@ namespace {
 // nor known absent, answers LARDERMISS: the caller loads the row and retries.
 constexpr const char* kWriteLua = R"lua(
 local key, marker, queue = KEYS[1], KEYS[2], KEYS[3]
-local op, behind, absent = ARGV[1], ARGV[2] == 'b', ARGV[3] == '1'
+-- ARGV[3]: '1' when the row is known absent, else '0'; then ':' and the
+-- invalidation channel a change is published on, if any.
+local op, behind, absent = ARGV[1], ARGV[2] == 'b', string.sub(ARGV[3], 1, 1) == '1'
+local channel = string.sub(ARGV[3], 3)
+local changed = false
 local maxq, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local resident = redis.call('EXISTS', key) == 1
 local known = resident or absent or not behind
@@ -28,8 +32,12 @@ local function full()
   return behind and maxq > 0 and redis.call('XLEN', queue) >= maxq
 end
 local function enqueue(fields)
-  if not behind then return true end
+  if not behind then
+    changed = true
+    return true
+  end
   if full() then return false end
+  changed = true
   local id = redis.call('XADD', queue, '*', 'k', key, unpack(fields))
   -- Merge into the marker: a delete starts it afresh; a column's value
   -- replaces its NULL and the other way round. One HSET for all of it.
@@ -62,6 +70,7 @@ local function distinct(from)
   return out
 end
 
+local function run()
 if op == 'set' then
   local col, value, cond, get, tk, ms = ARGV[6], ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10], ARGV[11]
   if (cond ~= '' or get or tk == 'k') and not known then return MISS end
@@ -144,6 +153,11 @@ elseif op == 'ttl' then
   return redis.pcall(ARGV[6], key, unpack(ARGV, 7))
 end
 return redis.error_reply('ERR Larder: unknown write op ' .. op)
+end
+
+local reply = run()
+if changed and channel ~= '' then redis.call('PUBLISH', channel, key) end
+return reply
 )lua";
 
 // KEYS: key, marker. ARGV: 's'|'h', TTL ms (0: none; -1: answer, store nothing),

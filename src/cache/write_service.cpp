@@ -126,7 +126,7 @@ asio::awaitable<void> WriteService::runThrough(int keyspace) {
     // answered with the error and the transaction runs again without it.
     bool committed = false;
     while (!error && !committed) {
-      auto begin = co_await lease->query("BEGIN");
+      auto begin = co_await lease->script(kBeginOwnTransaction);
       if (!begin.ok()) {
         error = begin.error;
         break;
@@ -182,7 +182,9 @@ asio::awaitable<void> WriteService::runThrough(int keyspace) {
       if (!replies[i].empty()) continue;
       const ThroughWrite& w = batch[i].write;
       loader_.forget(w.key);
-      std::vector<std::string> args{w.op, "c", "0", "0", std::to_string(w.ks->ttl_ms.get())};
+      const std::string& channel = config_.invalidation.publish_channel;
+      std::vector<std::string> args{w.op, "c", channel.empty() ? "0" : "0:" + channel, "0",
+                                    std::to_string(w.ks->ttl_ms.get())};
       args.insert(args.end(), w.op_args.begin(), w.op_args.end());
       std::vector<std::string> keys{w.key, pendingMarker(w.key), queueKey(ks.name())};
       std::string reply =

@@ -463,9 +463,10 @@ class Loader {
   }
 
   void readRoot(const YAML::Node& root, Config& config) const {
-    checkKeys(root, "",
-              {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log",
-               "redis", "postgres", "limits", "read_through", "write_behind", "keyspaces"});
+    checkKeys(
+        root, "",
+        {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log", "redis",
+         "postgres", "limits", "read_through", "write_behind", "invalidation", "keyspaces"});
     field(root, "", "listen",
           [&](const auto& n, const auto& p) { config.listen = readEndpoint(n, p); });
     field(root, "", "threads", [&](const auto& n, const auto& p) {
@@ -504,6 +505,8 @@ class Loader {
           [&](const auto& n, const auto& p) { readReadThrough(n, p, config.read_through); });
     field(root, "", "write_behind",
           [&](const auto& n, const auto& p) { readWriteBehind(n, p, config.write_behind); });
+    field(root, "", "invalidation",
+          [&](const auto& n, const auto& p) { readInvalidation(n, p, config.invalidation); });
     field(root, "", "keyspaces",
           [&](const auto& n, const auto& p) { readKeyspaces(n, p, config.keyspaces); });
 
@@ -547,6 +550,36 @@ class Loader {
     field(node, path, "negative_cache_entries", [&](const auto& n, const auto& p) {
       rt.negative_cache_entries = readCount(n, p, 100000000);
     });
+  }
+
+  void readInvalidation(const YAML::Node& node, const std::string& path,
+                        InvalidationConfig& inv) const {
+    requireMap(node, path);
+    checkKeys(node, path, {"listen", "publish"});
+    field(node, path, "listen", [&](const auto& n, const auto& p) {
+      inv.listen_channel = readString(n, p);
+      // A PostgreSQL identifier: LISTEN takes no parameter, so the name is
+      // checked here and quoted when used.
+      if (!inv.listen_channel.empty() &&
+          (inv.listen_channel.size() > 63 || !isColumnName(inv.listen_channel))) {
+        fail(p, "expected a channel name of letters, digits and '_' (at most 63)");
+      }
+    });
+    field(node, path, "publish",
+          [&](const auto& n, const auto& p) { inv.publish_channel = readString(n, p); });
+  }
+
+  void readNearCache(const YAML::Node& node, const std::string& path, NearCacheConfig& nc) const {
+    requireMap(node, path);
+    checkKeys(node, path, {"enabled", "max_bytes", "max_ttl"});
+    nc.enabled = true;  // a near_cache block turns it on unless it says otherwise
+    field(node, path, "enabled", [&](const auto& n, const auto& p) {
+      nc.enabled = readChoice<bool>(n, p, {{"true", true}, {"false", false}});
+    });
+    field(node, path, "max_bytes",
+          [&](const auto& n, const auto& p) { nc.max_bytes = readSize(n, p); });
+    field(node, path, "max_ttl",
+          [&](const auto& n, const auto& p) { nc.max_ttl = readDuration(n, p, false); });
   }
 
   void readWriteBehind(const YAML::Node& node, const std::string& path,
@@ -704,7 +737,8 @@ class Loader {
   KeyspaceConfig readKeyspace(const YAML::Node& node, const std::string& path) const {
     requireMap(node, path);
     checkKeys(node, path,
-              {"key", "table", "shape", "columns", "ttl", "ttl_jitter", "negative_ttl", "write"});
+              {"key", "table", "shape", "columns", "ttl", "ttl_jitter", "negative_ttl", "write",
+               "near_cache"});
     KeyspaceConfig ks;
     if (!node["key"].IsDefined()) fail(joinPath(path, "key"), "is required");
     if (!node["table"].IsDefined()) fail(joinPath(path, "table"), "is required");
@@ -755,6 +789,8 @@ class Loader {
                                         {"through", WriteMode::Through},
                                         {"none", WriteMode::None}});
     });
+    field(node, path, "near_cache",
+          [&](const auto& n, const auto& p) { readNearCache(n, p, ks.near_cache); });
     if (ks.shape == KeyShape::String && ks.columns.size() > 1) {
       fail(joinPath(path, "columns"), "string shape needs exactly one column");
     }
@@ -863,6 +899,10 @@ std::string redactedSummary(const Config& config) {
       " retry_min=" + formatDuration(wb.retry_min) + " retry_max=" + formatDuration(wb.retry_max) +
       " drain_timeout=" + formatDuration(wb.drain_timeout) + "\n";
 
+  if (!config.invalidation.listen_channel.empty() || !config.invalidation.publish_channel.empty()) {
+    out += "invalidation: listen=" + config.invalidation.listen_channel +
+           " publish=" + config.invalidation.publish_channel + "\n";
+  }
   out += "keyspaces:";
   if (config.keyspaces.empty()) out += " (none)";
   out += "\n";
@@ -882,7 +922,11 @@ std::string redactedSummary(const Config& config) {
     out += "  " + ks.name + ": key=" + ks.key + " table=" + ks.table +
            " shape=" + (ks.shape == KeyShape::Hash ? "hash" : "string") + " columns=" + columns +
            " ttl=" + formatDuration(ks.ttl) + " ttl_jitter=" + formatPercent(ks.ttl_jitter) +
-           " negative_ttl=" + formatDuration(ks.negative_ttl) + " write=" + write + "\n";
+           " negative_ttl=" + formatDuration(ks.negative_ttl) + " write=" + write +
+           (ks.near_cache.enabled ? " near_cache=" + formatSize(ks.near_cache.max_bytes) + "/" +
+                                        formatDuration(ks.near_cache.max_ttl)
+                                  : "") +
+           "\n";
   }
   return out;
 }

@@ -13,6 +13,7 @@ std::string show(const Endpoint& e) { return e.toString(); }
 std::string show(const std::optional<Endpoint>& e) { return e ? e->toString() : "(off)"; }
 std::string show(const std::string& s) { return s.empty() ? "(empty)" : s; }
 std::string show(int v) { return std::to_string(v); }
+std::string show(bool v) { return v ? "true" : "false"; }
 std::string show(std::size_t v) { return std::to_string(v); }
 std::string show(Millis v) { return formatDuration(v); }
 std::string show(std::chrono::microseconds v) { return std::to_string(v.count()) + "us"; }
@@ -84,6 +85,10 @@ class Planner {
     restart("write_behind.retry_min", lw.retry_min, nw.retry_min);
     restart("write_behind.retry_max", lw.retry_max, nw.retry_max);
     restart("write_behind.drain_timeout", lw.drain_timeout, nw.drain_timeout);
+    restart("invalidation.listen", live_.invalidation.listen_channel,
+            next_.invalidation.listen_channel);
+    restart("invalidation.publish", live_.invalidation.publish_channel,
+            next_.invalidation.publish_channel);
 
     apply("log.level", e.log_level, next_.log_level);
     apply("log.format", e.log_format, next_.log_format);
@@ -154,6 +159,10 @@ class Planner {
         restart(path + ".shape", it->shape, wanted.shape);
         restart(path + ".columns", it->columns, wanted.columns);
         restart(path + ".write", it->write, wanted.write);
+        restart(path + ".near_cache.enabled", it->near_cache.enabled, wanted.near_cache.enabled);
+        restart(path + ".near_cache.max_bytes", it->near_cache.max_bytes,
+                wanted.near_cache.max_bytes);
+        restart(path + ".near_cache.max_ttl", it->near_cache.max_ttl, wanted.near_cache.max_ttl);
         apply(path + ".ttl", it->ttl, wanted.ttl);
         if (it->ttl_jitter != wanted.ttl_jitter) {
           plan_.applied.push_back(path + ".ttl_jitter: " + formatPercent(it->ttl_jitter) + " -> " +

@@ -426,6 +426,33 @@ asio::awaitable<QueryOutcome> Connection::script(std::string_view sql) {
   co_return out;
 }
 
+asio::awaitable<NotifyOutcome> Connection::notifications(Millis budget) {
+  Impl& s = *impl_;
+  NotifyOutcome out;
+  auto collect = [&] {
+    while (PGnotify* n = PQnotifies(s.conn_)) {
+      out.notifications.push_back({n->relname, n->extra != nullptr ? n->extra : ""});
+      PQfreemem(n);
+    }
+  };
+  if (!s.usable()) {
+    out.error = {"08003", "no connection to PostgreSQL"};
+    co_return out;
+  }
+  collect();  // some may have come in with an earlier result
+  if (!out.notifications.empty()) co_return out;
+  Impl::InFlight op(s);
+  s.armDeadline(budget);
+  const Ready ready = co_await s.wait(true, false);
+  if (ready == Ready::Failed || (ready == Ready::Read && PQconsumeInput(s.conn_) == 0)) {
+    out.error = s.lost();
+    co_return out;
+  }
+  if (ready == Ready::Read) collect();
+  op.done = true;
+  co_return out;
+}
+
 bool Connection::healthy() const { return impl_->alive(); }
 
 void Connection::close() { impl_->finish(); }

@@ -12,7 +12,12 @@ namespace larder::server {
 
 namespace {
 
-constexpr int kMaxLoads = 3;
+// A write that needs the row loads it, then retries. Another write landing
+// in between, or a fill connection still reconnecting after a Redis restart,
+// sends it round again; the pauses between rounds grow (5, 10, ... 320 ms,
+// about 0.6 s in all) so that a reconnect can finish first.
+constexpr int kMaxLoads = 8;
+constexpr auto kLoadPause = std::chrono::milliseconds(5);
 constexpr auto kFullRetry = std::chrono::milliseconds(10);
 
 bool isError(std::string_view frame) { return !frame.empty() && frame.front() == '-'; }
@@ -34,6 +39,7 @@ MappedWrite::MappedWrite(Worker& worker, std::shared_ptr<redis::ReplySink> clien
   replies_.resize(n + 1);
   absent_.assign(n, false);
   loads_.assign(n, 0);
+  paused_.assign(n, 0);
   full_since_.resize(n);
   left_ = n + (plan_.unmapped.empty() ? 0 : 1);
 }
@@ -86,7 +92,10 @@ void MappedWrite::send(std::size_t i) {
 
 std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
   const KeyWrite& w = plan_.writes[i];
-  std::vector<std::string> args{w.op, "b", absent_[i] ? "1" : "0",
+  const std::string& channel = worker_.config().invalidation.publish_channel;
+  std::vector<std::string> args{w.op, "b",
+                                std::string(absent_[i] ? "1" : "0") +
+                                    (channel.empty() ? "" : ":" + channel),
                                 std::to_string(worker_.config().write_behind.max_queue),
                                 std::to_string(std::max<long long>(0, w.ks->ttl_ms.get()))};
   args.insert(args.end(), w.op_args.begin(), w.op_args.end());
@@ -133,6 +142,15 @@ void MappedWrite::load(std::size_t i) {
     return;
   }
   auto self = shared_from_this();
+  if (loads_[i] > 1 && !paused_[i]) {
+    paused_[i] = true;
+    auto pause = std::make_shared<boost::asio::steady_timer>(worker_.context());
+    pause->expires_after(kLoadPause * (1 << (loads_[i] - 2)));
+    --loads_[i];  // counted again when the pause ends
+    pause->async_wait([self, i, pause](boost::system::error_code) { self->load(i); });
+    return;
+  }
+  paused_[i] = false;
   auto& context = worker_.context();
   loader->load(*w.ks, w.key, w.key_values, true,
                [self, i, &context](const cache::LoadResult& result) {

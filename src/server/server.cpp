@@ -68,6 +68,7 @@ Server::~Server() {
   for (auto& w : workers_) w->join();
   if (pg_thread_.joinable()) {
     asio::post(pg_context_, [this] {
+      if (invalidator_) invalidator_->stop();
       if (writes_) writes_->stop();
       if (queue_conn_) queue_conn_->stop();
       if (filler_) filler_->stop();
@@ -119,10 +120,15 @@ void Server::startPostgresSide() {
        &cache::pendingScript(), &cache::wipeCacheScript(), &cache::requeueScript()}));
   writes_ = std::make_unique<cache::WriteService>(pg_context_, *pg_pool_, *loader_, keyspaces_,
                                                   config_, queue_conn_, filler_);
+  // Invalidations go on the fill connection: its FIFO order puts an UNLINK
+  // after any fill sent before it.
+  invalidator_ = std::make_unique<cache::Invalidator>(pg_context_, *loader_, keyspaces_, config_,
+                                                      filler_);
   asio::post(pg_context_, [this] {
     filler_->start();
     queue_conn_->start();
     writes_->start();
+    invalidator_->start();
   });
   pg_thread_ = std::thread([this] {
     try {

@@ -132,6 +132,13 @@ InfoFields Server::infoFields(std::string_view section) const {
       field(out, "backend_postgres_connections", p.open.get());
       field(out, "backend_postgres_connect_failures", p.connect_failures.get());
     }
+    if (invalidator_) {
+      const auto& inv = invalidator_->stats();
+      field(out, "invalidation_listening", inv.listening.get());
+      field(out, "invalidation_notifications", inv.notifications.get());
+      field(out, "invalidation_keys_dropped", inv.keys_dropped.get());
+      field(out, "invalidation_resyncs", inv.resyncs.get());
+    }
     keyspaceFields(out);
   }
   return out;

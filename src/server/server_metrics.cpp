@@ -67,6 +67,25 @@ std::string Server::metricsText() const {
             "Requests answered with an error because Redis was unreachable.", {},
             sum(workers_, [](S s) { return s.backend.failed_requests.get(); }));
 
+  if (invalidator_) {
+    const auto& inv = invalidator_->stats();
+    m.gauge("larder_invalidation_listening",
+            "1 while LISTENing for row changes from PostgreSQL (invalidation.listen).", {},
+            static_cast<double>(inv.listening.get()));
+    m.counter("larder_invalidation_notifications_total", "Row-change notifications received.",
+              {}, static_cast<double>(inv.notifications.get()));
+    m.counter("larder_invalidation_ignored_total",
+              "Notifications that named no mapped row (bad payload or unmapped table).", {},
+              static_cast<double>(inv.bad_payloads.get()));
+    m.counter("larder_invalidation_keys_dropped_total",
+              "Cache keys dropped by invalidation (notifications, LARDER INVALIDATE, resyncs).", {},
+              static_cast<double>(inv.keys_dropped.get()));
+    m.counter("larder_invalidation_resyncs_total",
+              "Times the mapped keyspaces were dropped because LISTEN (re)started.", {},
+              static_cast<double>(inv.resyncs.get()));
+    m.counter("larder_invalidation_listen_errors_total", "Failed attempts to LISTEN.", {},
+              static_cast<double>(inv.listen_errors.get()));
+  }
   if (pg_pool_) {
     const auto& p = pg_pool_->stats();
     m.gauge("larder_postgres_connections", "Open PostgreSQL connections.", {},

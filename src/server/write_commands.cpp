@@ -77,6 +77,18 @@ Session::Flow Session::routeWrite(const resp::Request& req, std::string_view low
 Session::Flow Session::larder(const resp::Request& req) {
   const std::string sub = req.args.size() > 1 ? upper(req.args[1]) : std::string();
   if (sub == "RELOAD" || sub == "STATS" || sub == "LOGLEVEL") return larderAdmin(req, sub);
+  if (sub == "INVALIDATE") {
+    cache::Invalidator* invalidator = worker_.server().invalidator();
+    if (invalidator == nullptr) {
+      replyError("ERR Larder: no keyspaces are configured");
+      return Flow::Continue;
+    }
+    // Writes this client sent before are in Redis before the keys go.
+    if (!queue_.empty()) return Flow::Barrier;
+    std::vector<std::string> args(req.args.begin() + 1, req.args.end());
+    invalidator->command(std::move(args), replyLater(queue_.reserve()));
+    return Flow::Continue;
+  }
   cache::WriteService* service = worker_.server().writes();
   if (service == nullptr) {
     replyError("ERR Larder: no keyspaces are configured");

@@ -48,6 +48,11 @@ struct PendingRow {
 // One SQL statement of an apply, with its bound parameters. Every parameter is
 // a text[] array (one element per row) cast per column in SQL, so a value is
 // parsed by the column type's own input function.
+// Opens a transaction of Larder's own writes. The invalidation trigger
+// (docs/invalidation.md) skips them: Redis already holds what they write.
+inline constexpr const char* kBeginOwnTransaction =
+    "BEGIN; SET LOCAL larder.origin = 'larder'";
+
 struct ApplyStatement {
   std::string sql;
   pg::Params params;

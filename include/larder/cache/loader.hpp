@@ -82,6 +82,8 @@ class Loader {
   void forget(const std::string& key);
   // Loader thread: rows may exist now that were missing (dead letters retried).
   void forgetAllMissing() { negative_.clear(); }
+  // forget() for every key of a keyspace now loading, and every missing row.
+  void forgetKeyspace(int keyspace);
 
  private:
   struct Waiter {

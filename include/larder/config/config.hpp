@@ -74,6 +74,23 @@ struct WriteBehindConfig {
   Millis drain_timeout{10000};  // SIGTERM: flush the queues for at most this long
 };
 
+// Invalidation (docs/invalidation.md).
+struct InvalidationConfig {
+  // PostgreSQL channel Larder LISTENs on for changes made by other programs
+  // (the trigger `larder --install-triggers` installs NOTIFYs it). Empty: off.
+  std::string listen_channel;
+  // Redis channel every change to a mapped key is PUBLISHed on (payload: the
+  // key), for application-side caches. Empty: off.
+  std::string publish_channel;
+};
+
+// A keyspace's per-worker in-process cache (docs/invalidation.md).
+struct NearCacheConfig {
+  bool enabled = false;
+  std::size_t max_bytes = 64ull * 1024 * 1024;  // per worker thread
+  Millis max_ttl{10000};                        // an entry is dropped after this at most
+};
+
 enum class KeyShape { String, Hash };
 enum class WriteMode { Behind, Through, None };
 
@@ -87,6 +104,7 @@ struct KeyspaceConfig {
   double ttl_jitter = 0.0;           // fraction, 0.1 for "10%"
   Millis negative_ttl{30 * 1000};    // 0: no negative caching
   WriteMode write = WriteMode::Behind;
+  NearCacheConfig near_cache;
 };
 
 enum class LogFormat { Text, Json };
@@ -106,6 +124,7 @@ struct Config {
   LimitsConfig limits;
   ReadThroughConfig read_through;
   WriteBehindConfig write_behind;
+  InvalidationConfig invalidation;
   std::vector<KeyspaceConfig> keyspaces;  // in file order
 };
 

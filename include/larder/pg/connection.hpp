@@ -58,6 +58,17 @@ struct QueryOutcome {
 
 using Params = std::vector<std::optional<std::string>>;  // text format; nullopt = NULL
 
+// A NOTIFY received after LISTEN.
+struct Notification {
+  std::string channel;
+  std::string payload;
+};
+
+struct NotifyOutcome {
+  std::vector<Notification> notifications;  // empty when the wait timed out
+  PgError error;                            // the connection was lost
+};
+
 class Connection {
  public:
   Connection(boost::asio::any_io_executor executor, std::string conninfo, Millis connect_timeout,
@@ -76,6 +87,11 @@ class Connection {
   // Several statements in one round trip (simple query protocol, no params),
   // e.g. "BEGIN; ...; COMMIT". Returns the first error or the last result.
   boost::asio::awaitable<QueryOutcome> script(std::string_view sql);
+
+  // Waits up to `budget` for notifications on a LISTENing connection; returns
+  // what arrived (possibly nothing) or the error that ended the connection.
+  // interrupt() ends the wait early, with nothing.
+  boost::asio::awaitable<NotifyOutcome> notifications(Millis budget);
 
   bool healthy() const;  // connected and not broken by an I/O error
   void close();          // never while an operation is running: use interrupt()

@@ -53,6 +53,7 @@ class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this
   std::vector<std::string> replies_;  // one per write, then the unmapped part
   std::vector<bool> absent_;          // the Loader found no row
   std::vector<int> loads_;
+  std::vector<char> paused_;  // a pause before the next load has run
   std::vector<std::chrono::steady_clock::time_point> full_since_;
   std::unique_ptr<boost::asio::steady_timer> timer_;
   std::size_t left_ = 0;

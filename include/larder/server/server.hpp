@@ -48,6 +48,7 @@ class Server : public ServerContext, public admin::AdminSource {
   const cache::KeyspaceRegistry& keyspaces() const override { return keyspaces_; }
   cache::Loader* loader() override { return loader_.get(); }
   cache::WriteService* writes() override { return writes_.get(); }
+  cache::Invalidator* invalidator() override { return invalidator_.get(); }
 
   // admin::AdminSource (server_metrics.cpp)
   std::string metricsText() const override;
@@ -94,6 +95,7 @@ class Server : public ServerContext, public admin::AdminSource {
   redis::BackendStats queue_stats_;
   std::shared_ptr<redis::BackendConnection> queue_conn_;  // flushers, operator commands
   std::unique_ptr<cache::WriteService> writes_;
+  std::unique_ptr<cache::Invalidator> invalidator_;
   boost::asio::io_context context_{1};
   boost::asio::ip::tcp::acceptor acceptor_;
   std::unique_ptr<admin::AdminServer> admin_;

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "larder/cache/invalidator.hpp"
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
 #include "larder/cache/write_service.hpp"
@@ -98,6 +99,7 @@ class ServerContext {
   virtual const cache::KeyspaceRegistry& keyspaces() const = 0;
   virtual cache::Loader* loader() = 0;        // nullptr when no keyspace is configured
   virtual cache::WriteService* writes() = 0;  // likewise
+  virtual cache::Invalidator* invalidator() = 0;  // likewise
   // Re-reads the config file; `done` runs on another thread.
   virtual void reload(std::function<void(ReloadResult)> done) = 0;
 };
