@@ -5,6 +5,7 @@
 #include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
+#include "larder/server/near_cache.hpp"
 #include "larder/server/worker.hpp"
 
 namespace larder::server {
@@ -86,6 +87,7 @@ MappedRead::MappedRead(Worker& worker, std::shared_ptr<redis::ReplySink> client,
       loaded_(keys_.size()) {}
 
 void MappedRead::start(redis::BackendConnection& connection) {
+  if (startNear(connection)) return;
   // Size everything before the first send: a backend that is down answers
   // synchronously, inside send().
   std::vector<std::string> requests;
@@ -106,12 +108,69 @@ void MappedRead::start(redis::BackendConnection& connection) {
   for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i);
 }
 
+bool MappedRead::startNear(redis::BackendConnection& connection) {
+  NearCache* near = worker_.nearCache();
+  if (near == nullptr || keys_.size() != 1 || keys_[0].ks == nullptr) return false;
+  const cache::Keyspace& ks = *keys_[0].ks;
+  if (!near->enabled(ks.id) || !nearCacheable(kind_, args_.size(), ks.isHash())) return false;
+  auto& counters = worker_.stats().keyspace(ks.id);
+  const std::string& key = args_[1];
+  if (const NearValue* v = near->lookup(ks.id, key, std::chrono::steady_clock::now())) {
+    counters.near_hits.add();
+    answer(v->reply(kind_, args_));
+    return true;
+  }
+  counters.near_misses.add();
+  if (!near->usable()) return false;
+  near_ = true;
+  near_ticket_ = near->beginRead(key);
+  std::vector<std::string> requests(2);
+  resp::appendMultibulk(requests[0], {ks.isHash() ? "HGETALL" : "GET", key});
+  resp::appendMultibulk(requests[1], {"PTTL", key});
+  replies_.resize(requests.size());
+  expected_ = requests.size();
+  auto self = shared_from_this();
+  for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i);
+  return true;
+}
+
+// The near-cache path's replies are in: answer from the value and keep it, or
+// leave a miss, an error or a Redis outage to afterRedis as one reply it knows.
+bool MappedRead::afterNear() {
+  NearCache& near = *worker_.nearCache();
+  const cache::Keyspace& ks = *keys_[0].ks;
+  const bool fresh = near.finishRead(args_[1], near_ticket_);
+  std::string value = std::move(replies_[0]);
+  long long pttl = -2;
+  if (replies_[1].size() > 1 && replies_[1].front() == ':') {
+    pttl = std::strtoll(replies_[1].c_str() + 1, nullptr, 10);
+  }
+  replies_.resize(1);
+  std::optional<NearValue> v =
+      ks.isHash() ? NearValue::fromHGetAll(value) : NearValue::fromGet(value);
+  if (!v) {
+    const bool missing = value == "$-1\r\n" || value == "*0\r\n";
+    if (!missing && !value.empty() && value.front() != '-') {
+      answer(resp::errorReply("ERR Larder: unexpected reply from Redis"));
+      return true;
+    }
+    if (missing && (kind_ == ReadKind::Exists || needsExistsProbe(kind_))) value = ":0\r\n";
+    replies_[0] = std::move(value);
+    return false;
+  }
+  worker_.stats().keyspace(ks.id).hits.add();
+  answer(v->reply(kind_, args_));
+  if (fresh) near.store(ks.id, args_[1], std::move(*v), pttl, std::chrono::steady_clock::now());
+  return true;
+}
+
 void MappedRead::deliver(std::uint64_t sub, std::string_view frame) {
   if (sub < replies_.size()) replies_[sub] = frame;
   if (--expected_ == 0) afterRedis();
 }
 
 void MappedRead::afterRedis() {
+  if (near_ && afterNear()) return;
   for (const auto& r : replies_) {
     if (backendDown(r)) fallback_ = true;
   }

@@ -30,6 +30,13 @@ long long integerOf(std::string_view frame) {
   return n;
 }
 
+// Drops the written keys from this worker's near cache (docs/near_cache.md).
+void evictNear(Worker& worker, const WritePlan& plan) {
+  if (NearCache* near = worker.nearCache()) {
+    for (const KeyWrite& w : plan.writes) near->invalidate(w.key);
+  }
+}
+
 }  // namespace
 
 MappedWrite::MappedWrite(Worker& worker, std::shared_ptr<redis::ReplySink> client,
@@ -60,6 +67,7 @@ bool MappedWrite::through(const KeyWrite& w) const {
 
 void MappedWrite::start(redis::BackendConnection& connection) {
   connection_ = connection.shared_from_this();
+  evictNear(worker_, plan_);  // a read pipelined after this write must not see the old value
   auto self = shared_from_this();
   if (!plan_.unmapped.empty()) {
     std::string request;
@@ -216,6 +224,7 @@ void MappedWrite::finish() {
       if (out.empty()) out = "+OK\r\n";
       break;
   }
+  evictNear(worker_, plan_);  // read-your-writes: a read that raced the write kept nothing
   client_->deliver(tag_, out);
 }
 

@@ -16,6 +16,34 @@ double sum(const std::vector<std::unique_ptr<Worker>>& workers, Get get) {
   return total;
 }
 
+// The near cache of one keyspace, summed over workers (docs/near_cache.md).
+template <typename Per>
+void nearCacheMetrics(admin::MetricsWriter& m, const admin::Labels& labels, Per per) {
+  using K = const KeyspaceCounters&;
+  m.counter("larder_near_cache_hits_total", "Reads answered from a worker's near cache.", labels,
+            per([](K k) { return k.near_hits.get(); }));
+  m.counter("larder_near_cache_misses_total",
+            "Near-cacheable reads that went to Redis (not cached, or near cache bypassed).", labels,
+            per([](K k) { return k.near_misses.get(); }));
+  const std::pair<const char*, Counter KeyspaceCounters::*> reasons[] = {
+      {"invalidation", &KeyspaceCounters::near_evicted_invalidation},
+      {"capacity", &KeyspaceCounters::near_evicted_capacity},
+      {"ttl", &KeyspaceCounters::near_evicted_ttl}};
+  for (const auto& [reason, field] : reasons) {
+    admin::Labels with_reason = labels;
+    with_reason.emplace("reason", reason);
+    m.counter("larder_near_cache_evictions_total", "Near-cache entries dropped, by reason.",
+              with_reason, per([field = field](K k) { return (k.*field).get(); }));
+  }
+  m.counter("larder_near_cache_flushes_total",
+            "Whole near-cache flushes (invalidation connection lost, FLUSHALL), per worker.",
+            labels, per([](K k) { return k.near_flushes.get(); }));
+  m.gauge("larder_near_cache_bytes", "Bytes held by the near caches (all workers).", labels,
+          per([](K k) { return k.near_bytes.get(); }));
+  m.gauge("larder_near_cache_entries", "Keys held by the near caches (all workers).", labels,
+          per([](K k) { return k.near_entries.get(); }));
+}
+
 }  // namespace
 
 std::string Server::metricsText() const {
@@ -55,6 +83,9 @@ std::string Server::metricsText() const {
   m.gauge("larder_redis_pinned_connections",
           "Dedicated Redis connections in use (MULTI, pub/sub, blocking).", {},
           sum(workers_, [](S s) { return s.pinned_current.get(); }));
+  m.gauge("larder_near_cache_tracking_up",
+          "Workers whose near cache has Redis invalidation established (and is in use).", {},
+          sum(workers_, [](S s) { return s.near_tracking_up.get(); }));
   bool redis_up = true;
   for (const auto& w : workers_) redis_up = redis_up && w->backendReady();
   m.gauge("larder_redis_up", "1 when every shared Redis connection is connected.", {},
@@ -147,6 +178,7 @@ std::string Server::metricsText() const {
               per([](K k) { return k.writes.get(); }));
     m.counter("larder_write_queue_full_total", "Writes that found the write queue full.", labels,
               per([](K k) { return k.queue_full.get(); }));
+    if (ks.config.near_cache.enabled) nearCacheMetrics(m, labels, per);
     writeMetrics(m, ks, labels);
   }
   return m.text();

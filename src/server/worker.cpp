@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "larder/cache/write_scripts.hpp"
+#include "larder/server/near_cache_tracking.hpp"
 #include "larder/server/session.hpp"
 
 namespace larder::server {
@@ -35,6 +36,19 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
       shared_.back()->setPreload(cache::preloadRequests({&cache::writeScript()}));
     }
   }
+  // Near cache: only for keyspaces known at start (a reload cannot add prefixes).
+  std::vector<NearCache::Keyspace> near;
+  bool any_near = false;
+  for (std::size_t i = 0; i < server.keyspaces().size(); ++i) {
+    const cache::Keyspace& ks = server.keyspaces().at(i);
+    near.push_back({ks.config.near_cache, ks.key.prefix()});
+    any_near = any_near || ks.config.near_cache.enabled;
+  }
+  if (any_near) {
+    near_cache_ = std::make_unique<NearCache>(std::move(near), stats_);
+    near_tracking_ = std::make_shared<NearCacheTracking>(context_.get_executor(), config_.redis,
+                                                         stats_.backend, *near_cache_, index_);
+  }
 }
 
 Worker::~Worker() { join(); }
@@ -43,6 +57,7 @@ void Worker::start() {
   guard_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
       context_.get_executor());
   for (auto& c : shared_) c->start();
+  if (near_tracking_) near_tracking_->start();
   sweepIdle();
   thread_ = std::thread([this] {
     try {
@@ -76,6 +91,7 @@ void Worker::stop() {
     }
     for (auto& s : live) s->close();
     for (auto& c : shared_) c->stop();
+    if (near_tracking_) near_tracking_->stop();
     for (auto& c : idle_pinned_) c->stop();
     idle_pinned_.clear();
     sweep_.cancel();
@@ -148,6 +164,10 @@ void Worker::sweepIdle() {
   sweep_.expires_after(std::chrono::seconds(1));
   sweep_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
+    if (near_tracking_) {
+      near_tracking_->tick(std::chrono::steady_clock::now());
+      near_cache_->sweep(std::chrono::steady_clock::now());
+    }
     const auto timeout = config().idle_timeout;
     if (timeout.count() > 0) {
       const auto now = std::chrono::steady_clock::now();

@@ -9,6 +9,11 @@
 //   onLoaded(): all loads in -> format -> session.deliver(tag, reply)
 //
 // When Redis is unreachable the op falls back to PostgreSQL alone (no fill).
+//
+// Near cache (docs/near_cache.md): a single-key read it can answer is served
+// from the worker's NearCache when the key is there; otherwise the whole value
+// (GET or HGETALL) and its PTTL are asked for, the reply is built from the
+// value, and the value is kept when no invalidation came in between.
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +62,8 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
   void deliver(std::uint64_t sub, std::string_view frame) override;
 
  private:
+  bool startNear(redis::BackendConnection& connection);
+  bool afterNear();
   void afterRedis();
   void onLoaded(std::size_t key, const cache::LoadResult& result);
   void finish();
@@ -75,6 +82,8 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
   std::vector<bool> missed_;               // per key
   std::vector<cache::LoadResult> loaded_;  // per key
   std::size_t loads_pending_ = 0;
+  bool near_ = false;  // the near-cache path: replies_ = {value, PTTL}
+  std::uint64_t near_ticket_ = 0;
 };
 
 }  // namespace larder::server

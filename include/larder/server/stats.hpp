@@ -18,6 +18,17 @@ struct KeyspaceCounters {
   Counter refused;     // -WRONGTYPE and refused writes
   Counter writes;      // writes acknowledged (behind: queued; through: committed)
   Counter queue_full;  // writes that found the queue at its bound
+  // Near cache (docs/near_cache.md): reads served in the worker, reads that
+  // were eligible but went to Redis, entries dropped and why, whole-cache
+  // flushes, and the gauges of what it holds now.
+  Counter near_hits;
+  Counter near_misses;
+  Counter near_evicted_invalidation;
+  Counter near_evicted_capacity;
+  Counter near_evicted_ttl;
+  Counter near_flushes;
+  Counter near_bytes;
+  Counter near_entries;
 };
 
 struct WorkerStats {
@@ -30,6 +41,7 @@ struct WorkerStats {
   Counter backend_waits;   // a session paused because its backend connection was full
   Counter pinned_current;  // dedicated backend connections in use
   Counter pinned_total;
+  Counter near_tracking_up;  // 1 while this worker's near-cache invalidation is established
   redis::BackendStats backend;
   CommandStats by_command;
   std::vector<std::unique_ptr<KeyspaceCounters>> keyspaces;  // by keyspace id

@@ -18,12 +18,14 @@
 #include "larder/config/config.hpp"
 #include "larder/redis/backend_connection.hpp"
 #include "larder/server/info.hpp"
+#include "larder/server/near_cache.hpp"
 #include "larder/server/stats.hpp"
 
 namespace larder::server {
 
 class Session;
 class ServerContext;
+class NearCacheTracking;
 
 class Worker {
  public:
@@ -47,6 +49,8 @@ class Worker {
   ServerContext& server() { return server_; }
   WorkerStats& stats() { return stats_; }
   const WorkerStats& stats() const { return stats_; }
+  // nullptr when no keyspace has near_cache enabled (docs/near_cache.md).
+  NearCache* nearCache() { return near_cache_.get(); }
 
   redis::BackendConnection& sharedConnection(std::uint64_t session_id);
   bool backendReady() const;
@@ -75,6 +79,8 @@ class Worker {
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
   boost::asio::steady_timer sweep_;
   bool shutting_down_ = false;
+  std::unique_ptr<NearCache> near_cache_;
+  std::shared_ptr<NearCacheTracking> near_tracking_;
 };
 
 // The outcome of a config reload (SIGHUP, LARDER RELOAD).
