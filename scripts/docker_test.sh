@@ -470,7 +470,10 @@ if [ "$run_compose" -eq 1 ]; then
   export REDIS_IMAGE POSTGRES_IMAGE REDIS_PORT PG_PORT LARDER_PORT ADMIN_PORT
   export REDIS_PASSWORD=$REDIS_SECRET PG_PASSWORD=$PG_SECRET
   compose_up=1
-  if ! timeout 180 "${compose[@]}" up -d --no-build >"$work/compose-up.log" 2>&1; then
+  # On vfs every container start copies a whole file system: on a loaded
+  # machine that outlasts docker-compose's 60 s HTTP timeout.
+  if ! COMPOSE_HTTP_TIMEOUT=600 timeout 900 "${compose[@]}" up -d --no-build \
+      >"$work/compose-up.log" 2>&1; then
     tail -20 "$work/compose-up.log"
     fail "compose: up failed"
   else

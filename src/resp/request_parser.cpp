@@ -64,8 +64,8 @@ enum class SplitResult { Ok, NeedCopy, Unbalanced };
 // Splits an inline line like Redis's sdssplitargs. Without `storage`, records each
 // arg as a span of `line` and returns NeedCopy as soon as an arg is not a verbatim
 // slice (quotes mid-arg, escapes). With `storage`, appends every unescaped arg to it
-// and records spans into it. One deviation: NUL is an ordinary byte here, while
-// Redis (C strings) silently truncates the line at it.
+// and records spans into it. Lines holding a NUL byte never get here
+// (parseInline refuses them).
 SplitResult splitArgs(std::string_view line, Spans& spans, std::string* storage) {
   spans.clear();
   const std::size_t n = line.size();
@@ -197,6 +197,25 @@ ParseStatus RequestParser::parse(std::string_view input, Request& out) {
   return input[0] == '*' ? parseMultibulk(input, out) : parseInline(input, out);
 }
 
+namespace {
+
+// True while `text` (a length header's bytes after '*' or '$', CR not yet
+// seen) can still become a number: digits, after an optional leading '-',
+// maybe ending in the CR. Anything else is refused at once rather than after
+// 64 KiB of it (Redis waits).
+bool mayBecomeNumber(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c >= '0' && c <= '9') continue;
+    if (c == '-' && i == 0) continue;
+    if (c == '\r' && i + 1 == text.size()) continue;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 RequestParser::LineEnd RequestParser::findHeaderEnd(std::string_view input, std::size_t& cr) {
   const char* data = input.data();
   const std::size_t from = scan_ > pos_ ? scan_ : pos_;
@@ -221,6 +240,7 @@ ParseStatus RequestParser::parseMultibulk(std::string_view input, Request& out) 
   if (array_len_ == 0) {  // `*<count>\r\n` not read yet
     switch (findHeaderEnd(input, cr)) {
       case LineEnd::NeedMore:
+        if (!mayBecomeNumber(input.substr(1))) return fail("invalid multibulk length");
         return ParseStatus::NeedMore;
       case LineEnd::TooBig:
         return fail("too big mbulk count string");
@@ -230,9 +250,10 @@ ParseStatus RequestParser::parseMultibulk(std::string_view input, Request& out) 
         break;
     }
     long long count = 0;
-    if (!parseNumber(input.substr(1, cr - 1), count) ||
-        (count > 0 && static_cast<unsigned long long>(count) > limits_.max_array_len)) {
-      return fail("invalid multibulk length");
+    if (!parseNumber(input.substr(1, cr - 1), count)) return fail("invalid multibulk length");
+    if (count > 0 && static_cast<unsigned long long>(count) > limits_.max_array_len) {
+      return fail(limits_.unauthenticated ? "unauthenticated multibulk length"
+                                          : "invalid multibulk length");
     }
     pos_ = cr + 2;
     scan_ = pos_;
@@ -260,6 +281,7 @@ ParseStatus RequestParser::parseMultibulk(std::string_view input, Request& out) 
       }
       switch (findHeaderEnd(input, cr)) {
         case LineEnd::NeedMore:
+          if (!mayBecomeNumber(input.substr(pos_ + 1))) return fail("invalid bulk length");
           return ParseStatus::NeedMore;
         case LineEnd::TooBig:
           return fail("too big bulk count string");
@@ -269,9 +291,12 @@ ParseStatus RequestParser::parseMultibulk(std::string_view input, Request& out) 
           break;
       }
       long long len = 0;
-      if (!parseNumber(input.substr(pos_ + 1, cr - pos_ - 1), len) || len < 0 ||
-          static_cast<unsigned long long>(len) > limits_.max_bulk_len) {
+      if (!parseNumber(input.substr(pos_ + 1, cr - pos_ - 1), len) || len < 0) {
         return fail("invalid bulk length");
+      }
+      if (static_cast<unsigned long long>(len) > limits_.max_bulk_len) {
+        return fail(limits_.unauthenticated ? "unauthenticated bulk length"
+                                            : "invalid bulk length");
       }
       bulk_len_ = len;
       pos_ = cr + 2;
@@ -323,6 +348,10 @@ ParseStatus RequestParser::parseInline(std::string_view input, Request& out) {
   std::size_t end = newline;
   if (end > 0 && input[end - 1] == '\r') --end;
   const std::string_view line = input.substr(0, end);
+  // Redis reads inline lines as C strings and never runs one holding NUL (it
+  // waits for a newline it cannot see). Refusing at once keeps a desynced
+  // client from running the tail of binary data as a command.
+  if (line.find('\0') != std::string_view::npos) return fail("NUL byte in inline request");
 
   std::string_view base = line;
   switch (splitArgs(line, spans_, nullptr)) {

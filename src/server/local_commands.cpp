@@ -235,7 +235,11 @@ Session::Flow Session::select(const resp::Request& req) {
   return forward(req, *pinned_);
 }
 
-Session::Flow Session::reset(const resp::Request&) {
+Session::Flow Session::reset(const resp::Request& req) {
+  if (req.args.size() != 1) {
+    replyError(arityError(req.args[0]));
+    return Flow::Continue;
+  }
   if (!queue_.empty()) return Flow::Barrier;  // earlier replies come first
   dropPin();
   stream_ = in_multi_ = watching_ = sticky_ = false;

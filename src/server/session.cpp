@@ -31,6 +31,7 @@ resp::ParserLimits parserLimits(const config::LimitsConfig& limits, bool authent
   if (!authenticated) {
     l.max_array_len = std::min(l.max_array_len, resp::kUnauthenticatedLimits.max_array_len);
     l.max_bulk_len = std::min(l.max_bulk_len, resp::kUnauthenticatedLimits.max_bulk_len);
+    l.unauthenticated = true;
   }
   return l;
 }

@@ -7,7 +7,7 @@ working while the bad client is connected and after it is gone.
 Where the same bytes get a different answer from Redis (Larder is stricter,
 or Redis stalls), the test sends them to the redis-server too and checks
 Redis' answer, so that the difference is known rather than assumed. Tests
-marked expectedFailure are Larder bugs, described in their docstrings.
+that once were marked expectedFailure (Larder bugs) now pass.
 """
 
 import contextlib
@@ -259,26 +259,21 @@ class BadInputTest(LarderTestCase):
         self.larder_answer(b"*1\r\n$4\r\nPING\x00" + garbage,
                            proto_error("expected CRLF after bulk data"), True)
 
-    @unittest.expectedFailure
     def test_desync_without_line_end_closes_promptly(self):
-        """LARDER BUG (reported): `*` or `$` followed by bytes that cannot be a
-        length, with no CR yet, is only refused once 64 KiB of it arrived (or
-        idle_timeout closes the client), like Redis. The header could be
-        refused at its first byte that is not a digit (or a leading '-')."""
+        """`*` or `$` followed by bytes that cannot be a length, with no CR
+        yet, is refused at the first byte that is not a digit (or a leading
+        '-'); Redis waits for 64 KiB of it."""
         garbage = bytes(b for b in range(256) if b not in (10, 13)) * 2
         for payload in (b"*\x00" + garbage, b"*1\r\n$\x00" + garbage, b"*12x" + garbage):
             reply, closed = exchange(self.larder.port, payload, 1.0, during=self.witness.check)
             self.assertTrue(reply.startswith(b"-ERR Protocol error: ") and closed,
                             f"{payload[:6]!r} + garbage without CR: got {(reply, closed)!r}")
 
-    @unittest.expectedFailure
     def test_nul_in_an_inline_line_is_refused(self):
-        """LARDER BUG (reported): an inline line containing NUL runs as a
-        command (`SET desync v\\x00` stores "v\\x00"; `\\x00...` and
-        `$\\x00...` are forwarded to Redis as unknown commands). Redis never
-        runs such a line: it looks for the LF with strchr, which stops at the
-        NUL, so it waits until 64 KiB and then refuses the line. Expected
-        from Larder: a protocol error and the connection closed at once."""
+        """An inline line containing NUL is refused and the connection closed
+        at once. Redis never runs such a line either: it looks for the LF
+        with strchr, which stops at the NUL, so it waits until 64 KiB and
+        then refuses the line."""
         garbage = bytes(range(1, 256)) * 2
         for payload in (b"SET desync v\x00\r\n", b"\x00" + garbage, b"$\x00" + garbage):
             reply, closed = exchange(self.larder.port, payload, 1.0, during=self.witness.check)
@@ -317,10 +312,8 @@ class BadInputTest(LarderTestCase):
         self.assertEqual(reply.count(b"-ERR wrong number of arguments"), len(commands) - 3, reply)
         self.larder_answer(payload, reply, False)
 
-    @unittest.expectedFailure
     def test_reset_with_arguments_is_an_arity_error(self):
-        """LARDER BUG (reported): `RESET x` resets the connection (answers
-        +RESET and de-authenticates) instead of Redis' arity error."""
+        """`RESET x` is Redis' arity error; the connection is not reset."""
         payload = encode_command("RESET", "x")
         expected = b"-ERR wrong number of arguments for 'reset' command\r\n"
         self.assertEqual(self.redis_answer(payload, expected), (expected, False))
@@ -400,11 +393,9 @@ class PreAuthLimitsTest(LarderTestCase):
         self.assertEqual(self.both(encode_command("AUTH", "x" * 16384), wrongpass),
                          ((wrongpass, False),) * 2)
 
-    @unittest.expectedFailure
     def test_error_text_like_redis(self):
-        """LARDER BUG (reported): Redis 7 says "unauthenticated multibulk
-        length" / "unauthenticated bulk length"; Larder says "invalid
-        multibulk length" / "invalid bulk length" for the pre-AUTH limits."""
+        """Pre-AUTH limits are refused in Redis 7's words: "unauthenticated
+        multibulk length" / "unauthenticated bulk length"."""
         for payload in (b"*11\r\n", b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"):
             larder, redis = self.both(payload)
             self.assertEqual(larder, redis, payload)

@@ -30,10 +30,11 @@ struct ParserLimits {
   std::size_t max_array_len = 1024 * 1024;       // arguments in one request
   std::size_t max_bulk_len = 512 * 1024 * 1024;  // bytes in one argument
   std::size_t max_inline_len = 64 * 1024;        // bytes in one inline line
+  bool unauthenticated = false;                  // errors say so, in Redis' words
 };
 
 // Redis refuses large requests from clients that have not authenticated yet.
-inline constexpr ParserLimits kUnauthenticatedLimits{10, 16 * 1024, 64 * 1024};
+inline constexpr ParserLimits kUnauthenticatedLimits{10, 16 * 1024, 64 * 1024, true};
 
 enum class ParseStatus { Complete, NeedMore, Error };
 

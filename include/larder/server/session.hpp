@@ -23,6 +23,7 @@
 #include "larder/common/byte_buffer.hpp"
 #include "larder/redis/backend_connection.hpp"
 #include "larder/resp/request_parser.hpp"
+#include "larder/resp/resp3.hpp"
 #include "larder/server/command_table.hpp"
 #include "larder/server/reply_queue.hpp"
 
@@ -109,6 +110,9 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::string clientInfoLine();  // non-const: asio's native_handle() is
 
   void observe(std::uint64_t tag);     // the latency of the request slot `tag` answers
+  // The reply for slot `tag` in the protocol its request was made under (RESP3).
+  std::string_view clientForm(std::uint64_t tag, std::string_view bytes);
+  void setProtocol(bool resp3);        // HELLO 2|3, RESET; before the reply is reserved
   void reply(std::string_view bytes);  // a locally answered command, in order
   void replyError(std::string_view text);
   void protocolError(const std::string& message);
@@ -140,6 +144,8 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   bool flush_scheduled_ = false;
   std::unordered_map<std::uint64_t, InfoRequest> info_merges_;   // tag -> what INFO asked
   std::unordered_map<std::uint64_t, std::string> replacements_;  // tag -> reply to send instead
+  bool resp3_ = false;            // HELLO 3: replies are translated (resp/resp3.hpp)
+  resp::ReplyForms reply_forms_;  // the protocol and shape each outstanding slot takes
 
   // Waiting for replies to drain (backpressure or a barrier).
   boost::asio::steady_timer wake_;

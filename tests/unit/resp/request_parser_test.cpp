@@ -462,12 +462,12 @@ TEST_CASE("unauthenticated limits", "[resp]") {
   std::vector<std::string_view> ten_views(ten_args.begin(), ten_args.end());
   const std::string ten = encode(ten_views);
   checkAllWays(ten, multibulk(ten_args, ten.size()), kUnauthenticatedLimits);
-  checkAllWays("*11\r\n", error("invalid multibulk length"), kUnauthenticatedLimits);
+  checkAllWays("*11\r\n", error("unauthenticated multibulk length"), kUnauthenticatedLimits);
 
   const std::string max_value(16 * kKiB, 'v');
   const std::string fits = encode({"AUTH", max_value});
   checkAllWays(fits, multibulk({"AUTH", max_value}, fits.size()), kUnauthenticatedLimits);
-  checkAllWays("*2\r\n$4\r\nAUTH\r\n$16385\r\n", error("invalid bulk length"),
+  checkAllWays("*2\r\n$4\r\nAUTH\r\n$16385\r\n", error("unauthenticated bulk length"),
                kUnauthenticatedLimits);
 
   // The same requests pass with the default limits, and setLimits switches.
@@ -483,7 +483,18 @@ TEST_CASE("unauthenticated limits", "[resp]") {
   CHECK(parser.limits().max_array_len == 10);
   CHECK(parser.limits().max_bulk_len == 16 * kKiB);
   CHECK(parser.parse("*11\r\n", req) == ParseStatus::Error);
-  CHECK(parser.errorMessage() == "invalid multibulk length");
+  CHECK(parser.errorMessage() == "unauthenticated multibulk length");
+}
+
+TEST_CASE("a length header is refused at its first impossible byte", "[resp]") {
+  // No CR needed: these can never become a length, however many bytes follow.
+  checkAllWays("*12x"s, error("invalid multibulk length"));
+  checkAllWays("*\0garbage"s, error("invalid multibulk length"));
+  checkAllWays("*1\r\n$\0zz"s, error("invalid bulk length"));
+  checkAllWays("*1\r\n$-x"s, error("invalid bulk length"));
+  // Still a length in the making: wait.
+  checkAllWays("*12"s, needMore(0));
+  checkAllWays("*-1\r"s, needMore(0));
 }
 
 TEST_CASE("reset forgets a partial request", "[resp]") {
@@ -517,8 +528,9 @@ TEST_CASE("inline commands", "[resp]") {
   checkAllWays("GET k\r\r\n", inlineCmd({"GET", "k"}, 8));
   // Other first bytes are inline too.
   checkAllWays("$3\r\n", inlineCmd({"$3"}, 4));
-  // NUL is an ordinary byte (Redis would truncate the line there).
-  checkAllWays("GET a\0b\r\n"s, inlineCmd({"GET", "a\0b"s}, 9));
+  // A raw NUL byte: refused (Redis never runs such a line); an escaped one
+  // inside quotes is fine (below).
+  checkAllWays("GET a\0b\r\n"s, error("NUL byte in inline request"));
   checkAllWays("GET k", needMore(0));
   checkAllWays("GET k\r", needMore(0));
 }
