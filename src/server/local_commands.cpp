@@ -140,13 +140,12 @@ Session::Flow Session::auth(const resp::Request& req) {
 
 Session::Flow Session::hello(const resp::Request& req) {
   const auto& args = req.args;
-  long long version = 2;
+  long long version = resp3_ ? 3 : 2;  // HELLO alone keeps the protocol
   if (args.size() >= 2 && !parseInteger(args[1], version)) {
     replyError("ERR Protocol version is not an integer or out of range");
     return Flow::Continue;
   }
-  if (version != 2) {
-    // RESP3 arrives with the hardening work; clients fall back to RESP2 on NOPROTO.
+  if (version != 2 && version != 3) {
     replyError("NOPROTO unsupported protocol version");
     return Flow::Continue;
   }
@@ -197,7 +196,7 @@ Session::Flow Session::hello(const resp::Request& req) {
   resp::appendBulk(out, "version");
   resp::appendBulk(out, "7.0.0");
   resp::appendBulk(out, "proto");
-  resp::appendInteger(out, 2);
+  resp::appendInteger(out, version);
   resp::appendBulk(out, "id");
   resp::appendInteger(out, static_cast<long long>(id_));
   resp::appendBulk(out, "mode");
@@ -206,6 +205,7 @@ Session::Flow Session::hello(const resp::Request& req) {
   resp::appendBulk(out, "master");
   resp::appendBulk(out, "modules");
   resp::appendArrayHeader(out, 0);
+  setProtocol(version == 3);  // the reply itself is in the new protocol (a map in RESP3)
   reply(out);
   return Flow::Continue;
 }
@@ -246,6 +246,7 @@ Session::Flow Session::reset(const resp::Request& req) {
   db_ = worker_.config().redis.db;
   name_.clear();
   setAuthenticated(worker_.config().requirepass.empty());
+  setProtocol(false);  // RESET goes back to RESP2, as in Redis
   reply("+RESET\r\n");
   return Flow::Continue;
 }
@@ -351,7 +352,7 @@ std::string Session::clientInfoLine() {
   field("cmd", "client|info");
   field("user", "default");
   field("redir", -1);
-  field("resp", 2);
+  field("resp", resp3_ ? 3 : 2);
   field("lib-name", lib_name_);
   field("lib-ver", lib_ver_);
   line += '\n';

@@ -92,6 +92,10 @@ asio::awaitable<void> Session::run() {
       if (!request_.args.empty()) {
         worker_.stats().commands.add();  // once per request, however often re-routed
         queue_.stamp({commandIndex(request_.args[0]), std::chrono::steady_clock::now()});
+        if (resp3_ || reply_forms_.active()) {
+          reply_forms_.request(request_.args, resp3_, in_multi_, queue_.nextTag(),
+                               queue_.headTag());
+        }
         Flow flow = route(request_);
         while (flow == Flow::Barrier || flow == Flow::Saturated) {
           if (flow == Flow::Barrier) {
@@ -196,6 +200,7 @@ Session::Flow Session::route(const resp::Request& req) {
     if (info.local == LocalCommand::Reset) {
       setAuthenticated(worker_.config().requirepass.empty());
       name_.clear();
+      setProtocol(false);    // and returns to RESP2; its +RESET is the same in both
       dirty_stream_ = true;  // RESET de-authenticates the backend connection too
     }
     sendOnStream(req);
@@ -380,16 +385,17 @@ void Session::deliver(std::uint64_t tag, std::string_view frame) {
       onStreamSync(frame);
       return;
     }
-    out_.append(frame);  // stream frames carry no slot: they are already in order
+    // Stream frames carry no slot: they are already in order.
+    out_.append(resp3_ ? reply_forms_.push(frame) : frame);
   } else if (!replacements_.empty() && replacements_.count(tag)) {
     queue_.complete(tag, replacements_[tag], out_);
     replacements_.erase(tag);
   } else if (!info_merges_.empty() && info_merges_.count(tag)) {
     std::string merged = mergeInfo(info_merges_[tag], frame);
     info_merges_.erase(tag);
-    queue_.complete(tag, merged, out_);
+    queue_.complete(tag, clientForm(tag, merged), out_);
   } else {
-    queue_.complete(tag, frame, out_);
+    queue_.complete(tag, clientForm(tag, frame), out_);
   }
   if (out_.size() + writing_.size() + queue_.heldBytes() >
       worker_.config().limits.client_output_limit) {
@@ -439,10 +445,20 @@ void Session::backendClosed() {
   if (!closed_) scheduleFlush();
 }
 
+std::string_view Session::clientForm(std::uint64_t tag, std::string_view bytes) {
+  if (!reply_forms_.active()) return bytes;
+  return reply_forms_.translate(tag, bytes, queue_.headTag());
+}
+
+void Session::setProtocol(bool resp3) {
+  resp3_ = resp3;
+  reply_forms_.switched(resp3, queue_.nextTag(), queue_.headTag());
+}
+
 void Session::reply(std::string_view bytes) {
   const std::uint64_t tag = queue_.reserve();
   observe(tag);
-  queue_.complete(tag, bytes, out_);
+  queue_.complete(tag, clientForm(tag, bytes), out_);
   scheduleFlush();
 }
 
