@@ -101,11 +101,10 @@ void MappedWrite::send(std::size_t i) {
 std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
   const KeyWrite& w = plan_.writes[i];
   const std::string& channel = worker_.config().invalidation.publish_channel;
-  std::vector<std::string> args{w.op, "b",
-                                std::string(absent_[i] ? "1" : "0") +
-                                    (channel.empty() ? "" : ":" + channel),
-                                std::to_string(worker_.config().write_behind.max_queue),
-                                std::to_string(std::max<long long>(0, w.ks->ttl_ms.get()))};
+  std::vector<std::string> args{
+      w.op, "b", std::string(absent_[i] ? "1" : "0") + (channel.empty() ? "" : ":" + channel),
+      std::to_string(worker_.config().write_behind.max_queue),
+      std::to_string(std::max<long long>(0, w.ks->ttl_ms.get()))};
   args.insert(args.end(), w.op_args.begin(), w.op_args.end());
   const std::string marker = cache::pendingMarker(w.key);
   const std::string queue = cache::queueKey(w.ks->name());

@@ -122,8 +122,8 @@ void Server::startPostgresSide() {
                                                   config_, queue_conn_, filler_);
   // Invalidations go on the fill connection: its FIFO order puts an UNLINK
   // after any fill sent before it.
-  invalidator_ = std::make_unique<cache::Invalidator>(pg_context_, *loader_, keyspaces_, config_,
-                                                      filler_);
+  invalidator_ =
+      std::make_unique<cache::Invalidator>(pg_context_, *loader_, keyspaces_, config_, filler_);
   asio::post(pg_context_, [this] {
     filler_->start();
     queue_conn_->start();

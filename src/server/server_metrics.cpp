@@ -103,8 +103,8 @@ std::string Server::metricsText() const {
     m.gauge("larder_invalidation_listening",
             "1 while LISTENing for row changes from PostgreSQL (invalidation.listen).", {},
             static_cast<double>(inv.listening.get()));
-    m.counter("larder_invalidation_notifications_total", "Row-change notifications received.",
-              {}, static_cast<double>(inv.notifications.get()));
+    m.counter("larder_invalidation_notifications_total", "Row-change notifications received.", {},
+              static_cast<double>(inv.notifications.get()));
     m.counter("larder_invalidation_ignored_total",
               "Notifications that named no mapped row (bad payload or unmapped table).", {},
               static_cast<double>(inv.bad_payloads.get()));

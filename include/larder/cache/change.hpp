@@ -50,8 +50,7 @@ struct PendingRow {
 // parsed by the column type's own input function.
 // Opens a transaction of Larder's own writes. The invalidation trigger
 // (docs/invalidation.md) skips them: Redis already holds what they write.
-inline constexpr const char* kBeginOwnTransaction =
-    "BEGIN; SET LOCAL larder.origin = 'larder'";
+inline constexpr const char* kBeginOwnTransaction = "BEGIN; SET LOCAL larder.origin = 'larder'";
 
 struct ApplyStatement {
   std::string sql;

@@ -109,7 +109,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   Flow reset(const resp::Request& req);
   std::string clientInfoLine();  // non-const: asio's native_handle() is
 
-  void observe(std::uint64_t tag);     // the latency of the request slot `tag` answers
+  void observe(std::uint64_t tag);  // the latency of the request slot `tag` answers
   // The reply for slot `tag` in the protocol its request was made under (RESP3).
   std::string_view clientForm(std::uint64_t tag, std::string_view bytes);
   void setProtocol(bool resp3);        // HELLO 2|3, RESET; before the reply is reserved

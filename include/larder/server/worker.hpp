@@ -103,8 +103,8 @@ class ServerContext {
   virtual InfoFields infoFields(std::string_view section) const = 0;
   virtual void clientClosed() = 0;
   virtual const cache::KeyspaceRegistry& keyspaces() const = 0;
-  virtual cache::Loader* loader() = 0;        // nullptr when no keyspace is configured
-  virtual cache::WriteService* writes() = 0;  // likewise
+  virtual cache::Loader* loader() = 0;            // nullptr when no keyspace is configured
+  virtual cache::WriteService* writes() = 0;      // likewise
   virtual cache::Invalidator* invalidator() = 0;  // likewise
   // Re-reads the config file; `done` runs on another thread.
   virtual void reload(std::function<void(ReloadResult)> done) = 0;
