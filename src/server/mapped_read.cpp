@@ -117,7 +117,11 @@ bool MappedRead::startNear(redis::BackendConnection& connection) {
   const std::string& key = args_[1];
   if (const NearValue* v = near->lookup(ks.id, key, std::chrono::steady_clock::now())) {
     counters.near_hits.add();
-    answer(v->reply(kind_, args_));
+    if (kind_ == ReadKind::Get || kind_ == ReadKind::HGetAll) {
+      answer(v->frame());  // the value's frame is the reply: no copy
+    } else {
+      answer(v->reply(kind_, args_));
+    }
     return true;
   }
   counters.near_misses.add();

@@ -174,7 +174,9 @@ class NearCache {
 
   WorkerStats& stats_;
   std::vector<Partition> partitions_;  // by keyspace id
-  std::unordered_map<std::string_view, Lru::iterator, Hash, std::equal_to<>> index_;
+  // std::hash<string_view> is not a "fast" hash to libstdc++: nodes cache it, so a
+  // lookup compares keys only on a hash match.
+  std::unordered_map<std::string_view, Lru::iterator> index_;
   std::unordered_map<std::string, Pending, Hash, std::equal_to<>> pending_;
   std::uint64_t seq_ = 0;
   std::uint64_t flushed_ = 0;  // seq of the last flush
