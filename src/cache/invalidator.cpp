@@ -23,10 +23,12 @@ constexpr auto kNotifyWait = std::chrono::milliseconds(1000);
 constexpr auto kRetryMin = std::chrono::milliseconds(200);
 constexpr auto kRetryMax = std::chrono::milliseconds(5000);
 
-// UNLINKs KEYS, then PUBLISHes each on ARGV[1] when it is not empty.
+// UNLINKs KEYS and their load leases (a lease may say the row is absent, or
+// belong to a load that read the row before the change), then PUBLISHes each
+// key on ARGV[1] when it is not empty.
 const redis::Script& dropScript() {
   static const redis::Script script = redis::makeScript(R"lua(
-for i = 1, #KEYS do redis.call('UNLINK', KEYS[i]) end
+for i = 1, #KEYS do redis.call('UNLINK', KEYS[i], '__larder:lease:' .. KEYS[i]) end
 if ARGV[1] ~= '' then
   for i = 1, #KEYS do redis.call('PUBLISH', ARGV[1], KEYS[i]) end
 end

@@ -210,6 +210,9 @@ void Keyspace::retune(const config::KeyspaceConfig& next) {
   ttl_ms.set(next.ttl.count());
   ttl_jitter.set(next.ttl_jitter);
   negative_ttl_ms.set(next.negative_ttl.count());
+  lease_ms.set(next.stampede.lease.count());
+  early_refresh.set(next.stampede.early_refresh);
+  stale_ms.set(next.stampede.stale_while_revalidate.count());
 }
 
 KeyspaceRegistry::KeyspaceRegistry(std::vector<Keyspace> keyspaces) {

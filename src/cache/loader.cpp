@@ -1,11 +1,15 @@
 #include "larder/cache/loader.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <random>
 
+#include "larder/cache/stampede.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
@@ -19,6 +23,13 @@ namespace {
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
 constexpr auto kLinger = std::chrono::milliseconds(20);
+// A key refreshed a moment ago is not refreshed again before this.
+constexpr auto kRefreshQuiet = std::chrono::milliseconds(100);
+constexpr std::size_t kRefreshQuietMax = 4096;
+// Waiting for another instance's fill: first poll after this, doubling to the max.
+constexpr auto kPeerPollMin = std::chrono::milliseconds(2);
+constexpr auto kPeerPollMax = std::chrono::milliseconds(50);
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 
 auto logFailure(const char* what) {
   return [what](std::exception_ptr e) {
@@ -49,6 +60,8 @@ Loader::Loader(asio::io_context& context, pg::Pool& pool, const config::ReadThro
     windows_.push_back(std::make_unique<asio::steady_timer>(context));
   }
   queued_.resize(config::kMaxKeyspaces);
+  std::random_device random;
+  lease_token_ = fmt::format("{:08x}{:08x}{:08x}", random(), random(), random());
 }
 
 Loader::~Loader() = default;
@@ -97,17 +110,47 @@ void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::strin
   flight->fill = fill;
   flight->waiters.push_back({std::move(done), Clock::now()});
   flights_.emplace(std::move(key), flight);
-  auto& queue = queued_[ks.id];
+  schedule(std::move(flight));
+}
+
+void Loader::refresh(const Keyspace& ks, std::string key, std::vector<std::string> key_values) {
+  asio::post(context_, [this, &ks, key = std::move(key), kv = std::move(key_values)]() mutable {
+    const auto now = Clock::now();
+    if (flights_.count(key) != 0 || !filler_ || !filler_->ready()) return;
+    if (auto it = refresh_quiet_.find(key); it != refresh_quiet_.end()) {
+      if (now < it->second) return;
+      refresh_quiet_.erase(it);
+    }
+    if (refresh_quiet_.size() >= kRefreshQuietMax) {
+      std::erase_if(refresh_quiet_, [now](const auto& entry) { return entry.second <= now; });
+      if (refresh_quiet_.size() >= kRefreshQuietMax) return;  // a storm: let TTLs do it
+    }
+    refresh_quiet_.emplace(key, now + kRefreshQuiet);
+    stats_[ks.id]->refreshes.add();
+    auto flight = std::make_shared<Flight>();
+    flight->ks = &ks;
+    flight->key = key;
+    flight->key_values = std::move(kv);
+    flight->fill = true;
+    flight->refresh = true;
+    flights_.emplace(std::move(key), flight);
+    schedule(std::move(flight));
+  });
+}
+
+void Loader::schedule(FlightPtr flight) {
+  const int id = flight->ks->id;
+  auto& queue = queued_[id];
   queue.push_back(std::move(flight));
   if (!sweeping_) sweepDeadlines();
 
   if (queue.size() >= config_.max_batch) {
-    windows_[ks.id]->cancel();
-    dispatch(ks.id);
+    windows_[id]->cancel();
+    dispatch(id);
   } else if (queue.size() == 1) {
-    auto& timer = *windows_[ks.id];
+    auto& timer = *windows_[id];
     timer.expires_after(config_.batch_window);
-    timer.async_wait([this, id = ks.id](boost::system::error_code ec) {
+    timer.async_wait([this, id](boost::system::error_code ec) {
       if (!ec) dispatch(id);
     });
   }
@@ -132,6 +175,149 @@ void Loader::dispatch(int keyspace) {
 }
 
 asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
+  const Keyspace& ks = *batch.front()->ks;
+  LoaderStats& stats = *stats_[ks.id];
+  const std::vector<long long> leases = co_await takeLeases(batch);
+  std::vector<FlightPtr> mine;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const FlightPtr& flight = batch[i];
+    const long long outcome = leases[i];
+    if (outcome == -1 || outcome == 1) {
+      flight->leased = outcome == 1;
+      if (flight->leased) stats.leases_won.add();
+      mine.push_back(flight);
+    } else if (flight->refresh && flight->waiters.empty()) {
+      drop(flight);  // another instance refreshes it, or it is gone: a miss loads it
+    } else if (outcome == 2) {
+      rememberMissing(flight->key, ks);
+      answer(flight, LoadResult{});
+      drop(flight);
+    } else {
+      stats.leases_waited.add();
+      const auto first = outcome == 3 ? std::chrono::milliseconds(0) : kPeerPollMin;
+      asio::co_spawn(context_, awaitPeer(flight, first), logFailure("waiting for a lease"));
+    }
+  }
+  if (!mine.empty()) co_await loadBatch(std::move(mine));
+}
+
+asio::awaitable<std::vector<long long>> Loader::takeLeases(const std::vector<FlightPtr>& batch) {
+  std::vector<long long> outcomes(batch.size(), -1);
+  const Keyspace& ks = *batch.front()->ks;
+  const auto lease_ms = ks.lease_ms.get();
+  if (lease_ms <= 0 || !filler_ || !filler_->ready()) co_return outcomes;
+  std::vector<std::string> keys;
+  std::vector<std::string> args{lease_token_, std::to_string(lease_ms)};
+  std::vector<std::size_t> asked;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i]->fill) continue;  // Redis was down at the miss: no lease to share
+    keys.push_back(batch[i]->key);
+    keys.push_back(leaseKey(batch[i]->key));
+    keys.push_back(pendingMarker(batch[i]->key));
+    args.emplace_back(batch[i]->refresh ? "r" : "l");
+    asked.push_back(i);
+  }
+  if (asked.empty()) co_return outcomes;
+  const std::string reply =
+      co_await redis::callScript(*filler_, leaseScript(), std::move(keys), std::move(args));
+  resp::ReplyValue value;
+  if (!resp::decodeReply(reply, value) || !value.isArray() ||
+      value.elements.size() != asked.size()) {
+    spdlog::debug("keyspace {}: no lease taken ({}); loading without", ks.name(), reply);
+    co_return outcomes;
+  }
+  for (std::size_t j = 0; j < asked.size(); ++j) outcomes[asked[j]] = value.elements[j].integer;
+  co_return outcomes;
+}
+
+asio::awaitable<void> Loader::awaitPeer(FlightPtr flight, std::chrono::milliseconds first) {
+  const Keyspace& ks = *flight->ks;
+  LoaderStats& stats = *stats_[ks.id];
+  const auto deadline = Clock::now() + config_.load_timeout;
+  auto delay = first;
+  asio::steady_timer timer(context_);
+  while (!flight->answered && Clock::now() < deadline) {
+    if (delay.count() > 0) {
+      timer.expires_after(delay);
+      co_await timer.async_wait(kUseTuple);
+    }
+    delay = std::clamp(delay * 2, kPeerPollMin, kPeerPollMax);
+    if (flight->answered || flight->waiters.empty()) break;  // timed out meanwhile
+    if (!filler_ || !filler_->ready()) break;                // load it here, below
+    std::vector<std::string> keys{flight->key, leaseKey(flight->key), pendingMarker(flight->key)};
+    std::vector<std::string> args{ks.isHash() ? "h" : "s"};
+    const std::string reply =
+        co_await redis::callScript(*filler_, awaitFillScript(), std::move(keys), std::move(args));
+    resp::ReplyValue value;
+    if (!resp::decodeReply(reply, value) || value.isError()) {
+      if (reply.rfind("-WRONGTYPE", 0) == 0) {
+        answer(flight, errorResult(reply.substr(1, reply.size() - 3)));
+        drop(flight);
+        co_return;
+      }
+      break;  // Redis could not say: load it here
+    }
+    if (value.isArray() && value.elements.size() >= 2) {
+      LoadResult found = decodeRow(ks, value, 2);
+      found.ttl_ms = value.elements[1].integer;
+      stats.peer_fills.add();
+      answer(flight, found);
+      drop(flight);
+      co_return;
+    }
+    if (value.integer == 2) {
+      rememberMissing(flight->key, ks);
+      answer(flight, LoadResult{});
+      drop(flight);
+      co_return;
+    }
+    if (value.integer == -1) {  // the holder let go without a value (failed, or crashed)
+      const std::vector<FlightPtr> alone(1, flight);
+      const std::vector<long long> taken = co_await takeLeases(alone);
+      if (taken[0] == 1 || taken[0] == -1) {
+        flight->leased = taken[0] == 1;
+        if (flight->leased) stats.leases_won.add();
+        co_await loadBatch(alone);
+        co_return;
+      }
+      if (taken[0] == 3) delay = std::chrono::milliseconds(0);
+    }
+  }
+  if (flight->answered || flight->waiters.empty()) {
+    drop(flight);
+    co_return;
+  }
+  // Redis went away while waiting, or the holder outlived load_timeout: the
+  // sweep answers the waiters by their deadline; meanwhile try PostgreSQL.
+  if (Clock::now() >= deadline) {
+    drop(flight);
+    co_return;
+  }
+  co_await loadBatch(std::vector<FlightPtr>(1, flight));
+}
+
+LoadResult Loader::decodeRow(const Keyspace& ks, const resp::ReplyValue& reply,
+                             std::size_t from) const {
+  LoadResult row;
+  row.status = LoadResult::Status::Found;
+  row.values.assign(ks.value_columns.size(), std::nullopt);
+  if (!ks.isHash()) {
+    if (from < reply.elements.size()) row.values[0] = reply.elements[from].str();
+    return row;
+  }
+  for (std::size_t i = from; i + 1 < reply.elements.size(); i += 2) {
+    const int column = ks.field(reply.elements[i].str());
+    if (column >= 0) row.values[column] = reply.elements[i + 1].str();
+  }
+  return row;
+}
+
+void Loader::drop(const FlightPtr& flight) {
+  auto it = flights_.find(flight->key);
+  if (it != flights_.end() && it->second == flight) flights_.erase(it);
+}
+
+asio::awaitable<void> Loader::loadBatch(std::vector<FlightPtr> batch) {
   const Keyspace& ks = *batch.front()->ks;
   auto [lease, acquire_error] = co_await pool_.acquire(config_.load_timeout);
   pg::PgError error = acquire_error;
@@ -166,7 +352,7 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
         asio::co_spawn(context_, settle(flight), logFailure("loader fill"));
       } else {
         answer(flight, failed);
-        flights_.erase(flight->key);
+        drop(flight);
       }
     }
     co_return;
@@ -196,6 +382,8 @@ asio::awaitable<void> Loader::query(pg::Connection& connection, const std::vecto
     error = outcome.error;
     co_return;
   }
+  const auto took = Clock::now() - now;
+  for (const auto& flight : batch) flight->took = took;
   std::vector<bool> found(batch.size(), false);
   const pg::Result& rows = outcome.result;
   for (int r = 0; r < rows.rows(); ++r) {
@@ -237,9 +425,8 @@ void Loader::answer(const FlightPtr& flight, const LoadResult& result) {
 
 asio::awaitable<void> Loader::settle(FlightPtr flight) {
   if (flight->answered) {  // PostgreSQL refused this key: nothing to store
-    if (auto it = flights_.find(flight->key); it != flights_.end() && it->second == flight) {
-      flights_.erase(it);
-    }
+    drop(flight);
+    co_await releaseLease(flight, "release", -1);
     co_return;
   }
   const Keyspace& ks = *flight->ks;
@@ -255,13 +442,32 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
     // Redis is down: answer from PostgreSQL alone (pending writes are in Redis too).
     if (!found) rememberMissing(flight->key, ks);
     answer(flight, loaded);
-    if (auto it = flights_.find(flight->key); it != flights_.end() && it->second == flight) {
-      flights_.erase(it);
-    }
+    drop(flight);
     co_return;
   }
-  loaded.ttl_ms = found ? ttlWithJitter(ks) : -1;
-  if (unknown) loaded.ttl_ms = ttlWithJitter(ks);
+  loaded.ttl_ms = found || unknown ? cacheTtl(ks) : -1;
+  if (flight->refresh && store && !unknown) {
+    // Replace the cached value; a key that is gone meanwhile is filled below
+    // as a miss would be, and pending writes leave the cached value alone.
+    std::vector<std::string> args{ks.isHash() ? "h" : "s",
+                                  std::to_string(std::max(0LL, loaded.ttl_ms)), found ? "1" : "0"};
+    for (std::size_t i = 0; i < loaded.values.size(); ++i) {
+      if (!loaded.values[i]) continue;
+      args.push_back(ks.value_columns[i]);
+      args.push_back(*loaded.values[i]);
+    }
+    std::vector<std::string> keys{flight->key, pendingMarker(flight->key)};
+    const std::string replaced =
+        co_await redis::callScript(*filler_, refreshScript(), std::move(keys), std::move(args));
+    if (replaced == ":1\r\n" || replaced == ":2\r\n") {
+      if (replaced == ":1\r\n") stats.refreshes_stored.add();
+      if (!found) rememberMissing(flight->key, ks);
+      answer(flight, loaded);
+      drop(flight);
+      co_await releaseLease(flight, found ? "stored" : "absent", loaded.ttl_ms);
+      co_return;
+    }
+  }
   std::vector<std::string> args{ks.isHash() ? "h" : "s",
                                 store ? std::to_string(std::max(0LL, loaded.ttl_ms)) : "-1",
                                 unknown ? "?"
@@ -305,15 +511,34 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
     spdlog::debug("fill of {} failed: {}", flight->key, reply);
   }
   answer(flight, loaded);
-  auto it = flights_.find(flight->key);
-  if (it == flights_.end() || it->second != flight) co_return;
-  if (stored) {
-    // Linger a moment: a read that missed Redis just before the fill landed
-    // may still be on its way here, and should join rather than query again.
-    flight->filled_at = Clock::now();
-  } else {
-    flights_.erase(it);  // never hand out this result again
+  const bool absent = !unknown && loaded.status == LoadResult::Status::Missing;
+  if (auto it = flights_.find(flight->key); it != flights_.end() && it->second == flight) {
+    if (stored) {
+      // Linger a moment: a read that missed Redis just before the fill landed
+      // may still be on its way here, and should join rather than query again.
+      flight->filled_at = Clock::now();
+    } else {
+      flights_.erase(it);  // never hand out this result again
+    }
   }
+  co_await releaseLease(flight, stored ? "stored" : absent ? "absent" : "release", loaded.ttl_ms);
+}
+
+asio::awaitable<void> Loader::releaseLease(const FlightPtr& flight, const char* outcome,
+                                           long long ttl_ms) {
+  const Keyspace& ks = *flight->ks;
+  const bool record_delta = std::string_view(outcome) == "stored" && ks.early_refresh.get() > 0;
+  if (!flight->leased && !record_delta) co_return;
+  if (!filler_ || !filler_->ready()) co_return;  // the lease runs out by itself
+  flight->leased = false;
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(flight->took).count();
+  std::vector<std::string> keys{leaseKey(flight->key), deltaKey(flight->key), flight->key,
+                                pendingMarker(flight->key)};
+  std::vector<std::string> args{lease_token_, outcome, std::to_string(std::max<long long>(1, took)),
+                                std::to_string(ttl_ms), std::to_string(ks.negative_ttl_ms.get())};
+  const std::string reply =
+      co_await redis::callScript(*filler_, leaseDoneScript(), std::move(keys), std::move(args));
+  if (reply != ":1\r\n") spdlog::debug("lease of {} not released: {}", flight->key, reply);
 }
 
 void Loader::forget(const std::string& key) {
@@ -388,6 +613,11 @@ void Loader::rememberMissing(const std::string& key, const Keyspace& ks) {
     if (negative_.size() >= config_.negative_cache_entries) return;  // full of fresh entries
   }
   negative_[key] = Clock::now() + ks.negativeTtl();
+}
+
+long long Loader::cacheTtl(const Keyspace& ks) {
+  const long long ttl = ttlWithJitter(ks);
+  return ttl > 0 ? ks.hardTtlMs(ttl) : ttl;
 }
 
 long long Loader::ttlWithJitter(const Keyspace& ks) {

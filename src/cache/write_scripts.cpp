@@ -156,7 +156,12 @@ return redis.error_reply('ERR Larder: unknown write op ' .. op)
 end
 
 local reply = run()
-if changed and channel ~= '' then redis.call('PUBLISH', channel, key) end
+if changed then
+  -- A lease left saying the row is absent (stampede.hpp) is wrong from now on.
+  local lease = '__larder:lease:' .. key
+  if redis.call('GET', lease) == 'absent' then redis.call('DEL', lease) end
+  if channel ~= '' then redis.call('PUBLISH', channel, key) end
+end
 return reply
 )lua";
 

@@ -184,7 +184,7 @@ asio::awaitable<void> WriteService::runThrough(int keyspace) {
       loader_.forget(w.key);
       const std::string& channel = config_.invalidation.publish_channel;
       std::vector<std::string> args{w.op, "c", channel.empty() ? "0" : "0:" + channel, "0",
-                                    std::to_string(w.ks->ttl_ms.get())};
+                                    std::to_string(w.ks->hardTtlMs(w.ks->ttl_ms.get()))};
       args.insert(args.end(), w.op_args.begin(), w.op_args.end());
       std::vector<std::string> keys{w.key, pendingMarker(w.key), queueKey(ks.name())};
       std::string reply =

@@ -1,5 +1,6 @@
 #include "larder/config/loader.hpp"
 
+#include <fmt/format.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -582,6 +583,27 @@ class Loader {
           [&](const auto& n, const auto& p) { nc.max_ttl = readDuration(n, p, false); });
   }
 
+  void readStampede(const YAML::Node& node, const std::string& path, StampedeConfig& st) const {
+    requireMap(node, path);
+    checkKeys(node, path, {"lease", "early_refresh", "stale_while_revalidate"});
+    field(node, path, "lease",
+          [&](const auto& n, const auto& p) { st.lease = readDuration(n, p, true); });
+    field(node, path, "early_refresh", [&](const auto& n, const auto& p) {
+      constexpr const char* expected = "expected a number from 0 (off) to 100, e.g. 1.0";
+      const std::string text = scalar(n, p, expected);
+      double value = -1;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec != std::errc() || end != text.data() + text.size() || !(value >= 0.0) ||
+          value > 100.0) {
+        fail(p, expected);
+      }
+      st.early_refresh = value;
+    });
+    field(node, path, "stale_while_revalidate", [&](const auto& n, const auto& p) {
+      st.stale_while_revalidate = readDuration(n, p, true);
+    });
+  }
+
   void readWriteBehind(const YAML::Node& node, const std::string& path,
                        WriteBehindConfig& wb) const {
     requireMap(node, path);
@@ -738,7 +760,7 @@ class Loader {
     requireMap(node, path);
     checkKeys(node, path,
               {"key", "table", "shape", "columns", "ttl", "ttl_jitter", "negative_ttl", "write",
-               "near_cache"});
+               "near_cache", "stampede"});
     KeyspaceConfig ks;
     if (!node["key"].IsDefined()) fail(joinPath(path, "key"), "is required");
     if (!node["table"].IsDefined()) fail(joinPath(path, "table"), "is required");
@@ -791,6 +813,8 @@ class Loader {
     });
     field(node, path, "near_cache",
           [&](const auto& n, const auto& p) { readNearCache(n, p, ks.near_cache); });
+    field(node, path, "stampede",
+          [&](const auto& n, const auto& p) { readStampede(n, p, ks.stampede); });
     if (ks.shape == KeyShape::String && ks.columns.size() > 1) {
       fail(joinPath(path, "columns"), "string shape needs exactly one column");
     }
@@ -926,6 +950,13 @@ std::string redactedSummary(const Config& config) {
            (ks.near_cache.enabled ? " near_cache=" + formatSize(ks.near_cache.max_bytes) + "/" +
                                         formatDuration(ks.near_cache.max_ttl)
                                   : "") +
+           " lease=" + formatDuration(ks.stampede.lease) +
+           (ks.stampede.early_refresh > 0
+                ? " early_refresh=" + fmt::format("{:g}", ks.stampede.early_refresh)
+                : "") +
+           (ks.stampede.stale_while_revalidate.count() > 0
+                ? " stale_while_revalidate=" + formatDuration(ks.stampede.stale_while_revalidate)
+                : "") +
            "\n";
   }
   return out;

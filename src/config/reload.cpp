@@ -170,6 +170,15 @@ class Planner {
           it->ttl_jitter = wanted.ttl_jitter;
         }
         apply(path + ".negative_ttl", it->negative_ttl, wanted.negative_ttl);
+        apply(path + ".stampede.lease", it->stampede.lease, wanted.stampede.lease);
+        if (it->stampede.early_refresh != wanted.stampede.early_refresh) {
+          plan_.applied.push_back(
+              path + ".stampede.early_refresh: " + std::to_string(it->stampede.early_refresh) +
+              " -> " + std::to_string(wanted.stampede.early_refresh));
+          it->stampede.early_refresh = wanted.stampede.early_refresh;
+        }
+        apply(path + ".stampede.stale_while_revalidate", it->stampede.stale_while_revalidate,
+              wanted.stampede.stale_while_revalidate);
         continue;
       }
       addKeyspace(path, wanted);

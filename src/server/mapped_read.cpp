@@ -1,7 +1,10 @@
 #include "larder/server/mapped_read.hpp"
 
 #include <boost/asio/post.hpp>
+#include <cstdlib>
+#include <random>
 
+#include "larder/cache/stampede.hpp"
 #include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
@@ -101,6 +104,12 @@ void MappedRead::start(redis::BackendConnection& connection) {
       resp::appendMultibulk(requests.emplace_back(), {"EXISTS", args_[1]});
     std::vector<std::string_view> views(args_.begin(), args_.end());
     resp::appendMultibulk(requests.emplace_back(), views);
+    if (probesExpiry()) {
+      probe_ = true;
+      const std::string delta = cache::deltaKey(args_[1]);
+      resp::appendMultibulk(requests.emplace_back(), {"PTTL", args_[1]});
+      resp::appendMultibulk(requests.emplace_back(), {"GET", delta});
+    }
   }
   replies_.resize(requests.size());
   expected_ = requests.size();
@@ -128,9 +137,13 @@ bool MappedRead::startNear(redis::BackendConnection& connection) {
   if (!near->usable()) return false;
   near_ = true;
   near_ticket_ = near->beginRead(key);
-  std::vector<std::string> requests(2);
+  std::vector<std::string> requests(ks.refreshes() ? 3 : 2);
   resp::appendMultibulk(requests[0], {ks.isHash() ? "HGETALL" : "GET", key});
   resp::appendMultibulk(requests[1], {"PTTL", key});
+  if (requests.size() > 2) {
+    const std::string delta = cache::deltaKey(key);
+    resp::appendMultibulk(requests[2], {"GET", delta});
+  }
   replies_.resize(requests.size());
   expected_ = requests.size();
   auto self = shared_from_this();
@@ -149,6 +162,7 @@ bool MappedRead::afterNear() {
   if (replies_[1].size() > 1 && replies_[1].front() == ':') {
     pttl = std::strtoll(replies_[1].c_str() + 1, nullptr, 10);
   }
+  const std::string delta = replies_.size() > 2 ? std::move(replies_[2]) : std::string();
   replies_.resize(1);
   std::optional<NearValue> v =
       ks.isHash() ? NearValue::fromHGetAll(value) : NearValue::fromGet(value);
@@ -164,6 +178,12 @@ bool MappedRead::afterNear() {
   }
   worker_.stats().keyspace(ks.id).hits.add();
   answer(v->reply(kind_, args_));
+  if (ks.refreshes() && pttl >= 0) {
+    // Near entries live no longer than the soft TTL: a stale value is served
+    // from Redis, where its refresh lands.
+    pttl = maybeRefresh(pttl, delta);
+    if (pttl <= 0) return true;
+  }
   if (fresh) near.store(ks.id, args_[1], std::move(*v), pttl, std::chrono::steady_clock::now());
   return true;
 }
@@ -173,8 +193,58 @@ void MappedRead::deliver(std::uint64_t sub, std::string_view frame) {
   if (--expected_ == 0) afterRedis();
 }
 
+bool MappedRead::probesExpiry() const {
+  if (keys_.size() != 1 || keys_[0].ks == nullptr || !keys_[0].ks->refreshes()) return false;
+  switch (kind_) {
+    case ReadKind::Get:
+    case ReadKind::HGet:
+    case ReadKind::HMGet:
+    case ReadKind::HGetAll:
+    case ReadKind::HExists:
+    case ReadKind::HLen:
+    case ReadKind::HKeys:
+    case ReadKind::HVals:
+      return true;
+    default:  // GETEX sets the TTL; TTL/PTTL and EXISTS have no value to serve
+      return false;
+  }
+}
+
+long long MappedRead::maybeRefresh(long long pttl, std::string_view delta_frame) {
+  const cache::Keyspace& ks = *keys_[0].ks;
+  double delta_ms = 0;
+  // "$<n>\r\n<ms>\r\n"; anything else (nil, an error) leaves XFetch without a delta.
+  if (delta_frame.size() > 4 && delta_frame.front() == '$') {
+    const auto body = delta_frame.find("\r\n");
+    if (body != std::string_view::npos)
+      delta_ms = std::strtod(delta_frame.data() + body + 2, nullptr);
+  }
+  const long long stale = ks.stale_ms.get();
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  const double u = 1.0 - uniform(rng);  // (0, 1]
+  if (cache::shouldRefresh(pttl, stale, delta_ms, ks.early_refresh.get(), u)) {
+    auto& counters = worker_.stats().keyspace(ks.id);
+    (pttl <= stale ? counters.stale_hits : counters.early_refreshes).add();
+    if (cache::Loader* loader = worker_.server().loader()) {
+      loader->refresh(ks, args_[1], keys_[0].values);
+    }
+  }
+  return pttl < 0 ? pttl : pttl - stale;
+}
+
 void MappedRead::afterRedis() {
   if (near_ && afterNear()) return;
+  long long pttl = -2;
+  std::string delta;
+  if (probe_) {
+    const std::string& pttl_frame = replies_[replies_.size() - 2];
+    if (pttl_frame.size() > 1 && pttl_frame.front() == ':') {
+      pttl = std::strtoll(pttl_frame.c_str() + 1, nullptr, 10);
+    }
+    delta = std::move(replies_.back());
+    replies_.resize(replies_.size() - 2);
+  }
   for (const auto& r : replies_) {
     if (backendDown(r)) fallback_ = true;
   }
@@ -236,6 +306,7 @@ void MappedRead::afterRedis() {
     if (missed_[i]) ++loads_pending_;
   }
   if (loads_pending_ == 0) {  // every key was a hit
+    if (probe_ && !fallback_ && pttl >= 0) maybeRefresh(pttl, delta);
     if (kind_ == ReadKind::Exists) {
       answer(format());
     } else {

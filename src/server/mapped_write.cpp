@@ -104,7 +104,7 @@ std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
   std::vector<std::string> args{
       w.op, "b", std::string(absent_[i] ? "1" : "0") + (channel.empty() ? "" : ":" + channel),
       std::to_string(worker_.config().write_behind.max_queue),
-      std::to_string(std::max<long long>(0, w.ks->ttl_ms.get()))};
+      std::to_string(w.ks->hardTtlMs(w.ks->ttl_ms.get()))};
   args.insert(args.end(), w.op_args.begin(), w.op_args.end());
   const std::string marker = cache::pendingMarker(w.key);
   const std::string queue = cache::queueKey(w.ks->name());

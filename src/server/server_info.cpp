@@ -168,8 +168,13 @@ void Server::keyspaceFields(InfoFields& out) const {
         ",fills=" + std::to_string(l.fills.get()) +
         ",fills_skipped=" + std::to_string(l.fills_skipped.get()) +
         ",load_errors=" + std::to_string(l.errors.get()) +
-        ",load_timeouts=" + std::to_string(l.timeouts.get()) + ",writes=" + std::to_string(writes) +
-        ",ttl_ms=" + std::to_string(ks.ttl_ms.get());
+        ",load_timeouts=" + std::to_string(l.timeouts.get()) +
+        ",leases_won=" + std::to_string(l.leases_won.get()) +
+        ",leases_waited=" + std::to_string(l.leases_waited.get()) +
+        ",peer_fills=" + std::to_string(l.peer_fills.get()) +
+        ",refreshes=" + std::to_string(l.refreshes.get()) +
+        ",refreshes_stored=" + std::to_string(l.refreshes_stored.get()) +
+        ",writes=" + std::to_string(writes) + ",ttl_ms=" + std::to_string(ks.ttl_ms.get());
     if (const cache::Flusher* f = writes_ ? writes_->flusher(ks.id) : nullptr) {
       const auto& fs = f->stats();
       s += ",queue_depth=" + std::to_string(fs.queue_depth.get()) +

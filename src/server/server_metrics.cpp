@@ -174,6 +174,25 @@ std::string Server::metricsText() const {
     m.counter("larder_load_pending_overlays_total",
               "Misses answered with pending writes laid over the loaded row.", labels,
               static_cast<double>(l.pending_overlays.get()));
+    m.counter("larder_stale_hits_total",
+              "Hits served past their soft TTL (stale-while-revalidate), each asking a refresh.",
+              labels, per([](K k) { return k.stale_hits.get(); }));
+    m.counter("larder_early_refresh_triggers_total",
+              "Hits that asked an XFetch early refresh before the soft TTL.", labels,
+              per([](K k) { return k.early_refreshes.get(); }));
+    m.counter("larder_refreshes_total", "Background refreshes this instance started.", labels,
+              static_cast<double>(l.refreshes.get()));
+    m.counter("larder_refreshes_stored_total", "Refreshes that replaced the cached value.", labels,
+              static_cast<double>(l.refreshes_stored.get()));
+    m.counter("larder_load_leases_won_total",
+              "Loads this instance ran holding the key's cross-instance lease.", labels,
+              static_cast<double>(l.leases_won.get()));
+    m.counter("larder_load_leases_waited_total",
+              "Loads left to another instance holding the lease.", labels,
+              static_cast<double>(l.leases_waited.get()));
+    m.counter("larder_load_peer_fills_total",
+              "Misses answered from another instance's fill after waiting on its lease.", labels,
+              static_cast<double>(l.peer_fills.get()));
     m.counter("larder_writes_total", "Writes to mapped keys acknowledged.", labels,
               per([](K k) { return k.writes.get(); }));
     m.counter("larder_write_queue_full_total", "Writes that found the write queue full.", labels,

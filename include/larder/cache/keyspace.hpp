@@ -43,9 +43,17 @@ struct Keyspace {
   LiveValue<std::int64_t> ttl_ms;
   LiveValue<double> ttl_jitter;
   LiveValue<std::int64_t> negative_ttl_ms;
+  LiveValue<std::int64_t> lease_ms;  // stampede.lease; 0: off
+  LiveValue<double> early_refresh;   // stampede.early_refresh (XFetch beta); 0: off
+  LiveValue<std::int64_t> stale_ms;  // stampede.stale_while_revalidate; 0: off
 
   config::Millis ttl() const { return config::Millis(ttl_ms.get()); }
   config::Millis negativeTtl() const { return config::Millis(negative_ttl_ms.get()); }
+  // A hit may refresh the row before it expires (XFetch or a stale window).
+  bool refreshes() const { return early_refresh.get() > 0 || stale_ms.get() > 0; }
+  // The TTL a cached value gets in Redis: ttl plus the stale window, during
+  // which it is served while one refresh runs. 0: no expiry.
+  std::int64_t hardTtlMs(std::int64_t ttl) const { return ttl > 0 ? ttl + stale_ms.get() : 0; }
   void retune(const config::KeyspaceConfig& next);
 
   const std::string& name() const { return config.name; }

@@ -12,6 +12,11 @@
 // that missed Redis just before the fill landed joins the known result instead
 // of querying again. Waiters are answered by their deadline (load_timeout) even if
 // PostgreSQL never replies.
+//
+// Across instances (stampede.hpp): before its SELECT a batch takes a Redis
+// lease per key; a key whose lease another instance holds waits for that
+// instance's fill instead. Refreshes (XFetch, stale-while-revalidate) are
+// flights without waiters that replace the cached value.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,6 +33,7 @@
 #include "larder/common/histogram.hpp"
 #include "larder/pg/pool.hpp"
 #include "larder/redis/backend_connection.hpp"
+#include "larder/resp/reply_value.hpp"
 
 namespace larder::cache {
 
@@ -53,6 +59,11 @@ struct LoaderStats {
   Counter fills;             // rows stored in Redis
   Counter fills_skipped;     // fill lost to a newer write
   Counter pending_overlays;  // misses answered with pending writes laid over the row
+  Counter leases_won;        // loads this instance ran under a lease
+  Counter leases_waited;     // loads left to another instance's lease
+  Counter peer_fills;        // ... answered from that instance's fill
+  Counter refreshes;         // refreshes run (early or stale)
+  Counter refreshes_stored;  // ... that replaced the cached value
   Histogram latency;         // from enqueue to answer
 };
 
@@ -74,6 +85,9 @@ class Loader {
   // Any thread: a write changed the row. Forget that it was missing, and let
   // no load of it in flight (or lingering) answer anyone else or be stored.
   void forgetAsync(std::string key);
+  // Any thread: a hit decided to refresh `key` (stampede.hpp). Runs one
+  // background load unless one is in flight; the cached value is replaced.
+  void refresh(const Keyspace& ks, std::string key, std::vector<std::string> key_values);
 
   const LoaderStats& stats(int keyspace) const { return *stats_[keyspace]; }
 
@@ -97,6 +111,9 @@ class Loader {
     bool fill = false;  // Redis is up: ask it (pending writes, newer values) and fill
     bool store = true;  // false once a write makes what was loaded stale
     bool answered = false;
+    bool refresh = false;  // replaces a cached value; waiters only if a miss joined
+    bool leased = false;   // holds this key's lease in Redis
+    std::chrono::steady_clock::duration took{};  // how long the SELECT took (XFetch's delta)
     std::optional<std::chrono::steady_clock::time_point> filled_at;  // fill acknowledged
     std::chrono::steady_clock::time_point queried_at;                // SELECT sent
     LoadResult loaded;  // what PostgreSQL said, before pending writes are laid over
@@ -107,8 +124,22 @@ class Loader {
 
   void enqueue(const Keyspace& ks, std::string key, std::vector<std::string> key_values, bool fill,
                LoadCallback done);
+  void schedule(FlightPtr flight);  // into its keyspace's next batch
   void dispatch(int keyspace);
+  // Takes the leases, leaves keys other instances load to awaitPeer, then loadBatch.
   boost::asio::awaitable<void> runBatch(std::vector<FlightPtr> batch);
+  boost::asio::awaitable<void> loadBatch(std::vector<FlightPtr> batch);
+  // False when Redis could not be asked: load without a lease.
+  // Per flight: 1 won, 0 held by another, 2 held and the row is absent, 3 the
+  // key exists now, -1 not asked (no fill, or Redis could not be asked).
+  boost::asio::awaitable<std::vector<long long>> takeLeases(const std::vector<FlightPtr>& batch);
+  // Polls Redis until the lease holder's fill lands, the row is known absent,
+  // or the lease is gone (then tries to take it).
+  boost::asio::awaitable<void> awaitPeer(FlightPtr flight, std::chrono::milliseconds first);
+  boost::asio::awaitable<void> releaseLease(const FlightPtr& flight, const char* outcome,
+                                            long long ttl_ms);
+  LoadResult decodeRow(const Keyspace& ks, const resp::ReplyValue& reply, std::size_t from) const;
+  void drop(const FlightPtr& flight);  // removes the flight from flights_ if it is still there
   boost::asio::awaitable<void> query(pg::Connection& connection,
                                      const std::vector<FlightPtr>& batch, pg::PgError& error);
   void answer(const FlightPtr& flight, const LoadResult& result);
@@ -118,17 +149,22 @@ class Loader {
   bool negativeHit(const std::string& key, const Keyspace& ks);
   void rememberMissing(const std::string& key, const Keyspace& ks);
   long long ttlWithJitter(const Keyspace& ks);
+  long long cacheTtl(const Keyspace& ks);  // with jitter and the stale window; -1: none
 
   boost::asio::io_context& context_;
   pg::Pool& pool_;
   const config::ReadThroughConfig& config_;
   std::shared_ptr<redis::BackendConnection> filler_;
   std::chrono::milliseconds fill_window_{7000};
+  std::string lease_token_;  // this instance's value in the leases it holds
   std::vector<std::unique_ptr<LoaderStats>> stats_;
   std::unordered_map<std::string, FlightPtr> flights_;
   std::vector<std::vector<FlightPtr>> queued_;  // per keyspace
   std::vector<std::unique_ptr<boost::asio::steady_timer>> windows_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> negative_;
+  // Keys refreshed (or left to another instance) a moment ago: hits in the
+  // stale window ask again and again until the new value lands.
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> refresh_quiet_;
   boost::asio::steady_timer sweep_;
   bool sweeping_ = false;
 };

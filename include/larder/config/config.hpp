@@ -91,6 +91,20 @@ struct NearCacheConfig {
   Millis max_ttl{10000};                        // an entry is dropped after this at most
 };
 
+// Stampede control beyond the Loader's single-flight (docs/stampede.md).
+struct StampedeConfig {
+  // A cold key is loaded by the one instance that wins a Redis lease
+  // (SET NX PX) on it; the others wait for its fill. 0: no lease.
+  Millis lease{3000};
+  // XFetch (Vattani et al., PVLDB 2015): a hit refreshes the row early with a
+  // probability that grows as expiry nears, scaled by the time the last load
+  // took (stored beside the value) and this beta. 0: off.
+  double early_refresh = 0.0;
+  // Past its ttl a value is still served this long while one refresh runs
+  // (soft ttl = ttl, hard ttl = ttl + this). 0: off.
+  Millis stale_while_revalidate{0};
+};
+
 enum class KeyShape { String, Hash };
 enum class WriteMode { Behind, Through, None };
 
@@ -105,6 +119,7 @@ struct KeyspaceConfig {
   Millis negative_ttl{30 * 1000};    // 0: no negative caching
   WriteMode write = WriteMode::Behind;
   NearCacheConfig near_cache;
+  StampedeConfig stampede;
 };
 
 enum class LogFormat { Text, Json };

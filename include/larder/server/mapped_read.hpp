@@ -14,6 +14,11 @@
 // from the worker's NearCache when the key is there; otherwise the whole value
 // (GET or HGETALL) and its PTTL are asked for, the reply is built from the
 // value, and the value is kept when no invalidation came in between.
+//
+// Refresh (cache/stampede.hpp): on a keyspace with early_refresh or
+// stale_while_revalidate, a single-key read also asks the key's PTTL and the
+// delta stored beside it; a hit near or past its soft expiry is answered at
+// once and asks the Loader for one background refresh.
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,6 +70,10 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
   bool startNear(redis::BackendConnection& connection);
   bool afterNear();
   void afterRedis();
+  bool probesExpiry() const;
+  // A hit: refresh it early (XFetch) or because it is stale, if it is time.
+  // Returns the soft TTL left (ms; -1 none), for the near cache.
+  long long maybeRefresh(long long pttl, std::string_view delta_frame);
   void onLoaded(std::size_t key, const cache::LoadResult& result);
   void finish();
   std::string format() const;
@@ -82,7 +91,8 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
   std::vector<bool> missed_;               // per key
   std::vector<cache::LoadResult> loaded_;  // per key
   std::size_t loads_pending_ = 0;
-  bool near_ = false;  // the near-cache path: replies_ = {value, PTTL}
+  bool near_ = false;   // the near-cache path: replies_ = {value, PTTL[, delta]}
+  bool probe_ = false;  // replies_ ends with PTTL and the delta (refresh)
   std::uint64_t near_ticket_ = 0;
 };
 

@@ -13,11 +13,13 @@ namespace larder::server {
 // Read-path counters of one keyspace, as seen by one worker.
 struct KeyspaceCounters {
   Counter hits;
-  Counter misses;      // went to the Loader
-  Counter fallbacks;   // Redis down: answered from PostgreSQL alone
-  Counter refused;     // -WRONGTYPE and refused writes
-  Counter writes;      // writes acknowledged (behind: queued; through: committed)
-  Counter queue_full;  // writes that found the queue at its bound
+  Counter misses;           // went to the Loader
+  Counter fallbacks;        // Redis down: answered from PostgreSQL alone
+  Counter refused;          // -WRONGTYPE and refused writes
+  Counter writes;           // writes acknowledged (behind: queued; through: committed)
+  Counter queue_full;       // writes that found the queue at its bound
+  Counter stale_hits;       // hits past their soft TTL (stale-while-revalidate), each refreshing
+  Counter early_refreshes;  // hits that started an XFetch early refresh
   // Near cache (docs/near_cache.md): reads served in the worker, reads that
   // were eligible but went to Redis, entries dropped and why, whole-cache
   // flushes, and the gauges of what it holds now.
