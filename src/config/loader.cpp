@@ -371,6 +371,17 @@ class Loader {
     return scalar(node, path, kExpectString);
   }
 
+  // A path to a file Larder reads (a certificate or key); checked now so that a
+  // typo is reported at load, not at the first connection.
+  std::string readFile(const YAML::Node& node, const std::string& path) const {
+    std::string file = scalar(node, path, "expected a file path");
+    if (file.empty()) return file;
+    std::FILE* f = std::fopen(file.c_str(), "rb");
+    if (f == nullptr) fail(path, "cannot read '" + file + "': " + std::strerror(errno));
+    std::fclose(f);
+    return file;
+  }
+
   int readInt(const YAML::Node& node, const std::string& path, long long min, long long max) const {
     long long value = 0;
     if (!parseInteger(scalar(node, path, kExpectInteger), value)) fail(path, kExpectInteger);
@@ -665,8 +676,28 @@ class Loader {
 
   void readPostgres(const YAML::Node& node, const std::string& path, PostgresConfig& pg) const {
     requireMap(node, path);
-    checkKeys(node, path, {"dsn", "pool_size", "connect_timeout", "statement_timeout"});
+    checkKeys(node, path,
+              {"dsn", "sslmode", "sslrootcert", "sslcert", "sslkey", "pool_size", "connect_timeout",
+               "statement_timeout"});
     field(node, path, "dsn", [&](const auto& n, const auto& p) { pg.dsn = readString(n, p); });
+    field(node, path, "sslmode", [&](const auto& n, const auto& p) {
+      pg.sslmode = readChoice<std::string_view>(n, p,
+                                                {{"disable", "disable"},
+                                                 {"allow", "allow"},
+                                                 {"prefer", "prefer"},
+                                                 {"require", "require"},
+                                                 {"verify-ca", "verify-ca"},
+                                                 {"verify-full", "verify-full"}});
+    });
+    field(node, path, "sslrootcert",
+          [&](const auto& n, const auto& p) { pg.sslrootcert = readFile(n, p); });
+    field(node, path, "sslcert",
+          [&](const auto& n, const auto& p) { pg.sslcert = readFile(n, p); });
+    field(node, path, "sslkey", [&](const auto& n, const auto& p) { pg.sslkey = readFile(n, p); });
+    if (pg.sslcert.empty() != pg.sslkey.empty()) {
+      fail(joinPath(path, pg.sslcert.empty() ? "sslcert" : "sslkey"),
+           "is required with " + std::string(pg.sslcert.empty() ? "sslkey" : "sslcert"));
+    }
     field(node, path, "pool_size",
           [&](const auto& n, const auto& p) { pg.pool_size = readInt(n, p, 1, 64); });
     field(node, path, "connect_timeout",
@@ -878,6 +909,9 @@ std::string redactedSummary(const Config& config) {
   const PostgresConfig& pg = config.postgres;
   out += "postgres: dsn=" +
          (pg.dsn.empty() ? std::string("(none)") : "\"" + redactDsn(pg.dsn) + "\"") +
+         (pg.sslmode.empty() ? std::string() : " sslmode=" + pg.sslmode) +
+         (pg.sslrootcert.empty() ? std::string() : " sslrootcert=" + pg.sslrootcert) +
+         (pg.sslcert.empty() ? std::string() : " sslcert=" + pg.sslcert) +
          " pool_size=" + std::to_string(pg.pool_size) +
          " connect_timeout=" + formatDuration(pg.connect_timeout) +
          " statement_timeout=" + formatDuration(pg.statement_timeout) + "\n";

@@ -66,6 +66,10 @@ class Planner {
     restart("redis.reconnect_min", live_.redis.reconnect_min, next_.redis.reconnect_min);
     restart("redis.reconnect_max", live_.redis.reconnect_max, next_.redis.reconnect_max);
     restartSecret("postgres.dsn", live_.postgres.dsn, next_.postgres.dsn);
+    restart("postgres.sslmode", live_.postgres.sslmode, next_.postgres.sslmode);
+    restart("postgres.sslrootcert", live_.postgres.sslrootcert, next_.postgres.sslrootcert);
+    restart("postgres.sslcert", live_.postgres.sslcert, next_.postgres.sslcert);
+    restart("postgres.sslkey", live_.postgres.sslkey, next_.postgres.sslkey);
     restart("postgres.pool_size", live_.postgres.pool_size, next_.postgres.pool_size);
     restart("postgres.connect_timeout", live_.postgres.connect_timeout,
             next_.postgres.connect_timeout);

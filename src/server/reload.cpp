@@ -21,7 +21,7 @@ namespace asio = boost::asio;
 asio::awaitable<std::string> readKeyspaces(const config::PostgresConfig& postgres,
                                            const std::vector<config::KeyspaceConfig>& wanted,
                                            int first_id, std::vector<cache::Keyspace>& out) {
-  pg::Connection connection(co_await asio::this_coro::executor, postgres.dsn,
+  pg::Connection connection(co_await asio::this_coro::executor, pg::connectParams(postgres),
                             postgres.connect_timeout, postgres.statement_timeout);
   if (auto error = co_await connection.connect()) {
     co_return "cannot reach PostgreSQL to read table shapes: " + error.message;

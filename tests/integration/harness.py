@@ -364,9 +364,15 @@ class PostgresServer:
 
     SUPERUSER = "postgres"
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, conf_lines=(), hba_lines=None, files=None):
+        """conf_lines are appended to postgresql.conf; hba_lines, when given,
+        replace pg_hba.conf; files ({name: source path}) are copied into the
+        data directory, owned by the server and private (e.g. TLS keys)."""
         self.port = port or free_port()
         self._fixed_port = port is not None
+        self.conf_lines = list(conf_lines)
+        self.hba_lines = list(hba_lines) if hba_lines is not None else None
+        self.files = dict(files or {})
         self.dir = make_tmpdir("pg")
         self.data_dir = os.path.join(self.dir, "data")
         self.socket_dir = self.dir
@@ -408,6 +414,19 @@ class PostgresServer:
         self._run_tool("initdb", "-D", self.data_dir, "-U", self.SUPERUSER, "--auth=trust",
                        "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
         self._initialized = True
+        owner = pwd.getpwnam("postgres") if self._as_root else None
+        for name, source in self.files.items():
+            target = os.path.join(self.data_dir, name)
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o600)
+            if owner is not None:
+                os.chown(target, owner.pw_uid, owner.pw_gid)
+        if self.conf_lines:
+            with open(os.path.join(self.data_dir, "postgresql.conf"), "a") as f:
+                f.write("\n".join(self.conf_lines) + "\n")
+        if self.hba_lines is not None:
+            with open(os.path.join(self.data_dir, "pg_hba.conf"), "w") as f:
+                f.write("\n".join(self.hba_lines) + "\n")
 
     def start(self, timeout: float = 30.0):
         """Runs the postmaster as a child of this process (through runuser when

@@ -38,6 +38,12 @@ struct RedisConfig {
 
 struct PostgresConfig {
   std::string dsn;  // libpq connection string; empty: no PostgreSQL
+  // TLS to PostgreSQL, passed to libpq as keywords that override the DSN's
+  // (docs/tls.md). Empty: the DSN's value or libpq's default (sslmode=prefer).
+  std::string sslmode;  // disable, allow, prefer, require, verify-ca, verify-full
+  std::string sslrootcert;
+  std::string sslcert;
+  std::string sslkey;
   int pool_size = 4;
   Millis connect_timeout{5000};
   Millis statement_timeout{5000};
