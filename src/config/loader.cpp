@@ -474,10 +474,10 @@ class Loader {
   }
 
   void readRoot(const YAML::Node& root, Config& config) const {
-    checkKeys(
-        root, "",
-        {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log", "redis",
-         "postgres", "limits", "read_through", "write_behind", "invalidation", "keyspaces"});
+    checkKeys(root, "",
+              {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log", "tls",
+               "redis", "postgres", "limits", "read_through", "write_behind", "invalidation",
+               "keyspaces"});
     field(root, "", "listen",
           [&](const auto& n, const auto& p) { config.listen = readEndpoint(n, p); });
     field(root, "", "threads", [&](const auto& n, const auto& p) {
@@ -507,6 +507,7 @@ class Loader {
     field(root, "", "requirepass",
           [&](const auto& n, const auto& p) { config.requirepass = readString(n, p); });
     field(root, "", "log", [&](const auto& n, const auto& p) { readLog(n, p, config); });
+    field(root, "", "tls", [&](const auto& n, const auto& p) { readTls(n, p, config.tls); });
     field(root, "", "redis", [&](const auto& n, const auto& p) { readRedis(n, p, config.redis); });
     field(root, "", "postgres",
           [&](const auto& n, const auto& p) { readPostgres(n, p, config.postgres); });
@@ -527,6 +528,12 @@ class Loader {
       if (admin.port == listen.port && (admin.host == listen.host || isWildcardHost(admin.host) ||
                                         isWildcardHost(listen.host))) {
         fail("admin", "must not use the same address as listen");
+      }
+    }
+    if (config.tls.listen) {
+      const Endpoint& tls = *config.tls.listen;
+      if (tls == config.listen || (config.admin && tls == *config.admin)) {
+        fail("tls.listen", "must not use the same address as listen or admin");
       }
     }
     if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
@@ -639,14 +646,74 @@ class Loader {
     });
   }
 
+  void readTls(const YAML::Node& node, const std::string& path, TlsListenerConfig& tls) const {
+    requireMap(node, path);
+    checkKeys(node, path,
+              {"listen", "cert_file", "key_file", "ca_file", "verify_clients", "min_version",
+               "handshake_timeout"});
+    field(node, path, "listen", [&](const auto& n, const auto& p) {
+      std::string text = scalar(n, p, kExpectEndpoint);
+      if (text.empty()) {
+        tls.listen.reset();
+      } else {
+        tls.listen = parseEndpoint(text, p);
+      }
+    });
+    field(node, path, "cert_file",
+          [&](const auto& n, const auto& p) { tls.cert_file = readFile(n, p); });
+    field(node, path, "key_file",
+          [&](const auto& n, const auto& p) { tls.key_file = readFile(n, p); });
+    field(node, path, "ca_file",
+          [&](const auto& n, const auto& p) { tls.ca_file = readFile(n, p); });
+    field(node, path, "verify_clients", [&](const auto& n, const auto& p) {
+      tls.verify_clients = readChoice<TlsVerifyClients>(n, p,
+                                                        {{"none", TlsVerifyClients::None},
+                                                         {"optional", TlsVerifyClients::Optional},
+                                                         {"required", TlsVerifyClients::Required}});
+    });
+    field(node, path, "min_version", [&](const auto& n, const auto& p) {
+      tls.min_version = readChoice<TlsVersion>(
+          n, p, {{"TLS1.2", TlsVersion::Tls12}, {"TLS1.3", TlsVersion::Tls13}});
+    });
+    field(node, path, "handshake_timeout",
+          [&](const auto& n, const auto& p) { tls.handshake_timeout = readDuration(n, p, false); });
+    if (!tls.listen) return;
+    if (tls.cert_file.empty()) fail(joinPath(path, "cert_file"), "is required with tls.listen");
+    if (tls.key_file.empty()) fail(joinPath(path, "key_file"), "is required with tls.listen");
+    if (tls.verify_clients != TlsVerifyClients::None && tls.ca_file.empty()) {
+      fail(joinPath(path, "ca_file"), "is required when verify_clients is optional or required");
+    }
+  }
+
+  void readRedisTls(const YAML::Node& node, const std::string& path, RedisTlsConfig& tls) const {
+    requireMap(node, path);
+    checkKeys(node, path, {"enabled", "ca_file", "cert_file", "key_file", "server_name"});
+    field(node, path, "enabled", [&](const auto& n, const auto& p) {
+      tls.enabled = readChoice<bool>(n, p, {{"true", true}, {"false", false}});
+    });
+    field(node, path, "ca_file",
+          [&](const auto& n, const auto& p) { tls.ca_file = readFile(n, p); });
+    field(node, path, "cert_file",
+          [&](const auto& n, const auto& p) { tls.cert_file = readFile(n, p); });
+    field(node, path, "key_file",
+          [&](const auto& n, const auto& p) { tls.key_file = readFile(n, p); });
+    field(node, path, "server_name",
+          [&](const auto& n, const auto& p) { tls.server_name = readString(n, p); });
+    if (tls.cert_file.empty() != tls.key_file.empty()) {
+      fail(joinPath(path, tls.cert_file.empty() ? "cert_file" : "key_file"),
+           "is required with " + std::string(tls.cert_file.empty() ? "key_file" : "cert_file"));
+    }
+  }
+
   void readRedis(const YAML::Node& node, const std::string& path, RedisConfig& redis) const {
     requireMap(node, path);
-    checkKeys(
-        node, path,
-        {"address", "username", "password", "db", "connections_per_worker", "max_pinned_per_worker",
-         "max_pending_per_connection", "connect_timeout", "reconnect_min", "reconnect_max"});
+    checkKeys(node, path,
+              {"address", "tls", "username", "password", "db", "connections_per_worker",
+               "max_pinned_per_worker", "max_pending_per_connection", "connect_timeout",
+               "reconnect_min", "reconnect_max"});
     field(node, path, "address",
           [&](const auto& n, const auto& p) { redis.address = readEndpoint(n, p); });
+    field(node, path, "tls", [&](const auto& n, const auto& p) { readRedisTls(n, p, redis.tls); });
     field(node, path, "username",
           [&](const auto& n, const auto& p) { redis.username = readString(n, p); });
     field(node, path, "password",
@@ -896,10 +963,28 @@ std::string redactedSummary(const Config& config) {
   out += "log: level=" + config.log_level +
          " format=" + (config.log_format == LogFormat::Json ? "json" : "text") + "\n";
 
+  const TlsListenerConfig& tls = config.tls;
+  if (tls.listen) {
+    out += "tls: listen=" + tls.listen->toString() + " cert_file=" + tls.cert_file +
+           " ca_file=" + (tls.ca_file.empty() ? std::string("(none)") : tls.ca_file) +
+           " verify_clients=" +
+           (tls.verify_clients == TlsVerifyClients::None       ? "none"
+            : tls.verify_clients == TlsVerifyClients::Optional ? "optional"
+                                                               : "required") +
+           " min_version=" + (tls.min_version == TlsVersion::Tls13 ? "TLS1.3" : "TLS1.2") +
+           " handshake_timeout=" + formatDuration(tls.handshake_timeout) + "\n";
+  }
+
   const RedisConfig& redis = config.redis;
   out += "redis: address=" + redis.address.toString() + " db=" + std::to_string(redis.db);
   if (!redis.username.empty()) out += " username=" + redis.username;
   out += " password=" + secret(redis.password);
+  if (redis.tls.enabled) {
+    out += " tls=on ca_file=" + (redis.tls.ca_file.empty() ? "(system)" : redis.tls.ca_file) +
+           (redis.tls.cert_file.empty() ? "" : " cert_file=" + redis.tls.cert_file) +
+           " server_name=" +
+           (redis.tls.server_name.empty() ? redis.address.host : redis.tls.server_name);
+  }
   out += " connections_per_worker=" + std::to_string(redis.connections_per_worker) +
          " max_pinned_per_worker=" + std::to_string(redis.max_pinned_per_worker) +
          " connect_timeout=" + formatDuration(redis.connect_timeout) +

@@ -103,6 +103,15 @@ asio::awaitable<void> Server::runReload(std::function<void(ReloadResult)> done) 
       co_return;
     }
   }
+  // Every reload re-reads the TLS listener's files: rotated certificates take
+  // effect for new connections. Unusable files reject the whole reload.
+  if (std::string failure = reloadTlsContext(plan.effective.tls); !failure.empty()) {
+    result.error = live.source + ": " + failure;
+    reloading_ = false;
+    finish(std::move(result));
+    co_return;
+  }
+  if (config_.tls.listen) plan.applied.push_back("tls: certificate files re-read");
   if (plan.effective.log_level != live.log_level) setLogLevel(plan.effective.log_level);
   if (plan.effective.log_format != live.log_format) {
     setLogFormat(plan.effective.log_format == config::LogFormat::Json);

@@ -248,11 +248,14 @@ class RedisServer:
     """
 
     def __init__(self, password: str | None = None, extra_args=(), port: int | None = None,
-                 username: str | None = None):
+                 username: str | None = None, tls: dict | None = None):
         """password alone: --requirepass. With username, the ACL user must be
-        created through extra_args (e.g. "--user", NAME, "on", ">PW", ...)."""
+        created through extra_args (e.g. "--user", NAME, "on", ">PW", ...).
+        tls ({"cert", "key", "ca"} paths, optional "auth_clients": "yes"/"no"/
+        "optional"; default "no"): TLS only, the port is the TLS port."""
         self.password = password
         self.username = username
+        self.tls = dict(tls) if tls else None
         self.extra_args = list(extra_args)
         self.port = port or free_port()
         self.dir = make_tmpdir("redis")
@@ -265,8 +268,13 @@ class RedisServer:
         return f"{HOST}:{self.port}"
 
     def _argv(self):
-        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", HOST, "--save", "",
-                "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"]
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file",
+                     self.tls["cert"], "--tls-key-file", self.tls["key"], "--tls-ca-cert-file",
+                     self.tls["ca"], "--tls-auth-clients", self.tls.get("auth_clients", "no")]
+        argv = [REDIS_SERVER] + ports + ["--bind", HOST, "--save", "", "--appendonly", "no",
+                                         "--dir", self.dir, "--protected-mode", "no"]
         if self.password and not self.username:
             argv += ["--requirepass", self.password]
         return argv + self.extra_args
@@ -320,6 +328,12 @@ class RedisServer:
 
     def client(self, **kwargs) -> redis.Redis:
         _scale_socket_timeouts(kwargs)
+        if self.tls:
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("ssl_ca_certs", self.tls["ca"])
+            if self.tls.get("client_cert"):
+                kwargs.setdefault("ssl_certfile", self.tls["client_cert"])
+                kwargs.setdefault("ssl_keyfile", self.tls["client_key"])
         return redis.Redis(host=HOST, port=self.port, username=self.username,
                            password=self.password, **kwargs)
 

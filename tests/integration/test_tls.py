@@ -14,6 +14,7 @@ Run: /usr/bin/python3 tests/integration/test_tls.py
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -235,6 +236,292 @@ class PostgresTlsTest(LarderTestCase):
         d = make_tmpdir("tls-test")
         self.addCleanup(remove_tmpdir, d)
         return d
+
+
+def tls_redis(certs: "Certs", auth_clients: str = "no") -> dict:
+    """RedisServer(tls=...) arguments: TLS only, with the test CA."""
+    tls = {"cert": certs.server, "key": certs.server_key, "ca": certs.ca,
+           "auth_clients": auth_clients}
+    if auth_clients != "no":
+        tls.update(client_cert=certs.client, client_key=certs.client_key)
+    return tls
+
+
+def listener_config(port: int, **extra) -> dict:
+    tls = {"listen": f"{HOST}:{port}", "cert_file": CERTS.server, "key_file": CERTS.server_key}
+    tls.update(extra)
+    return {"tls": tls}
+
+
+def connect_tls(port: int, ca: str | None = None, cert=None, key=None,
+                server_hostname: str | None = "localhost", timeout: float = 5.0):
+    """A TLS socket to `port` (Python's ssl module), verifying the server."""
+    ctx = ssl.create_default_context(cafile=ca or CERTS.ca)
+    ctx.check_hostname = server_hostname is not None
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    raw = socket.create_connection((HOST, port), timeout=harness.scaled(timeout))
+    try:
+        return ctx.wrap_socket(raw, server_hostname=server_hostname)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def tls_command(sock, *args) -> bytes:
+    sock.sendall(harness.encode_command(*args))
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def closed_within(sock, seconds: float) -> float | None:
+    """Seconds until the peer closed `sock` (EOF or reset), None if it did not."""
+    start = time.monotonic()
+    sock.settimeout(harness.scaled(seconds))
+    try:
+        while True:
+            if not sock.recv(4096):
+                return time.monotonic() - start
+    except (ConnectionResetError, ssl.SSLError, OSError) as e:
+        if isinstance(e, socket.timeout):
+            return None
+        return time.monotonic() - start
+
+
+class ClientTlsTest(LarderTestCase):
+    """Clients -> Larder's TLS listener; with Redis and PostgreSQL over TLS too."""
+
+    def tls_client(self, port: int, **kwargs) -> redis.Redis:
+        kwargs.setdefault("ssl_ca_certs", CERTS.ca)
+        c = redis.Redis(host=HOST, port=port, ssl=True, ssl_cert_reqs="required",
+                        socket_timeout=harness.scaled(10), **kwargs)
+        self.addCleanup(harness.close_client, c)
+        return c
+
+    def start_plain_stack(self, **tls):
+        r = self.start_redis()
+        port = free_port()
+        larder = self.start_larder(r, config=listener_config(port, **tls))
+        return larder, port
+
+    def test_everything_over_tls(self):
+        # Client -> Larder, Larder -> Redis (TLS only) and Larder -> PostgreSQL
+        # (verify-full) all over TLS: a read-through miss, a hit, a write-behind.
+        r = self.start_redis(tls=tls_redis(CERTS))
+        port = free_port()
+        cfg = listener_config(port)
+        cfg["redis"] = {"tls": {"enabled": True, "ca_file": CERTS.ca}}
+        admin = free_port()
+        cfg.update({"postgres": {"dsn": PG.dsn(DB), "sslmode": "verify-full",
+                                 "sslrootcert": CERTS.ca},
+                    "keyspaces": {"users": dict(USERS, near_cache={"enabled": True})},
+                    "write_behind": WRITE_BEHIND, "admin": f"{HOST}:{admin}"})
+        larder = self.start_larder(r, config=cfg)
+        # The near cache's tracking connections (one pair per worker) are TLS too.
+        wait_until(lambda: re.search(r"^larder_near_cache_tracking_up 2$",
+                                     admin_get(admin, "/metrics")[1], re.M), 10,
+                   "both workers' near-cache tracking to be up over TLS")
+        c = self.tls_client(port, ssl_check_hostname=True)
+        self.assertEqual(c.hget("user:1", "email"), b"ann@example.com")  # miss
+        self.assertEqual(r.client().hget("user:1", "email"), b"ann@example.com")  # cached
+        self.assertEqual(c.hget("user:1", "email"), b"ann@example.com")  # hit
+        c.hset("user:3", "email", "cid@tls.example")
+        wait_until(lambda: PG.psql("SELECT email FROM users WHERE id = 3", dbname=DB).strip()
+                   == "cid@tls.example", 10, "the write to reach PostgreSQL")
+        self.assertEqual(c.hget("user:3", "email"), b"cid@tls.example")
+        c.hset("user:3", "email", "cid@example.com")  # as it was, for other tests
+        # redis-cli over TLS, verifying Larder's certificate against the CA.
+        out = subprocess.run(["redis-cli", "--tls", "--cacert", CERTS.ca, "-h", HOST, "-p",
+                              str(port), "HGET", "user:4", "name"], capture_output=True,
+                             timeout=30)
+        self.assertEqual(out.stdout.strip(), b"dee", out.stderr)
+        self.assertGreater(larder_pg_ssl_sessions(), 0)
+        # The plain listener still works beside the TLS one.
+        self.assertEqual(self.client(larder).hget("user:1", "name"), b"ann")
+        wait_until(lambda: PG.psql("SELECT email FROM users WHERE id = 3", dbname=DB).strip()
+                   == "cid@example.com", 10, "the restore to reach PostgreSQL")
+
+    def test_plaintext_client_on_tls_port_is_closed_promptly(self):
+        larder, port = self.start_plain_stack(handshake_timeout="30s")
+        good = self.tls_client(port)
+        self.assertTrue(good.ping())
+        plain = socket.create_connection((HOST, port), timeout=5)
+        self.addCleanup(plain.close)
+        plain.sendall(harness.encode_command("PING"))
+        took = closed_within(plain, 5)
+        self.assertIsNotNone(took, "a plaintext client on the TLS port was not closed")
+        self.assertLess(took, harness.scaled(2))  # not the 30 s handshake timeout
+        self.assertTrue(good.ping())  # others are unaffected
+        self.assertTrue(self.tls_client(port).ping())
+        self.assertIn("TLS handshake failed", larder.log())
+
+    def test_silent_client_is_closed_by_the_handshake_timeout_and_counts(self):
+        r = self.start_redis()
+        port = free_port()
+        cfg = listener_config(port, handshake_timeout="700ms")
+        cfg["limits"] = {"maxclients": 2}
+        larder = self.start_larder(r, config=cfg)
+        silent = [socket.create_connection((HOST, port), timeout=5) for _ in range(2)]
+        for s in silent:
+            self.addCleanup(s.close)
+        # Both slots are held by clients that never handshake: a third is refused.
+        def refused():
+            c = larder.raw()
+            try:
+                return "max number of clients" in str(c.call("PING"))
+            except (ConnectionError, OSError):
+                return True
+            finally:
+                c.close()
+        wait_until(refused, 5, "maxclients to count the silent TLS clients")
+        took = closed_within(silent[0], 10)
+        self.assertIsNotNone(took, "the handshake timeout did not close a silent client")
+        self.assertLess(took, harness.scaled(3))
+        closed_within(silent[1], 5)
+        wait_until(lambda: self.client(larder).ping(), 5, "the slots to be free again")
+        self.assertIn("TLS handshake not done within 700 ms", larder.log())
+
+    def test_client_certificates_required(self):
+        larder, port = self.start_plain_stack(ca_file=CERTS.ca, verify_clients="required")
+        with connect_tls(port, cert=CERTS.client, key=CERTS.client_key) as s:
+            self.assertEqual(tls_command(s, "PING"), b"+PONG\r\n")
+        for cert, key in ((None, None), (CERTS.stranger, CERTS.stranger_key)):
+            # TLS 1.3: the server's refusal arrives after the client's handshake ends.
+            try:
+                with connect_tls(port, cert=cert, key=key) as s:
+                    reply = tls_command(s, "PING")
+                self.assertEqual(reply, b"", f"client cert {cert} was accepted")
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+                pass
+        self.assertIn("TLS handshake failed", larder.log())
+
+    def test_client_certificates_optional(self):
+        larder, port = self.start_plain_stack(ca_file=CERTS.ca, verify_clients="optional")
+        with connect_tls(port) as s:  # no certificate: fine
+            self.assertEqual(tls_command(s, "PING"), b"+PONG\r\n")
+        with connect_tls(port, cert=CERTS.client, key=CERTS.client_key) as s:
+            self.assertEqual(tls_command(s, "PING"), b"+PONG\r\n")
+        try:  # a certificate from another CA: refused
+            with connect_tls(port, cert=CERTS.stranger, key=CERTS.stranger_key) as s:
+                self.assertEqual(tls_command(s, "PING"), b"")
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            pass
+
+    def test_clients_verify_larder(self):
+        larder, port = self.start_plain_stack()
+        with connect_tls(port, server_hostname="localhost") as s:
+            self.assertEqual(tls_command(s, "PING"), b"+PONG\r\n")
+        with self.assertRaises(ssl.SSLCertVerificationError) as raised:
+            connect_tls(port, server_hostname="elsewhere.example")
+        self.assertIn("match", str(raised.exception))
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            connect_tls(port, ca=CERTS.wrong_ca)
+        out = subprocess.run(["redis-cli", "--tls", "--cacert", CERTS.wrong_ca, "-h", HOST,
+                              "-p", str(port), "PING"], capture_output=True, timeout=30)
+        self.assertNotIn(b"PONG", out.stdout)
+
+    def test_min_version_tls13(self):
+        larder, port = self.start_plain_stack(min_version="TLS1.3")
+        ctx = ssl.create_default_context(cafile=CERTS.ca)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        raw = socket.create_connection((HOST, port), timeout=5)
+        self.addCleanup(raw.close)
+        with self.assertRaises(ssl.SSLError):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+        with connect_tls(port) as s:
+            self.assertEqual(s.version(), "TLSv1.3")
+
+    def test_bad_certificate_files_stop_start_up(self):
+        port = free_port()
+        cases = [
+            ({"cert_file": CERTS.path("server.ext")},
+             f"tls.cert_file: cannot load '{CERTS.path('server.ext')}': "),
+            ({"key_file": CERTS.client_key},
+             f"tls.key_file: cannot load '{CERTS.client_key}': key values mismatch"),
+            ({"cert_file": "/nonexistent.crt"}, "tls.cert_file: cannot read '/nonexistent.crt'"),
+        ]
+        for extra, expected in cases:
+            self.assertIn(expected, start_fails(self, listener_config(port, **extra)))
+
+    def test_reload_rereads_certificates(self):
+        d = make_tmpdir("tls-rotate")
+        self.addCleanup(remove_tmpdir, d)
+        crt, key = os.path.join(d, "live.crt"), os.path.join(d, "live.key")
+        shutil.copyfile(CERTS.server, crt)
+        shutil.copyfile(CERTS.server_key, key)
+        larder, port = self.start_plain_stack(cert_file=crt, key_file=key)
+        with connect_tls(port) as s:
+            old = s.getpeercert()
+        shutil.copyfile(CERTS.other_name, crt)
+        shutil.copyfile(CERTS.other_name_key, key)
+        reply = self.client(larder).execute_command("LARDER", "RELOAD")
+        self.assertIn(b"applied: tls: certificate files re-read", reply)
+        with connect_tls(port, server_hostname="elsewhere.example") as s:
+            new = s.getpeercert()
+        self.assertNotEqual(old["subject"], new["subject"])
+        # A broken file rejects the reload and keeps the running certificate.
+        with open(key, "w") as f:
+            f.write("not a key")
+        with self.assertRaises(redis.ResponseError):
+            self.client(larder).execute_command("LARDER", "RELOAD")
+        with connect_tls(port, server_hostname="elsewhere.example") as s:
+            self.assertEqual(tls_command(s, "PING"), b"+PONG\r\n")
+
+
+class RedisTlsTest(LarderTestCase):
+    """Larder -> Redis over TLS (redis-server --port 0 --tls-port N)."""
+
+    def start_stack(self, redis_tls: dict, auth_clients: str = "no", wait: bool = True):
+        r = self.start_redis(tls=tls_redis(CERTS, auth_clients))
+        larder = self.start_larder(r, config={"redis": {"tls": redis_tls}}, wait_backend=wait)
+        return larder, r
+
+    def test_commands_pass_through_over_tls(self):
+        larder, r = self.start_stack({"enabled": True, "ca_file": CERTS.ca})
+        c = self.client(larder)
+        c.set("k", "v")
+        self.assertEqual(c.get("k"), b"v")
+        self.assertEqual(r.client().get("k"), b"v")
+        c.execute_command("MULTI")  # a pinned connection, made over TLS too
+        c.execute_command("INCR", "n")
+        self.assertEqual(c.execute_command("EXEC"), [1])
+
+    def test_wrong_ca_is_refused(self):
+        larder, _ = self.start_stack({"enabled": True, "ca_file": CERTS.wrong_ca}, wait=False)
+        wait_until(lambda: "certificate verify failed" in larder.log(), 10,
+                   "Larder to log the verification failure")
+        self.assertNotEqual(larder.info_larder().get("backend_redis_status"), "ok")
+        with self.assertRaises(redis.ResponseError) as raised:
+            self.client(larder).get("k")
+        self.assertIn("TLS handshake", str(raised.exception))
+
+    def test_server_name_is_verified(self):
+        larder, _ = self.start_stack({"enabled": True, "ca_file": CERTS.ca,
+                                      "server_name": "elsewhere.example"}, wait=False)
+        wait_until(lambda: "expected name elsewhere.example" in larder.log(), 10,
+                   "Larder to log the name mismatch")
+        self.assertNotEqual(larder.info_larder().get("backend_redis_status"), "ok")
+        ok, _ = self.start_stack({"enabled": True, "ca_file": CERTS.ca,
+                                  "server_name": "localhost"})
+        self.assertTrue(self.client(ok).ping())
+
+    def test_client_certificate_for_redis(self):
+        # redis-server --tls-auth-clients yes: Larder needs its certificate.
+        larder, _ = self.start_stack({"enabled": True, "ca_file": CERTS.ca}, auth_clients="yes",
+                                     wait=False)
+        wait_until(lambda: "TLS handshake with" in larder.log() or
+                   "connection lost" in larder.log(), 10, "Larder to log the refusal")
+        self.assertNotEqual(larder.info_larder().get("backend_redis_status"), "ok")
+        ok, r = self.start_stack({"enabled": True, "ca_file": CERTS.ca,
+                                  "cert_file": CERTS.client, "key_file": CERTS.client_key},
+                                 auth_clients="yes")
+        self.client(ok).set("a", "1")
+        self.assertEqual(r.client().get("a"), b"1")
 
 
 if __name__ == "__main__":
