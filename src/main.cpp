@@ -55,7 +55,8 @@ int installTriggers(const larder::config::Config& config) {
         const std::string sql =
             "BEGIN;\n" + larder::cache::triggerSql(keyspaces, config.invalidation.listen_channel) +
             "COMMIT;";
-        larder::pg::Connection connection(co_await asio::this_coro::executor, config.postgres.dsn,
+        larder::pg::Connection connection(co_await asio::this_coro::executor,
+                                          larder::pg::connectParams(config.postgres),
                                           config.postgres.connect_timeout, larder::pg::Millis(0));
         if (auto error = co_await connection.connect()) {
           failure = "cannot connect to PostgreSQL: " + error.message;

@@ -146,9 +146,9 @@ asio::awaitable<bool> Flusher::holdLock(const std::string& instance) {
   }
   if (!locked_for_.empty()) co_return true;
   if (!pg_) {
-    pg_ = std::make_unique<pg::Connection>(context_.get_executor(), config_.postgres.dsn,
-                                           config_.postgres.connect_timeout,
-                                           config_.postgres.statement_timeout);
+    pg_ = std::make_unique<pg::Connection>(
+        context_.get_executor(), pg::connectParams(config_.postgres),
+        config_.postgres.connect_timeout, config_.postgres.statement_timeout);
     if (auto error = co_await pg_->connect()) {
       spdlog::warn("keyspace {}: flusher cannot reach PostgreSQL: {}", ks_.name(), error.message);
       pg_.reset();

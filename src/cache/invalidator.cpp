@@ -340,9 +340,9 @@ asio::awaitable<void> Invalidator::listen() {
   auto delay = kRetryMin;
   bool warned = false;
   while (!stopping_) {
-    listener_ = std::make_unique<pg::Connection>(context_.get_executor(), config_.postgres.dsn,
-                                                 config_.postgres.connect_timeout,
-                                                 config_.postgres.statement_timeout);
+    listener_ = std::make_unique<pg::Connection>(
+        context_.get_executor(), pg::connectParams(config_.postgres),
+        config_.postgres.connect_timeout, config_.postgres.statement_timeout);
     pg::PgError error = co_await listener_->connect();
     if (!error) error = (co_await listener_->query("LISTEN " + pg::quoteIdentifier(channel))).error;
     if (error) {

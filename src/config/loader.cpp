@@ -372,6 +372,17 @@ class Loader {
     return scalar(node, path, kExpectString);
   }
 
+  // A path to a file Larder reads (a certificate or key); checked now so that a
+  // typo is reported at load, not at the first connection.
+  std::string readFile(const YAML::Node& node, const std::string& path) const {
+    std::string file = scalar(node, path, "expected a file path");
+    if (file.empty()) return file;
+    std::FILE* f = std::fopen(file.c_str(), "rb");
+    if (f == nullptr) fail(path, "cannot read '" + file + "': " + std::strerror(errno));
+    std::fclose(f);
+    return file;
+  }
+
   int readInt(const YAML::Node& node, const std::string& path, long long min, long long max) const {
     long long value = 0;
     if (!parseInteger(scalar(node, path, kExpectInteger), value)) fail(path, kExpectInteger);
@@ -464,10 +475,10 @@ class Loader {
   }
 
   void readRoot(const YAML::Node& root, Config& config) const {
-    checkKeys(
-        root, "",
-        {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log", "redis",
-         "postgres", "limits", "read_through", "write_behind", "invalidation", "keyspaces"});
+    checkKeys(root, "",
+              {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log", "tls",
+               "redis", "postgres", "limits", "read_through", "write_behind", "invalidation",
+               "keyspaces"});
     field(root, "", "listen",
           [&](const auto& n, const auto& p) { config.listen = readEndpoint(n, p); });
     field(root, "", "threads", [&](const auto& n, const auto& p) {
@@ -497,6 +508,7 @@ class Loader {
     field(root, "", "requirepass",
           [&](const auto& n, const auto& p) { config.requirepass = readString(n, p); });
     field(root, "", "log", [&](const auto& n, const auto& p) { readLog(n, p, config); });
+    field(root, "", "tls", [&](const auto& n, const auto& p) { readTls(n, p, config.tls); });
     field(root, "", "redis", [&](const auto& n, const auto& p) { readRedis(n, p, config.redis); });
     field(root, "", "postgres",
           [&](const auto& n, const auto& p) { readPostgres(n, p, config.postgres); });
@@ -517,6 +529,12 @@ class Loader {
       if (admin.port == listen.port && (admin.host == listen.host || isWildcardHost(admin.host) ||
                                         isWildcardHost(listen.host))) {
         fail("admin", "must not use the same address as listen");
+      }
+    }
+    if (config.tls.listen) {
+      const Endpoint& tls = *config.tls.listen;
+      if (tls == config.listen || (config.admin && tls == *config.admin)) {
+        fail("tls.listen", "must not use the same address as listen or admin");
       }
     }
     if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
@@ -650,14 +668,74 @@ class Loader {
     });
   }
 
+  void readTls(const YAML::Node& node, const std::string& path, TlsListenerConfig& tls) const {
+    requireMap(node, path);
+    checkKeys(node, path,
+              {"listen", "cert_file", "key_file", "ca_file", "verify_clients", "min_version",
+               "handshake_timeout"});
+    field(node, path, "listen", [&](const auto& n, const auto& p) {
+      std::string text = scalar(n, p, kExpectEndpoint);
+      if (text.empty()) {
+        tls.listen.reset();
+      } else {
+        tls.listen = parseEndpoint(text, p);
+      }
+    });
+    field(node, path, "cert_file",
+          [&](const auto& n, const auto& p) { tls.cert_file = readFile(n, p); });
+    field(node, path, "key_file",
+          [&](const auto& n, const auto& p) { tls.key_file = readFile(n, p); });
+    field(node, path, "ca_file",
+          [&](const auto& n, const auto& p) { tls.ca_file = readFile(n, p); });
+    field(node, path, "verify_clients", [&](const auto& n, const auto& p) {
+      tls.verify_clients = readChoice<TlsVerifyClients>(n, p,
+                                                        {{"none", TlsVerifyClients::None},
+                                                         {"optional", TlsVerifyClients::Optional},
+                                                         {"required", TlsVerifyClients::Required}});
+    });
+    field(node, path, "min_version", [&](const auto& n, const auto& p) {
+      tls.min_version = readChoice<TlsVersion>(
+          n, p, {{"TLS1.2", TlsVersion::Tls12}, {"TLS1.3", TlsVersion::Tls13}});
+    });
+    field(node, path, "handshake_timeout",
+          [&](const auto& n, const auto& p) { tls.handshake_timeout = readDuration(n, p, false); });
+    if (!tls.listen) return;
+    if (tls.cert_file.empty()) fail(joinPath(path, "cert_file"), "is required with tls.listen");
+    if (tls.key_file.empty()) fail(joinPath(path, "key_file"), "is required with tls.listen");
+    if (tls.verify_clients != TlsVerifyClients::None && tls.ca_file.empty()) {
+      fail(joinPath(path, "ca_file"), "is required when verify_clients is optional or required");
+    }
+  }
+
+  void readRedisTls(const YAML::Node& node, const std::string& path, RedisTlsConfig& tls) const {
+    requireMap(node, path);
+    checkKeys(node, path, {"enabled", "ca_file", "cert_file", "key_file", "server_name"});
+    field(node, path, "enabled", [&](const auto& n, const auto& p) {
+      tls.enabled = readChoice<bool>(n, p, {{"true", true}, {"false", false}});
+    });
+    field(node, path, "ca_file",
+          [&](const auto& n, const auto& p) { tls.ca_file = readFile(n, p); });
+    field(node, path, "cert_file",
+          [&](const auto& n, const auto& p) { tls.cert_file = readFile(n, p); });
+    field(node, path, "key_file",
+          [&](const auto& n, const auto& p) { tls.key_file = readFile(n, p); });
+    field(node, path, "server_name",
+          [&](const auto& n, const auto& p) { tls.server_name = readString(n, p); });
+    if (tls.cert_file.empty() != tls.key_file.empty()) {
+      fail(joinPath(path, tls.cert_file.empty() ? "cert_file" : "key_file"),
+           "is required with " + std::string(tls.cert_file.empty() ? "key_file" : "cert_file"));
+    }
+  }
+
   void readRedis(const YAML::Node& node, const std::string& path, RedisConfig& redis) const {
     requireMap(node, path);
-    checkKeys(
-        node, path,
-        {"address", "username", "password", "db", "connections_per_worker", "max_pinned_per_worker",
-         "max_pending_per_connection", "connect_timeout", "reconnect_min", "reconnect_max"});
+    checkKeys(node, path,
+              {"address", "tls", "username", "password", "db", "connections_per_worker",
+               "max_pinned_per_worker", "max_pending_per_connection", "connect_timeout",
+               "reconnect_min", "reconnect_max"});
     field(node, path, "address",
           [&](const auto& n, const auto& p) { redis.address = readEndpoint(n, p); });
+    field(node, path, "tls", [&](const auto& n, const auto& p) { readRedisTls(n, p, redis.tls); });
     field(node, path, "username",
           [&](const auto& n, const auto& p) { redis.username = readString(n, p); });
     field(node, path, "password",
@@ -687,8 +765,28 @@ class Loader {
 
   void readPostgres(const YAML::Node& node, const std::string& path, PostgresConfig& pg) const {
     requireMap(node, path);
-    checkKeys(node, path, {"dsn", "pool_size", "connect_timeout", "statement_timeout"});
+    checkKeys(node, path,
+              {"dsn", "sslmode", "sslrootcert", "sslcert", "sslkey", "pool_size", "connect_timeout",
+               "statement_timeout"});
     field(node, path, "dsn", [&](const auto& n, const auto& p) { pg.dsn = readString(n, p); });
+    field(node, path, "sslmode", [&](const auto& n, const auto& p) {
+      pg.sslmode = readChoice<std::string_view>(n, p,
+                                                {{"disable", "disable"},
+                                                 {"allow", "allow"},
+                                                 {"prefer", "prefer"},
+                                                 {"require", "require"},
+                                                 {"verify-ca", "verify-ca"},
+                                                 {"verify-full", "verify-full"}});
+    });
+    field(node, path, "sslrootcert",
+          [&](const auto& n, const auto& p) { pg.sslrootcert = readFile(n, p); });
+    field(node, path, "sslcert",
+          [&](const auto& n, const auto& p) { pg.sslcert = readFile(n, p); });
+    field(node, path, "sslkey", [&](const auto& n, const auto& p) { pg.sslkey = readFile(n, p); });
+    if (pg.sslcert.empty() != pg.sslkey.empty()) {
+      fail(joinPath(path, pg.sslcert.empty() ? "sslcert" : "sslkey"),
+           "is required with " + std::string(pg.sslcert.empty() ? "sslkey" : "sslcert"));
+    }
     field(node, path, "pool_size",
           [&](const auto& n, const auto& p) { pg.pool_size = readInt(n, p, 1, 64); });
     field(node, path, "connect_timeout",
@@ -889,10 +987,28 @@ std::string redactedSummary(const Config& config) {
   out += "log: level=" + config.log_level +
          " format=" + (config.log_format == LogFormat::Json ? "json" : "text") + "\n";
 
+  const TlsListenerConfig& tls = config.tls;
+  if (tls.listen) {
+    out += "tls: listen=" + tls.listen->toString() + " cert_file=" + tls.cert_file +
+           " ca_file=" + (tls.ca_file.empty() ? std::string("(none)") : tls.ca_file) +
+           " verify_clients=" +
+           (tls.verify_clients == TlsVerifyClients::None       ? "none"
+            : tls.verify_clients == TlsVerifyClients::Optional ? "optional"
+                                                               : "required") +
+           " min_version=" + (tls.min_version == TlsVersion::Tls13 ? "TLS1.3" : "TLS1.2") +
+           " handshake_timeout=" + formatDuration(tls.handshake_timeout) + "\n";
+  }
+
   const RedisConfig& redis = config.redis;
   out += "redis: address=" + redis.address.toString() + " db=" + std::to_string(redis.db);
   if (!redis.username.empty()) out += " username=" + redis.username;
   out += " password=" + secret(redis.password);
+  if (redis.tls.enabled) {
+    out += " tls=on ca_file=" + (redis.tls.ca_file.empty() ? "(system)" : redis.tls.ca_file) +
+           (redis.tls.cert_file.empty() ? "" : " cert_file=" + redis.tls.cert_file) +
+           " server_name=" +
+           (redis.tls.server_name.empty() ? redis.address.host : redis.tls.server_name);
+  }
   out += " connections_per_worker=" + std::to_string(redis.connections_per_worker) +
          " max_pinned_per_worker=" + std::to_string(redis.max_pinned_per_worker) +
          " connect_timeout=" + formatDuration(redis.connect_timeout) +
@@ -902,6 +1018,9 @@ std::string redactedSummary(const Config& config) {
   const PostgresConfig& pg = config.postgres;
   out += "postgres: dsn=" +
          (pg.dsn.empty() ? std::string("(none)") : "\"" + redactDsn(pg.dsn) + "\"") +
+         (pg.sslmode.empty() ? std::string() : " sslmode=" + pg.sslmode) +
+         (pg.sslrootcert.empty() ? std::string() : " sslrootcert=" + pg.sslrootcert) +
+         (pg.sslcert.empty() ? std::string() : " sslcert=" + pg.sslcert) +
          " pool_size=" + std::to_string(pg.pool_size) +
          " connect_timeout=" + formatDuration(pg.connect_timeout) +
          " statement_timeout=" + formatDuration(pg.statement_timeout) + "\n";

@@ -17,6 +17,12 @@ std::string show(bool v) { return v ? "true" : "false"; }
 std::string show(std::size_t v) { return std::to_string(v); }
 std::string show(Millis v) { return formatDuration(v); }
 std::string show(std::chrono::microseconds v) { return std::to_string(v.count()) + "us"; }
+std::string show(TlsVerifyClients v) {
+  return v == TlsVerifyClients::None       ? "none"
+         : v == TlsVerifyClients::Optional ? "optional"
+                                           : "required";
+}
+std::string show(TlsVersion v) { return v == TlsVersion::Tls13 ? "TLS1.3" : "TLS1.2"; }
 std::string show(LogFormat f) { return f == LogFormat::Json ? "json" : "text"; }
 std::string show(QueueFullPolicy p) { return p == QueueFullPolicy::Block ? "block" : "error"; }
 std::string show(KeyShape s) { return s == KeyShape::Hash ? "hash" : "string"; }
@@ -52,7 +58,13 @@ class Planner {
     restart("threads", live_.threads, next_.threads);
     restart("admin", live_.admin, next_.admin);
     restart("backlog", live_.backlog, next_.backlog);
+    restart("tls.listen", live_.tls.listen, next_.tls.listen);
     restart("redis.address", live_.redis.address, next_.redis.address);
+    restart("redis.tls.enabled", live_.redis.tls.enabled, next_.redis.tls.enabled);
+    restart("redis.tls.ca_file", live_.redis.tls.ca_file, next_.redis.tls.ca_file);
+    restart("redis.tls.cert_file", live_.redis.tls.cert_file, next_.redis.tls.cert_file);
+    restart("redis.tls.key_file", live_.redis.tls.key_file, next_.redis.tls.key_file);
+    restart("redis.tls.server_name", live_.redis.tls.server_name, next_.redis.tls.server_name);
     restartSecret("redis.username", live_.redis.username, next_.redis.username);
     restartSecret("redis.password", live_.redis.password, next_.redis.password);
     restart("redis.db", live_.redis.db, next_.redis.db);
@@ -66,6 +78,10 @@ class Planner {
     restart("redis.reconnect_min", live_.redis.reconnect_min, next_.redis.reconnect_min);
     restart("redis.reconnect_max", live_.redis.reconnect_max, next_.redis.reconnect_max);
     restartSecret("postgres.dsn", live_.postgres.dsn, next_.postgres.dsn);
+    restart("postgres.sslmode", live_.postgres.sslmode, next_.postgres.sslmode);
+    restart("postgres.sslrootcert", live_.postgres.sslrootcert, next_.postgres.sslrootcert);
+    restart("postgres.sslcert", live_.postgres.sslcert, next_.postgres.sslcert);
+    restart("postgres.sslkey", live_.postgres.sslkey, next_.postgres.sslkey);
     restart("postgres.pool_size", live_.postgres.pool_size, next_.postgres.pool_size);
     restart("postgres.connect_timeout", live_.postgres.connect_timeout,
             next_.postgres.connect_timeout);
@@ -90,6 +106,14 @@ class Planner {
     restart("invalidation.publish", live_.invalidation.publish_channel,
             next_.invalidation.publish_channel);
 
+    // The TLS listener's context is rebuilt from these on every reload, which
+    // also re-reads the files (rotated certificates); new connections use it.
+    apply("tls.cert_file", e.tls.cert_file, next_.tls.cert_file);
+    apply("tls.key_file", e.tls.key_file, next_.tls.key_file);
+    apply("tls.ca_file", e.tls.ca_file, next_.tls.ca_file);
+    apply("tls.verify_clients", e.tls.verify_clients, next_.tls.verify_clients);
+    apply("tls.min_version", e.tls.min_version, next_.tls.min_version);
+    apply("tls.handshake_timeout", e.tls.handshake_timeout, next_.tls.handshake_timeout);
     apply("log.level", e.log_level, next_.log_level);
     apply("log.format", e.log_format, next_.log_format);
     apply("idle_timeout", e.idle_timeout, next_.idle_timeout);

@@ -11,6 +11,8 @@
 #include <string>
 #include <variant>
 
+#include "larder/config/config.hpp"
+
 namespace larder::pg {
 
 namespace asio = boost::asio;
@@ -79,9 +81,9 @@ PgError bindParams(const Params& params, std::vector<const char*>& values) {
 }  // namespace
 
 struct Connection::Impl {
-  Impl(asio::any_io_executor executor, std::string conninfo, Millis connect_timeout,
+  Impl(asio::any_io_executor executor, ConnectParams params, Millis connect_timeout,
        Millis statement_timeout)
-      : conninfo_(std::move(conninfo)),
+      : params_(std::move(params)),
         connect_timeout_(connect_timeout),
         statement_timeout_(statement_timeout),
         socket_(executor),
@@ -199,7 +201,7 @@ struct Connection::Impl {
     co_return out;
   }
 
-  std::string conninfo_;
+  ConnectParams params_;
   Millis connect_timeout_;
   Millis statement_timeout_;
   PGconn* conn_ = nullptr;
@@ -238,10 +240,17 @@ asio::awaitable<Ready> Connection::Impl::wait(bool read, bool write) {
 }
 
 asio::awaitable<PgError> Connection::Impl::establish() {
-  // expand_dbname: the DSN may be a conninfo string or a URI.
-  const char* const keys[] = {"dbname", "fallback_application_name", nullptr};
-  const char* const values[] = {conninfo_.c_str(), "larder", nullptr};
-  conn_ = PQconnectStartParams(keys, values, 1);
+  // expand_dbname: the DSN may be a conninfo string or a URI. libpq applies
+  // keywords in array order, so the overrides after "dbname" win over the DSN.
+  std::vector<const char*> keys{"dbname", "fallback_application_name"};
+  std::vector<const char*> values{params_.dsn.c_str(), "larder"};
+  for (const auto& [key, value] : params_.overrides) {
+    keys.push_back(key.c_str());
+    values.push_back(value.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectStartParams(keys.data(), values.data(), 1);
   if (conn_ == nullptr) co_return PgError{"", "out of memory starting a PostgreSQL connection"};
   // libpq prints notices (and a FATAL sent to an idle session) to stderr by
   // default; they may quote data, and errors reach callers as results anyway.
@@ -344,9 +353,21 @@ asio::awaitable<QueryOutcome> Connection::Impl::exchange() {
   }
 }
 
-Connection::Connection(asio::any_io_executor executor, std::string conninfo, Millis connect_timeout,
+ConnectParams connectParams(const config::PostgresConfig& config) {
+  ConnectParams params(config.dsn);
+  auto add = [&](const char* key, const std::string& value) {
+    if (!value.empty()) params.overrides.emplace_back(key, value);
+  };
+  add("sslmode", config.sslmode);
+  add("sslrootcert", config.sslrootcert);
+  add("sslcert", config.sslcert);
+  add("sslkey", config.sslkey);
+  return params;
+}
+
+Connection::Connection(asio::any_io_executor executor, ConnectParams params, Millis connect_timeout,
                        Millis statement_timeout)
-    : impl_(std::make_unique<Impl>(std::move(executor), std::move(conninfo), connect_timeout,
+    : impl_(std::make_unique<Impl>(std::move(executor), std::move(params), connect_timeout,
                                    statement_timeout)) {}
 
 Connection::~Connection() = default;

@@ -196,7 +196,7 @@ asio::awaitable<std::pair<Lease, PgError>> Pool::acquire(Millis timeout) {
     co_return std::pair<Lease, PgError>{
         Lease(), PgError{"", "timed out waiting for a PostgreSQL connection"}};
   }
-  auto connection = std::make_unique<Connection>(s.executor, s.config.dsn,
+  auto connection = std::make_unique<Connection>(s.executor, connectParams(s.config),
                                                  connectBudget(s.config.connect_timeout, remaining),
                                                  s.config.statement_timeout);
   PgError error = co_await connection->connect();

@@ -6,11 +6,14 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <random>
 #include <vector>
 
+#include "larder/redis/tls_client.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 
@@ -35,12 +38,13 @@ std::chrono::milliseconds jittered(std::chrono::milliseconds base) {
 
 BackendConnection::BackendConnection(asio::any_io_executor executor,
                                      const config::RedisConfig& config, ConnectionKind kind,
-                                     BackendStats& stats)
+                                     BackendStats& stats, std::shared_ptr<asio::ssl::context> tls)
     : executor_(executor),
       config_(config),
       kind_(kind),
       stats_(stats),
       socket_(executor),
+      tls_context_(std::move(tls)),
       wake_(executor),
       in_(kind == ConnectionKind::Shared ? 64 * 1024 : 4 * 1024) {}
 
@@ -153,7 +157,37 @@ asio::awaitable<void> BackendConnection::run() {
   if (auto owner = owner_.lock()) owner->backendClosed();
 }
 
+asio::awaitable<bool> BackendConnection::tlsHandshake() {
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *tls_context_);
+  const std::string name = tlsServerName(config_);
+  // SNI only for names; the certificate must match the name or the IP address.
+  boost::system::error_code ignored;
+  asio::ip::make_address(name, ignored);
+  if (ignored) SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+  tls_->set_verify_callback(asio::ssl::host_name_verification(name));
+  asio::steady_timer deadline(executor_, config_.connect_timeout);
+  auto result = co_await (tls_->async_handshake(asio::ssl::stream_base::client, kUseTuple) ||
+                          deadline.async_wait(kUseTuple));
+  std::string error;
+  if (result.index() == 1) {
+    error = "TLS handshake with " + config_.address.toString() + " timed out";
+  } else if (const boost::system::error_code ec = std::get<0>(std::get<0>(result)); ec) {
+    error = "TLS handshake with " + config_.address.toString() + ": " + ec.message();
+    const long verify = SSL_get_verify_result(tls_->native_handle());
+    if (verify != X509_V_OK) {
+      error += " (" + std::string(X509_verify_cert_error_string(verify)) + "; expected name " +
+               name + ")";
+    }
+  }
+  if (error.empty()) co_return true;
+  // Once per distinct failure: a misconfiguration is loud, a retry loop is not.
+  if (error != last_error_) spdlog::warn("redis backend {}: {}", config_.address.toString(), error);
+  last_error_ = error;
+  co_return false;
+}
+
 asio::awaitable<bool> BackendConnection::connectOnce() {
+  tls_.reset();  // the previous connection's, if any: its operations have ended
   tcp::resolver resolver(executor_);
   auto [rec, endpoints] = co_await resolver.async_resolve(
       config_.address.host, std::to_string(config_.address.port), kUseTuple);
@@ -174,6 +208,10 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     co_return false;
   }
   socket_.set_option(tcp::no_delay(true));
+  if (tls_context_) {
+    const bool handshaken = co_await tlsHandshake();
+    if (!handshaken) co_return false;
+  }
 
   // Handshake: AUTH and SELECT from config, answered before any client request.
   std::string hello;
@@ -195,7 +233,15 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     ++expected;
   }
   if (expected == 0) co_return true;
-  auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(hello), kUseTuple);
+  const asio::const_buffer hello_bytes = asio::buffer(hello);
+  boost::system::error_code wec;
+  if (tls_) {
+    auto [tec, tn] = co_await asio::async_write(*tls_, hello_bytes, kUseTuple);
+    wec = tec;
+  } else {
+    auto [pec, pn] = co_await asio::async_write(socket_, hello_bytes, kUseTuple);
+    wec = pec;
+  }
   if (wec) {
     last_error_ = "handshake: " + wec.message();
     co_return false;
@@ -219,7 +265,18 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
       continue;
     }
     char* dst = in_.prepare(4096);
-    auto [rec2, n] = co_await socket_.async_read_some(asio::buffer(dst, in_.writable()), kUseTuple);
+    const asio::mutable_buffer into = asio::buffer(dst, in_.writable());
+    boost::system::error_code rec2;
+    std::size_t n = 0;
+    if (tls_) {
+      auto [tec, tn] = co_await tls_->async_read_some(into, kUseTuple);
+      rec2 = tec;
+      n = tn;
+    } else {
+      auto [pec, pn] = co_await socket_.async_read_some(into, kUseTuple);
+      rec2 = pec;
+      n = pn;
+    }
     if (rec2) {
       last_error_ = "handshake: " + rec2.message();
       co_return false;
@@ -242,7 +299,15 @@ asio::awaitable<void> BackendConnection::writeLoop() {
       continue;
     }
     writing_.swap(out_);
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), kUseTuple);
+    const asio::const_buffer bytes = asio::buffer(writing_);
+    boost::system::error_code ec;
+    if (tls_) {
+      auto [tec, tn] = co_await asio::async_write(*tls_, bytes, kUseTuple);
+      ec = tec;
+    } else {
+      auto [pec, pn] = co_await asio::async_write(socket_, bytes, kUseTuple);
+      ec = pec;
+    }
     writing_.clear();
     if (ec) {
       if (last_error_.empty()) last_error_ = "write: " + ec.message();
@@ -254,7 +319,18 @@ asio::awaitable<void> BackendConnection::writeLoop() {
 asio::awaitable<void> BackendConnection::readLoop() {
   for (;;) {
     char* dst = in_.prepare(kReadChunk);
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(dst, in_.writable()), kUseTuple);
+    const asio::mutable_buffer into = asio::buffer(dst, in_.writable());
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    if (tls_) {
+      auto [tec, tn] = co_await tls_->async_read_some(into, kUseTuple);
+      ec = tec;
+      n = tn;
+    } else {
+      auto [pec, pn] = co_await socket_.async_read_some(into, kUseTuple);
+      ec = pec;
+      n = pn;
+    }
     if (ec) {
       if (last_error_.empty()) {
         last_error_ = ec == asio::error::eof ? "closed by server" : "read: " + ec.message();

@@ -309,7 +309,7 @@ std::string Session::clientInfoLine() {
   const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - created_).count();
   const auto idle = std::chrono::duration_cast<std::chrono::seconds>(now - last_active_).count();
   boost::system::error_code ec;
-  const auto local = socket_.local_endpoint(ec);
+  const auto local = socket_.tcp().local_endpoint(ec);
   const std::string laddr =
       ec ? "" : local.address().to_string() + ":" + std::to_string(local.port());
   const char* flags = in_multi_ ? "x" : stream_ ? "P" : "N";
@@ -328,7 +328,7 @@ std::string Session::clientInfoLine() {
   field("id", id_);
   field("addr", peer_);
   field("laddr", laddr);
-  field("fd", static_cast<long long>(socket_.native_handle()));
+  field("fd", static_cast<long long>(socket_.tcp().native_handle()));
   field("name", name_);
   field("age", static_cast<long long>(age));
   field("idle", static_cast<long long>(idle));

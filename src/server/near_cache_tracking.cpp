@@ -43,10 +43,12 @@ class NearCacheTracking::Link : public redis::ReplySink {
 };
 
 NearCacheTracking::NearCacheTracking(boost::asio::any_io_executor executor,
-                                     const config::RedisConfig& config, redis::BackendStats& stats,
-                                     NearCache& cache, int worker)
+                                     const config::RedisConfig& config,
+                                     std::shared_ptr<boost::asio::ssl::context> tls,
+                                     redis::BackendStats& stats, NearCache& cache, int worker)
     : executor_(executor),
       config_(config),
+      tls_(std::move(tls)),
       stats_(stats),
       cache_(cache),
       worker_(worker),
@@ -79,15 +81,15 @@ void NearCacheTracking::connect() {
   tracker_link_ = std::make_shared<Link>(self, generation_, kTracker);
   const std::string suffix = std::to_string(worker_);
   // Both sends of each connection wait in its queue while it connects.
-  subscriber_ = std::make_shared<redis::BackendConnection>(executor_, config_,
-                                                           redis::ConnectionKind::Pinned, stats_);
+  subscriber_ = std::make_shared<redis::BackendConnection>(
+      executor_, config_, redis::ConnectionKind::Pinned, stats_, tls_);
   subscriber_->setOwner(subscriber_link_);
   subscriber_->start();
   subscriber_->send(command({"CLIENT", "SETNAME", "larder-nearcache-sub-" + suffix}),
                     subscriber_link_, kSetName);
   subscriber_->send(command({"CLIENT", "ID"}), subscriber_link_, kClientId);
-  tracker_ = std::make_shared<redis::BackendConnection>(executor_, config_,
-                                                        redis::ConnectionKind::Pinned, stats_);
+  tracker_ = std::make_shared<redis::BackendConnection>(
+      executor_, config_, redis::ConnectionKind::Pinned, stats_, tls_);
   tracker_->setOwner(tracker_link_);
   tracker_->start();
   tracker_->send(command({"CLIENT", "SETNAME", "larder-nearcache-track-" + suffix}), tracker_link_,

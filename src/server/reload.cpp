@@ -21,7 +21,7 @@ namespace asio = boost::asio;
 asio::awaitable<std::string> readKeyspaces(const config::PostgresConfig& postgres,
                                            const std::vector<config::KeyspaceConfig>& wanted,
                                            int first_id, std::vector<cache::Keyspace>& out) {
-  pg::Connection connection(co_await asio::this_coro::executor, postgres.dsn,
+  pg::Connection connection(co_await asio::this_coro::executor, pg::connectParams(postgres),
                             postgres.connect_timeout, postgres.statement_timeout);
   if (auto error = co_await connection.connect()) {
     co_return "cannot reach PostgreSQL to read table shapes: " + error.message;
@@ -103,6 +103,15 @@ asio::awaitable<void> Server::runReload(std::function<void(ReloadResult)> done) 
       co_return;
     }
   }
+  // Every reload re-reads the TLS listener's files: rotated certificates take
+  // effect for new connections. Unusable files reject the whole reload.
+  if (std::string failure = reloadTlsContext(plan.effective.tls); !failure.empty()) {
+    result.error = live.source + ": " + failure;
+    reloading_ = false;
+    finish(std::move(result));
+    co_return;
+  }
+  if (config_.tls.listen) plan.applied.push_back("tls: certificate files re-read");
   if (plan.effective.log_level != live.log_level) setLogLevel(plan.effective.log_level);
   if (plan.effective.log_format != live.log_format) {
     setLogFormat(plan.effective.log_format == config::LogFormat::Json);

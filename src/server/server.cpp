@@ -7,11 +7,14 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <thread>
 
 #include "larder/cache/write_scripts.hpp"
+#include "larder/redis/tls_client.hpp"
+#include "larder/server/tls_context.hpp"
 
 namespace larder::server {
 
@@ -54,7 +57,9 @@ Server::Server(const config::Config& config)
     : config_(config),
       current_(&config),
       acceptor_(context_),
+      tls_acceptor_(context_),
       started_(std::chrono::steady_clock::now()) {
+  redis_tls_ = redis::makeClientTlsContext(config_.redis.tls);  // throws naming the file
   buildKeyspaces();
   int threads =
       config.threads > 0 ? config.threads : static_cast<int>(std::thread::hardware_concurrency());
@@ -108,12 +113,14 @@ void Server::startPostgresSide() {
       pg_context_.get_executor());
   pg_pool_ = std::make_unique<pg::Pool>(pg_context_.get_executor(), config_.postgres);
   loader_ = std::make_unique<cache::Loader>(pg_context_, *pg_pool_, config_.read_through);
-  filler_ = std::make_shared<redis::BackendConnection>(
-      pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, filler_stats_);
+  filler_ = std::make_shared<redis::BackendConnection>(pg_context_.get_executor(), config_.redis,
+                                                       redis::ConnectionKind::Shared, filler_stats_,
+                                                       redis_tls_);
   loader_->setFiller(filler_);
   loader_->setFillWindow(cache::loadWindow(config_));
   queue_conn_ = std::make_shared<redis::BackendConnection>(
-      pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, queue_stats_);
+      pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, queue_stats_,
+      redis_tls_);
   filler_->setPreload(cache::preloadRequests({&cache::fillScript(), &cache::writeScript()}));
   queue_conn_->setPreload(cache::preloadRequests(
       {&cache::ackScript(), &cache::deadLetterScript(), &cache::readBatchScript(),
@@ -139,12 +146,37 @@ void Server::startPostgresSide() {
   });
 }
 
+void Server::listen(tcp::acceptor& acceptor, const config::Endpoint& where) {
+  const tcp::endpoint endpoint = resolveListen(where);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(tcp::acceptor::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(config_.backlog);
+}
+
+std::shared_ptr<asio::ssl::context> Server::tlsContext() const {
+  std::lock_guard lock(tls_mutex_);
+  return tls_context_;
+}
+
+std::string Server::reloadTlsContext(const config::TlsListenerConfig& tls) {
+  if (!config_.tls.listen) return "";  // no TLS listener was started
+  try {
+    auto fresh = makeServerTlsContext(tls);
+    std::lock_guard lock(tls_mutex_);
+    tls_context_ = std::move(fresh);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 int Server::run() {
-  const tcp::endpoint endpoint = resolveListen(config_.listen);
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen(config_.backlog);
+  listen(acceptor_, config_.listen);
+  if (config_.tls.listen) {
+    tls_context_ = makeServerTlsContext(config_.tls);  // throws naming the file: start-up
+    listen(tls_acceptor_, *config_.tls.listen);
+  }
 
   if (config_.admin) {
     admin_ = std::make_unique<admin::AdminServer>(context_, *config_.admin, *this);
@@ -156,6 +188,7 @@ int Server::run() {
   spdlog::info("larder {} listening on {} with {} worker thread(s); redis backend {} db {}",
                LARDER_VERSION, config_.listen.toString(), workers_.size(),
                config_.redis.address.toString(), config_.redis.db);
+  if (config_.tls.listen) spdlog::info("TLS listener on {}", config_.tls.listen->toString());
 
   // First signal: drain and stop. A second one: stop now.
   asio::signal_set signals(context_, SIGINT, SIGTERM);
@@ -164,7 +197,10 @@ int Server::run() {
   asio::signal_set hangup(context_, SIGHUP);
   hangup_ = &hangup;
   asio::co_spawn(context_, watchReloadSignal(), logEscaped("SIGHUP watcher"));
-  asio::co_spawn(context_, acceptLoop(), logEscaped("listener"));
+  asio::co_spawn(context_, acceptLoop(acceptor_, false), logEscaped("listener"));
+  if (tls_acceptor_.is_open()) {
+    asio::co_spawn(context_, acceptLoop(tls_acceptor_, true), logEscaped("TLS listener"));
+  }
   asio::co_spawn(context_, sampleOps(), logEscaped("ops sampler"));
   context_.run();
   for (auto& w : workers_) w->join();
@@ -198,6 +234,7 @@ asio::awaitable<void> Server::watchReloadSignal() {
 asio::awaitable<void> Server::drainAndStop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  tls_acceptor_.close(ignored);
   for (auto& w : workers_) w->beginShutdown();
   asio::steady_timer timer(context_);
   const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
@@ -252,15 +289,16 @@ void Server::stopNow() {
   hangup_->cancel();
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  tls_acceptor_.close(ignored);
 }
 
-asio::awaitable<void> Server::acceptLoop() {
+asio::awaitable<void> Server::acceptLoop(tcp::acceptor& acceptor, bool tls) {
   std::size_t next_worker = 0;
-  while (acceptor_.is_open()) {
+  while (acceptor.is_open()) {
     Worker& worker = *workers_[next_worker];
-    auto [ec, socket] = co_await acceptor_.async_accept(
+    auto [ec, socket] = co_await acceptor.async_accept(
         asio::any_io_executor(worker.context().get_executor()), kUseTuple);
-    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       accept_errors_.add();
       // Out of descriptors or memory: pause instead of spinning on accept.
@@ -273,13 +311,20 @@ asio::awaitable<void> Server::acceptLoop() {
       continue;
     }
     if (clients_.load(std::memory_order_relaxed) >= config().limits.maxclients) {
-      reject(socket);
+      // A TLS client could not read the plain error; it is just closed.
+      if (tls) {
+        rejected_.add();
+        socket.close(ec);
+      } else {
+        reject(socket);
+      }
       continue;
     }
     clients_.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t id = next_id_++;
-    asio::post(worker.context(),
-               [&worker, s = std::move(socket), id]() mutable { worker.adopt(std::move(s), id); });
+    std::shared_ptr<asio::ssl::context> context = tls ? tlsContext() : nullptr;
+    asio::post(worker.context(), [&worker, s = std::move(socket), c = std::move(context),
+                                  id]() mutable { worker.adopt(std::move(s), std::move(c), id); });
     next_worker = (next_worker + 1) % workers_.size();
   }
 }

@@ -4,10 +4,12 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <random>
+#include <variant>
 
 #include "larder/resp/reply_writer.hpp"
 #include "larder/server/worker.hpp"
@@ -16,6 +18,7 @@ namespace larder::server {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
@@ -38,9 +41,10 @@ resp::ParserLimits parserLimits(const config::LimitsConfig& limits, bool authent
 
 }  // namespace
 
-Session::Session(Worker& worker, tcp::socket socket, std::uint64_t id)
+Session::Session(Worker& worker, tcp::socket socket, std::shared_ptr<asio::ssl::context> tls,
+                 std::uint64_t id)
     : worker_(worker),
-      socket_(std::move(socket)),
+      socket_(std::move(socket), std::move(tls)),
       id_(id),
       created_(std::chrono::steady_clock::now()),
       last_active_(created_),
@@ -50,7 +54,7 @@ Session::Session(Worker& worker, tcp::socket socket, std::uint64_t id)
       authenticated_(worker.config().requirepass.empty()) {
   setAuthenticated(authenticated_);
   boost::system::error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
+  auto ep = socket_.tcp().remote_endpoint(ec);
   if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
@@ -71,8 +75,15 @@ void Session::start() {
 
 asio::awaitable<void> Session::run() {
   boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
-  socket_.set_option(tcp::no_delay(true), ec);
+  socket_.tcp().non_blocking(true, ec);
+  socket_.tcp().set_option(tcp::no_delay(true), ec);
+  if (socket_.isTls()) {
+    const bool handshaken = co_await handshake();
+    if (!handshaken) {
+      close();
+      co_return;
+    }
+  }
   const std::size_t max_inflight =
       std::max<std::size_t>(1, worker_.config().limits.max_inflight_per_client);
 
@@ -113,14 +124,25 @@ asio::awaitable<void> Session::run() {
     if (reading_stopped_ || closed_) break;
     in_.releaseIfEmpty();
 
-    if (!draining_) {
-      auto [wec] = co_await socket_.async_wait(tcp::socket::wait_read, kUseTuple);
+    if (!draining_ && !socket_.isTls()) {
+      auto [wec] = co_await socket_.tcp().async_wait(tcp::socket::wait_read, kUseTuple);
       if (closed_ || reading_stopped_) break;
       if (wec && !draining_) break;
     }
     const std::size_t want = std::max(kReadChunk, parser_.bytesWanted());
     char* dst = in_.prepare(want);
-    const std::size_t n = socket_.read_some(asio::buffer(dst, in_.writable()), ec);
+    std::size_t n = 0;
+    if (socket_.isTls()) {
+      // Records are decrypted by the engine, so TLS reads are asynchronous;
+      // shutdown()'s shutdown_receive ends a waiting one with EOF.
+      const asio::mutable_buffer into = asio::buffer(dst, in_.writable());
+      auto [rec, got] = co_await socket_.tls().async_read_some(into, kUseTuple);
+      if (closed_ || reading_stopped_) break;
+      ec = rec;
+      n = got;
+    } else {
+      n = socket_.tcp().read_some(asio::buffer(dst, in_.writable()), ec);
+    }
     if (draining_ && (ec || n == 0)) {
       // Shutting down: every request the client had sent is executed; now stop.
       closeWhenFlushed();
@@ -135,11 +157,31 @@ asio::awaitable<void> Session::run() {
   if (!close_when_flushed_ && !quitting_) close();
 }
 
+asio::awaitable<bool> Session::handshake() {
+  asio::steady_timer deadline(socket_.get_executor(), worker_.config().tls.handshake_timeout);
+  auto outcome =
+      co_await (socket_.tls().async_handshake(asio::ssl::stream_base::server, kUseTuple) ||
+                deadline.async_wait(kUseTuple));
+  if (outcome.index() == 1) {
+    spdlog::debug("client {} {}: TLS handshake not done within {} ms; closing", id_, peer_,
+                  worker_.config().tls.handshake_timeout.count());
+    co_return false;
+  }
+  const boost::system::error_code ec = std::get<0>(std::get<0>(outcome));
+  if (ec) {
+    spdlog::debug("client {} {}: TLS handshake failed: {}", id_, peer_, ec.message());
+    co_return false;
+  }
+  co_return true;
+}
+
 bool Session::clientGone() {
+  // TLS bytes are records, not requests; the check is for plain clients.
+  if (socket_.isTls()) return false;
   boost::system::error_code ec;
   for (;;) {
     char* dst = in_.prepare(kReadChunk);
-    const std::size_t n = socket_.read_some(asio::buffer(dst, in_.writable()), ec);
+    const std::size_t n = socket_.tcp().read_some(asio::buffer(dst, in_.writable()), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) return false;
     if (ec) return true;  // EOF or reset
     in_.commit(n);
@@ -498,7 +540,8 @@ void Session::flush() {
     return;
   }
   boost::system::error_code ec;
-  const std::size_t n = socket_.write_some(asio::buffer(out_), ec);
+  // TLS: no synchronous attempt (see client_stream.hpp); straight to async_write.
+  const std::size_t n = socket_.isTls() ? 0 : socket_.tcp().write_some(asio::buffer(out_), ec);
   if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
     close();
     return;
@@ -513,16 +556,16 @@ void Session::flush() {
   out_.erase(0, n);
   writing_.swap(out_);
   write_active_ = true;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this()](boost::system::error_code wec, std::size_t) {
-                      self->write_active_ = false;
-                      self->writing_.clear();
-                      if (wec) {
-                        self->close();
-                        return;
-                      }
-                      self->flush();
-                    });
+  socket_.asyncWrite(asio::buffer(writing_),
+                     [self = shared_from_this()](boost::system::error_code wec, std::size_t) {
+                       self->write_active_ = false;
+                       self->writing_.clear();
+                       if (wec) {
+                         self->close();
+                         return;
+                       }
+                       self->flush();
+                     });
 }
 
 void Session::afterWrite() {
@@ -545,7 +588,7 @@ void Session::shutdown() {
     return;
   }
   boost::system::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_receive, ec);  // wakes an idle reader
+  socket_.tcp().shutdown(tcp::socket::shutdown_receive, ec);  // wakes an idle reader
 }
 
 void Session::close() {
@@ -553,7 +596,7 @@ void Session::close() {
   closed_ = true;
   reading_stopped_ = true;
   boost::system::error_code ec;
-  socket_.close(ec);
+  socket_.tcp().close(ec);
   wake_.cancel();
   dropPin();
   info_merges_.clear();

@@ -31,7 +31,8 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
   const int n = std::max(1, config.redis.connections_per_worker);
   for (int i = 0; i < n; ++i) {
     shared_.push_back(std::make_shared<redis::BackendConnection>(
-        context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, stats_.backend));
+        context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, stats_.backend,
+        server.redisTls()));
     if (!server.keyspaces().empty()) {
       shared_.back()->setPreload(cache::preloadRequests({&cache::writeScript()}));
     }
@@ -47,7 +48,8 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
   if (any_near) {
     near_cache_ = std::make_unique<NearCache>(std::move(near), stats_);
     near_tracking_ = std::make_shared<NearCacheTracking>(context_.get_executor(), config_.redis,
-                                                         stats_.backend, *near_cache_, index_);
+                                                         server.redisTls(), stats_.backend,
+                                                         *near_cache_, index_);
   }
 }
 
@@ -123,8 +125,9 @@ std::shared_ptr<redis::BackendConnection> Worker::acquirePinned() {
     if (c->ready()) return c;
     c->stop();
   }
-  auto c = std::make_shared<redis::BackendConnection>(
-      context_.get_executor(), config_.redis, redis::ConnectionKind::Pinned, stats_.backend);
+  auto c = std::make_shared<redis::BackendConnection>(context_.get_executor(), config_.redis,
+                                                      redis::ConnectionKind::Pinned, stats_.backend,
+                                                      server_.redisTls());
   c->start();
   return c;
 }
@@ -141,10 +144,11 @@ void Worker::releasePinned(std::shared_ptr<redis::BackendConnection> connection,
   connection->stop();
 }
 
-void Worker::adopt(asio::ip::tcp::socket socket, std::uint64_t id) {
+void Worker::adopt(asio::ip::tcp::socket socket, std::shared_ptr<asio::ssl::context> tls,
+                   std::uint64_t id) {
   stats_.connections_total.add();
   stats_.connections_current.add();
-  auto session = std::make_shared<Session>(*this, std::move(socket), id);
+  auto session = std::make_shared<Session>(*this, std::move(socket), std::move(tls), id);
   sessions_.emplace(id, session);
   if (shutting_down_) {
     session->close();

@@ -248,11 +248,14 @@ class RedisServer:
     """
 
     def __init__(self, password: str | None = None, extra_args=(), port: int | None = None,
-                 username: str | None = None):
+                 username: str | None = None, tls: dict | None = None):
         """password alone: --requirepass. With username, the ACL user must be
-        created through extra_args (e.g. "--user", NAME, "on", ">PW", ...)."""
+        created through extra_args (e.g. "--user", NAME, "on", ">PW", ...).
+        tls ({"cert", "key", "ca"} paths, optional "auth_clients": "yes"/"no"/
+        "optional"; default "no"): TLS only, the port is the TLS port."""
         self.password = password
         self.username = username
+        self.tls = dict(tls) if tls else None
         self.extra_args = list(extra_args)
         self.port = port or free_port()
         self.dir = make_tmpdir("redis")
@@ -265,8 +268,13 @@ class RedisServer:
         return f"{HOST}:{self.port}"
 
     def _argv(self):
-        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", HOST, "--save", "",
-                "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"]
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file",
+                     self.tls["cert"], "--tls-key-file", self.tls["key"], "--tls-ca-cert-file",
+                     self.tls["ca"], "--tls-auth-clients", self.tls.get("auth_clients", "no")]
+        argv = [REDIS_SERVER] + ports + ["--bind", HOST, "--save", "", "--appendonly", "no",
+                                         "--dir", self.dir, "--protected-mode", "no"]
         if self.password and not self.username:
             argv += ["--requirepass", self.password]
         return argv + self.extra_args
@@ -320,6 +328,12 @@ class RedisServer:
 
     def client(self, **kwargs) -> redis.Redis:
         _scale_socket_timeouts(kwargs)
+        if self.tls:
+            kwargs.setdefault("ssl", True)
+            kwargs.setdefault("ssl_ca_certs", self.tls["ca"])
+            if self.tls.get("client_cert"):
+                kwargs.setdefault("ssl_certfile", self.tls["client_cert"])
+                kwargs.setdefault("ssl_keyfile", self.tls["client_key"])
         return redis.Redis(host=HOST, port=self.port, username=self.username,
                            password=self.password, **kwargs)
 
@@ -364,9 +378,15 @@ class PostgresServer:
 
     SUPERUSER = "postgres"
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, conf_lines=(), hba_lines=None, files=None):
+        """conf_lines are appended to postgresql.conf; hba_lines, when given,
+        replace pg_hba.conf; files ({name: source path}) are copied into the
+        data directory, owned by the server and private (e.g. TLS keys)."""
         self.port = port or free_port()
         self._fixed_port = port is not None
+        self.conf_lines = list(conf_lines)
+        self.hba_lines = list(hba_lines) if hba_lines is not None else None
+        self.files = dict(files or {})
         self.dir = make_tmpdir("pg")
         self.data_dir = os.path.join(self.dir, "data")
         self.socket_dir = self.dir
@@ -408,6 +428,19 @@ class PostgresServer:
         self._run_tool("initdb", "-D", self.data_dir, "-U", self.SUPERUSER, "--auth=trust",
                        "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
         self._initialized = True
+        owner = pwd.getpwnam("postgres") if self._as_root else None
+        for name, source in self.files.items():
+            target = os.path.join(self.data_dir, name)
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o600)
+            if owner is not None:
+                os.chown(target, owner.pw_uid, owner.pw_gid)
+        if self.conf_lines:
+            with open(os.path.join(self.data_dir, "postgresql.conf"), "a") as f:
+                f.write("\n".join(self.conf_lines) + "\n")
+        if self.hba_lines is not None:
+            with open(os.path.join(self.data_dir, "pg_hba.conf"), "w") as f:
+                f.write("\n".join(self.hba_lines) + "\n")
 
     def start(self, timeout: float = 30.0):
         """Runs the postmaster as a child of this process (through runuser when

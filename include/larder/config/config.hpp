@@ -23,8 +23,20 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// TLS for Larder's own connections to Redis (docs/tls.md). The server's
+// certificate is always verified against ca_file (or the system's CAs) and
+// server_name (default: the address' host).
+struct RedisTlsConfig {
+  bool enabled = false;
+  std::string ca_file;    // empty: the system's default CAs
+  std::string cert_file;  // client certificate, for --tls-auth-clients yes
+  std::string key_file;
+  std::string server_name;  // SNI and the name verified; empty: address.host
+};
+
 struct RedisConfig {
   Endpoint address{"127.0.0.1", 6379};
+  RedisTlsConfig tls;
   std::string username;                   // empty: AUTH <password> only
   std::string password;                   // empty: no AUTH
   int db = 0;                             // SELECTed on every backend connection
@@ -38,6 +50,12 @@ struct RedisConfig {
 
 struct PostgresConfig {
   std::string dsn;  // libpq connection string; empty: no PostgreSQL
+  // TLS to PostgreSQL, passed to libpq as keywords that override the DSN's
+  // (docs/tls.md). Empty: the DSN's value or libpq's default (sslmode=prefer).
+  std::string sslmode;  // disable, allow, prefer, require, verify-ca, verify-full
+  std::string sslrootcert;
+  std::string sslcert;
+  std::string sslkey;
   int pool_size = 4;
   Millis connect_timeout{5000};
   Millis statement_timeout{5000};
@@ -122,6 +140,21 @@ struct KeyspaceConfig {
   StampedeConfig stampede;
 };
 
+// The TLS client listener, a second port beside `listen` as Redis' tls-port
+// (docs/tls.md). Certificate files are read at start-up and on reload.
+enum class TlsVerifyClients { None, Optional, Required };
+enum class TlsVersion { Tls12, Tls13 };
+
+struct TlsListenerConfig {
+  std::optional<Endpoint> listen;  // unset: no TLS listener
+  std::string cert_file;           // PEM chain, leaf first
+  std::string key_file;
+  std::string ca_file;  // CAs client certificates must chain to
+  TlsVerifyClients verify_clients = TlsVerifyClients::None;
+  TlsVersion min_version = TlsVersion::Tls12;
+  Millis handshake_timeout{5000};  // a client that has not finished it by then is closed
+};
+
 enum class LogFormat { Text, Json };
 
 struct Config {
@@ -134,6 +167,7 @@ struct Config {
   std::string requirepass;  // empty: clients need no AUTH
   std::string log_level = "info";
   LogFormat log_format = LogFormat::Text;
+  TlsListenerConfig tls;
   RedisConfig redis;
   PostgresConfig postgres;
   LimitsConfig limits;

@@ -6,7 +6,8 @@
 //
 // Applied live: log.level, log.format, idle_timeout, requirepass, limits.*,
 // write_behind.max_queue / on_full / block_timeout, each keyspace's ttl,
-// ttl_jitter and negative_ttl, and new keyspaces. Everything else (listen,
+// ttl_jitter and negative_ttl, new keyspaces, and tls.* but tls.listen (the
+// TLS listener re-reads its certificate files on every reload). Everything else (listen,
 // threads, admin, backlog, redis.*, postgres.*, read_through.*, the flusher's
 // timing, a keyspace's key, table, shape, columns or write mode, removing a
 // keyspace) needs a restart.

@@ -12,7 +12,12 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
 #include <vector>
+
+namespace larder::config {
+struct PostgresConfig;
+}
 
 struct pg_conn;
 struct pg_result;
@@ -69,9 +74,19 @@ struct NotifyOutcome {
   PgError error;                            // the connection was lost
 };
 
+// What libpq is given: the DSN (a conninfo string or URI) and keyword/value
+// pairs that override what it says (sslmode, sslrootcert, ...). The pairs go to
+// PQconnectStartParams as arrays, so no value is ever quoted into a string.
+struct ConnectParams {
+  ConnectParams(std::string dsn_only) : dsn(std::move(dsn_only)) {}  // NOLINT: a DSN alone
+  std::string dsn;
+  std::vector<std::pair<std::string, std::string>> overrides;
+};
+ConnectParams connectParams(const config::PostgresConfig& config);
+
 class Connection {
  public:
-  Connection(boost::asio::any_io_executor executor, std::string conninfo, Millis connect_timeout,
+  Connection(boost::asio::any_io_executor executor, ConnectParams params, Millis connect_timeout,
              Millis statement_timeout);
   ~Connection();
   Connection(const Connection&) = delete;

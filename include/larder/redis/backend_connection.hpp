@@ -15,6 +15,8 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
@@ -50,8 +52,10 @@ enum class ConnectionKind { Shared, Pinned };
 
 class BackendConnection : public std::enable_shared_from_this<BackendConnection> {
  public:
+  // `tls`: the context from makeClientTlsContext (redis.tls.enabled), else null.
   BackendConnection(boost::asio::any_io_executor executor, const config::RedisConfig& config,
-                    ConnectionKind kind, BackendStats& stats);
+                    ConnectionKind kind, BackendStats& stats,
+                    std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
   ~BackendConnection();
 
   void start();
@@ -92,6 +96,7 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
 
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> connectOnce();
+  boost::asio::awaitable<bool> tlsHandshake();
   boost::asio::awaitable<void> readLoop();
   boost::asio::awaitable<void> writeLoop();
   void onFrame(std::string_view frame);
@@ -103,6 +108,9 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   ConnectionKind kind_;
   BackendStats& stats_;
   boost::asio::ip::tcp::socket socket_;
+  // TLS: a fresh stream over socket_ per connection (an SSL object is not reused).
+  std::shared_ptr<boost::asio::ssl::context> tls_context_;
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
   boost::asio::steady_timer wake_;
   State state_ = State::Idle;
   bool stopping_ = false;

@@ -32,7 +32,8 @@ class NearCacheTracking : public std::enable_shared_from_this<NearCacheTracking>
   using Clock = std::chrono::steady_clock;
 
   NearCacheTracking(boost::asio::any_io_executor executor, const config::RedisConfig& config,
-                    redis::BackendStats& stats, NearCache& cache, int worker);
+                    std::shared_ptr<boost::asio::ssl::context> tls, redis::BackendStats& stats,
+                    NearCache& cache, int worker);
   NearCacheTracking(const NearCacheTracking&) = delete;
   NearCacheTracking& operator=(const NearCacheTracking&) = delete;
 
@@ -59,6 +60,7 @@ class NearCacheTracking : public std::enable_shared_from_this<NearCacheTracking>
 
   boost::asio::any_io_executor executor_;
   const config::RedisConfig& config_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;  // redis.tls; null when off
   redis::BackendStats& stats_;
   NearCache& cache_;
   int worker_;

@@ -22,6 +22,10 @@
 #include "larder/pg/pool.hpp"
 #include "larder/server/worker.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace larder::server {
 
 // Reads the tables of `wanted` and builds their keyspaces, numbered from
@@ -42,6 +46,7 @@ class Server : public ServerContext, public admin::AdminSource {
   const config::Config& config() const override {
     return *current_.load(std::memory_order_acquire);
   }
+  std::shared_ptr<boost::asio::ssl::context> redisTls() const override { return redis_tls_; }
   void reload(std::function<void(ReloadResult)> done) override;
   InfoFields infoFields(std::string_view section) const override;  // server_info.cpp
   void clientClosed() override { clients_.fetch_sub(1, std::memory_order_relaxed); }
@@ -66,7 +71,12 @@ class Server : public ServerContext, public admin::AdminSource {
   void writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
                     const admin::Labels& labels) const;
 
-  boost::asio::awaitable<void> acceptLoop();
+  // `tls`: the TLS listener, whose sessions get the current tls_context_.
+  boost::asio::awaitable<void> acceptLoop(boost::asio::ip::tcp::acceptor& acceptor, bool tls);
+  void listen(boost::asio::ip::tcp::acceptor& acceptor, const config::Endpoint& where);
+  std::shared_ptr<boost::asio::ssl::context> tlsContext() const;
+  // Re-reads the TLS listener's files on reload; "" or why they cannot be used.
+  std::string reloadTlsContext(const config::TlsListenerConfig& tls);
   void reject(boost::asio::ip::tcp::socket& socket);
   boost::asio::awaitable<void> watchSignals();
   boost::asio::awaitable<void> watchReloadSignal();
@@ -75,6 +85,7 @@ class Server : public ServerContext, public admin::AdminSource {
   void stopNow();
 
   const config::Config& config_;  // at start-up; config() is the one in force
+  std::shared_ptr<boost::asio::ssl::context> redis_tls_;  // redis.tls; set before anything connects
   // Every config a reload put in force, kept for the life of the process:
   // sessions hold references to the current one across their awaits.
   std::mutex generations_mutex_;
@@ -98,6 +109,9 @@ class Server : public ServerContext, public admin::AdminSource {
   std::unique_ptr<cache::Invalidator> invalidator_;
   boost::asio::io_context context_{1};
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::ip::tcp::acceptor tls_acceptor_;  // open only with tls.listen
+  mutable std::mutex tls_mutex_;                 // reload swaps the context
+  std::shared_ptr<boost::asio::ssl::context> tls_context_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> clients_{0};

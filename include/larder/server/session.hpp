@@ -24,6 +24,7 @@
 #include "larder/redis/backend_connection.hpp"
 #include "larder/resp/request_parser.hpp"
 #include "larder/resp/resp3.hpp"
+#include "larder/server/client_stream.hpp"
 #include "larder/server/command_table.hpp"
 #include "larder/server/reply_queue.hpp"
 
@@ -33,7 +34,9 @@ class Worker;
 
 class Session : public redis::ReplySink, public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker& worker, boost::asio::ip::tcp::socket socket, std::uint64_t id);
+  // `tls` null: a plain client; else the TLS listener's context.
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket,
+          std::shared_ptr<boost::asio::ssl::context> tls, std::uint64_t id);
   ~Session() override;
 
   void start();
@@ -55,6 +58,8 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   enum class Flow { Continue, Barrier, Saturated, Stop };
 
   boost::asio::awaitable<void> run();
+  // TLS only: the server handshake within tls.handshake_timeout; false: close.
+  boost::asio::awaitable<bool> handshake();
   boost::asio::awaitable<void> waitOutstanding(std::size_t at_most);
   boost::asio::awaitable<void> waitBackendCapacity();
   // Reads whatever else the socket holds; true when the client has gone.
@@ -125,7 +130,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::shared_ptr<ReplySink> self() { return shared_from_this(); }
 
   Worker& worker_;
-  boost::asio::ip::tcp::socket socket_;
+  ClientStream socket_;  // plain TCP or TLS
   std::uint64_t id_;
   std::string peer_;
   std::chrono::steady_clock::time_point created_;

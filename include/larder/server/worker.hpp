@@ -21,6 +21,10 @@
 #include "larder/server/near_cache.hpp"
 #include "larder/server/stats.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace larder::server {
 
 class Session;
@@ -61,7 +65,9 @@ class Worker {
   void releasePinned(std::shared_ptr<redis::BackendConnection> connection, bool clean);
 
   // Called on the worker's thread.
-  void adopt(boost::asio::ip::tcp::socket socket, std::uint64_t id);
+  // `tls` null: a plain client; else the TLS listener's context.
+  void adopt(boost::asio::ip::tcp::socket socket, std::shared_ptr<boost::asio::ssl::context> tls,
+             std::uint64_t id);
   void forget(std::uint64_t id);
 
  private:
@@ -99,6 +105,8 @@ class ServerContext {
   // The configuration now in force; any thread. References stay valid for
   // the life of the process.
   virtual const config::Config& config() const = 0;
+  // Larder's TLS context for its connections to Redis; null when redis.tls is off.
+  virtual std::shared_ptr<boost::asio::ssl::context> redisTls() const = 0;
   // Larder's INFO fields for "server", "clients", "stats" or "larder".
   virtual InfoFields infoFields(std::string_view section) const = 0;
   virtual void clientClosed() = 0;

@@ -1,0 +1,76 @@
+#include "larder/redis/tls_client.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl/context.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+namespace larder::redis {
+
+namespace ssl = boost::asio::ssl;
+
+namespace {
+
+[[noreturn]] void fail(const char* key, const std::string& file, const std::string& why) {
+  throw std::runtime_error("redis.tls." + std::string(key) + ": cannot load '" + file +
+                           "': " + why);
+}
+
+std::string reason(const boost::system::error_code& ec) {
+  const unsigned long code = ERR_peek_last_error();
+  std::string out = ec.message();
+  if (code != 0) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    out = text;
+  }
+  ERR_clear_error();
+  return out;
+}
+
+void checkReadable(const char* key, const std::string& file) {
+  std::FILE* f = std::fopen(file.c_str(), "rb");
+  if (f == nullptr) fail(key, file, std::strerror(errno));
+  std::fclose(f);
+}
+
+}  // namespace
+
+std::shared_ptr<ssl::context> makeClientTlsContext(const config::RedisTlsConfig& tls) {
+  if (!tls.enabled) return nullptr;
+  ERR_clear_error();
+  auto context = std::make_shared<ssl::context>(ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
+  boost::system::error_code ec;
+  if (tls.ca_file.empty()) {
+    context->set_default_verify_paths(ec);
+    if (ec) throw std::runtime_error("redis.tls: cannot load the system's CAs: " + reason(ec));
+  } else {
+    checkReadable("ca_file", tls.ca_file);
+    context->load_verify_file(tls.ca_file, ec);
+    if (ec) fail("ca_file", tls.ca_file, reason(ec));
+  }
+  if (!tls.cert_file.empty()) {
+    checkReadable("cert_file", tls.cert_file);
+    context->use_certificate_chain_file(tls.cert_file, ec);
+    if (ec) fail("cert_file", tls.cert_file, reason(ec));
+    checkReadable("key_file", tls.key_file);
+    context->use_private_key_file(tls.key_file, ssl::context::pem, ec);
+    if (ec) fail("key_file", tls.key_file, reason(ec));
+    if (SSL_CTX_check_private_key(context->native_handle()) != 1) {
+      fail("key_file", tls.key_file, "does not match the certificate in " + tls.cert_file);
+    }
+  }
+  context->set_verify_mode(ssl::verify_peer);
+  return context;
+}
+
+std::string tlsServerName(const config::RedisConfig& redis) {
+  return redis.tls.server_name.empty() ? redis.address.host : redis.tls.server_name;
+}
+
+}  // namespace larder::redis

@@ -1,0 +1,91 @@
+#include "larder/server/tls_context.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl/context.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace larder::server {
+
+namespace ssl = boost::asio::ssl;
+
+namespace {
+
+// OpenSSL's own words for the last error ("PEM routines::no start line"),
+// else the error code's message.
+std::string reason(const boost::system::error_code& ec) {
+  const unsigned long code = ERR_peek_last_error();
+  std::string out;
+  if (code != 0) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    out = text;
+  } else {
+    out = ec.message();
+  }
+  ERR_clear_error();
+  return out;
+}
+
+[[noreturn]] void fail(const char* key, const std::string& file, const std::string& why) {
+  throw std::runtime_error("tls." + std::string(key) + ": cannot load '" + file + "': " + why);
+}
+
+// A missing or unreadable file gets the system's reason, clearer than OpenSSL's.
+void checkReadable(const char* key, const std::string& file) {
+  std::FILE* f = std::fopen(file.c_str(), "rb");
+  if (f == nullptr) fail(key, file, std::strerror(errno));
+  std::fclose(f);
+}
+
+}  // namespace
+
+std::shared_ptr<ssl::context> makeServerTlsContext(const config::TlsListenerConfig& tls) {
+  ERR_clear_error();
+  auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
+  context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                       ssl::context::single_dh_use);
+  SSL_CTX* native = context->native_handle();
+  const int min_version =
+      tls.min_version == config::TlsVersion::Tls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+  SSL_CTX_set_min_proto_version(native, min_version);
+  // Clients verified by certificate may resume sessions only in this context.
+  static const unsigned char kSessionContext[] = "larder";
+  SSL_CTX_set_session_id_context(native, kSessionContext, sizeof kSessionContext - 1);
+
+  boost::system::error_code ec;
+  checkReadable("cert_file", tls.cert_file);
+  context->use_certificate_chain_file(tls.cert_file, ec);
+  if (ec) fail("cert_file", tls.cert_file, reason(ec));
+  checkReadable("key_file", tls.key_file);
+  context->use_private_key_file(tls.key_file, ssl::context::pem, ec);
+  if (ec) fail("key_file", tls.key_file, reason(ec));
+  if (SSL_CTX_check_private_key(native) != 1) {
+    fail("key_file", tls.key_file, "does not match the certificate in " + tls.cert_file);
+  }
+  if (!tls.ca_file.empty()) {
+    checkReadable("ca_file", tls.ca_file);
+    context->load_verify_file(tls.ca_file, ec);
+    if (ec) fail("ca_file", tls.ca_file, reason(ec));
+  }
+  switch (tls.verify_clients) {
+    case config::TlsVerifyClients::None:
+      context->set_verify_mode(ssl::verify_none);
+      break;
+    case config::TlsVerifyClients::Optional:
+      context->set_verify_mode(ssl::verify_peer);
+      break;
+    case config::TlsVerifyClients::Required:
+      context->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+      break;
+  }
+  return context;
+}
+
+}  // namespace larder::server
