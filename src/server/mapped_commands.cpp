@@ -2,11 +2,13 @@
 // (Redis, then the Loader on a miss); commands that make no sense on a mapped
 // key are refused with -WRONGTYPE before anything is written anywhere.
 #include <array>
+#include <chrono>
 
 #include "larder/cache/write_scripts.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/server/command_keys.hpp"
 #include "larder/server/mapped_read.hpp"
+#include "larder/server/near_cache.hpp"
 #include "larder/server/session.hpp"
 #include "larder/server/worker.hpp"
 
@@ -66,6 +68,25 @@ std::string Session::refusalInTransaction(const resp::Request& req) const {
   return {};
 }
 
+// The near cache's fast path: a GET or HGETALL whose value the worker holds is
+// answered from the value's frame, with no MappedRead, no copy of the request
+// and no backend. Anything else goes the general way (MappedRead::startNear).
+bool Session::answerNear(const resp::Request& req, std::string_view name) {
+  NearCache* near = worker_.nearCache();
+  if (near == nullptr || req.args.size() != 2) return false;
+  const bool get = name == "get";
+  if (!get && name != "hgetall") return false;
+  const cache::Keyspace* ks = worker_.server().keyspaces().match(req.args[1], key_values_);
+  if (ks == nullptr || ks->isHash() == get || !near->enabled(ks->id)) return false;
+  const NearValue* v = near->lookup(ks->id, req.args[1], std::chrono::steady_clock::now());
+  if (v == nullptr) return false;  // counted as a near miss by MappedRead
+  worker_.stats().keyspace(ks->id).near_hits.add();
+  const std::uint64_t tag = queue_.reserve();
+  mapped_read_end_ = tag + 1;
+  deliver(tag, v->frame());
+  return true;
+}
+
 bool Session::routeMapped(const resp::Request& req, Flow& flow) {
   const cache::KeyspaceRegistry& registry = worker_.server().keyspaces();
   if (registry.empty() || req.args.size() < 2) return false;
@@ -76,6 +97,10 @@ bool Session::routeMapped(const resp::Request& req, Flow& flow) {
   if (name.empty()) return false;
   const KeyedCommand keyed = keysOf(name, req.args);
   if (keyed.access == MappedAccess::None || keyed.access == MappedAccess::RawRead) return false;
+  if (keyed.access == MappedAccess::Read && answerNear(req, name)) {
+    flow = Flow::Continue;
+    return true;
+  }
 
   std::vector<MappedRead::Key> keys;
   const cache::Keyspace* first_mapped = nullptr;

@@ -120,6 +120,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   void setProtocol(bool resp3);        // HELLO 2|3, RESET; before the reply is reserved
   void reply(std::string_view bytes);  // a locally answered command, in order
   void replyError(std::string_view text);
+  bool answerNear(const resp::Request& req, std::string_view lower_name);
   void protocolError(const std::string& message);
   void emit(std::string_view bytes);  // bytes in order, straight to out_
   void scheduleFlush();
