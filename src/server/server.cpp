@@ -147,7 +147,8 @@ int Server::run() {
   acceptor_.listen(config_.backlog);
 
   if (config_.admin) {
-    admin_ = std::make_unique<admin::AdminServer>(context_, *config_.admin, *this);
+    admin_ =
+        std::make_unique<admin::AdminServer>(context_, *config_.admin, *this, config_.admin_token);
     admin_->start();
     spdlog::info("admin HTTP on {} (/metrics /healthz /readyz /config)", config_.admin->toString());
   }
