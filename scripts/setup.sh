@@ -8,7 +8,7 @@ SUDO=""
 packages=(
   build-essential cmake pkg-config git
   libboost1.81-dev libhiredis-dev libpq-dev libspdlog-dev libfmt-dev libyaml-cpp-dev catch2
-  prometheus-cpp-dev
+  prometheus-cpp-dev libssl-dev
   redis-server redis-tools postgresql-15 postgresql-client-15
   nutcracker python3-redis procps psmisc
 )
