@@ -2,6 +2,8 @@
 // user), what it may run (aclDenial, checked in route() before a command goes
 // anywhere), and what a reload does to it. A config without `users:` has one
 // implicit default user allowed everything; such sessions skip the checks.
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "larder/acl/commands.hpp"
@@ -50,7 +52,11 @@ bool Session::refreshUser() {
   user_config_ = &config;
   if (!user_) return true;
   const config::UserConfig* now = config::findUser(config.users, user_->name);
-  if (!now || !now->enabled) return false;
+  if (!now || !now->enabled) {
+    spdlog::info("client {} ({}): user '{}' was {} by a reload; closing", id_, peer_, user_->name,
+                 now ? "disabled" : "removed");
+    return false;
+  }
   user_ = now;  // changed rules apply to the running session, as in Redis
   return true;
 }

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -24,7 +26,8 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import redis  # noqa: E402
-from harness import LarderTestCase, RawClient, RedisServer, RespError, free_port  # noqa: E402
+from harness import (LarderTestCase, PostgresServer, RawClient, RedisServer,  # noqa: E402
+                     RespError, free_port)
 
 DEFAULT_PASS = "default-Acl-Pw-1b2d"
 ALICE_PASS = "alice-Acl-Pw-3c9e"
@@ -398,6 +401,46 @@ class ReloadTest(LarderTestCase):
         self.assertEqual(erin.call("ACL", "WHOAMI"), b"erin")
         self.assertEqual(self.raw(larder).call("AUTH", "dave", DAVE_PASS), WRONGPASS)
         self.assertEqual(self.raw(larder).call("AUTH", "frank", "x"), WRONGPASS)
+
+
+class MappedKeyspaceTest(LarderTestCase):
+    """The checks come before a mapped key is routed: a refused read loads
+    nothing from PostgreSQL, a refused write queues nothing."""
+
+    def test_noperm_before_mapped_routing(self):
+        pg = PostgresServer()
+        self.addCleanup(pg.cleanup)
+        pg.start()
+        pg.create_database("app")
+        pg.psql("CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);"
+                "INSERT INTO users VALUES (1, 'ann'), (2, 'bob');", dbname="app")
+        redis_server = self.start_redis()
+        larder = self.start_larder(redis_server, requirepass=DEFAULT_PASS, config={
+            "postgres": {"dsn": pg.dsn("app")},
+            "keyspaces": {"users": {"key": "user:{id}", "table": "public.users"}},
+            "users": [{"name": "app", "password_sha256": sha(ALICE_PASS),
+                       "commands": "+@all -@dangerous", "keys": "user:1"},
+                      {"name": "ro", "nopass": True, "commands": "-@all +@read",
+                       "keys": "*"}]})
+        direct = redis_server.client()
+        self.addCleanup(harness.close_client, direct)
+        app = self.raw(larder)
+        self.assertEqual(app.call("AUTH", "app", ALICE_PASS), "OK")
+        self.assertEqual(app.call("HGET", "user:1", "name"), b"ann")  # read through
+        self.assertEqual(app.call("HGETALL", "user:2"), KEY_DENIED)
+        self.assertEqual(app.call("HSET", "user:2", "name", "x"), KEY_DENIED)
+        self.assertEqual(app.call("LARDER", "PENDING"), denied("larder"))
+        self.assertEqual(direct.exists("user:2"), 0)  # the refused read loaded nothing
+        ro = self.raw(larder)
+        self.assertEqual(ro.call("AUTH", "ro", "x"), "OK")
+        self.assertEqual(ro.call("HGET", "user:2", "name"), b"bob")
+        self.assertEqual(ro.call("HSET", "user:2", "name", "y"), denied("hset"))
+        self.assertEqual(ro.call("DEL", "user:1"), denied("del"))
+        self.assertEqual(direct.hget("user:2", "name"), b"bob")  # filled by ro's read
+        time.sleep(0.3)  # a queued write would reach PostgreSQL within ~50 ms
+        self.assertEqual(pg.psql("SELECT name FROM users ORDER BY id", dbname="app").split(),
+                         ["ann", "bob"])
+        self.assertEqual(direct.exists("user:1"), 1)
 
 
 class ConfigErrorTest(LarderTestCase):
