@@ -150,7 +150,14 @@ class Planner {
       }
     }
     for (const UserConfig& wanted : next_.users) {
-      if (wanted.implicit) continue;  // requirepass reports the implicit default user
+      if (wanted.implicit) {  // requirepass reports the implicit default user
+        const UserConfig* had = findUser(running, wanted.name);
+        if (had && !had->implicit) {
+          plan_.applied.push_back("users." + wanted.name +
+                                  ": removed from users: (requirepass applies again)");
+        }
+        continue;
+      }
       const UserConfig* had = findUser(running, wanted.name);
       if (!had || had->implicit) {
         plan_.applied.push_back("users." + wanted.name + ": added");
