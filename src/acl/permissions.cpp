@@ -195,6 +195,39 @@ bool Permissions::applyKeyRule(std::string_view rule, std::string& error) {
   return true;
 }
 
+bool Permissions::applyChannelRule(std::string_view rule, std::string& error) {
+  if (rule == "allchannels" || rule == "&*" || rule == "*") {
+    all_channels_ = true;
+    channel_patterns_.clear();
+    return true;
+  }
+  if (rule == "resetchannels") {
+    all_channels_ = false;
+    channel_patterns_.clear();
+    return true;
+  }
+  std::string_view pattern = rule;
+  if (!pattern.empty() && pattern[0] == '&') pattern.remove_prefix(1);
+  if (pattern.empty()) {
+    error = "empty channel pattern";
+    return false;
+  }
+  if (all_channels_) {
+    error = "'" + std::string(rule) + "': a pattern after '*' (all channels) has no effect";
+    return false;
+  }
+  channel_patterns_.emplace_back(pattern);
+  return true;
+}
+
+bool Permissions::allowsChannel(std::string_view channel, bool is_pattern) const {
+  if (all_channels_) return true;
+  for (const auto& p : channel_patterns_) {
+    if (is_pattern ? p == channel : globMatch(p, channel)) return true;
+  }
+  return false;
+}
+
 bool Permissions::allowsKey(std::string_view key) const {
   if (all_keys_) return true;
   for (const auto& p : key_patterns_) {

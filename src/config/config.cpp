@@ -34,9 +34,11 @@ UserConfig implicitDefaultUser(const std::string& requirepass) {
   }
   user.commands = {"+@all"};
   user.keys = {"*"};
+  user.channels = {"*"};
   std::string ignored;
   user.permissions.applyCommandRule("+@all", ignored);
   user.permissions.applyKeyRule("*", ignored);
+  user.permissions.applyChannelRule("*", ignored);
   return user;
 }
 

@@ -586,7 +586,8 @@ class Loader {
   UserConfig readUser(const YAML::Node& node, const std::string& path) const {
     requireMap(node, path);
     checkKeys(node, path,
-              {"name", "password_sha256", "password_env", "nopass", "enabled", "commands", "keys"});
+              {"name", "password_sha256", "password_env", "nopass", "enabled", "commands", "keys",
+               "channels"});
     UserConfig user;
     if (!node["name"].IsDefined()) fail(joinPath(path, "name"), "is required");
     field(node, path, "name", [&](const auto& n, const auto& p) {
@@ -639,6 +640,15 @@ class Loader {
         for (std::string rule; words >> rule;) {
           if (!user.permissions.applyKeyRule(rule, error)) fail(p, error);
           user.keys.push_back(rule);
+        }
+      }
+    });
+    field(node, path, "channels", [&](const auto& n, const auto& p) {
+      for (const std::string& text : readStrings(n, p)) {
+        std::istringstream words(text);
+        for (std::string rule; words >> rule;) {
+          if (!user.permissions.applyChannelRule(rule, error)) fail(p, error);
+          user.channels.push_back(rule);
         }
       }
     });
@@ -990,13 +1000,14 @@ std::string redactedSummary(const Config& config) {
     out += "users:\n";
     for (const UserConfig& user : config.users) {
       if (user.implicit) continue;
-      std::string commands, keys;
+      std::string commands, keys, channels;
       for (const auto& rule : user.commands) commands += (commands.empty() ? "" : " ") + rule;
       for (const auto& rule : user.keys) keys += (keys.empty() ? "" : " ") + rule;
+      for (const auto& rule : user.channels) channels += (channels.empty() ? "" : " ") + rule;
       out += "  " + user.name + ": enabled=" + (user.enabled ? "true" : "false") + " password=" +
              (user.nopass ? std::string("nopass")
                           : std::to_string(user.passwords.size()) + " sha256 digest(s), *****") +
-             " commands=\"" + commands + "\" keys=\"" + keys + "\"\n";
+             " commands=\"" + commands + "\" keys=\"" + keys + "\" channels=\"" + channels + "\"\n";
     }
   }
   out += "log: level=" + config.log_level +

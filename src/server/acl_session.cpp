@@ -18,6 +18,24 @@ namespace {
 
 constexpr std::string_view kKeyDenied =
     "NOPERM this user has no permissions to access one of the keys used as arguments";
+constexpr std::string_view kChannelDenied =
+    "NOPERM this user has no permissions to access one of the channels used as arguments";
+
+// The channels a command publishes or subscribes to, as Redis 7.0 checks
+// them (UNSUBSCRIBE and PUBSUB are not checked). `first`..end of `args`, or
+// only `first` for PUBLISH; patterns for PSUBSCRIBE.
+struct Channels {
+  std::size_t first = 0;  // 0: none
+  bool only_first = false;
+  bool patterns = false;
+};
+
+Channels channelsOf(std::string_view name) {
+  if (name == "publish" || name == "spublish") return {1, true, false};
+  if (name == "subscribe" || name == "ssubscribe") return {1, false, false};
+  if (name == "psubscribe") return {1, false, true};
+  return {};
+}
 
 std::string commandDenied(std::string_view name) {
   return "NOPERM this user has no permissions to run the '" + std::string(name) + "' command";
@@ -79,12 +97,24 @@ std::string Session::aclDenial(const resp::Request& req) {
   // backend (or Larder's own handler), and nothing runs.
   if (!spec.arityOk(req.args.size())) return {};
   if (!permissions.allowsCommand(id)) return commandDenied(spec.name);
-  if (permissions.allKeys()) return {};
-  acl_keys_.clear();
-  if (!aclKeysOf(spec, req.args, acl_keys_)) return std::string(kKeyDenied);
-  const bool all = std::all_of(acl_keys_.begin(), acl_keys_.end(),
-                               [&](std::size_t i) { return permissions.allowsKey(req.args[i]); });
-  return all ? std::string() : std::string(kKeyDenied);
+  if (!permissions.allKeys()) {
+    acl_keys_.clear();
+    if (!aclKeysOf(spec, req.args, acl_keys_)) return std::string(kKeyDenied);
+    const bool all = std::all_of(acl_keys_.begin(), acl_keys_.end(),
+                                 [&](std::size_t i) { return permissions.allowsKey(req.args[i]); });
+    if (!all) return std::string(kKeyDenied);
+  }
+  if (!permissions.allChannels()) {
+    const Channels channels = channelsOf(spec.name);
+    const std::size_t end = channels.only_first ? channels.first + 1 : req.args.size();
+    for (std::size_t i = channels.first; channels.first != 0 && i < end && i < req.args.size();
+         ++i) {
+      if (!permissions.allowsChannel(req.args[i], channels.patterns)) {
+        return std::string(kChannelDenied);
+      }
+    }
+  }
+  return {};
 }
 
 Session::Flow Session::acl(const resp::Request& req) {

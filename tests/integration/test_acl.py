@@ -56,24 +56,24 @@ def denied(command: str) -> RespError:
 
 
 # The same users in Larder's config and on the reference Redis' command line.
-# Channels: Larder does not check them, so the reference allows all (&*).
 USERS = [
     {"name": "alice", "password_sha256": [sha(ALICE_PASS), sha(ALICE_PASS2)],
-     "commands": ["+@all", "-@dangerous"], "keys": ["app:*", "~shared:?"]},
+     "commands": ["+@all", "-@dangerous"], "keys": ["app:*", "~shared:?"],
+     "channels": ["news.*", "&alerts"]},
     {"name": "bob", "password_env": BOB_ENV,
      "commands": "-@all +@read +ping -hgetall +acl|whoami", "keys": ["*"]},
     {"name": "carol", "password_sha256": sha(CAROL_PASS), "enabled": False,
-     "commands": ["+@all"], "keys": ["*"]},
+     "commands": ["+@all"], "keys": ["*"], "channels": "*"},
     {"name": "reader", "nopass": True, "commands": ["+get", "+config|get", "+multi", "+exec"],
      "keys": ["app:*"]},
 ]
 REFERENCE_USERS = [
-    ["alice", "on", ">" + ALICE_PASS, ">" + ALICE_PASS2, "~app:*", "~shared:?", "&*", "+@all",
-     "-@dangerous"],
-    ["bob", "on", ">" + BOB_PASS, "~*", "&*", "-@all", "+@read", "+ping", "-hgetall",
+    ["alice", "on", ">" + ALICE_PASS, ">" + ALICE_PASS2, "~app:*", "~shared:?", "&news.*",
+     "&alerts", "+@all", "-@dangerous"],
+    ["bob", "on", ">" + BOB_PASS, "~*", "-@all", "+@read", "+ping", "-hgetall",
      "+acl|whoami"],
     ["carol", "off", ">" + CAROL_PASS, "~*", "&*", "+@all"],
-    ["reader", "on", "nopass", "~app:*", "&*", "+get", "+config|get", "+multi", "+exec"],
+    ["reader", "on", "nopass", "~app:*", "+get", "+config|get", "+multi", "+exec"],
 ]
 
 
@@ -281,15 +281,28 @@ class AclTest(LarderTestCase):
                   expect=RespError("EXECABORT Transaction discarded because of previous errors."))
         self.assertEqual(self.backend.get("app:1"), b"v")
 
-    def test_pubsub_denial_while_subscribed(self):
-        larder = self.raw(self.larder)
-        self.assertEqual(larder.call("AUTH", "alice", ALICE_PASS), "OK")
-        self.assertEqual(larder.call("SUBSCRIBE", "news"), [b"subscribe", b"news", 1])
-        # PUBSUB channels are not checked (docs/security.md); commands are.
-        self.assertEqual(larder.call("PING"), [b"pong", b""])
-        self.assertEqual(larder.call("FLUSHALL"), denied("flushall"))
-        self.assertEqual(larder.call("UNSUBSCRIBE", "news"), [b"unsubscribe", b"news", 0])
-        self.assertEqual(larder.call("GET", "other:1"), KEY_DENIED)
+    def test_channels(self):
+        larder, ref = self.pair("alice", ALICE_PASS)
+        channel_denied = RespError(
+            "NOPERM this user has no permissions to access one of the channels used as arguments")
+        self.same(larder, ref, "PUBLISH", "news.eu", "hi", expect=0)
+        self.same(larder, ref, "PUBLISH", "other", "hi", expect=channel_denied)
+        self.same(larder, ref, "SUBSCRIBE", "news.eu", "other", expect=channel_denied)
+        self.same(larder, ref, "PSUBSCRIBE", "news.e*", expect=channel_denied)  # literal match
+        self.same(larder, ref, "SUBSCRIBE", "news.eu", expect=[b"subscribe", b"news.eu", 1])
+        # While subscribed: commands and channels are still checked.
+        self.same(larder, ref, "SUBSCRIBE", "alerts", expect=[b"subscribe", b"alerts", 2])
+        self.same(larder, ref, "SUBSCRIBE", "other", expect=channel_denied)
+        self.same(larder, ref, "PSUBSCRIBE", "news.*", expect=[b"psubscribe", b"news.*", 3])
+        self.same(larder, ref, "PING", expect=[b"pong", b""])
+        self.same(larder, ref, "FLUSHALL", expect=denied("flushall"))
+        self.same(larder, ref, "UNSUBSCRIBE", "news.eu", expect=[b"unsubscribe", b"news.eu", 2])
+        self.same(larder, ref, "UNSUBSCRIBE", "alerts", expect=[b"unsubscribe", b"alerts", 1])
+        self.same(larder, ref, "PUNSUBSCRIBE", "news.*",
+                  expect=[b"punsubscribe", b"news.*", 0])
+        self.same(larder, ref, "GET", "other:1", expect=KEY_DENIED)
+        bob, bob_ref = self.pair("bob", BOB_PASS)
+        self.same(bob, bob_ref, "SUBSCRIBE", "news.eu", expect=denied("subscribe"))
 
     def test_acl_subcommands_refused(self):
         larder = self.raw(self.larder)

@@ -120,7 +120,8 @@ struct UserConfig {
   bool enabled = true;
   std::vector<std::string> commands;  // the rules as written (shown in /config)
   std::vector<std::string> keys;
-  acl::Permissions permissions;  // compiled from commands and keys at load
+  std::vector<std::string> channels;
+  acl::Permissions permissions;  // compiled from commands, keys and channels at load
   bool implicit = false;         // the default user made from requirepass
   bool operator==(const UserConfig&) const = default;
 };

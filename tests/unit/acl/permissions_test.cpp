@@ -185,3 +185,22 @@ TEST_CASE("SHA-256 digests and their hex form", "[acl]") {
   CHECK_FALSE(parseHexDigest("ba78", parsed));
   CHECK_FALSE(parseHexDigest(std::string(63, 'a') + "g", parsed));
 }
+
+TEST_CASE("Channel rules", "[acl]") {
+  Permissions p;
+  std::string error;
+  CHECK_FALSE(p.allowsChannel("news", false));  // none by default, as Redis 7.0
+  REQUIRE(p.applyChannelRule("news.*", error));
+  REQUIRE(p.applyChannelRule("&alerts", error));
+  CHECK(p.allowsChannel("news.eu", false));
+  CHECK(p.allowsChannel("alerts", false));
+  CHECK_FALSE(p.allowsChannel("other", false));
+  CHECK(p.allowsChannel("news.*", true));  // a PSUBSCRIBE pattern must be listed literally
+  CHECK_FALSE(p.allowsChannel("news.e*", true));
+  CHECK_FALSE(p.unrestricted());
+  REQUIRE(p.applyChannelRule("allchannels", error));
+  CHECK(p.allowsChannel("anything", true));
+  CHECK_FALSE(p.applyChannelRule("&x", error));
+  REQUIRE(p.applyChannelRule("resetchannels", error));
+  CHECK_FALSE(p.allowsChannel("news.eu", false));
+}
