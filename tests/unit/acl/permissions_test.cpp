@@ -40,6 +40,20 @@ TEST_CASE("The command table is Redis 7.0's, sorted, within the bitset", "[acl]"
   const auto& table = redisCommands();
   REQUIRE(table.size() < kMaxCommands);
   for (std::size_t i = 1; i < table.size(); ++i) CHECK(table[i - 1].name < table[i].name);
+  // Permissions::setCommand relies on a container's subcommands following it.
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    const auto bar = table[i].name.find('|');
+    if (bar == std::string_view::npos) continue;
+    const std::string_view parent = table[i].name.substr(0, bar);
+    std::size_t j = i;
+    while (j > 0 && table[j - 1].name != parent) {
+      INFO(table[i].name);
+      REQUIRE(table[j - 1].name.substr(0, bar + 1) == table[i].name.substr(0, bar + 1));
+      --j;
+    }
+    REQUIRE(j > 0);
+    CHECK(table[j - 1].flags & kContainer);
+  }
   const CommandSpec& get = table[findCommand("get")];
   CHECK(get.arity == 2);
   CHECK(get.has(Category::Read));
