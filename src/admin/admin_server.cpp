@@ -272,7 +272,9 @@ class Listener : public std::enable_shared_from_this<Listener> {
     path = path.substr(0, path.find('?'));
 
     // Authentication comes before routing, so an anonymous caller learns no route names.
-    if (path != "/healthz" && !authorized(req)) {
+    // The probes stay open: kubelets and Docker healthchecks send no token, and they
+    // reveal only "up" and "ready" (docs/security.md).
+    if (path != "/healthz" && path != "/readyz" && !authorized(req)) {
       Response res = makeResponse(req, http::status::unauthorized, "unauthorized\n");
       res.set(http::field::www_authenticate, "Bearer realm=\"larder\"");
       return res;

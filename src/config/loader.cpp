@@ -285,9 +285,15 @@ class Loader {
     if (several) fail("(top level)", "expected a single YAML document");
     Config config;
     config.source = source_;
-    if (root.IsNull()) return config;  // all defaults
-    if (!root.IsMap()) fail("(top level)", "expected a map of settings");
-    readRoot(root, config);
+    if (!root.IsNull()) {  // null: all defaults
+      if (!root.IsMap()) fail("(top level)", "expected a map of settings");
+      readRoot(root, config);
+    }
+    // Where Redis has a default user, so does Larder: requirepass is its
+    // password unless `users:` names it.
+    if (!findUser(config.users, "default")) {
+      config.users.insert(config.users.begin(), implicitDefaultUser(config.requirepass));
+    }
     return config;
   }
 
@@ -476,9 +482,9 @@ class Loader {
 
   void readRoot(const YAML::Node& root, Config& config) const {
     checkKeys(root, "",
-              {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "log", "tls",
-               "redis", "postgres", "limits", "read_through", "write_behind", "invalidation",
-               "keyspaces"});
+              {"listen", "threads", "admin", "backlog", "idle_timeout", "requirepass", "users",
+               "log", "tls", "redis", "postgres", "limits", "read_through", "write_behind",
+               "invalidation", "keyspaces"});
     field(root, "", "listen",
           [&](const auto& n, const auto& p) { config.listen = readEndpoint(n, p); });
     field(root, "", "threads", [&](const auto& n, const auto& p) {
@@ -493,20 +499,14 @@ class Loader {
         fail(p, expected);
       }
     });
-    field(root, "", "admin", [&](const auto& n, const auto& p) {
-      std::string text = scalar(n, p, kExpectEndpoint);
-      if (text.empty()) {
-        config.admin.reset();  // `admin:` or an empty ${VAR} turns it off
-      } else {
-        config.admin = parseEndpoint(text, p);
-      }
-    });
+    field(root, "", "admin", [&](const auto& n, const auto& p) { readAdmin(n, p, config); });
     field(root, "", "backlog",
           [&](const auto& n, const auto& p) { config.backlog = readInt(n, p, 1, 65535); });
     field(root, "", "idle_timeout",
           [&](const auto& n, const auto& p) { config.idle_timeout = readDuration(n, p, true); });
     field(root, "", "requirepass",
           [&](const auto& n, const auto& p) { config.requirepass = readString(n, p); });
+    field(root, "", "users", [&](const auto& n, const auto& p) { readUsers(n, p, config.users); });
     field(root, "", "log", [&](const auto& n, const auto& p) { readLog(n, p, config); });
     field(root, "", "tls", [&](const auto& n, const auto& p) { readTls(n, p, config.tls); });
     field(root, "", "redis", [&](const auto& n, const auto& p) { readRedis(n, p, config.redis); });
@@ -540,6 +540,138 @@ class Loader {
     if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
       fail("postgres.dsn", "is required when keyspaces are configured");
     }
+  }
+
+  // `admin: host:port`, or a map with address and an optional bearer token.
+  void readAdmin(const YAML::Node& node, const std::string& path, Config& config) const {
+    auto address = [&](const YAML::Node& n, const std::string& p) {
+      std::string text = scalar(n, p, kExpectEndpoint);
+      if (text.empty()) {
+        config.admin.reset();  // `admin:` or an empty ${VAR} turns it off
+      } else {
+        config.admin = parseEndpoint(text, p);
+      }
+    };
+    if (!node.IsMap()) {
+      address(node, path);
+      return;
+    }
+    checkKeys(node, path, {"address", "token", "token_env"});
+    if (!node["address"].IsDefined()) fail(joinPath(path, "address"), "is required");
+    field(node, path, "address", address);
+    if (node["token"].IsDefined() && node["token_env"].IsDefined()) {
+      fail(joinPath(path, "token_env"), "give token or token_env, not both");
+    }
+    field(node, path, "token",
+          [&](const auto& n, const auto& p) { config.admin_token = readString(n, p); });
+    field(node, path, "token_env",
+          [&](const auto& n, const auto& p) { config.admin_token = readEnv(n, p); });
+  }
+
+  // The value of the environment variable a `*_env` key names.
+  std::string readEnv(const YAML::Node& node, const std::string& path) const {
+    const std::string name = readString(node, path);
+    if (!isIdentifier(name)) fail(path, "invalid environment variable name '" + name + "'");
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) fail(path, "environment variable " + name + " is not set");
+    if (*value == '\0') fail(path, "environment variable " + name + " is empty");
+    return value;
+  }
+
+  // A scalar or a list of scalars.
+  std::vector<std::string> readStrings(const YAML::Node& node, const std::string& path) const {
+    std::vector<std::string> out;
+    if (node.IsSequence()) {
+      for (std::size_t i = 0; i < node.size(); ++i) {
+        out.push_back(readString(node[i], path + "[" + std::to_string(i) + "]"));
+      }
+    } else {
+      out.push_back(readString(node, path));
+    }
+    return out;
+  }
+
+  void readUsers(const YAML::Node& node, const std::string& path,
+                 std::vector<UserConfig>& users) const {
+    if (!node.IsSequence()) fail(path, "expected a list of users");
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string at = path + "[" + std::to_string(i) + "]";
+      UserConfig user = readUser(node[i], at);
+      if (findUser(users, user.name)) fail(at + ".name", "user '" + user.name + "' repeated");
+      users.push_back(std::move(user));
+    }
+  }
+
+  UserConfig readUser(const YAML::Node& node, const std::string& path) const {
+    requireMap(node, path);
+    checkKeys(node, path,
+              {"name", "password_sha256", "password_env", "nopass", "enabled", "commands", "keys",
+               "channels"});
+    UserConfig user;
+    if (!node["name"].IsDefined()) fail(joinPath(path, "name"), "is required");
+    field(node, path, "name", [&](const auto& n, const auto& p) {
+      user.name = readString(n, p);
+      if (user.name.empty()) fail(p, "must not be empty");
+      for (char c : user.name) {
+        if (c <= ' ' || c > '~') fail(p, "must be printable ASCII without spaces");
+      }
+    });
+    field(node, path, "password_sha256", [&](const auto& n, const auto& p) {
+      for (const std::string& hex : readStrings(n, p)) {
+        acl::Digest digest;
+        if (!acl::parseHexDigest(hex, digest)) {
+          // The length only: the value itself may be a password pasted by mistake.
+          fail(p, "expected 64 hex digits (a SHA-256 digest), got " + std::to_string(hex.size()) +
+                      " characters");
+        }
+        user.passwords.push_back(digest);
+      }
+    });
+    field(node, path, "password_env", [&](const auto& n, const auto& p) {
+      user.passwords.push_back(acl::sha256(readEnv(n, p)));
+    });
+    field(node, path, "nopass", [&](const auto& n, const auto& p) {
+      user.nopass = readChoice<bool>(n, p, {{"true", true}, {"false", false}});
+    });
+    field(node, path, "enabled", [&](const auto& n, const auto& p) {
+      user.enabled = readChoice<bool>(n, p, {{"true", true}, {"false", false}});
+    });
+    if (user.nopass && !user.passwords.empty()) {
+      fail(joinPath(path, "nopass"), "a user with nopass: true takes no password");
+    }
+    if (!user.nopass && user.passwords.empty() && user.enabled) {
+      fail(path, "user '" + user.name +
+                     "' needs password_sha256, password_env or nopass: true (or enabled: false)");
+    }
+    std::string error;
+    field(node, path, "commands", [&](const auto& n, const auto& p) {
+      for (const std::string& text : readStrings(n, p)) {
+        std::istringstream words(text);  // "+@all -@dangerous" in one string works too
+        for (std::string rule; words >> rule;) {
+          if (!user.permissions.applyCommandRule(rule, error)) fail(p, error);
+          user.commands.push_back(rule);
+        }
+      }
+    });
+    field(node, path, "keys", [&](const auto& n, const auto& p) {
+      for (const std::string& text : readStrings(n, p)) {
+        std::istringstream words(text);
+        for (std::string rule; words >> rule;) {
+          if (!user.permissions.applyKeyRule(rule, error)) fail(p, error);
+          user.keys.push_back(rule);
+        }
+      }
+    });
+    field(node, path, "channels", [&](const auto& n, const auto& p) {
+      for (const std::string& text : readStrings(n, p)) {
+        std::istringstream words(text);
+        for (std::string rule; words >> rule;) {
+          if (!user.permissions.applyChannelRule(rule, error)) fail(p, error);
+          user.channels.push_back(rule);
+        }
+      }
+    });
+    return user;
   }
 
   void readReadThrough(const YAML::Node& node, const std::string& path,
@@ -980,10 +1112,26 @@ std::string redactedSummary(const Config& config) {
   out +=
       "threads: " + (config.threads == 0 ? std::string("auto") : std::to_string(config.threads)) +
       "\n";
-  out += "admin: " + (config.admin ? config.admin->toString() : std::string("off")) + "\n";
+  out += "admin: " + (config.admin ? config.admin->toString() : std::string("off"));
+  if (config.admin) out += " token=" + secret(config.admin_token);
+  out += "\n";
   out += "backlog: " + std::to_string(config.backlog) + "\n";
   out += "idle_timeout: " + formatDuration(config.idle_timeout) + "\n";
   out += "requirepass: " + secret(config.requirepass) + "\n";
+  if (hasAclUsers(config.users)) {
+    out += "users:\n";
+    for (const UserConfig& user : config.users) {
+      if (user.implicit) continue;
+      std::string commands, keys, channels;
+      for (const auto& rule : user.commands) commands += (commands.empty() ? "" : " ") + rule;
+      for (const auto& rule : user.keys) keys += (keys.empty() ? "" : " ") + rule;
+      for (const auto& rule : user.channels) channels += (channels.empty() ? "" : " ") + rule;
+      out += "  " + user.name + ": enabled=" + (user.enabled ? "true" : "false") + " password=" +
+             (user.nopass ? std::string("nopass")
+                          : std::to_string(user.passwords.size()) + " sha256 digest(s), *****") +
+             " commands=\"" + commands + "\" keys=\"" + keys + "\" channels=\"" + channels + "\"\n";
+    }
+  }
   out += "log: level=" + config.log_level +
          " format=" + (config.log_format == LogFormat::Json ? "json" : "text") + "\n";
 

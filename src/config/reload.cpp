@@ -57,6 +57,7 @@ class Planner {
     restart("listen", live_.listen, next_.listen);
     restart("threads", live_.threads, next_.threads);
     restart("admin", live_.admin, next_.admin);
+    restartSecret("admin.token", live_.admin_token, next_.admin_token);
     restart("backlog", live_.backlog, next_.backlog);
     restart("tls.listen", live_.tls.listen, next_.tls.listen);
     restart("redis.address", live_.redis.address, next_.redis.address);
@@ -118,6 +119,7 @@ class Planner {
     apply("log.format", e.log_format, next_.log_format);
     apply("idle_timeout", e.idle_timeout, next_.idle_timeout);
     applySecret("requirepass", e.requirepass, next_.requirepass);
+    users();
     apply("limits.max_array_len", e.limits.max_array_len, next_.limits.max_array_len);
     applySize("limits.max_bulk_len", e.limits.max_bulk_len, next_.limits.max_bulk_len);
     applySize("limits.max_inline_len", e.limits.max_inline_len, next_.limits.max_inline_len);
@@ -161,6 +163,37 @@ class Planner {
     if (running == wanted) return;
     plan_.applied.push_back(key + ": changed");
     running = wanted;
+  }
+
+  // Users apply as a whole; the report names users, never their passwords.
+  void users() {
+    auto& running = plan_.effective.users;
+    for (const UserConfig& user : running) {
+      if (!user.implicit && !findUser(next_.users, user.name)) {
+        plan_.applied.push_back("users." + user.name + ": removed (its clients are closed)");
+      }
+    }
+    for (const UserConfig& wanted : next_.users) {
+      if (wanted.implicit) {  // requirepass reports the implicit default user
+        const UserConfig* had = findUser(running, wanted.name);
+        if (had && !had->implicit) {
+          plan_.applied.push_back("users." + wanted.name +
+                                  ": removed from users: (requirepass applies again)");
+        }
+        continue;
+      }
+      const UserConfig* had = findUser(running, wanted.name);
+      if (!had || had->implicit) {
+        plan_.applied.push_back("users." + wanted.name + ": added");
+      } else if (!(*had == wanted)) {
+        std::string what;
+        if (had->enabled != wanted.enabled) {
+          what = wanted.enabled ? " (enabled)" : " (disabled: its clients are closed)";
+        }
+        plan_.applied.push_back("users." + wanted.name + ": changed" + what);
+      }
+    }
+    running = next_.users;
   }
 
   void keyspaces() {

@@ -1,7 +1,10 @@
 #include "larder/server/command_keys.hpp"
 
+#include <charconv>
 #include <string>
 #include <unordered_map>
+
+#include "larder/server/command_table.hpp"
 
 namespace larder::server {
 
@@ -158,6 +161,75 @@ KeyedCommand keysOf(std::string_view name, const std::vector<std::string_view>& 
       break;
   }
   return out;
+}
+
+namespace {
+
+// Keys counted by a numkeys argument at `at`, starting right after it.
+bool numkeys(const std::vector<std::string_view>& args, std::size_t at,
+             std::vector<std::size_t>& out) {
+  if (at >= args.size()) return false;
+  long long n = 0;
+  const auto s = args[at];
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || ptr != s.data() + s.size() || n < 0) return false;
+  if (static_cast<unsigned long long>(n) > args.size() - at - 1) return false;
+  for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) out.push_back(at + 1 + i);
+  return true;
+}
+
+// The argument after keyword `word` (SORT ... STORE dst), searched from `from`.
+void afterKeyword(const std::vector<std::string_view>& args, std::size_t from,
+                  std::initializer_list<std::string_view> words, std::vector<std::size_t>& out) {
+  for (std::size_t i = from; i + 1 < args.size(); ++i) {
+    for (auto w : words) {
+      if (equalsIgnoreCase(args[i], w)) out.push_back(i + 1);
+    }
+  }
+}
+
+}  // namespace
+
+bool aclKeysOf(const acl::CommandSpec& spec, const std::vector<std::string_view>& args,
+               std::vector<std::size_t>& out) {
+  const auto argc = static_cast<long>(args.size());
+  if (spec.first_key > 0) {
+    const long last = spec.last_key < 0 ? argc + spec.last_key : spec.last_key;
+    const long step = spec.key_step > 0 ? spec.key_step : 1;
+    for (long i = spec.first_key; i <= last && i < argc; i += step) {
+      out.push_back(static_cast<std::size_t>(i));
+    }
+  }
+  if (!(spec.flags & acl::kMovableKeys)) return true;
+  const std::string_view n = spec.name;
+  if (n == "eval" || n == "evalsha" || n == "eval_ro" || n == "evalsha_ro" || n == "fcall" ||
+      n == "fcall_ro" || n == "zunionstore" || n == "zinterstore" || n == "zdiffstore" ||
+      n == "blmpop" || n == "bzmpop") {
+    return numkeys(args, 2, out);
+  }
+  if (n == "zunion" || n == "zinter" || n == "zdiff" || n == "zintercard" || n == "sintercard" ||
+      n == "lmpop" || n == "zmpop") {
+    return numkeys(args, 1, out);
+  }
+  if (n == "xread" || n == "xreadgroup") {
+    for (std::size_t i = 1; i < args.size(); ++i) {
+      if (!equalsIgnoreCase(args[i], "streams")) continue;
+      const std::size_t rest = args.size() - i - 1;
+      if (rest == 0 || rest % 2 != 0) return false;
+      for (std::size_t k = 0; k < rest / 2; ++k) out.push_back(i + 1 + k);
+      return true;
+    }
+    return false;
+  }
+  if (n == "sort" || n == "sort_ro") {
+    afterKeyword(args, 2, {"store"}, out);
+    return true;
+  }
+  if (n == "georadius" || n == "georadiusbymember") {
+    afterKeyword(args, 2, {"store", "storedist"}, out);
+    return true;
+  }
+  return false;  // MIGRATE ... KEYS, or a movable-keys command of a newer table
 }
 
 }  // namespace larder::server

@@ -38,6 +38,7 @@ const Table& table() {
     local("larder", LocalCommand::Larder);
     local("flushall", LocalCommand::FlushAll);
     local("flushdb", LocalCommand::FlushAll);
+    local("acl", LocalCommand::Acl);
     for (auto n : {"multi", "watch"}) m[n] = {CommandKind::Transaction, LocalCommand::None};
     for (auto n :
          {"subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe"}) {

@@ -27,14 +27,18 @@ bool parseInteger(std::string_view s, long long& out) {
   return ec == std::errc() && ptr == s.data() + s.size();
 }
 
-// Compares secrets in time independent of where they differ.
-bool secretEquals(std::string_view given, const std::string& expected) {
-  if (given.size() != expected.size()) return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < given.size(); ++i) {
-    diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
-  }
-  return diff == 0;
+// The enabled user `name` when `password` opens it (Redis' ACLCheckUserCredentials):
+// nopass takes any password, otherwise its SHA-256 must equal a stored digest
+// (compared in constant time).
+const config::UserConfig* checkCredentials(const std::vector<config::UserConfig>& users,
+                                           std::string_view name, std::string_view password) {
+  const config::UserConfig* user = config::findUser(users, name);
+  if (!user || !user->enabled) return nullptr;
+  if (user->nopass) return user;
+  const acl::Digest given = acl::sha256(password);
+  bool match = false;
+  for (const acl::Digest& digest : user->passwords) match |= acl::digestEquals(given, digest);
+  return match ? user : nullptr;
 }
 
 bool validClientName(std::string_view name) {
@@ -91,6 +95,8 @@ Session::Flow Session::routeLocal(const resp::Request& req, LocalCommand command
       return flushAll(req);
     case LocalCommand::Client:
       return client(req);
+    case LocalCommand::Acl:
+      return acl(req);
     case LocalCommand::Exec:
     case LocalCommand::Discard:
     case LocalCommand::Unwatch:
@@ -115,25 +121,23 @@ Session::Flow Session::auth(const resp::Request& req) {
     replyError("ERR syntax error");
     return Flow::Continue;
   }
-  const std::string& password = worker_.config().requirepass;
-  const std::string_view user = args.size() == 3 ? args[1] : std::string_view("default");
-  if (password.empty()) {
-    if (args.size() == 2) {
+  const auto& users = worker_.config().users;
+  if (args.size() == 2) {
+    const config::UserConfig* default_user = config::findUser(users, "default");
+    if (default_user ? default_user->nopass : worker_.config().requirepass.empty()) {
       replyError(
           "ERR AUTH <password> called without any password configured for the default user. "
           "Are you sure your configuration is correct?");
-    } else if (user == "default") {
-      reply("+OK\r\n");
-    } else {
-      replyError("WRONGPASS invalid username-password pair or user is disabled.");
+      return Flow::Continue;
     }
-    return Flow::Continue;
   }
-  if (user != "default" || !secretEquals(args.back(), password)) {
+  const std::string_view user = args.size() == 3 ? args[1] : std::string_view("default");
+  const config::UserConfig* found = checkCredentials(users, user, args.back());
+  if (!found) {
     replyError("WRONGPASS invalid username-password pair or user is disabled.");
     return Flow::Continue;
   }
-  setAuthenticated(true);
+  authenticateAs(*found);
   reply("+OK\r\n");
   return Flow::Continue;
 }
@@ -166,14 +170,12 @@ Session::Flow Session::hello(const resp::Request& req) {
     }
   }
   if (has_auth) {
-    const std::string& expected = worker_.config().requirepass;
-    const bool ok = expected.empty() ? user == "default"
-                                     : user == "default" && secretEquals(password, expected);
-    if (!ok) {
+    const config::UserConfig* found = checkCredentials(worker_.config().users, user, password);
+    if (!found) {
       replyError("WRONGPASS invalid username-password pair or user is disabled.");
       return Flow::Continue;
     }
-    setAuthenticated(true);
+    authenticateAs(*found);
   }
   if (!authenticated_) {
     replyError(
@@ -245,7 +247,7 @@ Session::Flow Session::reset(const resp::Request& req) {
   stream_ = in_multi_ = watching_ = sticky_ = false;
   db_ = worker_.config().redis.db;
   name_.clear();
-  setAuthenticated(worker_.config().requirepass.empty());
+  resetUser();
   setProtocol(false);  // RESET goes back to RESP2, as in Redis
   reply("+RESET\r\n");
   return Flow::Continue;
@@ -350,7 +352,7 @@ std::string Session::clientInfoLine() {
   field("tot-mem", in_.capacity() + out_.capacity() + writing_.capacity());
   field("events", "r");
   field("cmd", "client|info");
-  field("user", "default");
+  field("user", user_ ? std::string_view(user_->name) : std::string_view("default"));
   field("redir", -1);
   field("resp", resp3_ ? 3 : 2);
   field("lib-name", lib_name_);

@@ -179,7 +179,8 @@ int Server::run() {
   }
 
   if (config_.admin) {
-    admin_ = std::make_unique<admin::AdminServer>(context_, *config_.admin, *this);
+    admin_ =
+        std::make_unique<admin::AdminServer>(context_, *config_.admin, *this, config_.admin_token);
     admin_->start();
     spdlog::info("admin HTTP on {} (/metrics /healthz /readyz /config)", config_.admin->toString());
   }

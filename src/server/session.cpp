@@ -50,9 +50,8 @@ Session::Session(Worker& worker, tcp::socket socket, std::shared_ptr<asio::ssl::
       last_active_(created_),
       wake_(socket_.get_executor()),
       shared_(&worker.sharedConnection(id)),
-      db_(worker.config().redis.db),
-      authenticated_(worker.config().requirepass.empty()) {
-  setAuthenticated(authenticated_);
+      db_(worker.config().redis.db) {
+  resetUser();
   boost::system::error_code ec;
   auto ep = socket_.tcp().remote_endpoint(ec);
   if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -219,6 +218,10 @@ Session::Flow Session::route(const resp::Request& req) {
     if (!queue_.empty()) return Flow::Barrier;
     hold_ = false;
   }
+  if (user_ && user_config_ != &worker_.config() && !refreshUser()) {
+    close();  // its user was removed or disabled by a reload
+    return Flow::Stop;
+  }
   if (pinned_ && pinned_->closed()) {  // its state (MULTI, db, ...) is gone
     replyError("ERR Larder: the Redis connection holding this client's state was lost");
     closeWhenFlushed();
@@ -233,14 +236,20 @@ Session::Flow Session::route(const resp::Request& req) {
     const bool pubsub_command =
         info.kind == CommandKind::PubSub || info.local == LocalCommand::Ping ||
         info.local == LocalCommand::Quit || info.local == LocalCommand::Reset;
-    if (!pubsub_command || !authenticated_) {
+    // A denied command is answered here, once the stream is in step.
+    std::string denial = restricted() ? aclDenial(req) : std::string();
+    if (!pubsub_command || !authenticated_ || !denial.empty()) {
       if (sync_ == StreamSync::None) return syncStream();
       const bool subscribed = sync_ == StreamSync::Subscribed;
       sync_ = StreamSync::None;
       if (!subscribed) return route(req);  // the stream has ended: route as usual
+      if (!denial.empty()) {
+        replyError(denial);
+        return Flow::Continue;
+      }
     }
     if (info.local == LocalCommand::Reset) {
-      setAuthenticated(worker_.config().requirepass.empty());
+      resetUser();
       name_.clear();
       setProtocol(false);    // and returns to RESP2; its +RESET is the same in both
       dirty_stream_ = true;  // RESET de-authenticates the backend connection too
@@ -258,6 +267,15 @@ Session::Flow Session::route(const resp::Request& req) {
       info.local != LocalCommand::Quit && info.local != LocalCommand::Reset) {
     replyError("NOAUTH Authentication required.");
     return Flow::Continue;
+  }
+  if (restricted()) {
+    // Before anything is routed, queued or answered: like Redis, a command
+    // refused inside MULTI makes EXEC discard the transaction.
+    if (std::string denial = aclDenial(req); !denial.empty()) {
+      if (in_multi_) multi_aborted_ = true;
+      replyError(denial);
+      return Flow::Continue;
+    }
   }
   if (in_multi_) {
     // Inside MULTI Redis queues (or refuses) everything; only QUIT and RESET

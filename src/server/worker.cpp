@@ -172,6 +172,15 @@ void Worker::sweepIdle() {
       near_tracking_->tick(std::chrono::steady_clock::now());
       near_cache_->sweep(std::chrono::steady_clock::now());
     }
+    if (users_checked_ != &config()) {
+      // A reload may have removed or disabled users: their clients go.
+      users_checked_ = &config();
+      std::vector<std::shared_ptr<Session>> all;
+      for (auto& [id, weak] : sessions_) {
+        if (auto s = weak.lock()) all.push_back(std::move(s));
+      }
+      for (auto& s : all) s->recheckUser();
+    }
     const auto timeout = config().idle_timeout;
     if (timeout.count() > 0) {
       const auto now = std::chrono::steady_clock::now();

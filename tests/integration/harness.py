@@ -659,6 +659,8 @@ def to_yaml(mapping: dict, indent: int = 0) -> str:
         if isinstance(value, dict):
             out.append(f"{pad}{key}:")
             out.append(to_yaml(value, indent + 1).rstrip("\n"))
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list)) for v in value):
+            out.append(f"{pad}{key}: {json.dumps(value)}")  # JSON is YAML flow style
         elif isinstance(value, (list, tuple)):
             out.append(f"{pad}{key}: [{', '.join(_yaml_scalar(v) for v in value)}]")
         else:

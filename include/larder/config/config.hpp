@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "larder/acl/password.hpp"
+#include "larder/acl/permissions.hpp"
+
 namespace larder::config {
 
 using Millis = std::chrono::milliseconds;
@@ -157,14 +160,38 @@ struct TlsListenerConfig {
 
 enum class LogFormat { Text, Json };
 
+// An ACL user (docs/security.md). Passwords are kept only as SHA-256 digests.
+struct UserConfig {
+  std::string name;
+  std::vector<acl::Digest> passwords;  // AUTH succeeds with any of them
+  bool nopass = false;                 // AUTH succeeds with any password
+  bool enabled = true;
+  std::vector<std::string> commands;  // the rules as written (shown in /config)
+  std::vector<std::string> keys;
+  std::vector<std::string> channels;
+  acl::Permissions permissions;  // compiled from commands, keys and channels at load
+  bool implicit = false;         // the default user made from requirepass
+  bool operator==(const UserConfig&) const = default;
+};
+
+// The user named `name`, or nullptr. A loaded config always has "default".
+const UserConfig* findUser(const std::vector<UserConfig>& users, std::string_view name);
+// True when the file has a `users:` list (beyond the implicit default user).
+bool hasAclUsers(const std::vector<UserConfig>& users);
+// The default user `requirepass` stands for: all commands and keys, that
+// password (or none: nopass).
+UserConfig implicitDefaultUser(const std::string& requirepass);
+
 struct Config {
   std::string source;  // file it was loaded from ("<embedded>" otherwise)
   Endpoint listen{"127.0.0.1", 6380};
   int threads = 0;                // 0 = auto (hardware cores)
   std::optional<Endpoint> admin;  // unset: no admin HTTP listener
+  std::string admin_token;        // non-empty: admin endpoints need "Bearer <token>"
   int backlog = 511;
-  Millis idle_timeout{0};   // 0 = never close idle clients (as Redis)
-  std::string requirepass;  // empty: clients need no AUTH
+  Millis idle_timeout{0};         // 0 = never close idle clients (as Redis)
+  std::string requirepass;        // empty: clients need no AUTH
+  std::vector<UserConfig> users;  // ACL users; loading adds "default" when absent
   std::string log_level = "info";
   LogFormat log_format = LogFormat::Text;
   TlsListenerConfig tls;

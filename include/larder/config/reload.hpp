@@ -4,7 +4,7 @@
 // the running value kept), and which keyspaces are new. Pure, so the rules are
 // unit-tested; the server (server/reload.cpp) carries the plan out.
 //
-// Applied live: log.level, log.format, idle_timeout, requirepass, limits.*,
+// Applied live: log.level, log.format, idle_timeout, requirepass, users, limits.*,
 // write_behind.max_queue / on_full / block_timeout, each keyspace's ttl,
 // ttl_jitter and negative_ttl, new keyspaces, and tls.* but tls.listen (the
 // TLS listener re-reads its certificate files on every reload). Everything else (listen,

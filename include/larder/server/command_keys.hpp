@@ -4,6 +4,8 @@
 #include <string_view>
 #include <vector>
 
+#include "larder/acl/commands.hpp"
+
 namespace larder::server {
 
 enum class MappedAccess {
@@ -21,5 +23,13 @@ struct KeyedCommand {
 
 // `name` is lower case. `args` are the whole request.
 KeyedCommand keysOf(std::string_view name, const std::vector<std::string_view>& args);
+
+// Every key argument of any Redis 7.0 command, for ACL key checks: the
+// command's legacy key range from the generated table and, where keys move
+// (EVAL's numkeys, XREAD's STREAMS, SORT's STORE...), the argument that says
+// where. Appends indexes to `out`; false when the keys cannot be told (MIGRATE
+// ... KEYS, a malformed numkeys): the caller then denies a user without all keys.
+bool aclKeysOf(const acl::CommandSpec& spec, const std::vector<std::string_view>& args,
+               std::vector<std::size_t>& out);
 
 }  // namespace larder::server

@@ -32,6 +32,7 @@ enum class LocalCommand {
   Unwatch,   // end transaction state (forwarded when pinned)
   Larder,    // LARDER FLUSH | PENDING | DEADLETTERS
   FlushAll,  // FLUSHALL / FLUSHDB: pending writes first when keyspaces exist
+  Acl,       // ACL WHOAMI answered here; the rest refused when users are configured
 };
 
 struct CommandInfo {

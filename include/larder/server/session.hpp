@@ -51,6 +51,9 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   std::uint64_t id() const { return id_; }
   std::chrono::steady_clock::time_point lastActive() const { return last_active_; }
   bool exemptFromIdleTimeout() const;
+  // After a reload: a client whose user was removed or disabled is closed, as
+  // Redis' ACL DELUSER does (acl_session.cpp). Worker sweep, once a second.
+  void recheckUser();
 
  private:
   // Barrier: wait for every outstanding reply. Saturated: the backend
@@ -90,6 +93,18 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   Flow syncStream();
   void onStreamSync(std::string_view frame);
   void releasePin();
+
+  // ACL users (acl_session.cpp).
+  // The connection's state before AUTH: the default user when it needs no
+  // password, else not authenticated.
+  void resetUser();
+  void authenticateAs(const config::UserConfig& user);
+  // The session's user in the config now in force; false when it is gone or disabled.
+  bool refreshUser();
+  // "" when the session's user may run `req`, else the NOPERM error text.
+  std::string aclDenial(const resp::Request& req);
+  bool restricted() const { return user_ && !user_->permissions.unrestricted(); }
+  Flow acl(const resp::Request& req);
 
   // Local commands (local_commands.cpp).
   Flow hello(const resp::Request& req);
@@ -176,6 +191,12 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   long long db_ = 0;
 
   bool authenticated_ = false;
+  // The authenticated user, in the config generation user_config_ (kept for
+  // the life of the process, so the pointer stays valid). nullptr: not
+  // authenticated, or a config without users (everything allowed).
+  const config::UserConfig* user_ = nullptr;
+  const config::Config* user_config_ = nullptr;
+  std::vector<std::size_t> acl_keys_;  // scratch for key checks
   std::string name_;
   std::string lib_name_;
   std::string lib_ver_;

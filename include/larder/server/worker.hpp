@@ -85,6 +85,7 @@ class Worker {
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
   boost::asio::steady_timer sweep_;
   bool shutting_down_ = false;
+  const config::Config* users_checked_ = nullptr;  // sessions rechecked against it (reload)
   std::unique_ptr<NearCache> near_cache_;
   std::shared_ptr<NearCacheTracking> near_tracking_;
 };

@@ -273,7 +273,7 @@ TEST_CASE("AdminServer checks the bearer token", "[admin][http]") {
   Fixture f("s3cret");
   Client c;
   REQUIRE_FALSE(c.connect(f.port()));
-  for (const char* target : {"/metrics", "/readyz", "/config", "/nope"}) {
+  for (const char* target : {"/metrics", "/config", "/nope"}) {
     auto r = c.get(target);
     REQUIRE_FALSE(r.ec);
     CHECK(r.res.result() == http::status::unauthorized);
@@ -289,9 +289,12 @@ TEST_CASE("AdminServer checks the bearer token", "[admin][http]") {
   CHECK(r.res.result() == http::status::ok);
   CHECK(r.res.body() == f.source.metricsText());
 
-  r = c.get("/healthz");  // liveness stays open for probes
+  r = c.get("/healthz");  // liveness and readiness stay open for probes
   REQUIRE_FALSE(r.ec);
   CHECK(r.res.result() == http::status::ok);
+  r = c.get("/readyz");
+  REQUIRE_FALSE(r.ec);
+  CHECK(r.res.result() != http::status::unauthorized);
 
   http::request<http::string_body> req{http::verb::get, "/config", 11};
   req.set(http::field::authorization, "bearer   s3cret");  // scheme case and spacing
