@@ -298,6 +298,15 @@ Session::Flow Session::route(const resp::Request& req) {
       }
       return forward(req, *pinned_);
     }
+    if (info.local == LocalCommand::Auth || info.local == LocalCommand::Hello) {
+      // Queued, they would run on the dedicated backend connection and change
+      // its user or protocol for whoever gets it from the pool next; the
+      // session's own user and protocol would not change at all.
+      multi_aborted_ = true;
+      replyError("ERR Larder: " + std::string(info.local == LocalCommand::Auth ? "AUTH" : "HELLO") +
+                 " cannot run inside MULTI");
+      return Flow::Continue;
+    }
     if (std::string refusal = refusalInTransaction(req); !refusal.empty()) {
       multi_aborted_ = true;
       replyError(refusal);

@@ -96,6 +96,29 @@ class RequirepassTest(LarderTestCase):
         self.assertEqual(raw.call("CLIENT", "GETNAME"), b"hello-client")
         self.assertEqual(raw.call("SET", "h", "1"), "OK")
 
+    def test_auth_and_hello_refused_inside_multi(self):
+        """Queued, AUTH or HELLO would run on the pooled dedicated backend
+        connection and change its user or protocol for the next session that
+        gets it. Larder refuses them inside MULTI, and EXEC aborts."""
+        raw = self.raw(self.larder)
+        self.assertEqual(raw.call("AUTH", CLIENT_PASS), "OK")
+        for command in (("AUTH", "default", BACKEND_PASS), ("HELLO", "3")):
+            self.assertEqual(raw.call("MULTI"), "OK")
+            self.assertEqual(raw.call("SET", "m", "1"), "QUEUED")
+            reply = raw.call(*command)
+            self.assertIsInstance(reply, RespError)
+            self.assertEqual(str(reply), f"ERR Larder: {command[0]} cannot run inside MULTI")
+            reply = raw.call("EXEC")
+            self.assertIsInstance(reply, RespError)
+            self.assertTrue(str(reply).startswith("EXECABORT"), reply)
+            self.assertEqual(self.backend.exists("m"), 0)
+        # The connection goes back to the pool as it was: a new transaction
+        # answers in RESP2 as the backend's own user.
+        other = self.client(self.larder, password=CLIENT_PASS)
+        p = other.pipeline(transaction=True)
+        p.set("m", "2").get("m")
+        self.assertEqual(p.execute(), [True, b"2"])
+
     def test_reset_deauthenticates(self):
         raw = self.raw(self.larder)
         self.assertEqual(raw.call("AUTH", CLIENT_PASS), "OK")
