@@ -66,7 +66,7 @@ def main():
     server = harness.RedisServer().start()
     common = {"postgres": {"dsn": pg.dsn("app"), "pool_size": 2}}
     larders = {
-        "base": harness.Larder(server, config=dict(common, keyspaces=keyspace({})),
+        "base": harness.Larder(server, config=dict(common, keyspaces=keyspace({"lease": "3s"})),
                                log_level="info").start(),
         "no_lease": harness.Larder(server, config=dict(common, keyspaces=keyspace(
             {"lease": "0s"})), log_level="info").start(),
