@@ -287,13 +287,14 @@ asio::awaitable<void> Loader::awaitPeer(FlightPtr flight, std::chrono::milliseco
     drop(flight);
     co_return;
   }
-  // Redis went away while waiting, or the holder outlived load_timeout: the
-  // sweep answers the waiters by their deadline; meanwhile try PostgreSQL.
+  // The holder outlived load_timeout: the sweep answers the waiters with the
+  // timeout error. Otherwise Redis went away while waiting: ask PostgreSQL.
   if (Clock::now() >= deadline) {
     drop(flight);
     co_return;
   }
-  co_await loadBatch(std::vector<FlightPtr>(1, flight));
+  std::vector<FlightPtr> alone(1, flight);
+  co_await loadBatch(std::move(alone));
 }
 
 LoadResult Loader::decodeRow(const Keyspace& ks, const resp::ReplyValue& reply,
@@ -464,7 +465,8 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
       if (!found) rememberMissing(flight->key, ks);
       answer(flight, loaded);
       drop(flight);
-      co_await releaseLease(flight, found ? "stored" : "absent", loaded.ttl_ms);
+      const char* outcome = found ? "stored" : "absent";
+      co_await releaseLease(flight, outcome, loaded.ttl_ms);
       co_return;
     }
   }
@@ -521,7 +523,8 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
       flights_.erase(it);  // never hand out this result again
     }
   }
-  co_await releaseLease(flight, stored ? "stored" : absent ? "absent" : "release", loaded.ttl_ms);
+  const char* outcome = stored ? "stored" : absent ? "absent" : "release";
+  co_await releaseLease(flight, outcome, loaded.ttl_ms);
 }
 
 asio::awaitable<void> Loader::releaseLease(const FlightPtr& flight, const char* outcome,
