@@ -266,17 +266,7 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     }
     char* dst = in_.prepare(4096);
     const asio::mutable_buffer into = asio::buffer(dst, in_.writable());
-    boost::system::error_code rec2;
-    std::size_t n = 0;
-    if (tls_) {
-      auto [tec, tn] = co_await tls_->async_read_some(into, kUseTuple);
-      rec2 = tec;
-      n = tn;
-    } else {
-      auto [pec, pn] = co_await socket_.async_read_some(into, kUseTuple);
-      rec2 = pec;
-      n = pn;
-    }
+    auto [rec2, n] = co_await readSome(into);
     if (rec2) {
       last_error_ = "handshake: " + rec2.message();
       co_return false;
@@ -284,6 +274,25 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     in_.commit(n);
   }
   co_return true;
+}
+
+asio::awaitable<std::pair<boost::system::error_code, std::size_t>> BackendConnection::readSome(
+    asio::mutable_buffer into) {
+  if (tls_) {
+    auto [ec, n] = co_await tls_->async_read_some(into, kUseTuple);
+    co_return std::make_pair(ec, n);
+  }
+  auto [ec, n] = co_await socket_.async_read_some(into, kUseTuple);
+  co_return std::make_pair(ec, n);
+}
+
+asio::awaitable<boost::system::error_code> BackendConnection::writeAll(asio::const_buffer bytes) {
+  if (tls_) {
+    auto [ec, n] = co_await asio::async_write(*tls_, bytes, kUseTuple);
+    co_return ec;
+  }
+  auto [ec, n] = co_await asio::async_write(socket_, bytes, kUseTuple);
+  co_return ec;
 }
 
 asio::awaitable<void> BackendConnection::writeLoop() {
@@ -300,14 +309,7 @@ asio::awaitable<void> BackendConnection::writeLoop() {
     }
     writing_.swap(out_);
     const asio::const_buffer bytes = asio::buffer(writing_);
-    boost::system::error_code ec;
-    if (tls_) {
-      auto [tec, tn] = co_await asio::async_write(*tls_, bytes, kUseTuple);
-      ec = tec;
-    } else {
-      auto [pec, pn] = co_await asio::async_write(socket_, bytes, kUseTuple);
-      ec = pec;
-    }
+    const boost::system::error_code ec = co_await writeAll(bytes);
     writing_.clear();
     if (ec) {
       if (last_error_.empty()) last_error_ = "write: " + ec.message();
@@ -320,17 +322,7 @@ asio::awaitable<void> BackendConnection::readLoop() {
   for (;;) {
     char* dst = in_.prepare(kReadChunk);
     const asio::mutable_buffer into = asio::buffer(dst, in_.writable());
-    boost::system::error_code ec;
-    std::size_t n = 0;
-    if (tls_) {
-      auto [tec, tn] = co_await tls_->async_read_some(into, kUseTuple);
-      ec = tec;
-      n = tn;
-    } else {
-      auto [pec, pn] = co_await socket_.async_read_some(into, kUseTuple);
-      ec = pec;
-      n = pn;
-    }
+    auto [ec, n] = co_await readSome(into);
     if (ec) {
       if (last_error_.empty()) {
         last_error_ = ec == asio::error::eof ? "closed by server" : "read: " + ec.message();

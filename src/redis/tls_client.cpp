@@ -15,12 +15,19 @@ namespace ssl = boost::asio::ssl;
 
 namespace {
 
+constexpr const char* kPrefix = "redis.tls.";
+
 [[noreturn]] void fail(const char* key, const std::string& file, const std::string& why) {
-  throw std::runtime_error("redis.tls." + std::string(key) + ": cannot load '" + file +
-                           "': " + why);
+  failTlsFile(kPrefix, key, file, why);
 }
 
-std::string reason(const boost::system::error_code& ec) {
+std::string reason(const boost::system::error_code& ec) { return tlsErrorText(ec); }
+
+void checkReadable(const char* key, const std::string& file) { checkTlsFile(kPrefix, key, file); }
+
+}  // namespace
+
+std::string tlsErrorText(const boost::system::error_code& ec) {
   const unsigned long code = ERR_peek_last_error();
   std::string out = ec.message();
   if (code != 0) {
@@ -32,13 +39,16 @@ std::string reason(const boost::system::error_code& ec) {
   return out;
 }
 
-void checkReadable(const char* key, const std::string& file) {
-  std::FILE* f = std::fopen(file.c_str(), "rb");
-  if (f == nullptr) fail(key, file, std::strerror(errno));
-  std::fclose(f);
+void failTlsFile(const std::string& prefix, const char* key, const std::string& file,
+                 const std::string& why) {
+  throw std::runtime_error(prefix + key + ": cannot load '" + file + "': " + why);
 }
 
-}  // namespace
+void checkTlsFile(const std::string& prefix, const char* key, const std::string& file) {
+  std::FILE* f = std::fopen(file.c_str(), "rb");
+  if (f == nullptr) failTlsFile(prefix, key, file, std::strerror(errno));
+  std::fclose(f);
+}
 
 std::shared_ptr<ssl::context> makeClientTlsContext(const config::RedisTlsConfig& tls) {
   if (!tls.enabled) return nullptr;

@@ -10,37 +10,24 @@
 #include <stdexcept>
 #include <string>
 
+#include "larder/redis/tls_client.hpp"
+
 namespace larder::server {
 
 namespace ssl = boost::asio::ssl;
 
 namespace {
 
-// OpenSSL's own words for the last error ("PEM routines::no start line"),
-// else the error code's message.
-std::string reason(const boost::system::error_code& ec) {
-  const unsigned long code = ERR_peek_last_error();
-  std::string out;
-  if (code != 0) {
-    char text[256];
-    ERR_error_string_n(code, text, sizeof text);
-    out = text;
-  } else {
-    out = ec.message();
-  }
-  ERR_clear_error();
-  return out;
-}
+constexpr const char* kPrefix = "tls.";
+
+std::string reason(const boost::system::error_code& ec) { return redis::tlsErrorText(ec); }
 
 [[noreturn]] void fail(const char* key, const std::string& file, const std::string& why) {
-  throw std::runtime_error("tls." + std::string(key) + ": cannot load '" + file + "': " + why);
+  redis::failTlsFile(kPrefix, key, file, why);
 }
 
-// A missing or unreadable file gets the system's reason, clearer than OpenSSL's.
 void checkReadable(const char* key, const std::string& file) {
-  std::FILE* f = std::fopen(file.c_str(), "rb");
-  if (f == nullptr) fail(key, file, std::strerror(errno));
-  std::fclose(f);
+  redis::checkTlsFile(kPrefix, key, file);
 }
 
 }  // namespace

@@ -99,6 +99,10 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   boost::asio::awaitable<bool> tlsHandshake();
   boost::asio::awaitable<void> readLoop();
   boost::asio::awaitable<void> writeLoop();
+  // One read or a whole write, on the TLS stream when there is one.
+  boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> readSome(
+      boost::asio::mutable_buffer into);
+  boost::asio::awaitable<boost::system::error_code> writeAll(boost::asio::const_buffer bytes);
   void onFrame(std::string_view frame);
   void failPending(std::string_view why);
   void wakeWriter();
