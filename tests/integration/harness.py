@@ -681,6 +681,17 @@ def _merge(base: dict, extra: dict) -> dict:
 # --------------------------------------------------------------------- Larder
 
 
+def module_postgres(dbname: str, schema: str, **kwargs) -> PostgresServer:
+    """For setUpModule: a PostgreSQL (PostgresServer(**kwargs)) with database
+    `dbname` holding `schema`, cleaned up when the module's tests are done."""
+    pg = PostgresServer(**kwargs)
+    unittest.addModuleCleanup(pg.cleanup)
+    pg.start()
+    pg.create_database(dbname)
+    pg.psql(schema, dbname=dbname)
+    return pg
+
+
 class Larder:
     """The proxy under test, configured through a YAML file in a temp dir.
 

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import harness
-from harness import LarderTestCase, PostgresServer, free_port
+from harness import LarderTestCase, PostgresServer, free_port, module_postgres
 
 DB = "app"
 PG: PostgresServer | None = None
@@ -15,12 +15,8 @@ PG: PostgresServer | None = None
 
 def setUpModule():
     global PG
-    PG = PostgresServer()
-    unittest.addModuleCleanup(PG.cleanup)
-    PG.start()
-    PG.create_database(DB)
-    PG.psql("CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text);"
-            "INSERT INTO users VALUES (1, 'ann', 'ann@example.org');", dbname=DB)
+    PG = module_postgres(DB, "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, "
+                         "email text); INSERT INTO users VALUES (1, 'ann', 'ann@example.org');")
 
 
 def get(port: int, path: str):

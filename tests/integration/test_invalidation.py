@@ -11,7 +11,7 @@ import unittest
 import redis
 
 import harness
-from harness import LarderTestCase, PostgresServer
+from harness import LarderTestCase, PostgresServer, module_postgres
 
 DB = "app"
 CHANNEL = "larder_changes"
@@ -21,13 +21,10 @@ PG: PostgresServer | None = None
 
 def setUpModule():
     global PG
-    PG = PostgresServer()
-    unittest.addModuleCleanup(PG.cleanup)
-    PG.start()
-    PG.create_database(DB)
-    PG.psql("CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text);"
-            "CREATE TABLE orders (tenant text, id bigint, total int NOT NULL DEFAULT 0,"
-            " PRIMARY KEY (tenant, id));", dbname=DB)
+    PG = module_postgres(DB, "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, "
+                         "email text);"
+                         "CREATE TABLE orders (tenant text, id bigint, total int NOT NULL "
+                         "DEFAULT 0, PRIMARY KEY (tenant, id));")
 
 
 class InvalidationTest(LarderTestCase):

@@ -26,6 +26,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (HOST, LarderTestCase, PostgresServer, close_client, free_port,  # noqa: E402
+                     module_postgres,
                      scaled, wait_until)
 
 DB = "app"
@@ -43,11 +44,7 @@ PG: PostgresServer | None = None
 
 def setUpModule():
     global PG
-    PG = PostgresServer()
-    unittest.addModuleCleanup(PG.cleanup)
-    PG.start()
-    PG.create_database(DB)
-    PG.psql(SCHEMA, dbname=DB)
+    PG = module_postgres(DB, SCHEMA)
 
 
 def users_ks(near: dict | None = None) -> dict:

@@ -13,7 +13,7 @@ import urllib.request
 import redis
 
 import harness
-from harness import LarderTestCase, PostgresServer, free_port
+from harness import LarderTestCase, PostgresServer, free_port, module_postgres
 
 DB = "app"
 PG: PostgresServer | None = None
@@ -21,14 +21,11 @@ PG: PostgresServer | None = None
 
 def setUpModule():
     global PG
-    PG = PostgresServer()
-    unittest.addModuleCleanup(PG.cleanup)
-    PG.start()
-    PG.create_database(DB)
-    PG.psql("CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text);"
-            "INSERT INTO users VALUES (1, 'ann', 'ann@example.org'), (2, 'bob', NULL);"
-            "CREATE TABLE orders (id bigint PRIMARY KEY, total int NOT NULL DEFAULT 0);"
-            "INSERT INTO orders VALUES (7, 70);", dbname=DB)
+    PG = module_postgres(DB, "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, "
+                         "email text);"
+                         "INSERT INTO users VALUES (1, 'ann', 'ann@example.org'), (2, 'bob', NULL);"
+                         "CREATE TABLE orders (id bigint PRIMARY KEY, total int NOT NULL DEFAULT 0);"
+                         "INSERT INTO orders VALUES (7, 70);")
 
 
 def metrics(port: int) -> str:

@@ -24,6 +24,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (HOST, PG_BIN, LarderTestCase, PostgresServer, close_client,  # noqa: E402
+                     module_postgres,
                      free_port, scaled, wait_until)
 
 DB = "app"
@@ -38,14 +39,8 @@ PG: PostgresServer | None = None
 
 def setUpModule():
     global PG
-    PG = PostgresServer()
-    unittest.addModuleCleanup(PG.cleanup)
-    PG.initdb()
-    with open(os.path.join(PG.data_dir, "postgresql.conf"), "a") as f:
-        f.write("\nshared_preload_libraries = 'pg_stat_statements'\n")
-    PG.start()
-    PG.create_database(DB)
-    PG.psql(SCHEMA, dbname=DB)
+    PG = module_postgres(DB, SCHEMA,
+                         conf_lines=["shared_preload_libraries = 'pg_stat_statements'"])
 
 
 def load_queries() -> int:
