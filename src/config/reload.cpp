@@ -1,5 +1,7 @@
 #include "larder/config/reload.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "larder/config/key_template.hpp"
@@ -229,9 +231,9 @@ class Planner {
         apply(path + ".negative_ttl", it->negative_ttl, wanted.negative_ttl);
         apply(path + ".stampede.lease", it->stampede.lease, wanted.stampede.lease);
         if (it->stampede.early_refresh != wanted.stampede.early_refresh) {
-          plan_.applied.push_back(
-              path + ".stampede.early_refresh: " + std::to_string(it->stampede.early_refresh) +
-              " -> " + std::to_string(wanted.stampede.early_refresh));
+          plan_.applied.push_back(fmt::format("{}.stampede.early_refresh: {:g} -> {:g}", path,
+                                              it->stampede.early_refresh,
+                                              wanted.stampede.early_refresh));
           it->stampede.early_refresh = wanted.stampede.early_refresh;
         }
         apply(path + ".stampede.stale_while_revalidate", it->stampede.stale_while_revalidate,

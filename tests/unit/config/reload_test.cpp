@@ -68,6 +68,22 @@ TEST_CASE("reload: TTLs, limits and the log level apply live", "[config][reload]
   CHECK(plan.effective.log_level == "debug");
 }
 
+TEST_CASE("reload: stampede settings apply live", "[config][reload][stampede]") {
+  const Config live = load(kBase);
+  const std::string next = replaced(kBase, "ttl: 1h",
+                                    "ttl: 1h\n    stampede:\n      lease: 500ms\n"
+                                    "      early_refresh: 1.5\n"
+                                    "      stale_while_revalidate: 1m");
+  const ReloadPlan plan = planReload(live, load(next));
+  CHECK(hasLine(plan.applied, "keyspaces.users.stampede.lease: 3s -> 500ms"));
+  CHECK(hasLine(plan.applied, "keyspaces.users.stampede.early_refresh: 0 -> 1.5"));
+  CHECK(hasLine(plan.applied, "keyspaces.users.stampede.stale_while_revalidate: 0 -> 1m"));
+  CHECK(plan.not_applied.empty());
+  CHECK(plan.effective.keyspaces[0].stampede.lease == 500ms);
+  CHECK(plan.effective.keyspaces[0].stampede.early_refresh == 1.5);
+  CHECK(plan.effective.keyspaces[0].stampede.stale_while_revalidate == 1min);
+}
+
 TEST_CASE("reload: what needs a restart is reported and the running value kept",
           "[config][reload]") {
   const Config live = load(kBase);
