@@ -177,32 +177,33 @@ void Loader::dispatch(int keyspace) {
 asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
   const Keyspace& ks = *batch.front()->ks;
   LoaderStats& stats = *stats_[ks.id];
-  const std::vector<long long> leases = co_await takeLeases(batch);
+  const std::vector<Lease> leases = co_await takeLeases(batch);
   std::vector<FlightPtr> mine;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const FlightPtr& flight = batch[i];
-    const long long outcome = leases[i];
-    if (outcome == -1 || outcome == 1) {
-      flight->leased = outcome == 1;
+    const Lease outcome = leases[i];
+    if (outcome == Lease::NotAsked || outcome == Lease::Won) {
+      flight->leased = outcome == Lease::Won;
       if (flight->leased) stats.leases_won.add();
       mine.push_back(flight);
     } else if (flight->refresh && flight->waiters.empty()) {
       drop(flight);  // another instance refreshes it, or it is gone: a miss loads it
-    } else if (outcome == 2) {
+    } else if (outcome == Lease::Absent) {
       rememberMissing(flight->key, ks);
       answer(flight, LoadResult{});
       drop(flight);
     } else {
       stats.leases_waited.add();
-      const auto first = outcome == 3 ? std::chrono::milliseconds(0) : kPeerPollMin;
+      const auto first = outcome == Lease::Present ? std::chrono::milliseconds(0) : kPeerPollMin;
       asio::co_spawn(context_, awaitPeer(flight, first), logFailure("waiting for a lease"));
     }
   }
   if (!mine.empty()) co_await loadBatch(std::move(mine));
 }
 
-asio::awaitable<std::vector<long long>> Loader::takeLeases(const std::vector<FlightPtr>& batch) {
-  std::vector<long long> outcomes(batch.size(), -1);
+asio::awaitable<std::vector<Loader::Lease>> Loader::takeLeases(
+    const std::vector<FlightPtr>& batch) {
+  std::vector<Lease> outcomes(batch.size(), Lease::NotAsked);
   const Keyspace& ks = *batch.front()->ks;
   const auto lease_ms = ks.lease_ms.get();
   if (lease_ms <= 0 || !filler_ || !filler_->ready()) co_return outcomes;
@@ -226,7 +227,10 @@ asio::awaitable<std::vector<long long>> Loader::takeLeases(const std::vector<Fli
     spdlog::debug("keyspace {}: no lease taken ({}); loading without", ks.name(), reply);
     co_return outcomes;
   }
-  for (std::size_t j = 0; j < asked.size(); ++j) outcomes[asked[j]] = value.elements[j].integer;
+  for (std::size_t j = 0; j < asked.size(); ++j) {
+    const long long said = value.elements[j].integer;
+    if (said >= 0 && said <= 3) outcomes[asked[j]] = static_cast<Lease>(said);
+  }
   co_return outcomes;
 }
 
@@ -273,14 +277,14 @@ asio::awaitable<void> Loader::awaitPeer(FlightPtr flight, std::chrono::milliseco
     }
     if (value.integer == -1) {  // the holder let go without a value (failed, or crashed)
       const std::vector<FlightPtr> alone(1, flight);
-      const std::vector<long long> taken = co_await takeLeases(alone);
-      if (taken[0] == 1 || taken[0] == -1) {
-        flight->leased = taken[0] == 1;
+      const std::vector<Lease> taken = co_await takeLeases(alone);
+      if (taken[0] == Lease::Won || taken[0] == Lease::NotAsked) {
+        flight->leased = taken[0] == Lease::Won;
         if (flight->leased) stats.leases_won.add();
         co_await loadBatch(alone);
         co_return;
       }
-      if (taken[0] == 3) delay = std::chrono::milliseconds(0);
+      if (taken[0] == Lease::Present) delay = std::chrono::milliseconds(0);
     }
   }
   if (flight->answered || flight->waiters.empty()) {

@@ -130,9 +130,10 @@ class Loader {
   boost::asio::awaitable<void> runBatch(std::vector<FlightPtr> batch);
   boost::asio::awaitable<void> loadBatch(std::vector<FlightPtr> batch);
   // False when Redis could not be asked: load without a lease.
-  // Per flight: 1 won, 0 held by another, 2 held and the row is absent, 3 the
-  // key exists now, -1 not asked (no fill, or Redis could not be asked).
-  boost::asio::awaitable<std::vector<long long>> takeLeases(const std::vector<FlightPtr>& batch);
+  // What leaseScript said for a flight (its reply integers), or NotAsked (no
+  // fill, no lease configured, or Redis could not be asked).
+  enum class Lease : long long { NotAsked = -1, Held = 0, Won = 1, Absent = 2, Present = 3 };
+  boost::asio::awaitable<std::vector<Lease>> takeLeases(const std::vector<FlightPtr>& batch);
   // Polls Redis until the lease holder's fill lands, the row is known absent,
   // or the lease is gone (then tries to take it).
   boost::asio::awaitable<void> awaitPeer(FlightPtr flight, std::chrono::milliseconds first);
