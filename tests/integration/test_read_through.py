@@ -769,6 +769,10 @@ class FillRaceTest(ReadThroughCase):
             held.release()
         wait_until(lambda: direct.hgetall("user:4002") == {b"name": b"orphan"}, 5,
                    "the orphaned load to fill user:4002")
+        # The Loader counts the fill when Redis' reply reaches it, a moment
+        # after the value is visible.
+        wait_until(lambda: delta(ks_stats(larder, "users"), before)["fills"] == 1, 5,
+                   "the fill to be counted")
         d = delta(ks_stats(larder, "users"), before)
         self.assertEqual((d["queries"], d["fills"]), (1, 1), d)
         self.assertEqual(c.hget("user:4002", "name"), b"orphan")
