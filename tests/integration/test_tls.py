@@ -365,7 +365,7 @@ class ClientTlsTest(LarderTestCase):
         port = free_port()
         # The silent clients hold their slots only this long: the check that a
         # third client is refused must fit in it, however slow the build.
-        timeout_ms = int(harness.scaled(0.7) * 1000)
+        timeout_ms = int(harness.scaled(2) * 1000)
         cfg = listener_config(port, handshake_timeout=f"{timeout_ms}ms")
         cfg["limits"] = {"maxclients": 2}
         larder = self.start_larder(r, config=cfg)
