@@ -364,15 +364,26 @@ class ClientTlsTest(LarderTestCase):
         r = self.start_redis()
         port = free_port()
         # The silent clients hold their slots only this long: the check that a
-        # third client is refused must fit in it, however slow the build.
+        # fourth client is refused must fit in it, however slow the build.
         timeout_ms = int(harness.scaled(2) * 1000)
         cfg = listener_config(port, handshake_timeout=f"{timeout_ms}ms")
-        cfg["limits"] = {"maxclients": 2}
+        cfg["limits"] = {"maxclients": 3}
         larder = self.start_larder(r, config=cfg)
+        # A witness holds one slot and counts clients from inside, so the
+        # count is never disturbed by a probe of its own.
+        witness = self.client(larder)
+
+        def clients():
+            try:
+                return int(witness.info("clients")["connected_clients"])
+            except (redis.RedisError, OSError):
+                return -1  # refused while a start-up probe still held a slot
+        wait_until(lambda: clients() == 1, 10, "the start-up probes to be closed")
         silent = [socket.create_connection((HOST, port), timeout=5) for _ in range(2)]
         for s in silent:
             self.addCleanup(s.close)
-        # Both slots are held by clients that never handshake: a third is refused.
+        wait_until(lambda: clients() == 3, 2, "the silent TLS clients to count")
+        # Two slots are held by clients that never handshake: a fourth client is refused.
         def refused():
             c = larder.raw()
             try:
