@@ -202,9 +202,10 @@ namespace {
 // True while `text` (a length header's bytes after '*' or '$', CR not yet
 // seen) can still become a number: digits, after an optional leading '-',
 // maybe ending in the CR. Anything else is refused at once rather than after
-// 64 KiB of it (Redis waits).
-bool mayBecomeNumber(std::string_view text) {
-  for (std::size_t i = 0; i < text.size(); ++i) {
+// 64 KiB of it (Redis waits). Bytes before `from` passed an earlier call, so a
+// header arriving a byte at a time costs linear, not quadratic, time.
+bool mayBecomeNumber(std::string_view text, std::size_t from) {
+  for (std::size_t i = from; i < text.size(); ++i) {
     const char c = text[i];
     if (c >= '0' && c <= '9') continue;
     if (c == '-' && i == 0) continue;
@@ -215,6 +216,12 @@ bool mayBecomeNumber(std::string_view text) {
 }
 
 }  // namespace
+
+std::size_t RequestParser::checkedUpTo(std::size_t header) const {
+  // findHeaderEnd leaves scan_ where its search for the CR stopped; every
+  // byte of the header before it was checked when that call said NeedMore.
+  return scan_ > header ? scan_ - header : 0;
+}
 
 RequestParser::LineEnd RequestParser::findHeaderEnd(std::string_view input, std::size_t& cr) {
   const char* data = input.data();
@@ -238,9 +245,10 @@ ParseStatus RequestParser::parseMultibulk(std::string_view input, Request& out) 
   std::size_t cr = 0;
 
   if (array_len_ == 0) {  // `*<count>\r\n` not read yet
+    const std::size_t checked = checkedUpTo(1);
     switch (findHeaderEnd(input, cr)) {
       case LineEnd::NeedMore:
-        if (!mayBecomeNumber(input.substr(1))) return fail("invalid multibulk length");
+        if (!mayBecomeNumber(input.substr(1), checked)) return fail("invalid multibulk length");
         return ParseStatus::NeedMore;
       case LineEnd::TooBig:
         return fail("too big mbulk count string");
@@ -279,9 +287,12 @@ ParseStatus RequestParser::parseMultibulk(std::string_view input, Request& out) 
         const char shown = first == '\r' || first == '\n' ? ' ' : first;
         return fail(std::string("expected '$', got '") + shown + "'");
       }
+      const std::size_t checked = checkedUpTo(pos_ + 1);
       switch (findHeaderEnd(input, cr)) {
         case LineEnd::NeedMore:
-          if (!mayBecomeNumber(input.substr(pos_ + 1))) return fail("invalid bulk length");
+          if (!mayBecomeNumber(input.substr(pos_ + 1), checked)) {
+            return fail("invalid bulk length");
+          }
           return ParseStatus::NeedMore;
         case LineEnd::TooBig:
           return fail("too big bulk count string");

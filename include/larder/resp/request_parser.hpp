@@ -73,6 +73,8 @@ class RequestParser {
   void startRequest();
   // Locates the CRLF ending the header line that starts at pos_; sets `cr` on Found.
   LineEnd findHeaderEnd(std::string_view input, std::size_t& cr);
+  // How much of the header starting at `header` an earlier NeedMore checked.
+  std::size_t checkedUpTo(std::size_t header) const;
 
   ParserLimits limits_;
   // Resume state for the request in progress, as offsets into input.
