@@ -251,6 +251,10 @@ ParseStatus RequestParser::parseMultibulk(std::string_view input, Request& out) 
         if (!mayBecomeNumber(input.substr(1), checked)) return fail("invalid multibulk length");
         return ParseStatus::NeedMore;
       case LineEnd::TooBig:
+        // A bad byte within the limit is what reads of any size would have met first.
+        if (!mayBecomeNumber(input.substr(1, kMaxHeaderLine - 1), checked)) {
+          return fail("invalid multibulk length");
+        }
         return fail("too big mbulk count string");
       case LineEnd::BadEnd:
         return fail("invalid multibulk length");
@@ -295,6 +299,9 @@ ParseStatus RequestParser::parseMultibulk(std::string_view input, Request& out) 
           }
           return ParseStatus::NeedMore;
         case LineEnd::TooBig:
+          if (!mayBecomeNumber(input.substr(pos_ + 1, kMaxHeaderLine - 1), checked)) {
+            return fail("invalid bulk length");
+          }
           return fail("too big bulk count string");
         case LineEnd::BadEnd:
           return fail("invalid bulk length");
