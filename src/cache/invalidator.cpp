@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
 #include "larder/resp/reply_writer.hpp"
@@ -191,17 +192,6 @@ std::string request(std::initializer_list<std::string_view> parts) {
   resp::appendArrayHeader(out, parts.size());
   for (auto p : parts) resp::appendBulk(out, p);
   return out;
-}
-
-auto logEscaped(const char* what) {
-  return [what](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::critical("{} stopped by an exception: {}", what, ex.what());
-    }
-  };
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 
 #include "larder/cache/write_scripts.hpp"
+#include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
 #include "larder/resp/reply_writer.hpp"
@@ -17,17 +18,6 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-auto logEscaped(const char* what) {
-  return [what](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::critical("{} stopped by an exception: {}", what, ex.what());
-    }
-  };
-}
 
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));

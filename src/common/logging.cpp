@@ -69,6 +69,17 @@ class JsonFormatter final : public spdlog::formatter {
 
 }  // namespace
 
+std::function<void(std::exception_ptr)> logEscaped(const char* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::critical("{} stopped by an exception: {}", what, ex.what());
+    }
+  };
+}
+
 std::string jsonEscape(std::string_view text) {
   std::string out;
   out.reserve(text.size() + 8);

@@ -44,6 +44,20 @@ void failTlsFile(const std::string& prefix, const char* key, const std::string& 
   throw std::runtime_error(prefix + key + ": cannot load '" + file + "': " + why);
 }
 
+void loadCertificateAndKey(ssl::context& context, const std::string& prefix,
+                           const std::string& cert_file, const std::string& key_file) {
+  boost::system::error_code ec;
+  checkTlsFile(prefix, "cert_file", cert_file);
+  context.use_certificate_chain_file(cert_file, ec);
+  if (ec) failTlsFile(prefix, "cert_file", cert_file, tlsErrorText(ec));
+  checkTlsFile(prefix, "key_file", key_file);
+  context.use_private_key_file(key_file, ssl::context::pem, ec);
+  if (ec) failTlsFile(prefix, "key_file", key_file, tlsErrorText(ec));
+  if (SSL_CTX_check_private_key(context.native_handle()) != 1) {
+    failTlsFile(prefix, "key_file", key_file, "does not match the certificate in " + cert_file);
+  }
+}
+
 void checkTlsFile(const std::string& prefix, const char* key, const std::string& file) {
   std::FILE* f = std::fopen(file.c_str(), "rb");
   if (f == nullptr) failTlsFile(prefix, key, file, std::strerror(errno));
@@ -65,15 +79,7 @@ std::shared_ptr<ssl::context> makeClientTlsContext(const config::RedisTlsConfig&
     if (ec) fail("ca_file", tls.ca_file, reason(ec));
   }
   if (!tls.cert_file.empty()) {
-    checkReadable("cert_file", tls.cert_file);
-    context->use_certificate_chain_file(tls.cert_file, ec);
-    if (ec) fail("cert_file", tls.cert_file, reason(ec));
-    checkReadable("key_file", tls.key_file);
-    context->use_private_key_file(tls.key_file, ssl::context::pem, ec);
-    if (ec) fail("key_file", tls.key_file, reason(ec));
-    if (SSL_CTX_check_private_key(context->native_handle()) != 1) {
-      fail("key_file", tls.key_file, "does not match the certificate in " + tls.cert_file);
-    }
+    loadCertificateAndKey(*context, kPrefix, tls.cert_file, tls.key_file);
   }
   context->set_verify_mode(ssl::verify_peer);
   return context;

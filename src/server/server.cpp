@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "larder/cache/write_scripts.hpp"
+#include "larder/common/logging.hpp"
 #include "larder/redis/tls_client.hpp"
 #include "larder/server/tls_context.hpp"
 
@@ -26,18 +27,6 @@ namespace {
 
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 constexpr auto kStopGrace = std::chrono::seconds(3);
-
-// Completion handler for co_spawn: an escaped exception is logged, never lost.
-auto logEscaped(const char* what) {
-  return [what](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::critical("{} stopped by an exception: {}", what, ex.what());
-    }
-  };
-}
 
 tcp::endpoint resolveListen(const config::Endpoint& ep) {
   boost::system::error_code ec;

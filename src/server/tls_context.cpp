@@ -46,16 +46,8 @@ std::shared_ptr<ssl::context> makeServerTlsContext(const config::TlsListenerConf
   static const unsigned char kSessionContext[] = "larder";
   SSL_CTX_set_session_id_context(native, kSessionContext, sizeof kSessionContext - 1);
 
+  redis::loadCertificateAndKey(*context, kPrefix, tls.cert_file, tls.key_file);
   boost::system::error_code ec;
-  checkReadable("cert_file", tls.cert_file);
-  context->use_certificate_chain_file(tls.cert_file, ec);
-  if (ec) fail("cert_file", tls.cert_file, reason(ec));
-  checkReadable("key_file", tls.key_file);
-  context->use_private_key_file(tls.key_file, ssl::context::pem, ec);
-  if (ec) fail("key_file", tls.key_file, reason(ec));
-  if (SSL_CTX_check_private_key(native) != 1) {
-    fail("key_file", tls.key_file, "does not match the certificate in " + tls.cert_file);
-  }
   if (!tls.ca_file.empty()) {
     checkReadable("ca_file", tls.ca_file);
     context->load_verify_file(tls.ca_file, ec);

@@ -1,4 +1,6 @@
 #pragma once
+#include <exception>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -16,5 +18,9 @@ std::string logLevelName();
 // `text` as the inside of a JSON string: quotes, backslashes and control
 // characters escaped; bytes that are not valid UTF-8 become \ufffd.
 std::string jsonEscape(std::string_view text);
+
+// Completion handler for co_spawn: an exception that escaped the coroutine is
+// logged (critical: it is a bug), never lost.
+std::function<void(std::exception_ptr)> logEscaped(const char* what);
 
 }  // namespace larder

@@ -29,6 +29,10 @@ std::string tlsErrorText(const boost::system::error_code& ec);
 // A missing or unreadable file fails with the system's reason, clearer than
 // OpenSSL's.
 void checkTlsFile(const std::string& prefix, const char* key, const std::string& file);
+// Loads a certificate chain and its private key into `context` and checks that
+// they match; failures name <prefix>cert_file or <prefix>key_file.
+void loadCertificateAndKey(boost::asio::ssl::context& context, const std::string& prefix,
+                           const std::string& cert_file, const std::string& key_file);
 
 // The name sent as SNI and checked against the certificate (DNS or IP SAN).
 std::string tlsServerName(const config::RedisConfig& redis);
