@@ -12,11 +12,6 @@ std::string lowerCopy(std::string_view name) {
   return out;
 }
 
-bool isChildOf(std::string_view sub, std::string_view parent) {
-  return sub.size() > parent.size() + 1 && sub.compare(0, parent.size(), parent) == 0 &&
-         sub[parent.size()] == '|';
-}
-
 // Does the pattern element at `p` match `c`? Sets `next` past the element.
 // The element is not '*'.
 bool matchElement(std::string_view pattern, std::size_t p, char c, std::size_t& next) {
@@ -97,21 +92,15 @@ bool globMatch(std::string_view pattern, std::string_view text) {
 }
 
 void Permissions::setCommand(CommandId id, bool allow) {
-  const auto& table = redisCommands();
+  const commands::Command& command = commands::Registry::get().at(id);
   bits_.set(id, allow);
-  if (table[id].flags & kContainer) {
-    for (std::size_t i = id + 1; i < table.size() && isChildOf(table[i].name, table[id].name);
-         ++i) {
-      bits_.set(i, allow);
-    }
-  }
+  for (std::size_t i = 1; i <= command.redis->subcommands; ++i) bits_.set(id + i, allow);
   if (!allow) all_commands_ = false;
 }
 
 void Permissions::setCategory(Category c, bool allow) {
-  const auto& table = redisCommands();
-  for (std::size_t i = 0; i < table.size(); ++i) {
-    if (table[i].has(c)) setCommand(static_cast<CommandId>(i), allow);
+  for (const commands::Command& command : commands::Registry::get().all()) {
+    if (command.has(c)) setCommand(command.id, allow);
   }
 }
 
@@ -135,7 +124,7 @@ bool Permissions::applyCommandRule(std::string_view rule, std::string& error) {
   const bool allow = r[0] == '+';
   if (r[1] == '@') {
     Category c;
-    if (!parseCategory(r.substr(2), c)) {
+    if (!commands::parseCategory(r.substr(2), c)) {
       error = "'" + std::string(rule) + "': unknown category '" + r.substr(2) + "'";
       return false;
     }
@@ -143,20 +132,20 @@ bool Permissions::applyCommandRule(std::string_view rule, std::string& error) {
     return true;
   }
   const std::string name = r.substr(1);
-  const CommandId id = findCommand(name);
-  if (id != kNoCommandId) {
-    setCommand(id, allow);
+  const commands::Registry& registry = commands::Registry::get();
+  if (const commands::Command* command = registry.find(name)) {
+    setCommand(command->id, allow);
     return true;
   }
   const std::size_t bar = name.find('|');
   if (bar != std::string::npos) {
-    const CommandId parent = findCommand(name.substr(0, bar));
-    if (parent != kNoCommandId && !(redisCommands()[parent].flags & kContainer)) {
+    const commands::Command* parent = registry.find(name.substr(0, bar));
+    if (parent != nullptr && !parent->isContainer()) {
       error = "'" + std::string(rule) + "': first-argument rules such as +select|0 are not " +
               "supported by Larder";
       return false;
     }
-    if (parent != kNoCommandId) {
+    if (parent != nullptr) {
       error = "'" + std::string(rule) + "': unknown subcommand '" + name + "'";
       return false;
     }

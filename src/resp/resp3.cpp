@@ -17,14 +17,6 @@ using Kind = Resp3Shape::Kind;
 
 const Resp3Shape kHelloMap{Kind::Map};
 
-bool is(std::string_view a, std::string_view lower) {
-  if (a.size() != lower.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != lower[i]) return false;
-  }
-  return true;
-}
-
 // -------------------------------------------------------- the translator
 
 constexpr int kMaxDepth = 64;
@@ -285,7 +277,8 @@ void ReplyForms::prune(std::uint64_t head_tag) {
   if (forms_.size() == 1 && !forms_.begin()->second.resp3 && queued_.empty()) forms_.clear();
 }
 
-void ReplyForms::request(const std::vector<std::string_view>& args, bool resp3, bool in_multi,
+void ReplyForms::request(const commands::Command* command,
+                         const std::vector<std::string_view>& args, bool resp3, bool in_multi,
                          std::uint64_t next_tag, std::uint64_t head_tag) {
   prune(head_tag);
   if (!resp3) {
@@ -293,20 +286,25 @@ void ReplyForms::request(const std::vector<std::string_view>& args, bool resp3, 
     if (!forms_.empty()) set(next_tag, Form{});
     return;
   }
-  const std::string_view name = args.empty() ? std::string_view() : args[0];
+  using commands::LocalCommand;
+  using commands::Route;
+  const LocalCommand local = command ? command->handling.local : LocalCommand::None;
+  const Route route = command ? command->handling.route : Route::Forward;
+  const Resp3Shape* shape = command ? resp3ShapeOf(command->handling.reply, args) : nullptr;
   Form form;
   form.resp3 = true;
   if (!in_multi) {
-    if (is(name, "multi")) queued_.clear();
-    form.shape = resp3ShapeOf(args);
-  } else if (is(name, "exec")) {
+    if (route == Route::Transaction) queued_.clear();  // MULTI (and WATCH, harmless)
+    form.shape = shape;
+  } else if (local == LocalCommand::Exec) {
     form.exec = true;
     form.queued = std::move(queued_);
     queued_.clear();
-  } else if (is(name, "discard")) {
+  } else if (local == LocalCommand::Discard) {
     queued_.clear();
-  } else if (!is(name, "multi") && !is(name, "watch") && !is(name, "quit") && !is(name, "reset")) {
-    queued_.push_back(resp3ShapeOf(args));  // answered +QUEUED now, inside EXEC later
+  } else if (route != Route::Transaction && local != LocalCommand::Quit &&
+             local != LocalCommand::Reset) {
+    queued_.push_back(shape);  // answered +QUEUED now, inside EXEC later
   }
   set(next_tag, std::move(form));
 }

@@ -2,12 +2,9 @@
 // (see resp3.hpp). Read off redis-server 7.0's replies; tests/integration/
 // test_resp3.py compares every one of them with a real redis-server.
 #include <algorithm>
-#include <array>
-#include <cctype>
 #include <charconv>
-#include <iterator>
-#include <unordered_map>
 
+#include "larder/commands/registry.hpp"
 #include "larder/resp/resp3.hpp"
 
 namespace larder::resp {
@@ -113,13 +110,7 @@ const Resp3Shape kKeysAndFlags{Kind::Array, &kKeyAndFlags};
 
 // ------------------------------------------------------- choosing a shape
 
-bool is(std::string_view a, std::string_view lower) {
-  if (a.size() != lower.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != lower[i]) return false;
-  }
-  return true;
-}
+bool is(std::string_view a, std::string_view lower) { return commands::equalsLower(a, lower); }
 
 // True when one of args[from..] is `word` (an option such as WITHSCORES).
 bool hasOption(const Args& args, std::size_t from, std::string_view word) {
@@ -198,10 +189,6 @@ const Resp3Shape* geoResults(const Args& args, std::size_t from) {
   return coord ? &kGeoResults[std::min<std::size_t>(before_coord, 2)] : nullptr;
 }
 
-const Resp3Shape* pickGeoRadius(const Args& args) { return geoResults(args, 6); }
-const Resp3Shape* pickGeoRadiusByMember(const Args& args) { return geoResults(args, 5); }
-const Resp3Shape* pickGeoSearch(const Args& args) { return geoResults(args, 2); }
-
 // COMMAND alone lists every command like COMMAND INFO.
 const Resp3Shape* pickCommand(const Args& args) {
   if (args.size() == 1 || is(args[1], "info")) return &kCommandInfos;
@@ -210,113 +197,82 @@ const Resp3Shape* pickCommand(const Args& args) {
   return nullptr;
 }
 
-using Picker = const Resp3Shape* (*)(const Args&);
-
-struct Command {
-  std::string_view name;  // lower case
-  std::string_view sub;   // "" = any; else args[1] must match
-  const Resp3Shape* shape;
-  Picker pick = nullptr;  // decides from the arguments instead
-};
-
-// Entries of one name are adjacent.
-const Command kCommands[] = {
-    {"acl", "getuser", &kAclUser},
-    {"acl", "log", &kAclLog},
-    {"bzmpop", "", &kMpop},
-    {"bzpopmax", "", &kBlockingPop},
-    {"bzpopmin", "", &kBlockingPop},
-    {"client", "info", &kVerbatim},
-    {"client", "list", &kVerbatim},
-    {"client", "trackinginfo", &kTrackingInfo},
-    {"cluster", "info", &kVerbatim},
-    {"cluster", "nodes", &kVerbatim},
-    {"command", "", nullptr, pickCommand},
-    {"config", "get", &kMap},
-    {"function", "list", &kFunctionList},
-    {"function", "stats", &kFunctionStats},
-    {"geopos", "", &kGeoPos},
-    {"georadius", "", nullptr, pickGeoRadius},
-    {"georadius_ro", "", nullptr, pickGeoRadius},
-    {"georadiusbymember", "", nullptr, pickGeoRadiusByMember},
-    {"georadiusbymember_ro", "", nullptr, pickGeoRadiusByMember},
-    {"geosearch", "", nullptr, pickGeoSearch},
-    {"hello", "", &kMap},
-    {"hgetall", "", &kMap},
-    {"hrandfield", "", nullptr, pickHrandfield},
-    {"info", "", &kVerbatim},
-    {"latency", "doctor", &kVerbatim},
-    {"latency", "graph", &kVerbatim},
-    {"latency", "histogram", &kLatencyHistogram},
-    {"lcs", "", nullptr, pickLcs},
-    {"lolwut", "", &kVerbatim},
-    {"memory", "doctor", &kVerbatim},
-    {"memory", "malloc-stats", &kVerbatim},
-    {"memory", "stats", &kMemoryStats},
-    {"module", "list", &kMaps},
-    {"sdiff", "", &kSet},
-    {"sinter", "", &kSet},
-    {"smembers", "", &kSet},
-    {"spop", "", nullptr, pickSpop},
-    {"sunion", "", &kSet},
-    {"xinfo", "consumers", &kMaps},
-    {"xinfo", "groups", &kMaps},
-    {"xinfo", "stream", &kStreamInfo},
-    {"xread", "", &kStreamsMap},
-    {"xreadgroup", "", &kStreamsMap},
-    {"zadd", "", nullptr, pickZadd},
-    {"zdiff", "", nullptr, pickSetOperation},
-    {"zincrby", "", &kDouble},
-    {"zinter", "", nullptr, pickSetOperation},
-    {"zmpop", "", &kMpop},
-    {"zmscore", "", &kDoubles},
-    {"zpopmax", "", nullptr, pickPop},
-    {"zpopmin", "", nullptr, pickPop},
-    {"zrandmember", "", nullptr, pickZrandmember},
-    {"zrange", "", nullptr, pickRange},
-    {"zrangebyscore", "", nullptr, pickRange},
-    {"zrank", "", nullptr, pickRank},
-    {"zrevrange", "", nullptr, pickRange},
-    {"zrevrangebyscore", "", nullptr, pickRange},
-    {"zrevrank", "", nullptr, pickRank},
-    {"zscore", "", &kDouble},
-    {"zunion", "", nullptr, pickSetOperation},
-};
-
-// name -> index of its first entry.
-const std::unordered_map<std::string_view, std::size_t>& commandIndex() {
-  static const auto index = [] {
-    std::unordered_map<std::string_view, std::size_t> m;
-    for (std::size_t i = std::size(kCommands); i-- > 0;) m[kCommands[i].name] = i;
-    return m;
-  }();
-  return index;
-}
-
-// Lower-cases `name` into `buf`; empty when it does not fit (no such command).
-std::string_view lowerName(std::string_view name, std::array<char, 32>& buf) {
-  if (name.size() > buf.size()) return {};
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
-  }
-  return {buf.data(), name.size()};
-}
-
 }  // namespace
 
-const Resp3Shape* resp3ShapeOf(const std::vector<std::string_view>& args) {
-  if (args.empty()) return nullptr;
-  std::array<char, 32> buf;
-  const std::string_view name = lowerName(args[0], buf);
-  const auto& index = commandIndex();
-  const auto it = index.find(name);
-  if (it == index.end()) return nullptr;
-  for (std::size_t i = it->second; i < std::size(kCommands) && kCommands[i].name == name; ++i) {
-    const Command& c = kCommands[i];
-    if (!c.sub.empty() && (args.size() < 2 || !is(args[1], c.sub))) continue;
-    return c.pick ? c.pick(args) : c.shape;
+const Resp3Shape* resp3ShapeOf(commands::ReplyShape shape, const Args& args) {
+  using S = commands::ReplyShape;
+  switch (shape) {
+    case S::Keep:
+      return nullptr;
+    case S::AclUser:
+      return &kAclUser;
+    case S::AclLog:
+      return &kAclLog;
+    case S::Mpop:
+      return &kMpop;
+    case S::BlockingPop:
+      return &kBlockingPop;
+    case S::Verbatim:
+      return &kVerbatim;
+    case S::TrackingInfo:
+      return &kTrackingInfo;
+    case S::Command:
+      return pickCommand(args);
+    case S::Map:
+      return &kMap;
+    case S::Maps:
+      return &kMaps;
+    case S::Set:
+      return &kSet;
+    case S::Double:
+      return &kDouble;
+    case S::Doubles:
+      return &kDoubles;
+    case S::FunctionList:
+      return &kFunctionList;
+    case S::FunctionStats:
+      return &kFunctionStats;
+    case S::GeoPos:
+      return &kGeoPos;
+    case S::GeoRadius:
+      return geoResults(args, 6);
+    case S::GeoRadiusByMember:
+      return geoResults(args, 5);
+    case S::GeoSearch:
+      return geoResults(args, 2);
+    case S::HRandField:
+      return pickHrandfield(args);
+    case S::LatencyHistogram:
+      return &kLatencyHistogram;
+    case S::Lcs:
+      return pickLcs(args);
+    case S::MemoryStats:
+      return &kMemoryStats;
+    case S::SPop:
+      return pickSpop(args);
+    case S::StreamInfo:
+      return &kStreamInfo;
+    case S::StreamsMap:
+      return &kStreamsMap;
+    case S::ZAdd:
+      return pickZadd(args);
+    case S::ZSetOperation:
+      return pickSetOperation(args);
+    case S::ZPop:
+      return pickPop(args);
+    case S::ZRandMember:
+      return pickZrandmember(args);
+    case S::ZRange:
+      return pickRange(args);
+    case S::ZRank:
+      return pickRank(args);
   }
   return nullptr;
+}
+
+const Resp3Shape* resp3ShapeOf(const Args& args) {
+  const commands::Resolved r = commands::Registry::get().resolve(args);
+  return r.command ? resp3ShapeOf(r.command->handling.reply, args) : nullptr;
 }
 
 }  // namespace larder::resp

@@ -6,9 +6,8 @@
 
 #include <algorithm>
 
-#include "larder/acl/commands.hpp"
+#include "larder/acl/sort_patterns.hpp"
 #include "larder/resp/reply_writer.hpp"
-#include "larder/server/command_keys.hpp"
 #include "larder/server/session.hpp"
 #include "larder/server/worker.hpp"
 
@@ -20,22 +19,6 @@ constexpr std::string_view kKeyDenied =
     "NOPERM this user has no permissions to access one of the keys used as arguments";
 constexpr std::string_view kChannelDenied =
     "NOPERM this user has no permissions to access one of the channels used as arguments";
-
-// The channels a command publishes or subscribes to, as Redis 7.0 checks
-// them (UNSUBSCRIBE and PUBSUB are not checked). `first`..end of `args`, or
-// only `first` for PUBLISH; patterns for PSUBSCRIBE.
-struct Channels {
-  std::size_t first = 0;  // 0: none
-  bool only_first = false;
-  bool patterns = false;
-};
-
-Channels channelsOf(std::string_view name) {
-  if (name == "publish" || name == "spublish") return {1, true, false};
-  if (name == "subscribe" || name == "ssubscribe") return {1, false, false};
-  if (name == "psubscribe") return {1, false, true};
-  return {};
-}
 
 std::string commandDenied(std::string_view name) {
   return "NOPERM this user has no permissions to run the '" + std::string(name) + "' command";
@@ -84,28 +67,46 @@ void Session::recheckUser() {
   if (!refreshUser()) close();
 }
 
-std::string Session::aclDenial(const resp::Request& req) {
+std::string Session::aclDenial(const resp::Request& req, const commands::Resolved& cmd) {
   const acl::Permissions& permissions = user_->permissions;
-  std::string name;
-  const acl::CommandId id = acl::resolveCommand(req.args, name);
-  if (id == acl::kNoCommandId) {
+  if (!cmd.known) {
     // Unknown to Redis 7.0 (a newer Redis, a module, a typo): only +@all runs it.
-    return permissions.allowsUnknownCommands() ? std::string() : commandDenied(name);
+    if (permissions.allowsUnknownCommands()) return {};
+    std::string name(req.args[0]);
+    if (cmd.command != nullptr) name += "|" + std::string(req.args[1]);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return commandDenied(name);
   }
-  const acl::CommandSpec& spec = acl::redisCommands()[id];
+  const commands::Command& command = *cmd.command;
   // Redis checks arity before permissions: the arity error comes from the
   // backend (or Larder's own handler), and nothing runs.
-  if (!spec.arityOk(req.args.size())) return {};
-  if (!permissions.allowsCommand(id)) return commandDenied(spec.name);
+  if (!command.arityOk(req.args.size())) return {};
+  if (!permissions.allowsCommand(command.id)) return commandDenied(command.name());
   if (!permissions.allKeys()) {
-    acl_keys_.clear();
-    if (!aclKeysOf(spec, req.args, acl_keys_)) return std::string(kKeyDenied);
-    const bool all = std::all_of(acl_keys_.begin(), acl_keys_.end(),
-                                 [&](std::size_t i) { return permissions.allowsKey(req.args[i]); });
+    commands::findKeys(command, req.args, keys_);
+    const bool all = std::all_of(keys_.begin(), keys_.end(), [&](const commands::KeyRef& k) {
+      return permissions.allowsKey(req.args[k.pos]);
+    });
     if (!all) return std::string(kKeyDenied);
+    // Keys Redis finds only while the command runs: SORT's BY and GET
+    // patterns (Redis' own verdict and words), and whatever a script touches
+    // (refused: Larder cannot see inside it).
+    if (command.name() == "sort" || command.name() == "sort_ro") {
+      if (auto denial = acl::sortPatternDenial(req.args, command.name() == "sort_ro");
+          !denial.empty()) {
+        return std::string(denial);
+      }
+    }
+  }
+  if ((!permissions.allKeys() || !permissions.allowsUnknownCommands() ||
+       !permissions.allChannels()) &&
+      command.has(commands::Category::Scripting) && command.redis->spec_count > 0) {
+    return "NOPERM Larder: user '" + user_->name +
+           "' may not run scripts: the keys, commands and channels a script touches cannot be "
+           "checked against its rules";
   }
   if (!permissions.allChannels()) {
-    const Channels channels = channelsOf(spec.name);
+    const commands::Channels channels = command.handling.channels;
     const std::size_t end = channels.only_first ? channels.first + 1 : req.args.size();
     for (std::size_t i = channels.first; channels.first != 0 && i < end && i < req.args.size();
          ++i) {
@@ -123,10 +124,10 @@ Session::Flow Session::acl(const resp::Request& req) {
   // user). With them, Redis' users are not Larder's: WHOAMI is answered here
   // and only the harmless subcommands go through.
   if (!config::hasAclUsers(worker_.config().users) || args.size() < 2 ||
-      equalsIgnoreCase(args[1], "cat") || equalsIgnoreCase(args[1], "genpass")) {
+      commands::equalsLower(args[1], "cat") || commands::equalsLower(args[1], "genpass")) {
     return forwardCurrent(req);
   }
-  if (equalsIgnoreCase(args[1], "whoami")) {
+  if (commands::equalsLower(args[1], "whoami")) {
     if (args.size() != 2) {
       replyError("ERR wrong number of arguments for 'acl|whoami' command");
       return Flow::Continue;

@@ -2,9 +2,9 @@
 // write queues: RELOAD, STATS, LOGLEVEL.
 #include <spdlog/spdlog.h>
 
+#include "larder/commands/registry.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/resp/reply_writer.hpp"
-#include "larder/server/command_table.hpp"
 #include "larder/server/session.hpp"
 #include "larder/server/worker.hpp"
 
@@ -58,7 +58,7 @@ Session::Flow Session::info(const resp::Request& req) {
   }
   std::vector<std::string_view> backend_args{args[0]};
   for (std::size_t i = 1; i < args.size(); ++i) {
-    if (!equalsIgnoreCase(args[i], "larder")) backend_args.push_back(args[i]);
+    if (!commands::equalsIgnoreCase(args[i], "larder")) backend_args.push_back(args[i]);
   }
   if (backend_args.size() == 1 && args.size() > 1) {  // only "larder" was asked for
     std::string out;

@@ -50,10 +50,10 @@ bool validClientName(std::string_view name) {
 
 }  // namespace
 
-Session::Flow Session::routeLocal(const resp::Request& req, LocalCommand command) {
+Session::Flow Session::routeLocal(const resp::Request& req, commands::LocalCommand command) {
   const auto& args = req.args;
   switch (command) {
-    case LocalCommand::Ping:
+    case commands::LocalCommand::Ping:
       if (pinned_ && !releasable()) return forward(req, *pinned_);
       if (args.size() > 2) {
         replyError(arityError(args[0]));
@@ -65,7 +65,7 @@ Session::Flow Session::routeLocal(const resp::Request& req, LocalCommand command
         reply("+PONG\r\n");
       }
       return Flow::Continue;
-    case LocalCommand::Echo: {
+    case commands::LocalCommand::Echo: {
       if (args.size() != 2) {
         replyError(arityError(args[0]));
         return Flow::Continue;
@@ -75,37 +75,37 @@ Session::Flow Session::routeLocal(const resp::Request& req, LocalCommand command
       reply(out);
       return Flow::Continue;
     }
-    case LocalCommand::Quit:
+    case commands::LocalCommand::Quit:
       reply("+OK\r\n");
       closeWhenFlushed();  // commands pipelined after QUIT are not executed
       return Flow::Stop;
-    case LocalCommand::Reset:
+    case commands::LocalCommand::Reset:
       return reset(req);
-    case LocalCommand::Hello:
+    case commands::LocalCommand::Hello:
       return hello(req);
-    case LocalCommand::Auth:
+    case commands::LocalCommand::Auth:
       return auth(req);
-    case LocalCommand::Select:
+    case commands::LocalCommand::Select:
       return select(req);
-    case LocalCommand::Info:
+    case commands::LocalCommand::Info:
       return info(req);
-    case LocalCommand::Larder:
+    case commands::LocalCommand::Larder:
       return larder(req);
-    case LocalCommand::FlushAll:
+    case commands::LocalCommand::FlushAll:
       return flushAll(req);
-    case LocalCommand::Client:
+    case commands::LocalCommand::Client:
       return client(req);
-    case LocalCommand::Acl:
+    case commands::LocalCommand::Acl:
       return acl(req);
-    case LocalCommand::Exec:
-    case LocalCommand::Discard:
-    case LocalCommand::Unwatch:
+    case commands::LocalCommand::Exec:
+    case commands::LocalCommand::Discard:
+    case commands::LocalCommand::Unwatch:
       if (pinned_) {
         watching_ = false;
         return forward(req, *pinned_);
       }
       return forward(req, *shared_);  // Redis answers "without MULTI" (or OK)
-    case LocalCommand::None:
+    case commands::LocalCommand::None:
       break;
   }
   return forwardCurrent(req);
@@ -156,12 +156,12 @@ Session::Flow Session::hello(const resp::Request& req) {
   std::string_view user, password, name;
   bool has_auth = false, has_name = false;
   for (std::size_t i = 2; i < args.size(); ++i) {
-    if (equalsIgnoreCase(args[i], "auth") && i + 2 < args.size()) {
+    if (commands::equalsIgnoreCase(args[i], "auth") && i + 2 < args.size()) {
       user = args[i + 1];
       password = args[i + 2];
       has_auth = true;
       i += 2;
-    } else if (equalsIgnoreCase(args[i], "setname") && i + 1 < args.size()) {
+    } else if (commands::equalsIgnoreCase(args[i], "setname") && i + 1 < args.size()) {
       name = args[++i];
       has_name = true;
     } else {

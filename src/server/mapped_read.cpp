@@ -54,22 +54,6 @@ void appendValue(std::string& out, const std::optional<std::string>& v) {
 
 }  // namespace
 
-bool readKindOf(std::string_view n, ReadKind& kind) {
-  static const std::pair<std::string_view, ReadKind> table[] = {
-      {"get", ReadKind::Get},         {"getex", ReadKind::GetEx}, {"mget", ReadKind::MGet},
-      {"exists", ReadKind::Exists},   {"ttl", ReadKind::Ttl},     {"pttl", ReadKind::PTtl},
-      {"hget", ReadKind::HGet},       {"hmget", ReadKind::HMGet}, {"hgetall", ReadKind::HGetAll},
-      {"hexists", ReadKind::HExists}, {"hlen", ReadKind::HLen},   {"hkeys", ReadKind::HKeys},
-      {"hvals", ReadKind::HVals}};
-  for (const auto& [name, k] : table) {
-    if (name == n) {
-      kind = k;
-      return true;
-    }
-  }
-  return false;
-}
-
 bool shapeFits(ReadKind kind, bool hash_keyspace) {
   if (kind == ReadKind::Get || kind == ReadKind::GetEx || kind == ReadKind::MGet) {
     return !hash_keyspace;
@@ -418,6 +402,8 @@ std::string MappedRead::format() const {
       }
       break;
     }
+    case ReadKind::None:
+      break;  // not a mapped read: never constructed
   }
   return out;
 }

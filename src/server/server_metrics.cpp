@@ -58,11 +58,12 @@ std::string Server::metricsText() const {
   m.counter("larder_commands_total", "Requests executed (forwarded or answered).", {},
             sum(workers_, [](S s) { return s.commands.get(); }));
   // Only commands seen so far: the label set stays small and bounded anyway.
-  for (std::size_t c = 0; c <= kOtherCommand; ++c) {
+  const std::size_t slots = workers_.empty() ? 0 : workers_.front()->stats().by_command.size();
+  for (std::size_t c = 0; c < slots; ++c) {
     Histogram total;
     for (const auto& w : workers_) total.merge(w->stats().by_command[c].latency);
     if (total.count() == 0) continue;
-    const admin::Labels labels{{"command", std::string(commandLabel(c))}};
+    const admin::Labels labels{{"command", std::string(CommandStats::label(c))}};
     m.counter("larder_command_calls_total", "Requests answered, by command.", labels,
               static_cast<double>(total.count()));
     m.histogram("larder_command_duration_seconds",

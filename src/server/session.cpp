@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "larder/resp/reply_writer.hpp"
+#include "larder/server/command_stats.hpp"
 #include "larder/server/worker.hpp"
 
 namespace larder::server {
@@ -85,6 +86,7 @@ asio::awaitable<void> Session::run() {
   }
   const std::size_t max_inflight =
       std::max<std::size_t>(1, worker_.config().limits.max_inflight_per_client);
+  const commands::Registry& registry = commands::Registry::get();
 
   while (!reading_stopped_ && !closed_) {
     // Execute every complete request already buffered.
@@ -101,12 +103,13 @@ asio::awaitable<void> Session::run() {
       }
       if (!request_.args.empty()) {
         worker_.stats().commands.add();  // once per request, however often re-routed
-        queue_.stamp({commandIndex(request_.args[0]), std::chrono::steady_clock::now()});
+        const commands::Resolved cmd = registry.resolve(request_.args);
+        queue_.stamp({CommandStats::slotOf(cmd.command), std::chrono::steady_clock::now()});
         if (resp3_ || reply_forms_.active()) {
-          reply_forms_.request(request_.args, resp3_, in_multi_, queue_.nextTag(),
+          reply_forms_.request(cmd.command, request_.args, resp3_, in_multi_, queue_.nextTag(),
                                queue_.headTag());
         }
-        Flow flow = route(request_);
+        Flow flow = route(request_, cmd);
         while (flow == Flow::Barrier || flow == Flow::Saturated) {
           if (flow == Flow::Barrier) {
             co_await waitOutstanding(0);
@@ -114,7 +117,7 @@ asio::awaitable<void> Session::run() {
             co_await waitBackendCapacity();
           }
           if (closed_) co_return;
-          flow = route(request_);
+          flow = route(request_, cmd);
         }
         if (flow == Flow::Stop) break;
       }
@@ -211,8 +214,14 @@ void Session::wakeReader() {
 
 // ---------------------------------------------------------------- routing
 
-Session::Flow Session::route(const resp::Request& req) {
-  const CommandInfo info = classify(req.args);
+Session::Flow Session::route(const resp::Request& req, const commands::Resolved& cmd) {
+  using commands::LocalCommand;
+  using commands::Route;
+  const commands::Command* command = cmd.command;
+  const Route kind = command ? commands::routeOf(*command, req.args) : Route::Forward;
+  // A container with a subcommand Redis 7.0 does not know keeps the
+  // container's handling (CLIENT SETINFO is Larder's; CONFIG FOO is Redis' error).
+  const LocalCommand local = command ? command->handling.local : LocalCommand::None;
 
   if (hold_) {  // a mapped write before this one may still be retried
     if (!queue_.empty()) return Flow::Barrier;
@@ -233,29 +242,28 @@ Session::Flow Session::route(const resp::Request& req) {
     // only the SUBSCRIBE family, PING, QUIT and RESET while subscribed; any
     // other command (or any command after RESET de-authenticated the client)
     // first asks Redis whether the subscriptions are over (syncStream).
-    const bool pubsub_command =
-        info.kind == CommandKind::PubSub || info.local == LocalCommand::Ping ||
-        info.local == LocalCommand::Quit || info.local == LocalCommand::Reset;
+    const bool pubsub_command = kind == Route::PubSub || local == LocalCommand::Ping ||
+                                local == LocalCommand::Quit || local == LocalCommand::Reset;
     // A denied command is answered here, once the stream is in step.
-    std::string denial = restricted() ? aclDenial(req) : std::string();
+    std::string denial = restricted() ? aclDenial(req, cmd) : std::string();
     if (!pubsub_command || !authenticated_ || !denial.empty()) {
       if (sync_ == StreamSync::None) return syncStream();
       const bool subscribed = sync_ == StreamSync::Subscribed;
       sync_ = StreamSync::None;
-      if (!subscribed) return route(req);  // the stream has ended: route as usual
+      if (!subscribed) return route(req, cmd);  // the stream has ended: route as usual
       if (!denial.empty()) {
         replyError(denial);
         return Flow::Continue;
       }
     }
-    if (info.local == LocalCommand::Reset) {
+    if (local == LocalCommand::Reset) {
       resetUser();
       name_.clear();
       setProtocol(false);    // and returns to RESP2; its +RESET is the same in both
       dirty_stream_ = true;  // RESET de-authenticates the backend connection too
     }
     sendOnStream(req);
-    if (info.local == LocalCommand::Quit) {
+    if (local == LocalCommand::Quit) {
       // Redis answers +OK and closes; backendClosed() then closes the client.
       quitting_ = true;
       reading_stopped_ = true;
@@ -263,15 +271,15 @@ Session::Flow Session::route(const resp::Request& req) {
     }
     return Flow::Continue;
   }
-  if (!authenticated_ && info.local != LocalCommand::Auth && info.local != LocalCommand::Hello &&
-      info.local != LocalCommand::Quit && info.local != LocalCommand::Reset) {
+  if (!authenticated_ && local != LocalCommand::Auth && local != LocalCommand::Hello &&
+      local != LocalCommand::Quit && local != LocalCommand::Reset) {
     replyError("NOAUTH Authentication required.");
     return Flow::Continue;
   }
   if (restricted()) {
     // Before anything is routed, queued or answered: like Redis, a command
     // refused inside MULTI makes EXEC discard the transaction.
-    if (std::string denial = aclDenial(req); !denial.empty()) {
+    if (std::string denial = aclDenial(req, cmd); !denial.empty()) {
       if (in_multi_) multi_aborted_ = true;
       replyError(denial);
       return Flow::Continue;
@@ -280,14 +288,14 @@ Session::Flow Session::route(const resp::Request& req) {
   if (in_multi_) {
     // Inside MULTI Redis queues (or refuses) everything; only QUIT and RESET
     // are Larder's own.
-    if (info.local == LocalCommand::Quit || info.local == LocalCommand::Reset) {
-      return routeLocal(req, info.local);
+    if (local == LocalCommand::Quit || local == LocalCommand::Reset) {
+      return routeLocal(req, local);
     }
-    if (info.local == LocalCommand::Exec || info.local == LocalCommand::Discard) {
+    if (local == LocalCommand::Exec || local == LocalCommand::Discard) {
       if (pinned_->saturated()) return Flow::Saturated;
       const bool aborted = multi_aborted_;
       in_multi_ = watching_ = multi_aborted_ = false;
-      if (aborted && info.local == LocalCommand::Exec) {
+      if (aborted && local == LocalCommand::Exec) {
         // A command was refused while queueing: like Redis, discard it all.
         resp::Request discard;
         discard.args = {"DISCARD"};
@@ -298,54 +306,54 @@ Session::Flow Session::route(const resp::Request& req) {
       }
       return forward(req, *pinned_);
     }
-    if (info.local == LocalCommand::Auth || info.local == LocalCommand::Hello) {
+    if (local == LocalCommand::Auth || local == LocalCommand::Hello) {
       // Queued, they would run on the dedicated backend connection and change
       // its user or protocol for whoever gets it from the pool next; the
       // session's own user and protocol would not change at all.
       multi_aborted_ = true;
-      replyError("ERR Larder: " + std::string(info.local == LocalCommand::Auth ? "AUTH" : "HELLO") +
+      replyError("ERR Larder: " + std::string(local == LocalCommand::Auth ? "AUTH" : "HELLO") +
                  " cannot run inside MULTI");
       return Flow::Continue;
     }
-    if (std::string refusal = refusalInTransaction(req); !refusal.empty()) {
-      multi_aborted_ = true;
-      replyError(refusal);
-      return Flow::Continue;
+    if (command != nullptr) {
+      if (std::string refusal = refusalInTransaction(req, *command); !refusal.empty()) {
+        multi_aborted_ = true;
+        replyError(refusal);
+        return Flow::Continue;
+      }
     }
     return forward(req, *pinned_);
   }
 
-  if (info.kind == CommandKind::Forward || info.kind == CommandKind::Blocking ||
-      info.kind == CommandKind::Transaction) {
-    if (touchesReservedKey(req)) {
-      replyError("ERR Larder: keys under '__larder:' are reserved for Larder");
-      return Flow::Continue;
-    }
+  if (command != nullptr &&
+      (kind == Route::Forward || kind == Route::Blocking || kind == Route::Transaction)) {
     Flow flow;
-    if (info.kind != CommandKind::Transaction && routeMapped(req, flow)) return flow;
+    if (routeMapped(req, *command, flow)) return flow;
   }
-  switch (info.kind) {
-    case CommandKind::Local:
-      return routeLocal(req, info.local);
-    case CommandKind::Forward:
+  switch (kind) {
+    case Route::Local:
+      return routeLocal(req, local);
+    case Route::Forward:
       return forwardCurrent(req);
-    case CommandKind::Refused: {
+    case Route::Refused: {
       std::string name(req.args[0]);
       for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      replyError("ERR Larder: " + name + " is not supported through the proxy");
+      replyError("ERR Larder: " + (command->handling.refusal.empty()
+                                       ? name + " is not supported through the proxy"
+                                       : std::string(command->handling.refusal)));
       return Flow::Continue;
     }
-    case CommandKind::Transaction:
-    case CommandKind::Blocking:
-    case CommandKind::Sticky:
+    case Route::Transaction:
+    case Route::Blocking:
+    case Route::Sticky:
       if (needsBarrierToPin()) return Flow::Barrier;
       if (!pin(false)) return Flow::Continue;
-      if (info.kind == CommandKind::Sticky) sticky_ = true;
-      if (info.kind == CommandKind::Transaction) {
-        (equalsIgnoreCase(req.args[0], "multi") ? in_multi_ : watching_) = true;
+      if (kind == Route::Sticky) sticky_ = true;
+      if (kind == Route::Transaction) {
+        (command->redis->name == "multi" ? in_multi_ : watching_) = true;
       }
       return forward(req, *pinned_);
-    case CommandKind::PubSub:
+    case Route::PubSub:
       if (!queue_.empty()) return Flow::Barrier;  // stream frames carry no tags
       if (!pin(true)) return Flow::Continue;
       sendOnStream(req);
@@ -441,7 +449,7 @@ void Session::releasePin() {
 
 void Session::observe(std::uint64_t tag) {
   const ReplyQueue::Stamp stamp = queue_.takeStamp(tag);
-  if (stamp.command == kNoCommand) return;
+  if (stamp.command == kNoStatsSlot) return;
   worker_.stats().by_command[stamp.command].latency.observe(std::chrono::steady_clock::now() -
                                                             stamp.start);
 }

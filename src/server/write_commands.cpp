@@ -4,7 +4,6 @@
 #include <boost/asio/post.hpp>
 
 #include "larder/resp/reply_writer.hpp"
-#include "larder/server/command_table.hpp"
 #include "larder/server/mapped_write.hpp"
 #include "larder/server/session.hpp"
 #include "larder/server/worker.hpp"
@@ -51,9 +50,9 @@ std::function<void(std::string)> Session::replyLater(std::uint64_t tag) {
   };
 }
 
-Session::Flow Session::routeWrite(const resp::Request& req, std::string_view lower_name,
+Session::Flow Session::routeWrite(const resp::Request& req, const commands::Command& command,
                                   const std::vector<std::size_t>& keys) {
-  WritePlan plan = planWrite(lower_name, req.args, keys, worker_.server().keyspaces());
+  WritePlan plan = planWrite(command, req.args, keys, worker_.server().keyspaces());
   if (plan.error.empty()) plan.error = modeRefusal(plan, req.args[0]);
   if (!plan.error.empty()) {
     for (const auto& w : plan.writes) worker_.stats().keyspace(w.ks->id).refused.add();
@@ -103,12 +102,13 @@ Session::Flow Session::larder(const resp::Request& req) {
 
 Session::Flow Session::flushAll(const resp::Request& req) {
   cache::WriteService* service = worker_.server().writes();
-  const bool all = equalsIgnoreCase(req.args[0], "flushall");
+  const bool all = commands::equalsIgnoreCase(req.args[0], "flushall");
   if (service == nullptr || (!all && db_ != worker_.config().redis.db)) {
     return forwardCurrent(req);  // no mapped keys there: Redis' own FLUSHDB
   }
-  if (req.args.size() > 2 || (req.args.size() == 2 && !equalsIgnoreCase(req.args[1], "async") &&
-                              !equalsIgnoreCase(req.args[1], "sync"))) {
+  if (req.args.size() > 2 ||
+      (req.args.size() == 2 && !commands::equalsIgnoreCase(req.args[1], "async") &&
+       !commands::equalsIgnoreCase(req.args[1], "sync"))) {
     replyError("ERR syntax error");
     return Flow::Continue;
   }

@@ -72,32 +72,44 @@ class Planner {
   Planner(const std::vector<std::string_view>& args, const cache::KeyspaceRegistry& registry)
       : args_(args), registry_(registry) {}
 
-  WritePlan plan(std::string_view name, const std::vector<std::size_t>& keys) {
-    if (name == "set") return set();
-    if (name == "setex" || name == "psetex") return setex(name == "psetex");
-    if (name == "getset")
-      return single(1, "set", [&](KeyWrite& w) {
-        return stringValue(w, args_.size() == 3, 2, "", true, "d", "");
-      });
-    if (name == "getdel")
-      return single(1, "getdel", [&](KeyWrite& w) {
-        if (args_.size() != 2) return arity();
-        w.change.reset = true;
-        return stringShape(w);
-      });
-    if (name == "mset") return mset();
-    if (name == "del" || name == "unlink") return del(name, keys);
-    if (name == "hset" || name == "hmset") return hset(name == "hmset");
-    if (name == "hdel") return hdel();
-    if (name == "expire" || name == "pexpire" || name == "expireat" || name == "pexpireat" ||
-        name == "persist") {
-      return single(1, "ttl", [&](KeyWrite& w) {
-        if (args_.size() < (name == "persist" ? 2u : 3u)) return arity();
-        w.cache_only = true;
-        w.op_args.push_back(upper(name));
-        for (std::size_t i = 2; i < args_.size(); ++i) w.op_args.emplace_back(args_[i]);
-        return std::string();
-      });
+  WritePlan plan(const commands::Command& command, const std::vector<std::size_t>& keys) {
+    const std::string_view name = command.name();
+    using commands::WriteOp;
+    switch (command.handling.write) {
+      case WriteOp::Set:
+        return set();
+      case WriteOp::SetEx:
+      case WriteOp::PSetEx:
+        return setex(command.handling.write == WriteOp::PSetEx);
+      case WriteOp::GetSet:
+        return single(1, "set", [&](KeyWrite& w) {
+          return stringValue(w, args_.size() == 3, 2, "", true, "d", "");
+        });
+      case WriteOp::GetDel:
+        return single(1, "getdel", [&](KeyWrite& w) {
+          if (args_.size() != 2) return arity();
+          w.change.reset = true;
+          return stringShape(w);
+        });
+      case WriteOp::MSet:
+        return mset();
+      case WriteOp::Del:
+        return del(keys);
+      case WriteOp::HSet:
+      case WriteOp::HMSet:
+        return hset(command.handling.write == WriteOp::HMSet);
+      case WriteOp::HDel:
+        return hdel();
+      case WriteOp::Expire:
+        return single(1, "ttl", [&](KeyWrite& w) {
+          if (!command.arityOk(args_.size())) return arity();
+          w.cache_only = true;
+          w.op_args.push_back(upper(name));
+          for (std::size_t i = 2; i < args_.size(); ++i) w.op_args.emplace_back(args_[i]);
+          return std::string();
+        });
+      case WriteOp::None:
+        break;
     }
     WritePlan p;
     const cache::Keyspace* ks = nullptr;
@@ -270,7 +282,7 @@ class Planner {
     return p;
   }
 
-  WritePlan del(std::string_view name, const std::vector<std::size_t>& keys) {
+  WritePlan del(const std::vector<std::size_t>& keys) {
     WritePlan p;
     p.combine = Combine::Sum;
     std::vector<std::string_view> rest{args_[0]};
@@ -287,7 +299,6 @@ class Planner {
       p.writes.push_back(std::move(w));
     }
     if (keys.empty()) p.error = arity();
-    (void)name;
     if (rest.size() > 1) p.unmapped.assign(rest.begin(), rest.end());
     return p;
   }
@@ -339,9 +350,9 @@ class Planner {
 
 }  // namespace
 
-WritePlan planWrite(std::string_view lower_name, const std::vector<std::string_view>& args,
+WritePlan planWrite(const commands::Command& command, const std::vector<std::string_view>& args,
                     const std::vector<std::size_t>& keys, const cache::KeyspaceRegistry& registry) {
-  return Planner(args, registry).plan(lower_name, keys);
+  return Planner(args, registry).plan(command, keys);
 }
 
 }  // namespace larder::server

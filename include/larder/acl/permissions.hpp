@@ -9,9 +9,13 @@
 #include <string_view>
 #include <vector>
 
-#include "larder/acl/commands.hpp"
+#include "larder/commands/registry.hpp"
 
 namespace larder::acl {
+
+using commands::Category;
+using commands::CommandId;
+using commands::kMaxCommands;
 
 class Permissions {
  public:
@@ -29,7 +33,7 @@ class Permissions {
   bool allowsCommand(CommandId id) const {
     if (all_commands_) return true;
     if (id >= kMaxCommands) return false;
-    return bits_.test(id) || (redisCommands()[id].flags & kNoAuth);
+    return bits_.test(id) || commands::Registry::get().at(id).flag(commands::kNoAuth);
   }
   // An unknown command or subcommand (a newer Redis, a module): only +@all.
   bool allowsUnknownCommands() const { return all_commands_; }

@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "larder/commands/registry.hpp"
+
 namespace larder::resp {
 
 struct Resp3Field;
@@ -57,7 +59,11 @@ struct Resp3Field {
   const Resp3Shape* shape;
 };
 
-// The shape of the reply to `args` (args[0] is the command name, any case).
+// The shape of the reply to `args`, from the registry row's reply column
+// (some shapes depend on the arguments: WITHSCORES, WITHCOORD...).
+const Resp3Shape* resp3ShapeOf(commands::ReplyShape shape,
+                               const std::vector<std::string_view>& args);
+// The same, looking the command up (args[0] is the command name, any case).
 const Resp3Shape* resp3ShapeOf(const std::vector<std::string_view>& args);
 
 // The RESP3 form of one complete RESP2 frame. Returns `frame` itself when
@@ -80,8 +86,9 @@ class ReplyForms {
   // Before routing a request: its replies take tags from `next_tag` on.
   // `head_tag` is the oldest reply still outstanding; `in_multi` says the
   // request is queued inside MULTI (its shape then applies inside EXEC's reply).
-  void request(const std::vector<std::string_view>& args, bool resp3, bool in_multi,
-               std::uint64_t next_tag, std::uint64_t head_tag);
+  // `command` is the request's registry row (null: unknown to Redis 7.0).
+  void request(const commands::Command* command, const std::vector<std::string_view>& args,
+               bool resp3, bool in_multi, std::uint64_t next_tag, std::uint64_t head_tag);
   // HELLO or RESET changed the protocol; their own reply (tag `next_tag`)
   // is already in the new one.
   void switched(bool resp3, std::uint64_t next_tag, std::uint64_t head_tag);

@@ -1,43 +1,47 @@
 #pragma once
-// Calls and latency per command, for /metrics. Commands are counted under a
-// fixed list of names (plus "other"), so a client sending made-up command
-// names cannot grow the label set. Per worker, summed at scrape time.
-#include <array>
+// Calls and latency per command, for /metrics: one slot per registry row
+// (commands and subcommands, as Redis' INFO commandstats counts them) and one
+// "other" for names Redis 7.0 does not know, so a client sending made-up
+// command names cannot grow the label set. Per worker, summed at scrape time.
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
+#include "larder/commands/registry.hpp"
 #include "larder/common/histogram.hpp"
 
 namespace larder::server {
 
-inline constexpr std::array<std::string_view, 96> kTrackedCommands = {
-    "append",   "auth",      "blmove",      "blpop",     "brpop",   "client",    "command",
-    "config",   "dbsize",    "decr",        "decrby",    "del",     "discard",   "echo",
-    "eval",     "evalsha",   "exec",        "exists",    "expire",  "expireat",  "fcall",
-    "flushall", "flushdb",   "get",         "getdel",    "getex",   "getrange",  "getset",
-    "hdel",     "hello",     "hexists",     "hget",      "hgetall", "hincrby",   "hkeys",
-    "hlen",     "hmget",     "hmset",       "hscan",     "hset",    "hsetnx",    "hvals",
-    "incr",     "incrby",    "info",        "keys",      "larder",  "lindex",    "llen",
-    "lpop",     "lpush",     "lrange",      "lrem",      "mget",    "mset",      "msetnx",
-    "multi",    "persist",   "pexpire",     "pexpireat", "ping",    "psetex",    "psubscribe",
-    "pttl",     "publish",   "quit",        "rename",    "reset",   "rpop",      "rpush",
-    "sadd",     "scan",      "scard",       "script",    "select",  "set",       "setex",
-    "setnx",    "sismember", "smembers",    "srem",      "strlen",  "subscribe", "ttl",
-    "type",     "unlink",    "unsubscribe", "unwatch",   "watch",   "xadd",      "xrange",
-    "xread",    "zadd",      "zrange",      "zrem",      "zscore",
-};
-inline constexpr std::size_t kOtherCommand = kTrackedCommands.size();
-inline constexpr std::uint16_t kNoCommand = 0xFFFF;
-
-// Index into kTrackedCommands of `name` (any case), or kOtherCommand.
-std::uint16_t commandIndex(std::string_view name);
-// The label for an index: the command name, or "other".
-std::string_view commandLabel(std::size_t index);
+inline constexpr std::uint16_t kNoStatsSlot = 0xFFFF;
 
 struct CommandCounters {
   Histogram latency;  // request read to reply complete; its count is the calls
 };
 
-using CommandStats = std::array<CommandCounters, kOtherCommand + 1>;
+class CommandStats {
+ public:
+  CommandStats()
+      : size_(commands::Registry::get().size() + 1),
+        slots_(std::make_unique<CommandCounters[]>(size_)) {}
+
+  // The slot of a request: its row's id, or "other" for an unknown name.
+  static std::uint16_t slotOf(const commands::Command* command) {
+    return command ? command->id : static_cast<std::uint16_t>(commands::Registry::get().size());
+  }
+  // The label of a slot: the command's name ("get", "config|get") or "other".
+  static std::string_view label(std::size_t slot) {
+    const auto& registry = commands::Registry::get();
+    return slot < registry.size() ? registry.at(static_cast<commands::CommandId>(slot)).name()
+                                  : std::string_view("other");
+  }
+
+  std::size_t size() const { return size_; }
+  CommandCounters& operator[](std::size_t slot) { return slots_[slot]; }
+  const CommandCounters& operator[](std::size_t slot) const { return slots_[slot]; }
+
+ private:
+  std::size_t size_;
+  std::unique_ptr<CommandCounters[]> slots_;
+};
 
 }  // namespace larder::server

@@ -25,30 +25,16 @@
 #include <vector>
 
 #include "larder/cache/loader.hpp"
+#include "larder/commands/handling.hpp"
 #include "larder/redis/backend_connection.hpp"
 
 namespace larder::server {
 
 class Worker;
 
-enum class ReadKind {
-  Get,
-  GetEx,
-  MGet,
-  Exists,
-  Ttl,
-  PTtl,
-  HGet,
-  HMGet,
-  HGetAll,
-  HExists,
-  HLen,
-  HKeys,
-  HVals
-};
+// Which mapped read: the registry row's read column.
+using ReadKind = commands::ReadKind;
 
-// nullopt-like: returns false when `name` is not a mapped read.
-bool readKindOf(std::string_view lower_name, ReadKind& kind);
 // True when the command needs that keyspace shape (GET on a hash keyspace: no).
 bool shapeFits(ReadKind kind, bool hash_keyspace);
 

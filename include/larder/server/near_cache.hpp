@@ -28,12 +28,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "larder/commands/handling.hpp"
 #include "larder/config/config.hpp"
 #include "larder/server/stats.hpp"
 
 namespace larder::server {
 
-enum class ReadKind;
+using ReadKind = commands::ReadKind;
 
 // What an entry holds: the reply frame Redis gave for GET (a bulk string) or
 // HGETALL (an array of field, value bulks), and where each field's frames are.

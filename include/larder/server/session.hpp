@@ -20,12 +20,13 @@
 #include <string>
 #include <unordered_map>
 
+#include "larder/commands/keys.hpp"
+#include "larder/commands/registry.hpp"
 #include "larder/common/byte_buffer.hpp"
 #include "larder/redis/backend_connection.hpp"
 #include "larder/resp/request_parser.hpp"
 #include "larder/resp/resp3.hpp"
 #include "larder/server/client_stream.hpp"
-#include "larder/server/command_table.hpp"
 #include "larder/server/reply_queue.hpp"
 
 namespace larder::server {
@@ -67,8 +68,9 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   boost::asio::awaitable<void> waitBackendCapacity();
   // Reads whatever else the socket holds; true when the client has gone.
   bool clientGone();
-  Flow route(const resp::Request& req);
-  Flow routeLocal(const resp::Request& req, LocalCommand command);
+  // `cmd` is the request's registry row (null: unknown to Redis 7.0).
+  Flow route(const resp::Request& req, const commands::Resolved& cmd);
+  Flow routeLocal(const resp::Request& req, commands::LocalCommand command);
   Flow forward(const resp::Request& req, redis::BackendConnection& connection);
   // To the pinned connection while its state lasts, else the shared one.
   Flow forwardCurrent(const resp::Request& req);
@@ -76,12 +78,12 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   redis::BackendConnection* currentConnection();
   // Commands on keys of a mapped keyspace (mapped_commands.cpp). Returns false
   // when no key is mapped and the command goes on as usual.
-  bool routeMapped(const resp::Request& req, Flow& flow);
+  bool routeMapped(const resp::Request& req, const commands::Command& command, Flow& flow);
   // True when a key argument lies under Larder's reserved prefix "__larder:".
-  bool touchesReservedKey(const resp::Request& req) const;
+  bool touchesReservedKey(const resp::Request& req, const commands::Command& command);
   // Inside MULTI: the error for a command that must not reach a mapped or
   // reserved key (queued in Redis it would bypass Larder), or "".
-  std::string refusalInTransaction(const resp::Request& req) const;
+  std::string refusalInTransaction(const resp::Request& req, const commands::Command& command);
   bool needsBarrierToPin() const { return !pinned_ && !queue_.empty(); }
   // false (and an error reply) when no dedicated connection can be had.
   bool pin(bool stream);
@@ -102,7 +104,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   // The session's user in the config now in force; false when it is gone or disabled.
   bool refreshUser();
   // "" when the session's user may run `req`, else the NOPERM error text.
-  std::string aclDenial(const resp::Request& req);
+  std::string aclDenial(const resp::Request& req, const commands::Resolved& cmd);
   bool restricted() const { return user_ && !user_->permissions.unrestricted(); }
   Flow acl(const resp::Request& req);
 
@@ -121,7 +123,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   Flow larder(const resp::Request& req);    // write_commands.cpp
   Flow flushAll(const resp::Request& req);  // write_commands.cpp
   // A write to mapped keys (write_commands.cpp).
-  Flow routeWrite(const resp::Request& req, std::string_view lower_name,
+  Flow routeWrite(const resp::Request& req, const commands::Command& command,
                   const std::vector<std::size_t>& keys);
   // Answers the reserved slot `tag` later, from any thread via the worker.
   std::function<void(std::string)> replyLater(std::uint64_t tag);
@@ -135,7 +137,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   void setProtocol(bool resp3);        // HELLO 2|3, RESET; before the reply is reserved
   void reply(std::string_view bytes);  // a locally answered command, in order
   void replyError(std::string_view text);
-  bool answerNear(const resp::Request& req, std::string_view lower_name);
+  bool answerNear(const resp::Request& req, const commands::Command& command);
   void protocolError(const std::string& message);
   void emit(std::string_view bytes);  // bytes in order, straight to out_
   void scheduleFlush();
@@ -157,6 +159,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   resp::Request request_;
   std::string scratch_;                       // re-encoded inline requests
   std::vector<std::string_view> key_values_;  // scratch for keyspace matching
+  std::vector<commands::KeyRef> keys_;        // scratch: the request's keys
 
   ReplyQueue queue_;
   std::string out_;
@@ -196,7 +199,6 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   // authenticated, or a config without users (everything allowed).
   const config::UserConfig* user_ = nullptr;
   const config::Config* user_config_ = nullptr;
-  std::vector<std::size_t> acl_keys_;  // scratch for key checks
   std::string name_;
   std::string lib_name_;
   std::string lib_ver_;

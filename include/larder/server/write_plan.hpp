@@ -10,6 +10,7 @@
 
 #include "larder/cache/change.hpp"
 #include "larder/cache/keyspace.hpp"
+#include "larder/commands/registry.hpp"
 
 namespace larder::server {
 
@@ -37,9 +38,9 @@ struct WritePlan {
   std::string error;  // set: answer this, write nothing
 };
 
-// `lower_name` is the command in lower case; `keys` are the argument indexes
-// of its keys (command_keys.hpp), at least one of them mapped.
-WritePlan planWrite(std::string_view lower_name, const std::vector<std::string_view>& args,
+// `command` is the request's registry row (its write column says which write);
+// `keys` are the argument indexes of its keys, at least one of them mapped.
+WritePlan planWrite(const commands::Command& command, const std::vector<std::string_view>& args,
                     const std::vector<std::size_t>& keys, const cache::KeyspaceRegistry& registry);
 
 }  // namespace larder::server

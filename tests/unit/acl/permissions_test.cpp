@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "larder/acl/commands.hpp"
 #include "larder/acl/password.hpp"
 
 using namespace larder::acl;
@@ -23,8 +22,8 @@ Permissions rules(std::initializer_list<const char*> list) {
 }
 
 bool allows(const Permissions& p, std::vector<std::string_view> args) {
-  std::string name;
-  return p.allowsCommand(resolveCommand(args, name));
+  const larder::commands::Resolved r = larder::commands::Registry::get().resolve(args);
+  return r.known ? p.allowsCommand(r.command->id) : p.allowsUnknownCommands();
 }
 
 std::string ruleError(const char* rule) {
@@ -35,48 +34,6 @@ std::string ruleError(const char* rule) {
 }
 
 }  // namespace
-
-TEST_CASE("The command table is Redis 7.0's, sorted, within the bitset", "[acl]") {
-  const auto& table = redisCommands();
-  REQUIRE(table.size() < kMaxCommands);
-  for (std::size_t i = 1; i < table.size(); ++i) CHECK(table[i - 1].name < table[i].name);
-  // Permissions::setCommand relies on a container's subcommands following it.
-  for (std::size_t i = 0; i < table.size(); ++i) {
-    const auto bar = table[i].name.find('|');
-    if (bar == std::string_view::npos) continue;
-    const std::string_view parent = table[i].name.substr(0, bar);
-    std::size_t j = i;
-    while (j > 0 && table[j - 1].name != parent) {
-      INFO(table[i].name);
-      REQUIRE(table[j - 1].name.substr(0, bar + 1) == table[i].name.substr(0, bar + 1));
-      --j;
-    }
-    REQUIRE(j > 0);
-    CHECK(table[j - 1].flags & kContainer);
-  }
-  const CommandSpec& get = table[findCommand("get")];
-  CHECK(get.arity == 2);
-  CHECK(get.has(Category::Read));
-  CHECK(get.has(Category::String));
-  CHECK_FALSE(get.has(Category::Write));
-  CHECK(table[findCommand("flushall")].has(Category::Dangerous));
-  CHECK(table[findCommand("config|set")].has(Category::Dangerous));
-  CHECK(table[findCommand("larder")].has(Category::Admin));
-  CHECK(table[findCommand("larder")].has(Category::Dangerous));
-  CHECK(table[findCommand("auth")].flags & kNoAuth);
-  CHECK(findCommand("nosuch") == kNoCommandId);
-}
-
-TEST_CASE("resolveCommand finds subcommands in any case", "[acl]") {
-  std::string name;
-  CHECK(resolveCommand({"CONFIG", "Get", "x"}, name) == findCommand("config|get"));
-  CHECK(resolveCommand({"config"}, name) == findCommand("config"));
-  CHECK(resolveCommand({"config", "nosuch"}, name) == kNoCommandId);
-  CHECK(name == "config|nosuch");
-  CHECK(resolveCommand({"GeT", "k"}, name) == findCommand("get"));
-  CHECK(resolveCommand({"FOO"}, name) == kNoCommandId);
-  CHECK(name == "foo");
-}
 
 TEST_CASE("Command rules apply left to right as in Redis", "[acl]") {
   SECTION("nothing by default") {

@@ -22,6 +22,13 @@ std::string r3(const Args& args, std::string_view frame) {
   return std::string(toResp3(frame, resp3ShapeOf(args), scratch));
 }
 
+// ReplyForms::request as the session calls it, with the request's registry row.
+void request(ReplyForms& forms, const Args& args, bool resp3, bool in_multi, std::uint64_t next,
+             std::uint64_t head) {
+  forms.request(larder::commands::Registry::get().resolve(args).command, args, resp3, in_multi,
+                next, head);
+}
+
 std::string push(std::string_view frame) {
   std::string scratch;
   return std::string(pubSubToResp3(frame, scratch));
@@ -383,14 +390,14 @@ TEST_CASE("ReplyForms: replies keep the protocol they were asked in", "[resp][re
   const std::string_view nil = "$-1\r\n";
   const std::string_view hash = "*2\r\n$1\r\na\r\n$1\r\nb\r\n";
   CHECK_FALSE(forms.active());
-  forms.request({"GET", "k"}, false, false, 1, 1);  // a RESP2 session stays inactive
+  request(forms, {"GET", "k"}, false, false, 1, 1);  // a RESP2 session stays inactive
   CHECK_FALSE(forms.active());
 
   // Tag 1 (GET, RESP2) is still outstanding when HELLO 3 (tag 2) switches.
   forms.switched(true, 2, 1);
   CHECK(forms.active());
-  forms.request({"HGETALL", "h"}, true, false, 3, 1);
-  forms.request({"GET", "k"}, true, false, 4, 1);
+  request(forms, {"HGETALL", "h"}, true, false, 3, 1);
+  request(forms, {"GET", "k"}, true, false, 4, 1);
   // Replies arrive out of order.
   CHECK(forms.translate(3, hash, 1) == "%1\r\n$1\r\na\r\n$1\r\nb\r\n");
   CHECK(forms.translate(1, nil, 1) == nil);
@@ -398,50 +405,50 @@ TEST_CASE("ReplyForms: replies keep the protocol they were asked in", "[resp][re
   CHECK(forms.translate(4, nil, 4) == "_\r\n");
 
   // HELLO 2 (tag 6) with an HGETALL (tag 5) still outstanding in RESP3.
-  forms.request({"HGETALL", "h"}, true, false, 5, 5);
-  forms.request({"HELLO", "2"}, true, false, 6, 5);
+  request(forms, {"HGETALL", "h"}, true, false, 5, 5);
+  request(forms, {"HELLO", "2"}, true, false, 6, 5);
   forms.switched(false, 6, 5);
-  forms.request({"HGETALL", "h"}, false, false, 7, 5);
+  request(forms, {"HGETALL", "h"}, false, false, 7, 5);
   CHECK(forms.translate(7, hash, 5) == hash);
   CHECK(forms.translate(6, hash, 5) == hash);
   CHECK(forms.translate(5, hash, 5) == "%1\r\n$1\r\na\r\n$1\r\nb\r\n");
   CHECK(forms.active());
   // Once no RESP3 reply is outstanding, the session is back to the fast path.
-  forms.request({"GET", "k"}, false, false, 8, 8);
+  request(forms, {"GET", "k"}, false, false, 8, 8);
   CHECK_FALSE(forms.active());
 }
 
 TEST_CASE("ReplyForms: requests that take no slot share the next request's tag", "[resp][resp3]") {
   ReplyForms forms;
   forms.switched(true, 1, 1);
-  forms.request({"SUBSCRIBE", "ch"}, true, false, 2, 2);  // answered on the stream, no tag
-  forms.request({"ZSCORE", "z", "a"}, true, false, 2, 2);
+  request(forms, {"SUBSCRIBE", "ch"}, true, false, 2, 2);  // answered on the stream, no tag
+  request(forms, {"ZSCORE", "z", "a"}, true, false, 2, 2);
   CHECK(forms.translate(2, "$1\r\n1\r\n", 2) == ",1\r\n");
 }
 
 TEST_CASE("ReplyForms: EXEC's elements take the queued commands' shapes", "[resp][resp3]") {
   ReplyForms forms;
   forms.switched(true, 1, 1);
-  forms.request({"MULTI"}, true, false, 2, 2);
-  forms.request({"GET", "nokey"}, true, true, 3, 3);
-  forms.request({"ZSCORE", "z", "a"}, true, true, 4, 4);
-  forms.request({"HGETALL", "h"}, true, true, 5, 5);
+  request(forms, {"MULTI"}, true, false, 2, 2);
+  request(forms, {"GET", "nokey"}, true, true, 3, 3);
+  request(forms, {"ZSCORE", "z", "a"}, true, true, 4, 4);
+  request(forms, {"HGETALL", "h"}, true, true, 5, 5);
   CHECK(forms.translate(4, "+QUEUED\r\n", 4) == "+QUEUED\r\n");
-  forms.request({"EXEC"}, true, true, 6, 6);
+  request(forms, {"EXEC"}, true, true, 6, 6);
   CHECK(forms.translate(6, "*3\r\n$-1\r\n$1\r\n5\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n", 6) ==
         "*3\r\n_\r\n,5\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
 
   // A discarded transaction leaves nothing for the next EXEC.
-  forms.request({"MULTI"}, true, false, 7, 7);
-  forms.request({"ZSCORE", "z", "a"}, true, true, 8, 8);
-  forms.request({"DISCARD"}, true, true, 9, 9);
-  forms.request({"MULTI"}, true, false, 10, 10);
-  forms.request({"GET", "k"}, true, true, 11, 11);
-  forms.request({"exec"}, true, true, 12, 12);
+  request(forms, {"MULTI"}, true, false, 7, 7);
+  request(forms, {"ZSCORE", "z", "a"}, true, true, 8, 8);
+  request(forms, {"DISCARD"}, true, true, 9, 9);
+  request(forms, {"MULTI"}, true, false, 10, 10);
+  request(forms, {"GET", "k"}, true, true, 11, 11);
+  request(forms, {"exec"}, true, true, 12, 12);
   CHECK(forms.translate(12, "*1\r\n$1\r\n5\r\n", 12) == "*1\r\n$1\r\n5\r\n");
   // EXEC aborted by WATCH, or by an error while queueing.
-  forms.request({"MULTI"}, true, false, 13, 13);
-  forms.request({"EXEC"}, true, true, 14, 14);
+  request(forms, {"MULTI"}, true, false, 13, 13);
+  request(forms, {"EXEC"}, true, true, 14, 14);
   CHECK(forms.translate(14, "*-1\r\n", 14) == "_\r\n");
 }
 

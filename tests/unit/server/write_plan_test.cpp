@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "larder/server/command_keys.hpp"
+#include "larder/commands/keys.hpp"
 
 using namespace larder;
 using server::Combine;
@@ -57,17 +57,15 @@ const cache::KeyspaceRegistry& registry() {
 const cache::Keyspace* users() { return registry().byName("users"); }
 const cache::Keyspace* notes() { return registry().byName("notes"); }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// Plans a request as the session does: lower-case name, keys from keysOf().
+// Plans a request as the session does: the registry row, keys from its key specs.
 WritePlan plan(std::vector<std::string_view> args) {
-  const std::string name = lower(args[0]);
-  const auto keys = server::keysOf(name, args).keys;
-  return server::planWrite(name, args, keys, registry());
+  const commands::Command* command = commands::Registry::get().resolve(args).command;
+  REQUIRE(command != nullptr);
+  std::vector<commands::KeyRef> refs;
+  commands::findKeys(*command, args, refs);
+  std::vector<std::size_t> keys;
+  for (const auto& k : refs) keys.push_back(k.pos);
+  return server::planWrite(*command, args, keys, registry());
 }
 
 // The one write of a plan that must succeed with exactly one write.
