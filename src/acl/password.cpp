@@ -11,6 +11,17 @@ Digest sha256(std::string_view data) {
   return out;
 }
 
+std::string hexDigest(const Digest& digest) {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(digest.size() * 2);
+  for (unsigned char b : digest) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
 bool parseHexDigest(std::string_view hex, Digest& out) {
   if (hex.size() != out.size() * 2) return false;
   auto nibble = [](char c) -> int {

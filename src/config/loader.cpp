@@ -864,7 +864,7 @@ class Loader {
     checkKeys(node, path,
               {"address", "tls", "username", "password", "db", "connections_per_worker",
                "max_pinned_per_worker", "max_pending_per_connection", "connect_timeout",
-               "reconnect_min", "reconnect_max"});
+               "reconnect_min", "reconnect_max", "client_acl_user"});
     field(node, path, "address",
           [&](const auto& n, const auto& p) { redis.address = readEndpoint(n, p); });
     field(node, path, "tls", [&](const auto& n, const auto& p) { readRedisTls(n, p, redis.tls); });
@@ -889,6 +889,15 @@ class Loader {
           [&](const auto& n, const auto& p) { redis.reconnect_min = readDuration(n, p, false); });
     field(node, path, "reconnect_max",
           [&](const auto& n, const auto& p) { redis.reconnect_max = readDuration(n, p, false); });
+    field(node, path, "client_acl_user", [&](const auto& n, const auto& p) {
+      redis.client_acl_user = readString(n, p);
+      for (char c : redis.client_acl_user) {
+        if (c <= ' ' || c > '~') fail(p, "an ACL user name of printable characters, no spaces");
+      }
+      if (!redis.client_acl_user.empty() && redis.client_acl_user == redis.username) {
+        fail(p, "must not be redis.username: Larder's own requests run as that user");
+      }
+    });
     if (redis.reconnect_max < redis.reconnect_min) {
       fail(joinPath(path, "reconnect_max"),
            "must be at least reconnect_min (" + formatDuration(redis.reconnect_min) + ")");

@@ -64,32 +64,69 @@ void BackendConnection::start() {
       });
 }
 
+std::string BackendFailure::errorText() const {
+  std::string text;
+  switch (kind) {
+    case Kind::Unavailable:
+      text = "ERR Larder: Redis backend unavailable";
+      break;
+    case Kind::ConnectionLost:
+      text = "ERR Larder: Redis backend connection lost";
+      break;
+    case Kind::Closed:
+      text = "ERR Larder: Redis backend connection closed";
+      break;
+  }
+  if (!detail.empty()) text += ": " + std::string(detail);
+  return text;
+}
+
+void ReplySink::fail(std::uint64_t tag, const BackendFailure& failure) {
+  deliver(tag, resp::errorReply(failure.errorText()));
+}
+
 void BackendConnection::stop() {
   if (stopping_) return;
   stopping_ = true;
   boost::system::error_code ignored;
   socket_.close(ignored);
   wake_.cancel();
-  failPending("ERR Larder: Redis backend connection closed");
+  failPending(BackendFailure::Kind::Closed);
 }
 
 void BackendConnection::send(std::string_view request, const std::shared_ptr<ReplySink>& sink,
-                             std::uint64_t tag) {
+                             std::uint64_t tag, As as) {
   stats_.requests.add();
   // While connecting, requests wait (bounded by connect_timeout: a failed
   // attempt fails them); between attempts, during backoff, they fail at once.
   const bool accepting = state_ == State::Ready || state_ == State::Connecting;
   if (!accepting || stopping_) {
     stats_.failed_requests.add();
-    std::string reply = resp::errorReply(
-        last_error_.empty() ? "ERR Larder: Redis backend unavailable"
-                            : "ERR Larder: Redis backend unavailable: " + last_error_);
-    sink->deliver(tag, reply);
+    sink->fail(tag, BackendFailure{BackendFailure::Kind::Unavailable, last_error_});
     return;
   }
-  pending_.push_back(Pending{sink, tag});
   wakeWriter();
+  if (identity_ && as != stream_as_) switchTo(as);
+  pending_.push_back(Pending{sink, tag});
   out_.append(request);
+}
+
+void BackendConnection::appendAuth(std::string& out, As as) const {
+  if (as == As::Client) {
+    resp::appendMultibulk(out, {"AUTH", identity_->user, identity_->password});
+  } else {
+    // The configured user; "default" when only a password (or none) is set:
+    // a nopass default user takes any password.
+    const std::string_view user =
+        config_.username.empty() ? std::string_view("default") : std::string_view(config_.username);
+    resp::appendMultibulk(out, {"AUTH", user, config_.password});
+  }
+}
+
+void BackendConnection::switchTo(As as) {
+  appendAuth(out_, as);
+  pending_.push_back(Pending{nullptr, 0});
+  stream_as_ = as;
 }
 
 void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink) {
@@ -109,15 +146,16 @@ void BackendConnection::wakeWriter() {
   if (out_.empty()) wake_.cancel();
 }
 
-void BackendConnection::failPending(std::string_view why) {
+void BackendConnection::failPending(BackendFailure::Kind kind) {
   if (pending_.empty()) return;
-  const std::string reply = resp::errorReply(why);
   // Deliveries may re-enter send() on this connection; take the list first.
   std::deque<Pending> failed;
   failed.swap(pending_);
+  const std::string detail = kind == BackendFailure::Kind::Closed ? std::string() : last_error_;
   for (auto& p : failed) {
+    if (!p.sink) continue;  // an identity switch of ours
     stats_.failed_requests.add();
-    p.sink->deliver(p.tag, reply);
+    p.sink->fail(p.tag, BackendFailure{kind, detail});
   }
 }
 
@@ -125,6 +163,8 @@ asio::awaitable<void> BackendConnection::run() {
   auto backoff = config_.reconnect_min;
   while (!stopping_) {
     state_ = State::Connecting;
+    // Requests queued from now on follow the handshake, which ends as the client.
+    stream_as_ = As::Client;
     if (co_await connectOnce()) {
       state_ = State::Ready;
       last_error_.clear();
@@ -144,7 +184,7 @@ asio::awaitable<void> BackendConnection::run() {
     writing_.clear();
     in_ = ByteBuffer(in_.capacity() ? in_.capacity() : 4096);
     scanner_.reset();
-    failPending("ERR Larder: Redis backend connection lost");
+    failPending(BackendFailure::Kind::ConnectionLost);
     if (kind_ == ConnectionKind::Pinned) break;
     if (stopping_) break;
     state_ = State::Idle;
@@ -213,7 +253,9 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     if (!handshaken) co_return false;
   }
 
-  // Handshake: AUTH and SELECT from config, answered before any client request.
+  // Handshake: AUTH and SELECT from config, answered before any client
+  // request; with a client identity, the client user is (re)made and the
+  // connection switches to it.
   std::string hello;
   std::size_t expected = 0;
   if (!config_.password.empty()) {
@@ -222,6 +264,11 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     auth.push_back(config_.password);
     resp::appendMultibulk(hello, auth);
     ++expected;
+  }
+  if (identity_) {
+    hello += identity_->setuser_request;
+    appendAuth(hello, As::Client);
+    expected += 2;
   }
   std::string db = std::to_string(config_.db);
   if (config_.db != 0) {
@@ -362,6 +409,17 @@ void BackendConnection::onFrame(std::string_view frame) {
   }
   Pending p = std::move(pending_.front());
   pending_.pop_front();
+  if (!p.sink) {
+    // Our own AUTH switching identities: anything but OK means requests
+    // would run as the wrong user, so the connection goes (and reconnects).
+    if (frame != "+OK\r\n") {
+      last_error_ = "identity switch refused: " + std::string(frame.substr(0, frame.size() - 2));
+      spdlog::error("redis backend {}: {}", config_.address.toString(), last_error_);
+      boost::system::error_code ignored;
+      socket_.close(ignored);
+    }
+    return;
+  }
   p.sink->deliver(p.tag, frame);
 }
 

@@ -26,10 +26,6 @@ bool isHashKind(ReadKind k) {
 // Hash commands other than HGETALL cannot tell "no key" from "no such field".
 bool needsExistsProbe(ReadKind k) { return isHashKind(k) && k != ReadKind::HGetAll; }
 
-bool backendDown(std::string_view frame) {
-  return frame.rfind("-ERR Larder: Redis backend", 0) == 0;
-}
-
 // Splits an array reply into its element frames.
 std::vector<std::string_view> elements(std::string_view frame) {
   std::vector<std::string_view> out;
@@ -98,7 +94,9 @@ void MappedRead::start(redis::BackendConnection& connection) {
   replies_.resize(requests.size());
   expected_ = requests.size();
   auto self = shared_from_this();
-  for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i);
+  // The delta key is Larder's own: a probe runs as Larder, a plain read as the client.
+  const redis::As as = probe_ ? redis::As::Larder : redis::As::Client;
+  for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i, as);
 }
 
 bool MappedRead::startNear(redis::BackendConnection& connection) {
@@ -131,7 +129,8 @@ bool MappedRead::startNear(redis::BackendConnection& connection) {
   replies_.resize(requests.size());
   expected_ = requests.size();
   auto self = shared_from_this();
-  for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i);
+  const redis::As as = requests.size() > 2 ? redis::As::Larder : redis::As::Client;
+  for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i, as);
   return true;
 }
 
@@ -175,6 +174,12 @@ bool MappedRead::afterNear() {
 void MappedRead::deliver(std::uint64_t sub, std::string_view frame) {
   if (sub < replies_.size()) replies_[sub] = frame;
   if (--expected_ == 0) afterRedis();
+}
+
+void MappedRead::fail(std::uint64_t sub, const redis::BackendFailure& failure) {
+  // Redis is down: PostgreSQL answers alone (degraded, counted).
+  fallback_ = true;
+  deliver(sub, resp::errorReply(failure.errorText()));
 }
 
 bool MappedRead::probesExpiry() const {
@@ -228,9 +233,6 @@ void MappedRead::afterRedis() {
     }
     delta = std::move(replies_.back());
     replies_.resize(replies_.size() - 2);
-  }
-  for (const auto& r : replies_) {
-    if (backendDown(r)) fallback_ = true;
   }
   if (fallback_) {
     // Degraded: only mapped keys can be answered (from PostgreSQL).

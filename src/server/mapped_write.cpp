@@ -95,7 +95,7 @@ void MappedWrite::send(std::size_t i) {
     });
     return;
   }
-  connection_->send(scriptRequest(i, false), self, i);
+  connection_->send(scriptRequest(i, false), self, i, redis::As::Larder);
 }
 
 std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
@@ -122,7 +122,7 @@ void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
   const KeyWrite& w = plan_.writes[sub];
   if (frame.rfind("-NOSCRIPT", 0) == 0) {
     // Redis lost its scripts (SCRIPT FLUSH): send the body once.
-    connection_->send(scriptRequest(sub, true), shared_from_this(), sub);
+    connection_->send(scriptRequest(sub, true), shared_from_this(), sub, redis::As::Larder);
     return;
   }
   if (frame == cache::kMissReply) {

@@ -162,7 +162,7 @@ InvalidationFrame parseInvalidationFrame(std::string_view frame) {
 
 // ------------------------------------------------------------------ NearCache
 
-NearCache::NearCache(std::vector<Keyspace> keyspaces, WorkerStats& stats) : stats_(stats) {
+NearCache::NearCache(std::vector<Keyspace> keyspaces, proxy::WorkerStats& stats) : stats_(stats) {
   partitions_.resize(keyspaces.size());
   for (std::size_t i = 0; i < keyspaces.size(); ++i) {
     Partition& p = partitions_[i];
@@ -249,7 +249,7 @@ void NearCache::store(int ks, std::string_view key, NearValue value, long long p
   it->fifo = p->fifo.insert(p->fifo.end(), it);
   index_.emplace(std::string_view(it->key), it);
   p->bytes += bytes;
-  KeyspaceCounters& counters = stats_.keyspace(ks);
+  proxy::KeyspaceCounters& counters = stats_.keyspace(ks);
   counters.near_bytes.add(bytes);
   counters.near_entries.add();
   while (p->bytes > p->max_bytes && !p->lru.empty()) erase(std::prev(p->lru.end()), Why::Capacity);
@@ -285,7 +285,7 @@ void NearCache::sweep(Clock::time_point now) {
 
 void NearCache::erase(Lru::iterator it, Why why) {
   Partition& p = partitions_[static_cast<std::size_t>(it->ks)];
-  KeyspaceCounters& counters = stats_.keyspace(it->ks);
+  proxy::KeyspaceCounters& counters = stats_.keyspace(it->ks);
   switch (why) {
     case Why::Invalidation:
       counters.near_evicted_invalidation.add();

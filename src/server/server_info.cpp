@@ -21,7 +21,7 @@ struct Totals {
 };
 
 template <typename T>
-void field(InfoFields& out, std::string key, const T& value) {
+void field(proxy::InfoFields& out, std::string key, const T& value) {
   if constexpr (std::is_convertible_v<T, std::string>) {
     out.emplace_back(std::move(key), std::string(value));
   } else {
@@ -69,7 +69,7 @@ asio::awaitable<void> Server::sampleOps() {
   }
 }
 
-InfoFields Server::infoFields(std::string_view section) const {
+proxy::InfoFields Server::infoFields(std::string_view section) const {
   Totals t;
   for (const auto& w : workers_) {
     const auto& s = w->stats();
@@ -88,7 +88,7 @@ InfoFields Server::infoFields(std::string_view section) const {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count();
   const config::Config& c = config();
-  InfoFields out;
+  proxy::InfoFields out;
   if (section == "server") {
     field(out, "larder_version", LARDER_VERSION);
     field(out, "process_id", static_cast<long long>(::getpid()));
@@ -144,7 +144,7 @@ InfoFields Server::infoFields(std::string_view section) const {
   return out;
 }
 
-void Server::keyspaceFields(InfoFields& out) const {
+void Server::keyspaceFields(proxy::InfoFields& out) const {
   for (std::size_t i = 0; i < keyspaces_.size(); ++i) {
     const auto& ks = keyspaces_.at(i);
     std::uint64_t hits = 0, misses = 0, fallbacks = 0, refused = 0, writes = 0;

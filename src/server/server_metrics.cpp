@@ -19,16 +19,16 @@ double sum(const std::vector<std::unique_ptr<Worker>>& workers, Get get) {
 // The near cache of one keyspace, summed over workers (docs/near_cache.md).
 template <typename Per>
 void nearCacheMetrics(admin::MetricsWriter& m, const admin::Labels& labels, Per per) {
-  using K = const KeyspaceCounters&;
+  using K = const proxy::KeyspaceCounters&;
   m.counter("larder_near_cache_hits_total", "Reads answered from a worker's near cache.", labels,
             per([](K k) { return k.near_hits.get(); }));
   m.counter("larder_near_cache_misses_total",
             "Near-cacheable reads that went to Redis (not cached, or near cache bypassed).", labels,
             per([](K k) { return k.near_misses.get(); }));
-  const std::pair<const char*, Counter KeyspaceCounters::*> reasons[] = {
-      {"invalidation", &KeyspaceCounters::near_evicted_invalidation},
-      {"capacity", &KeyspaceCounters::near_evicted_capacity},
-      {"ttl", &KeyspaceCounters::near_evicted_ttl}};
+  const std::pair<const char*, Counter proxy::KeyspaceCounters::*> reasons[] = {
+      {"invalidation", &proxy::KeyspaceCounters::near_evicted_invalidation},
+      {"capacity", &proxy::KeyspaceCounters::near_evicted_capacity},
+      {"ttl", &proxy::KeyspaceCounters::near_evicted_ttl}};
   for (const auto& [reason, field] : reasons) {
     admin::Labels with_reason = labels;
     with_reason.emplace("reason", reason);
@@ -48,7 +48,7 @@ void nearCacheMetrics(admin::MetricsWriter& m, const admin::Labels& labels, Per 
 
 std::string Server::metricsText() const {
   admin::MetricsWriter m;
-  using S = const WorkerStats&;
+  using S = const proxy::WorkerStats&;
   m.gauge("larder_connections", "Connected clients.", {},
           static_cast<double>(clients_.load(std::memory_order_relaxed)));
   m.counter("larder_connections_total", "Client connections accepted.", {},
@@ -63,7 +63,7 @@ std::string Server::metricsText() const {
     Histogram total;
     for (const auto& w : workers_) total.merge(w->stats().by_command[c].latency);
     if (total.count() == 0) continue;
-    const admin::Labels labels{{"command", std::string(CommandStats::label(c))}};
+    const admin::Labels labels{{"command", std::string(proxy::CommandStats::label(c))}};
     m.counter("larder_command_calls_total", "Requests answered, by command.", labels,
               static_cast<double>(total.count()));
     m.histogram("larder_command_duration_seconds",
@@ -139,7 +139,7 @@ std::string Server::metricsText() const {
         total += static_cast<double>(field(w->stats().keyspace(ks.id)));
       return total;
     };
-    using K = const KeyspaceCounters&;
+    using K = const proxy::KeyspaceCounters&;
     m.counter("larder_keyspace_hits_total", "Reads of mapped keys served from Redis.", labels,
               per([](K k) { return k.hits.get(); }));
     m.counter("larder_keyspace_misses_total", "Reads of mapped keys that went to the Loader.",

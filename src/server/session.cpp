@@ -8,11 +8,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <random>
 #include <variant>
 
-#include "larder/resp/reply_writer.hpp"
-#include "larder/server/command_stats.hpp"
+#include "larder/common/logging.hpp"
 #include "larder/server/worker.hpp"
 
 namespace larder::server {
@@ -49,10 +47,11 @@ Session::Session(Worker& worker, tcp::socket socket, std::shared_ptr<asio::ssl::
       id_(id),
       created_(std::chrono::steady_clock::now()),
       last_active_(created_),
+      pipeline_(proxy::Ports{*this, *this, *this, *this}, id),
       wake_(socket_.get_executor()),
-      shared_(&worker.sharedConnection(id)),
-      db_(worker.config().redis.db) {
-  resetUser();
+      shared_(&worker.sharedConnection(id)) {
+  parser_authenticated_ = !pipeline_.state().authenticated;  // forces the first update
+  updateParserLimits();
   boost::system::error_code ec;
   auto ep = socket_.tcp().remote_endpoint(ec);
   if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -63,14 +62,14 @@ Session::~Session() = default;
 void Session::start() {
   asio::co_spawn(
       socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
-      [id = id_](std::exception_ptr e) {
-        if (!e) return;
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          spdlog::error("client {}: session ended by an exception: {}", id, ex.what());
-        }
-      });
+      logEscaped("client session"));
+}
+
+void Session::updateParserLimits() {
+  const bool authenticated = pipeline_.state().authenticated;
+  if (authenticated == parser_authenticated_) return;
+  parser_authenticated_ = authenticated;
+  parser_.setLimits(parserLimits(worker_.config().limits, authenticated));
 }
 
 asio::awaitable<void> Session::run() {
@@ -91,35 +90,34 @@ asio::awaitable<void> Session::run() {
   while (!reading_stopped_ && !closed_) {
     // Execute every complete request already buffered.
     while (!reading_stopped_ && !closed_) {
-      if (queue_.outstanding() >= max_inflight) {
+      if (pipeline_.outstanding() >= max_inflight) {
         co_await waitOutstanding(max_inflight - 1);
         continue;
       }
       const auto status = parser_.parse(in_.readable(), request_);
       if (status == resp::ParseStatus::NeedMore) break;
       if (status == resp::ParseStatus::Error) {
-        protocolError(parser_.errorMessage());
+        spdlog::debug("client {} ({}): protocol error: {}", id_, peer_, parser_.errorMessage());
+        pipeline_.protocolError(parser_.errorMessage());
+        afterPipeline();
         break;
       }
       if (!request_.args.empty()) {
-        worker_.stats().commands.add();  // once per request, however often re-routed
         const commands::Resolved cmd = registry.resolve(request_.args);
-        queue_.stamp({CommandStats::slotOf(cmd.command), std::chrono::steady_clock::now()});
-        if (resp3_ || reply_forms_.active()) {
-          reply_forms_.request(cmd.command, request_.args, resp3_, in_multi_, queue_.nextTag(),
-                               queue_.headTag());
-        }
-        Flow flow = route(request_, cmd);
-        while (flow == Flow::Barrier || flow == Flow::Saturated) {
-          if (flow == Flow::Barrier) {
+        pipeline_.begin(request_, cmd);
+        auto flow = pipeline_.step(request_, cmd);
+        while (flow == proxy::Pipeline::Flow::Barrier || flow == proxy::Pipeline::Flow::Saturated) {
+          if (flow == proxy::Pipeline::Flow::Barrier) {
             co_await waitOutstanding(0);
           } else {
             co_await waitBackendCapacity();
           }
           if (closed_) co_return;
-          flow = route(request_, cmd);
+          flow = pipeline_.step(request_, cmd);
         }
-        if (flow == Flow::Stop) break;
+        updateParserLimits();
+        afterPipeline();
+        if (flow == proxy::Pipeline::Flow::Stop) break;
       }
       in_.consume(parser_.consumed());
     }
@@ -156,7 +154,7 @@ asio::awaitable<void> Session::run() {
     if (n >= kGoneCheckBytes && clientGone()) break;
     last_active_ = std::chrono::steady_clock::now();
   }
-  if (!close_when_flushed_ && !quitting_) close();
+  if (!close_when_flushed_ && pipeline_.end() == proxy::Pipeline::End::None) close();
 }
 
 asio::awaitable<bool> Session::handshake() {
@@ -192,7 +190,7 @@ bool Session::clientGone() {
 }
 
 asio::awaitable<void> Session::waitOutstanding(std::size_t at_most) {
-  while (queue_.outstanding() > at_most && !closed_) {
+  while (pipeline_.outstanding() > at_most && !closed_) {
     waiting_ = true;
     wake_at_ = at_most;
     wake_.expires_at(asio::steady_timer::time_point::max());
@@ -209,272 +207,52 @@ asio::awaitable<void> Session::waitBackendCapacity() {
 }
 
 void Session::wakeReader() {
-  if (waiting_ && queue_.outstanding() <= wake_at_) wake_.cancel();
-}
-
-// ---------------------------------------------------------------- routing
-
-Session::Flow Session::route(const resp::Request& req, const commands::Resolved& cmd) {
-  using commands::LocalCommand;
-  using commands::Route;
-  const commands::Command* command = cmd.command;
-  const Route kind = command ? commands::routeOf(*command, req.args) : Route::Forward;
-  // A container with a subcommand Redis 7.0 does not know keeps the
-  // container's handling (CLIENT SETINFO is Larder's; CONFIG FOO is Redis' error).
-  const LocalCommand local = command ? command->handling.local : LocalCommand::None;
-
-  if (hold_) {  // a mapped write before this one may still be retried
-    if (!queue_.empty()) return Flow::Barrier;
-    hold_ = false;
-  }
-  if (user_ && user_config_ != &worker_.config() && !refreshUser()) {
-    close();  // its user was removed or disabled by a reload
-    return Flow::Stop;
-  }
-  if (pinned_ && pinned_->closed()) {  // its state (MULTI, db, ...) is gone
-    replyError("ERR Larder: the Redis connection holding this client's state was lost");
-    closeWhenFlushed();
-    return Flow::Stop;
-  }
-  if (stream_) {
-    // Pub/sub: the dedicated connection streams frames straight back, so a
-    // reply of Larder's own cannot be slotted in between. Redis itself allows
-    // only the SUBSCRIBE family, PING, QUIT and RESET while subscribed; any
-    // other command (or any command after RESET de-authenticated the client)
-    // first asks Redis whether the subscriptions are over (syncStream).
-    const bool pubsub_command = kind == Route::PubSub || local == LocalCommand::Ping ||
-                                local == LocalCommand::Quit || local == LocalCommand::Reset;
-    // A denied command is answered here, once the stream is in step.
-    std::string denial = restricted() ? aclDenial(req, cmd) : std::string();
-    if (!pubsub_command || !authenticated_ || !denial.empty()) {
-      if (sync_ == StreamSync::None) return syncStream();
-      const bool subscribed = sync_ == StreamSync::Subscribed;
-      sync_ = StreamSync::None;
-      if (!subscribed) return route(req, cmd);  // the stream has ended: route as usual
-      if (!denial.empty()) {
-        replyError(denial);
-        return Flow::Continue;
-      }
-    }
-    if (local == LocalCommand::Reset) {
-      resetUser();
-      name_.clear();
-      setProtocol(false);    // and returns to RESP2; its +RESET is the same in both
-      dirty_stream_ = true;  // RESET de-authenticates the backend connection too
-    }
-    sendOnStream(req);
-    if (local == LocalCommand::Quit) {
-      // Redis answers +OK and closes; backendClosed() then closes the client.
-      quitting_ = true;
-      reading_stopped_ = true;
-      return Flow::Stop;
-    }
-    return Flow::Continue;
-  }
-  if (!authenticated_ && local != LocalCommand::Auth && local != LocalCommand::Hello &&
-      local != LocalCommand::Quit && local != LocalCommand::Reset) {
-    replyError("NOAUTH Authentication required.");
-    return Flow::Continue;
-  }
-  if (restricted()) {
-    // Before anything is routed, queued or answered: like Redis, a command
-    // refused inside MULTI makes EXEC discard the transaction.
-    if (std::string denial = aclDenial(req, cmd); !denial.empty()) {
-      if (in_multi_) multi_aborted_ = true;
-      replyError(denial);
-      return Flow::Continue;
-    }
-  }
-  if (in_multi_) {
-    // Inside MULTI Redis queues (or refuses) everything; only QUIT and RESET
-    // are Larder's own.
-    if (local == LocalCommand::Quit || local == LocalCommand::Reset) {
-      return routeLocal(req, local);
-    }
-    if (local == LocalCommand::Exec || local == LocalCommand::Discard) {
-      if (pinned_->saturated()) return Flow::Saturated;
-      const bool aborted = multi_aborted_;
-      in_multi_ = watching_ = multi_aborted_ = false;
-      if (aborted && local == LocalCommand::Exec) {
-        // A command was refused while queueing: like Redis, discard it all.
-        resp::Request discard;
-        discard.args = {"DISCARD"};
-        discard.inline_form = true;
-        replacements_[queue_.nextTag()] =
-            "-EXECABORT Transaction discarded because of previous errors.\r\n";
-        return forward(discard, *pinned_);
-      }
-      return forward(req, *pinned_);
-    }
-    if (local == LocalCommand::Auth || local == LocalCommand::Hello) {
-      // Queued, they would run on the dedicated backend connection and change
-      // its user or protocol for whoever gets it from the pool next; the
-      // session's own user and protocol would not change at all.
-      multi_aborted_ = true;
-      replyError("ERR Larder: " + std::string(local == LocalCommand::Auth ? "AUTH" : "HELLO") +
-                 " cannot run inside MULTI");
-      return Flow::Continue;
-    }
-    if (command != nullptr) {
-      if (std::string refusal = refusalInTransaction(req, *command); !refusal.empty()) {
-        multi_aborted_ = true;
-        replyError(refusal);
-        return Flow::Continue;
-      }
-    }
-    return forward(req, *pinned_);
-  }
-
-  if (command != nullptr &&
-      (kind == Route::Forward || kind == Route::Blocking || kind == Route::Transaction)) {
-    Flow flow;
-    if (routeMapped(req, *command, flow)) return flow;
-  }
-  switch (kind) {
-    case Route::Local:
-      return routeLocal(req, local);
-    case Route::Forward:
-      return forwardCurrent(req);
-    case Route::Refused: {
-      std::string name(req.args[0]);
-      for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      replyError("ERR Larder: " + (command->handling.refusal.empty()
-                                       ? name + " is not supported through the proxy"
-                                       : std::string(command->handling.refusal)));
-      return Flow::Continue;
-    }
-    case Route::Transaction:
-    case Route::Blocking:
-    case Route::Sticky:
-      if (needsBarrierToPin()) return Flow::Barrier;
-      if (!pin(false)) return Flow::Continue;
-      if (kind == Route::Sticky) sticky_ = true;
-      if (kind == Route::Transaction) {
-        (command->redis->name == "multi" ? in_multi_ : watching_) = true;
-      }
-      return forward(req, *pinned_);
-    case Route::PubSub:
-      if (!queue_.empty()) return Flow::Barrier;  // stream frames carry no tags
-      if (!pin(true)) return Flow::Continue;
-      sendOnStream(req);
-      return Flow::Continue;
-  }
-  return Flow::Continue;
-}
-
-redis::BackendConnection* Session::currentConnection() {
-  if (pinned_) {
-    if (!releasable()) return pinned_.get();
-    if (!queue_.empty()) return nullptr;  // the pinned call must finish first
-    releasePin();
-  }
-  return shared_;
-}
-
-Session::Flow Session::forwardCurrent(const resp::Request& req) {
-  redis::BackendConnection* connection = currentConnection();
-  return connection ? forward(req, *connection) : Flow::Barrier;
-}
-
-void Session::sendOnStream(const resp::Request& req) {
-  if (req.inline_form) {
-    scratch_.clear();
-    resp::appendMultibulk(scratch_, req.args);
-    pinned_->sendUntracked(scratch_);
-  } else {
-    pinned_->sendUntracked(req.raw);
-  }
-}
-
-void Session::dropPin() {
-  if (!pinned_) return;
-  auto connection = std::move(pinned_);
-  connection->setOwner({});  // its closing is ours, not news to report
-  connection->setStreamSink(nullptr);
-  connection->stop();
-  worker_.releasePinned(std::move(connection), false);
-}
-
-void Session::setAuthenticated(bool authenticated) {
-  authenticated_ = authenticated;
-  parser_.setLimits(parserLimits(worker_.config().limits, authenticated));
-}
-
-Session::Flow Session::forward(const resp::Request& req, redis::BackendConnection& connection) {
-  if (connection.saturated()) return Flow::Saturated;
-  const std::uint64_t tag = queue_.reserve();
-  if (req.inline_form) {
-    scratch_.clear();
-    resp::appendMultibulk(scratch_, req.args);
-    connection.send(scratch_, self(), tag);
-  } else {
-    connection.send(req.raw, self(), tag);
-  }
-  return Flow::Continue;
-}
-
-bool Session::pin(bool stream) {
-  if (!pinned_) {
-    pinned_ = worker_.acquirePinned();
-    if (!pinned_) {
-      replyError(
-          "ERR Larder: too many dedicated backend connections "
-          "(redis.max_pinned_per_worker); try again later");
-      return false;
-    }
-    pinned_->setOwner(weak_from_this());
-  }
-  if (stream && !stream_) {
-    stream_ = true;
-    pinned_->setStreamSink(self());
-  }
-  return true;
-}
-
-bool Session::releasable() const {
-  return pinned_ && !stream_ && !in_multi_ && !watching_ && !sticky_ &&
-         db_ == worker_.config().redis.db;
-}
-
-void Session::releasePin() {
-  auto connection = std::move(pinned_);
-  connection->setOwner({});
-  connection->setStreamSink(nullptr);
-  const bool clean = !stream_ && !sticky_ && !dirty_stream_ && db_ == worker_.config().redis.db;
-  stream_ = in_multi_ = watching_ = sticky_ = dirty_stream_ = false;
-  worker_.releasePinned(std::move(connection), clean);
+  if (waiting_ && pipeline_.outstanding() <= wake_at_) wake_.cancel();
 }
 
 // ---------------------------------------------------------------- replies
 
-void Session::observe(std::uint64_t tag) {
-  const ReplyQueue::Stamp stamp = queue_.takeStamp(tag);
-  if (stamp.command == kNoStatsSlot) return;
-  worker_.stats().by_command[stamp.command].latency.observe(std::chrono::steady_clock::now() -
-                                                            stamp.start);
-}
-
 void Session::deliver(std::uint64_t tag, std::string_view frame) {
   if (closed_) return;
-  if (tag != kStreamTag) observe(tag);
-  if (tag == kStreamTag) {
-    if (sync_tag_ != 0 && frame.find(sync_token_) != std::string_view::npos) {
-      onStreamSync(frame);
-      return;
-    }
-    // Stream frames carry no slot: they are already in order.
-    out_.append(resp3_ ? reply_forms_.push(frame) : frame);
-  } else if (!replacements_.empty() && replacements_.count(tag)) {
-    queue_.complete(tag, replacements_[tag], out_);
-    replacements_.erase(tag);
-  } else if (!info_merges_.empty() && info_merges_.count(tag)) {
-    std::string merged = mergeInfo(info_merges_[tag], frame);
-    info_merges_.erase(tag);
-    queue_.complete(tag, clientForm(tag, merged), out_);
+  if (tag == proxy::kStreamTag) {
+    pipeline_.streamFrame(frame);
   } else {
-    queue_.complete(tag, clientForm(tag, frame), out_);
+    pipeline_.complete(tag, frame);
   }
-  if (out_.size() + writing_.size() + queue_.heldBytes() >
+  afterPipeline();
+  wakeReader();
+}
+
+void Session::fail(std::uint64_t tag, const redis::BackendFailure& failure) {
+  if (closed_) return;
+  pipeline_.fail(tag, failure);
+  afterPipeline();
+  wakeReader();
+}
+
+void Session::backendClosed() {
+  if (closed_) return;
+  pipeline_.pinClosed();
+  afterPipeline();
+}
+
+void Session::afterPipeline() {
+  if (closed_) return;
+  switch (pipeline_.end()) {
+    case proxy::Pipeline::End::Now:
+      close();
+      return;
+    case proxy::Pipeline::End::AfterReplies:
+      if (!close_when_flushed_) closeWhenFlushed();
+      break;
+    case proxy::Pipeline::End::AfterBackend:
+      reading_stopped_ = true;
+      break;
+    case proxy::Pipeline::End::None:
+      break;
+  }
+  const std::string& out = pipeline_.output();
+  if (out.size() + writing_.size() + pipeline_.heldBytes() >
       worker_.config().limits.client_output_limit) {
     worker_.stats().output_limit_closes.add();
     spdlog::warn("client {} ({}): output buffer over {} bytes, closing", id_, peer_,
@@ -483,82 +261,11 @@ void Session::deliver(std::uint64_t tag, std::string_view frame) {
     return;
   }
   scheduleFlush();
-  wakeReader();
-}
-
-Session::Flow Session::syncStream() {
-  // PING with a token of ours: Redis answers ["pong", token] while the client
-  // is subscribed and a plain bulk token once it is not. Frames before it
-  // belong to earlier commands; the token reply itself is swallowed.
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  sync_token_ = "__larder:sync:" + std::to_string(rng()) + ":" + std::to_string(++sync_count_);
-  std::string ping;
-  resp::appendMultibulk(ping, {"PING", sync_token_});
-  sync_tag_ = queue_.reserve();
-  pinned_->sendUntracked(ping);
-  return Flow::Barrier;
-}
-
-void Session::onStreamSync(std::string_view frame) {
-  const std::uint64_t tag = sync_tag_;
-  sync_tag_ = 0;
-  if (frame.front() == '$') {  // no subscriptions left: back to normal routing
-    sync_ = StreamSync::Ended;
-    stream_ = false;
-    releasePin();
-  } else {
-    sync_ = StreamSync::Subscribed;
-  }
-  observe(tag);
-  queue_.complete(tag, {}, out_);
-  wakeReader();
-}
-
-void Session::backendClosed() {
-  if (closed_) return;
-  // The dedicated connection is gone, and with it the client's MULTI, WATCH,
-  // subscriptions or db: closing tells the client, as a Redis restart would.
-  closeWhenFlushed();
-  if (!closed_) scheduleFlush();
-}
-
-std::string_view Session::clientForm(std::uint64_t tag, std::string_view bytes) {
-  if (!reply_forms_.active()) return bytes;
-  return reply_forms_.translate(tag, bytes, queue_.headTag());
-}
-
-void Session::setProtocol(bool resp3) {
-  resp3_ = resp3;
-  reply_forms_.switched(resp3, queue_.nextTag(), queue_.headTag());
-}
-
-void Session::reply(std::string_view bytes) {
-  const std::uint64_t tag = queue_.reserve();
-  observe(tag);
-  queue_.complete(tag, clientForm(tag, bytes), out_);
-  scheduleFlush();
-}
-
-void Session::replyError(std::string_view text) {
-  std::string bytes;
-  resp::appendError(bytes, text);
-  reply(bytes);
-}
-
-void Session::protocolError(const std::string& message) {
-  worker_.stats().protocol_errors.add();
-  spdlog::debug("client {} ({}): protocol error: {}", id_, peer_, message);
-  replyError("ERR Protocol error: " + message);
-  closeWhenFlushed();
-}
-
-void Session::emit(std::string_view bytes) {
-  out_.append(bytes);
-  scheduleFlush();
+  afterWrite();
 }
 
 void Session::scheduleFlush() {
-  if (flush_scheduled_ || write_active_ || out_.empty() || closed_) return;
+  if (flush_scheduled_ || write_active_ || pipeline_.output().empty() || closed_) return;
   flush_scheduled_ = true;
   // Deferred to the end of this loop turn: every reply that arrives in the
   // same backend read leaves in one write.
@@ -570,26 +277,27 @@ void Session::scheduleFlush() {
 
 void Session::flush() {
   if (write_active_ || closed_) return;
-  if (out_.empty()) {
+  std::string& out = pipeline_.output();
+  if (out.empty()) {
     afterWrite();
     return;
   }
   boost::system::error_code ec;
   // TLS: no synchronous attempt (see client_stream.hpp); straight to async_write.
-  const std::size_t n = socket_.isTls() ? 0 : socket_.tcp().write_some(asio::buffer(out_), ec);
+  const std::size_t n = socket_.isTls() ? 0 : socket_.tcp().write_some(asio::buffer(out), ec);
   if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
     close();
     return;
   }
-  if (n == out_.size()) {
-    out_.clear();
-    if (out_.capacity() > 64 * 1024) std::string().swap(out_);
+  if (n == out.size()) {
+    out.clear();
+    if (out.capacity() > 64 * 1024) std::string().swap(out);
     afterWrite();
     return;
   }
   // The client is slow: hand the rest to an asynchronous write.
-  out_.erase(0, n);
-  writing_.swap(out_);
+  out.erase(0, n);
+  writing_.swap(out);
   write_active_ = true;
   socket_.asyncWrite(asio::buffer(writing_),
                      [self = shared_from_this()](boost::system::error_code wec, std::size_t) {
@@ -604,7 +312,10 @@ void Session::flush() {
 }
 
 void Session::afterWrite() {
-  if (close_when_flushed_ && queue_.empty() && out_.empty() && !write_active_) close();
+  if (close_when_flushed_ && pipeline_.outstanding() == 0 && pipeline_.output().empty() &&
+      !write_active_) {
+    close();
+  }
 }
 
 void Session::closeWhenFlushed() {
@@ -618,7 +329,7 @@ void Session::shutdown() {
   // Requests already sent are still read and executed: the reader drains what
   // the socket holds without waiting for more, then closes after the replies.
   draining_ = true;
-  if (stream_ || (pinned_ && !queue_.empty())) {
+  if (pipeline_.blocked()) {
     closeWhenFlushed();  // subscribers and blocked calls have nothing to finish
     return;
   }
@@ -633,14 +344,13 @@ void Session::close() {
   boost::system::error_code ec;
   socket_.tcp().close(ec);
   wake_.cancel();
-  dropPin();
-  info_merges_.clear();
+  if (pinned_) unpin(false);
   worker_.forget(id_);
 }
 
-bool Session::exemptFromIdleTimeout() const {
-  // As in Redis: subscribers and clients blocked in a call are not idle.
-  return stream_ || (pinned_ && !queue_.empty());
+void Session::recheckUser() {
+  if (closed_) return;
+  if (!pipeline_.refreshUser()) close();
 }
 
 }  // namespace larder::server

@@ -26,13 +26,19 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
     : index_(index), config_(config), server_(server), sweep_(context_) {
   // One per keyspace a reload may add: the counters are read from other threads.
   for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
-    stats_.keyspaces.push_back(std::make_unique<KeyspaceCounters>());
+    stats_.keyspaces.push_back(std::make_unique<proxy::KeyspaceCounters>());
+  }
+  // With keyspaces, client traffic runs as the restricted client user.
+  if (!server.keyspaces().empty() && !config.redis.client_acl_user.empty()) {
+    client_identity_ = std::make_shared<const redis::ClientIdentity>(
+        redis::makeClientIdentity(config.redis, cache::kReservedPrefix));
   }
   const int n = std::max(1, config.redis.connections_per_worker);
   for (int i = 0; i < n; ++i) {
     shared_.push_back(std::make_shared<redis::BackendConnection>(
         context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, stats_.backend,
         server.redisTls()));
+    shared_.back()->setClientIdentity(client_identity_);
     if (!server.keyspaces().empty()) {
       shared_.back()->setPreload(cache::preloadRequests({&cache::writeScript()}));
     }
@@ -128,6 +134,7 @@ std::shared_ptr<redis::BackendConnection> Worker::acquirePinned() {
   auto c = std::make_shared<redis::BackendConnection>(context_.get_executor(), config_.redis,
                                                       redis::ConnectionKind::Pinned, stats_.backend,
                                                       server_.redisTls());
+  c->setClientIdentity(client_identity_);
   c->start();
   return c;
 }

@@ -49,6 +49,10 @@ struct RedisConfig {
   Millis connect_timeout{2000};
   Millis reconnect_min{100};
   Millis reconnect_max{2000};
+  // While keyspaces exist, client traffic runs as this Redis ACL user, which
+  // cannot reach Larder's reserved keys (docs/security.md); "" turns it off,
+  // and scripts are then refused.
+  std::string client_acl_user = "larder-client";
 };
 
 struct PostgresConfig {

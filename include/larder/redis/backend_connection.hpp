@@ -27,15 +27,38 @@
 #include "larder/common/byte_buffer.hpp"
 #include "larder/common/counter.hpp"
 #include "larder/config/config.hpp"
+#include "larder/redis/client_identity.hpp"
 #include "larder/resp/reply_scanner.hpp"
 
 namespace larder::redis {
+
+// Who a request runs as in Redis (client_identity.hpp): client traffic as the
+// restricted client user when the connection has one, Larder's own requests
+// (write scripts, refresh probes) as the configured user.
+enum class As : std::uint8_t { Client, Larder };
+
+// Why a request got no reply from Redis: a typed failure, not a made-up
+// error frame. `errorText()` words it for a client (common/errors.hpp style).
+struct BackendFailure {
+  enum class Kind : std::uint8_t {
+    Unavailable,     // not connected (connecting failed, waiting to retry)
+    ConnectionLost,  // the connection broke with the request in flight
+    Closed,          // the connection was stopped (shutdown, a pinned connection dropped)
+  };
+  Kind kind;
+  std::string_view detail;  // the last connection error, if any; valid during the call
+
+  std::string errorText() const;
+};
 
 // Receives replies. `frame` is one complete RESP reply, valid during the call.
 class ReplySink {
  public:
   virtual ~ReplySink() = default;
   virtual void deliver(std::uint64_t tag, std::string_view frame) = 0;
+  // The request will get no reply. By default answered as an error reply;
+  // sinks that act on the failure itself (fall back, fail a client) override it.
+  virtual void fail(std::uint64_t tag, const BackendFailure& failure);
   // A pinned connection closed (only called for pinned connections).
   virtual void backendClosed() {}
 };
@@ -64,8 +87,16 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
 
   // Queues one complete RESP request; its reply goes to sink->deliver(tag, ...).
   // Requests queue while the connection is being made; a connection waiting
-  // to retry (backoff) answers with an error at once.
-  void send(std::string_view request, const std::shared_ptr<ReplySink>& sink, std::uint64_t tag);
+  // to retry (backoff) answers with an error at once. On a connection with a
+  // client identity, a request `as` the other identity is preceded by an
+  // AUTH that switches to it (checked, never seen by the sink).
+  void send(std::string_view request, const std::shared_ptr<ReplySink>& sink, std::uint64_t tag,
+            As as = As::Client);
+
+  // Client traffic on this connection runs as `identity` (set before start()).
+  void setClientIdentity(std::shared_ptr<const ClientIdentity> identity) {
+    identity_ = std::move(identity);
+  }
 
   // Stream mode: every frame goes to `sink`; requests are sent untracked.
   // An empty pointer returns the connection to request/reply matching.
@@ -90,7 +121,7 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
  private:
   enum class State { Idle, Connecting, Ready, Closed };
   struct Pending {
-    std::shared_ptr<ReplySink> sink;
+    std::shared_ptr<ReplySink> sink;  // null: an identity switch of ours (AUTH)
     std::uint64_t tag;
   };
 
@@ -104,8 +135,11 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
       boost::asio::mutable_buffer into);
   boost::asio::awaitable<boost::system::error_code> writeAll(boost::asio::const_buffer bytes);
   void onFrame(std::string_view frame);
-  void failPending(std::string_view why);
+  void failPending(BackendFailure::Kind kind);
   void wakeWriter();
+  // Appends the AUTH that makes the next request run `as` (identity_ set).
+  void switchTo(As as);
+  void appendAuth(std::string& out, As as) const;
 
   boost::asio::any_io_executor executor_;
   const config::RedisConfig& config_;
@@ -127,6 +161,8 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   resp::ReplyScanner scanner_;
   std::string last_error_;
   std::vector<std::string> preload_;
+  std::shared_ptr<const ClientIdentity> identity_;  // null: one identity only
+  As stream_as_ = As::Client;                       // who the next request on the stream runs as
 };
 
 }  // namespace larder::redis

@@ -51,6 +51,7 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
 
   void start(redis::BackendConnection& connection);
   void deliver(std::uint64_t sub, std::string_view frame) override;
+  void fail(std::uint64_t sub, const redis::BackendFailure& failure) override;
 
  private:
   bool startNear(redis::BackendConnection& connection);

@@ -16,12 +16,16 @@
 #include <string>
 #include <vector>
 
+#include "larder/cache/write_plan.hpp"
 #include "larder/redis/backend_connection.hpp"
-#include "larder/server/write_plan.hpp"
 
 namespace larder::server {
 
 class Worker;
+
+using cache::Combine;
+using cache::KeyWrite;
+using cache::WritePlan;
 
 class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this<MappedWrite> {
  public:

@@ -30,7 +30,7 @@
 
 #include "larder/commands/handling.hpp"
 #include "larder/config/config.hpp"
-#include "larder/server/stats.hpp"
+#include "larder/proxy/stats.hpp"
 
 namespace larder::server {
 
@@ -97,7 +97,7 @@ class NearCache {
 
   // One per keyspace id at start; those with near_cache.enabled get a
   // partition. Counters go to stats.keyspace(id).
-  NearCache(std::vector<Keyspace> keyspaces, WorkerStats& stats);
+  NearCache(std::vector<Keyspace> keyspaces, proxy::WorkerStats& stats);
   NearCache(const NearCache&) = delete;
   NearCache& operator=(const NearCache&) = delete;
 
@@ -173,7 +173,7 @@ class NearCache {
   void erase(Lru::iterator it, Why why);
   Partition* partition(int ks);
 
-  WorkerStats& stats_;
+  proxy::WorkerStats& stats_;
   std::vector<Partition> partitions_;  // by keyspace id
   // std::hash<string_view> is not a "fast" hash to libstdc++: nodes cache it, so a
   // lookup compares keys only on a hash match.

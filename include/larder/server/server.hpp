@@ -48,7 +48,7 @@ class Server : public ServerContext, public admin::AdminSource {
   }
   std::shared_ptr<boost::asio::ssl::context> redisTls() const override { return redis_tls_; }
   void reload(std::function<void(ReloadResult)> done) override;
-  InfoFields infoFields(std::string_view section) const override;  // server_info.cpp
+  proxy::InfoFields infoFields(std::string_view section) const override;  // server_info.cpp
   void clientClosed() override { clients_.fetch_sub(1, std::memory_order_relaxed); }
   const cache::KeyspaceRegistry& keyspaces() const override { return keyspaces_; }
   cache::Loader* loader() override { return loader_.get(); }
@@ -65,7 +65,7 @@ class Server : public ServerContext, public admin::AdminSource {
   // (start-up) with a message naming keyspace, table and column.
   void buildKeyspaces();
   void startPostgresSide();
-  void keyspaceFields(InfoFields& out) const;
+  void keyspaceFields(proxy::InfoFields& out) const;
   std::uint64_t totalCommands() const;
   boost::asio::awaitable<void> sampleOps();
   void writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,

@@ -1,39 +1,37 @@
 #pragma once
-// One client connection: a coroutine that reads requests, routes each one, and
-// writes replies back strictly in request order.
+// One client connection's I/O shell: a coroutine that reads and parses
+// requests, hands each to the pipeline (proxy/pipeline.hpp, where every
+// decision is made), and writes the pipeline's output back. It is also the
+// pipeline's ports: backend connections, the read-through side and the
+// worker's server-wide services.
 //
-//   socket --read--> in_ --RequestParser--> route()
-//        forward: reserve a ReplyQueue slot, send on the backend connection
-//        local:   reserve a slot and complete it at once
-//   backend deliver(tag, frame) --> ReplyQueue --in order--> out_ --write--> socket
-//
-// Ordering across backend connections: a session sends on one connection at a
-// time. Before it moves (shared -> pinned for MULTI/pub-sub/blocking, or back),
-// it waits until every outstanding reply has arrived, so Redis executes the
-// client's commands in the order they were sent.
+//   socket --read--> in_ --RequestParser--> pipeline_.begin/step()
+//        Barrier: wait until every outstanding reply is in; Saturated: until
+//        the backend connection has room; Continue: next request
+//   backend deliver(tag, frame) --> pipeline_.complete() --> output --write--> socket
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
-#include "larder/commands/keys.hpp"
-#include "larder/commands/registry.hpp"
 #include "larder/common/byte_buffer.hpp"
+#include "larder/proxy/pipeline.hpp"
 #include "larder/redis/backend_connection.hpp"
 #include "larder/resp/request_parser.hpp"
-#include "larder/resp/resp3.hpp"
 #include "larder/server/client_stream.hpp"
-#include "larder/server/reply_queue.hpp"
 
 namespace larder::server {
 
 class Worker;
 
-class Session : public redis::ReplySink, public std::enable_shared_from_this<Session> {
+class Session : public redis::ReplySink,
+                public std::enable_shared_from_this<Session>,
+                private proxy::BackendPort,
+                private proxy::ReadThroughPort,
+                private proxy::AdminPort,
+                private proxy::ClientPort {
  public:
   // `tls` null: a plain client; else the TLS listener's context.
   Session(Worker& worker, boost::asio::ip::tcp::socket socket,
@@ -46,21 +44,20 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   // Closes now (idle timeout, output limit, server stop).
   void close();
 
+  // Replies from backend connections (and from Larder's own services, posted
+  // onto the worker's thread).
   void deliver(std::uint64_t tag, std::string_view frame) override;
+  void fail(std::uint64_t tag, const redis::BackendFailure& failure) override;
   void backendClosed() override;
 
   std::uint64_t id() const { return id_; }
   std::chrono::steady_clock::time_point lastActive() const { return last_active_; }
-  bool exemptFromIdleTimeout() const;
+  bool exemptFromIdleTimeout() const { return pipeline_.blocked(); }
   // After a reload: a client whose user was removed or disabled is closed, as
-  // Redis' ACL DELUSER does (acl_session.cpp). Worker sweep, once a second.
+  // Redis' ACL DELUSER does. Worker sweep, once a second.
   void recheckUser();
 
  private:
-  // Barrier: wait for every outstanding reply. Saturated: the backend
-  // connection has too much in flight; wait until it drains.
-  enum class Flow { Continue, Barrier, Saturated, Stop };
-
   boost::asio::awaitable<void> run();
   // TLS only: the server handshake within tls.handshake_timeout; false: close.
   boost::asio::awaitable<bool> handshake();
@@ -68,83 +65,45 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   boost::asio::awaitable<void> waitBackendCapacity();
   // Reads whatever else the socket holds; true when the client has gone.
   bool clientGone();
-  // `cmd` is the request's registry row (null: unknown to Redis 7.0).
-  Flow route(const resp::Request& req, const commands::Resolved& cmd);
-  Flow routeLocal(const resp::Request& req, commands::LocalCommand command);
-  Flow forward(const resp::Request& req, redis::BackendConnection& connection);
-  // To the pinned connection while its state lasts, else the shared one.
-  Flow forwardCurrent(const resp::Request& req);
-  // The connection forwardCurrent would use, or nullptr when a barrier is due.
-  redis::BackendConnection* currentConnection();
-  // Commands on keys of a mapped keyspace (mapped_commands.cpp). Returns false
-  // when no key is mapped and the command goes on as usual.
-  bool routeMapped(const resp::Request& req, const commands::Command& command, Flow& flow);
-  // True when a key argument lies under Larder's reserved prefix "__larder:".
-  bool touchesReservedKey(const resp::Request& req, const commands::Command& command);
-  // Inside MULTI: the error for a command that must not reach a mapped or
-  // reserved key (queued in Redis it would bypass Larder), or "".
-  std::string refusalInTransaction(const resp::Request& req, const commands::Command& command);
-  bool needsBarrierToPin() const { return !pinned_ && !queue_.empty(); }
-  // false (and an error reply) when no dedicated connection can be had.
-  bool pin(bool stream);
-  bool releasable() const;
-  void sendOnStream(const resp::Request& req);  // pub/sub: untracked, in order
-  void dropPin();  // closes the dedicated connection (its state goes with it)
-  // Also switches the parser to Redis' pre-AUTH limits and back.
-  void setAuthenticated(bool authenticated);
-  Flow syncStream();
-  void onStreamSync(std::string_view frame);
-  void releasePin();
-
-  // ACL users (acl_session.cpp).
-  // The connection's state before AUTH: the default user when it needs no
-  // password, else not authenticated.
-  void resetUser();
-  void authenticateAs(const config::UserConfig& user);
-  // The session's user in the config now in force; false when it is gone or disabled.
-  bool refreshUser();
-  // "" when the session's user may run `req`, else the NOPERM error text.
-  std::string aclDenial(const resp::Request& req, const commands::Resolved& cmd);
-  bool restricted() const { return user_ && !user_->permissions.unrestricted(); }
-  Flow acl(const resp::Request& req);
-
-  // Local commands (local_commands.cpp).
-  Flow hello(const resp::Request& req);
-  Flow auth(const resp::Request& req);
-  Flow select(const resp::Request& req);
-  // INFO and LARDER RELOAD|STATS|LOGLEVEL (admin_commands.cpp).
-  struct InfoRequest {
-    std::vector<std::string> overlays;  // Larder's sections laid over the backend's
-    bool larder = false;                // "# Larder" appended
-  };
-  Flow info(const resp::Request& req);
-  std::string mergeInfo(const InfoRequest& request, std::string_view backend_frame) const;
-  Flow larderAdmin(const resp::Request& req, const std::string& sub);
-  Flow larder(const resp::Request& req);    // write_commands.cpp
-  Flow flushAll(const resp::Request& req);  // write_commands.cpp
-  // A write to mapped keys (write_commands.cpp).
-  Flow routeWrite(const resp::Request& req, const commands::Command& command,
-                  const std::vector<std::size_t>& keys);
-  // Answers the reserved slot `tag` later, from any thread via the worker.
-  std::function<void(std::string)> replyLater(std::uint64_t tag);
-  Flow client(const resp::Request& req);
-  Flow reset(const resp::Request& req);
-  std::string clientInfoLine();  // non-const: asio's native_handle() is
-
-  void observe(std::uint64_t tag);  // the latency of the request slot `tag` answers
-  // The reply for slot `tag` in the protocol its request was made under (RESP3).
-  std::string_view clientForm(std::uint64_t tag, std::string_view bytes);
-  void setProtocol(bool resp3);        // HELLO 2|3, RESET; before the reply is reserved
-  void reply(std::string_view bytes);  // a locally answered command, in order
-  void replyError(std::string_view text);
-  bool answerNear(const resp::Request& req, const commands::Command& command);
-  void protocolError(const std::string& message);
-  void emit(std::string_view bytes);  // bytes in order, straight to out_
+  // After the pipeline answered something: output limit, flush, end.
+  void afterPipeline();
   void scheduleFlush();
   void flush();
   void afterWrite();
   void closeWhenFlushed();
   void wakeReader();
+  // The parser's limits follow authentication (Redis' pre-AUTH limits).
+  void updateParserLimits();
+
+  // proxy::BackendPort
+  void send(proxy::Conn conn, std::string_view request, std::uint64_t tag) override;
+  void sendOnStream(std::string_view request) override;
+  bool saturated(proxy::Conn conn) const override;
+  bool pin() override;
+  void setStream(bool on) override;
+  void unpin(bool clean) override;
+  bool pinLost() const override;
+  // proxy::ReadThroughPort
+  void read(proxy::Conn conn, commands::ReadKind kind, const std::vector<std::string_view>& args,
+            std::vector<proxy::MappedKey> keys, std::uint64_t tag) override;
+  const std::string* nearValue(const cache::Keyspace& ks, std::string_view key) override;
+  void write(proxy::Conn conn, cache::WritePlan plan, std::uint64_t tag) override;
+  bool writeMayReorder(const cache::WritePlan& plan) const override;
+  // proxy::AdminPort
+  const config::Config& config() const override;
+  const cache::KeyspaceRegistry& keyspaces() const override;
+  proxy::WorkerStats& stats() override;
+  proxy::InfoFields infoFields(std::string_view section) const override;
+  bool writesCommand(std::vector<std::string> args, std::uint64_t tag) override;
+  bool invalidateCommand(std::vector<std::string> args, std::uint64_t tag) override;
+  bool flushAll(bool all, std::uint64_t tag) override;
+  void reload(std::uint64_t tag) override;
+  // proxy::ClientPort
+  proxy::ConnectionFacts facts() const override;
+
+  redis::BackendConnection& connection(proxy::Conn conn) const;
+  // Completes `tag` later, from any thread, on the worker's.
+  std::function<void(std::string)> replyLater(std::uint64_t tag);
   std::shared_ptr<ReplySink> self() { return shared_from_this(); }
 
   Worker& worker_;
@@ -157,19 +116,12 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
   ByteBuffer in_;
   resp::RequestParser parser_;
   resp::Request request_;
-  std::string scratch_;                       // re-encoded inline requests
-  std::vector<std::string_view> key_values_;  // scratch for keyspace matching
-  std::vector<commands::KeyRef> keys_;        // scratch: the request's keys
+  bool parser_authenticated_ = false;
 
-  ReplyQueue queue_;
-  std::string out_;
+  proxy::Pipeline pipeline_;
   std::string writing_;
   bool write_active_ = false;
   bool flush_scheduled_ = false;
-  std::unordered_map<std::uint64_t, InfoRequest> info_merges_;   // tag -> what INFO asked
-  std::unordered_map<std::uint64_t, std::string> replacements_;  // tag -> reply to send instead
-  bool resp3_ = false;            // HELLO 3: replies are translated (resp/resp3.hpp)
-  resp::ReplyForms reply_forms_;  // the protocol and shape each outstanding slot takes
 
   // Waiting for replies to drain (backpressure or a barrier).
   boost::asio::steady_timer wake_;
@@ -178,36 +130,7 @@ class Session : public redis::ReplySink, public std::enable_shared_from_this<Ses
 
   redis::BackendConnection* shared_ = nullptr;
   std::shared_ptr<redis::BackendConnection> pinned_;
-  bool stream_ = false;  // pinned in pub/sub: frames flow straight through
-  bool in_multi_ = false;
-  bool multi_aborted_ = false;  // a queued command was refused: EXEC discards
-  bool watching_ = false;
-  bool sticky_ = false;  // CLIENT TRACKING and friends: pinned until RESET
-  // Leaving pub/sub: a PING token sent on the stream, answered in order.
-  enum class StreamSync { None, Subscribed, Ended };
-  StreamSync sync_ = StreamSync::None;
-  std::uint64_t sync_tag_ = 0;  // slot held until the token comes back
-  std::string sync_token_;
-  std::uint64_t sync_count_ = 0;
-  bool dirty_stream_ = false;  // a RESET went through the stream connection
-  bool quitting_ = false;      // QUIT sent on the stream; Redis closes it
-  long long db_ = 0;
 
-  bool authenticated_ = false;
-  // The authenticated user, in the config generation user_config_ (kept for
-  // the life of the process, so the pointer stays valid). nullptr: not
-  // authenticated, or a config without users (everything allowed).
-  const config::UserConfig* user_ = nullptr;
-  const config::Config* user_config_ = nullptr;
-  std::string name_;
-  std::string lib_name_;
-  std::string lib_ver_;
-  std::string last_command_;
-
-  bool hold_ = false;  // a mapped write may be retried: send nothing until it is answered
-  // One past the tag of the last mapped read: a mapped write waits for such
-  // reads to be answered (a miss answered after the write ran would see it).
-  std::uint64_t mapped_read_end_ = 0;
   bool reading_stopped_ = false;
   bool draining_ = false;  // server shutdown: finish what was sent, then close
   bool close_when_flushed_ = false;

@@ -16,10 +16,10 @@
 #include "larder/cache/loader.hpp"
 #include "larder/cache/write_service.hpp"
 #include "larder/config/config.hpp"
+#include "larder/proxy/info.hpp"
+#include "larder/proxy/stats.hpp"
 #include "larder/redis/backend_connection.hpp"
-#include "larder/server/info.hpp"
 #include "larder/server/near_cache.hpp"
-#include "larder/server/stats.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -51,8 +51,8 @@ class Worker {
   // Backend connections keep the start-up one.
   const config::Config& config() const;
   ServerContext& server() { return server_; }
-  WorkerStats& stats() { return stats_; }
-  const WorkerStats& stats() const { return stats_; }
+  proxy::WorkerStats& stats() { return stats_; }
+  const proxy::WorkerStats& stats() const { return stats_; }
   // nullptr when no keyspace has near_cache enabled (docs/near_cache.md).
   NearCache* nearCache() { return near_cache_.get(); }
 
@@ -79,7 +79,8 @@ class Worker {
   boost::asio::io_context context_{1};
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   std::thread thread_;
-  WorkerStats stats_;
+  proxy::WorkerStats stats_;
+  std::shared_ptr<const redis::ClientIdentity> client_identity_;  // null: no keyspaces
   std::vector<std::shared_ptr<redis::BackendConnection>> shared_;
   std::vector<std::shared_ptr<redis::BackendConnection>> idle_pinned_;
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
@@ -109,7 +110,7 @@ class ServerContext {
   // Larder's TLS context for its connections to Redis; null when redis.tls is off.
   virtual std::shared_ptr<boost::asio::ssl::context> redisTls() const = 0;
   // Larder's INFO fields for "server", "clients", "stats" or "larder".
-  virtual InfoFields infoFields(std::string_view section) const = 0;
+  virtual proxy::InfoFields infoFields(std::string_view section) const = 0;
   virtual void clientClosed() = 0;
   virtual const cache::KeyspaceRegistry& keyspaces() const = 0;
   virtual cache::Loader* loader() = 0;            // nullptr when no keyspace is configured

@@ -5,11 +5,11 @@
 
 #include "larder/server/mapped_read.hpp"
 
+using larder::proxy::WorkerStats;
 using larder::server::InvalidationFrame;
 using larder::server::NearCache;
 using larder::server::NearValue;
 using larder::server::ReadKind;
-using larder::server::WorkerStats;
 using namespace std::chrono_literals;
 
 namespace {
@@ -25,7 +25,7 @@ struct Fixture {
 
   explicit Fixture(std::size_t max_bytes = 1 << 20, larder::config::Millis max_ttl = 10s) {
     for (int i = 0; i < 3; ++i) {
-      stats.keyspaces.push_back(std::make_unique<larder::server::KeyspaceCounters>());
+      stats.keyspaces.push_back(std::make_unique<larder::proxy::KeyspaceCounters>());
     }
     larder::config::NearCacheConfig on;
     on.enabled = true;

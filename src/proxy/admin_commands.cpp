@@ -1,16 +1,19 @@
-// INFO, and the LARDER subcommands that concern the process rather than the
-// write queues: RELOAD, STATS, LOGLEVEL.
+// INFO (Larder's fields laid over Redis'), LARDER (operator commands) and
+// FLUSHALL/FLUSHDB (pending writes first when keyspaces exist).
 #include <spdlog/spdlog.h>
 
-#include "larder/commands/registry.hpp"
-#include "larder/common/logging.hpp"
-#include "larder/resp/reply_writer.hpp"
-#include "larder/server/session.hpp"
-#include "larder/server/worker.hpp"
+#include <algorithm>
 
-namespace larder::server {
+#include "larder/common/errors.hpp"
+#include "larder/common/logging.hpp"
+#include "larder/proxy/pipeline.hpp"
+#include "larder/resp/reply_writer.hpp"
+
+namespace larder::proxy {
 
 namespace {
+
+using commands::equalsLower;
 
 constexpr std::string_view kOverlaid[] = {"server", "clients", "stats"};
 
@@ -22,28 +25,14 @@ std::string capitalized(std::string_view name) {
 
 // One line, for an error reply.
 std::string oneLine(std::string text) {
-  for (auto& c : text) {
-    if (c == '\r' || c == '\n') c = ' ';
-  }
+  std::replace(text.begin(), text.end(), '\r', ' ');
+  std::replace(text.begin(), text.end(), '\n', ' ');
   return text;
-}
-
-std::string encodeReload(const ReloadResult& r) {
-  if (!r.ok)
-    return "-ERR Larder: reload rejected, the running config is kept: " + oneLine(r.error) + "\r\n";
-  std::string out;
-  resp::appendArrayHeader(out, 1 + r.applied.size() + r.not_applied.size());
-  resp::appendBulk(out, "reloaded " + r.source + ": " + std::to_string(r.applied.size()) +
-                            " change(s) applied, " + std::to_string(r.not_applied.size()) +
-                            " not applied");
-  for (const auto& line : r.applied) resp::appendBulk(out, "applied: " + line);
-  for (const auto& line : r.not_applied) resp::appendBulk(out, "not applied: " + line);
-  return out;
 }
 
 }  // namespace
 
-Session::Flow Session::info(const resp::Request& req) {
+Pipeline::Flow Pipeline::info(const resp::Request& req) {
   const auto& args = req.args;
   const std::vector<std::string> asked =
       infoSectionsAsked(std::vector<std::string_view>(args.begin() + 1, args.end()));
@@ -58,25 +47,27 @@ Session::Flow Session::info(const resp::Request& req) {
   }
   std::vector<std::string_view> backend_args{args[0]};
   for (std::size_t i = 1; i < args.size(); ++i) {
-    if (!commands::equalsIgnoreCase(args[i], "larder")) backend_args.push_back(args[i]);
+    if (!equalsLower(args[i], "larder")) backend_args.push_back(args[i]);
   }
   if (backend_args.size() == 1 && args.size() > 1) {  // only "larder" was asked for
     std::string out;
-    resp::appendBulk(
-        out, composeInfo("", {InfoSection{"Larder", worker_.server().infoFields("larder")}}));
+    resp::appendBulk(out,
+                     composeInfo("", {InfoSection{"Larder", ports_.admin.infoFields("larder")}}));
     reply(out);
     return Flow::Continue;
   }
   resp::Request forwarded;
   forwarded.args = backend_args;
   forwarded.inline_form = true;  // re-encoded from args
-  if (pinned_ && releasable() && !queue_.empty()) return Flow::Barrier;
+  const std::optional<Conn> conn = currentConnection();
+  if (!conn) return Flow::Barrier;
+  if (ports_.backend.saturated(*conn)) return Flow::Saturated;
   // Registered before sending: an unreachable backend answers synchronously.
   info_merges_[queue_.nextTag()] = std::move(request);
-  return forwardCurrent(forwarded);
+  return forward(forwarded, *conn);
 }
 
-std::string Session::mergeInfo(const InfoRequest& request, std::string_view backend_frame) const {
+std::string Pipeline::mergeInfo(const InfoRequest& request, std::string_view backend_frame) const {
   std::string_view backend;
   std::string backend_error;
   if (!backend_frame.empty() && backend_frame.front() == '$') {
@@ -87,10 +78,10 @@ std::string Session::mergeInfo(const InfoRequest& request, std::string_view back
   }
   std::vector<InfoSection> overlays;
   for (const auto& name : request.overlays) {
-    overlays.push_back(InfoSection{capitalized(name), worker_.server().infoFields(name)});
+    overlays.push_back(InfoSection{capitalized(name), ports_.admin.infoFields(name)});
   }
   if (request.larder || !backend_error.empty()) {
-    InfoSection larder{"Larder", worker_.server().infoFields("larder")};
+    InfoSection larder{"Larder", ports_.admin.infoFields("larder")};
     if (!backend_error.empty()) larder.fields.emplace_back("backend_info_error", backend_error);
     overlays.push_back(std::move(larder));
   }
@@ -99,28 +90,29 @@ std::string Session::mergeInfo(const InfoRequest& request, std::string_view back
   return out;
 }
 
-Session::Flow Session::larderAdmin(const resp::Request& req, const std::string& sub) {
+Pipeline::Flow Pipeline::larder(const resp::Request& req) {
   const auto& args = req.args;
+  const std::string_view sub = args[1];
   auto arity = [&](std::size_t min, std::size_t max) {
     if (args.size() >= min && args.size() <= max) return true;
-    replyError("ERR wrong number of arguments for 'larder|" + sub + "' command");
+    std::string name = "larder|" + std::string(sub);
+    replyError(errors::arity(name));
     return false;
   };
   std::string out;
-  if (sub == "RELOAD") {
+  if (equalsLower(sub, "reload")) {
     if (!arity(2, 2)) return Flow::Continue;
-    auto done = replyLater(queue_.reserve());
-    worker_.server().reload([done](const ReloadResult& r) { done(encodeReload(r)); });
-  } else if (sub == "STATS") {
+    ports_.admin.reload(queue_.reserve());
+  } else if (equalsLower(sub, "stats")) {
     if (!arity(2, 2)) return Flow::Continue;
-    const InfoFields fields = worker_.server().infoFields("larder");
+    const InfoFields fields = ports_.admin.infoFields("larder");
     resp::appendArrayHeader(out, fields.size() * 2);
     for (const auto& [k, v] : fields) {
       resp::appendBulk(out, k);
       resp::appendBulk(out, v);
     }
     reply(out);
-  } else if (sub == "LOGLEVEL") {
+  } else if (equalsLower(sub, "loglevel")) {
     if (!arity(2, 3)) return Flow::Continue;
     if (args.size() == 2) {
       resp::appendBulk(out, logLevelName());
@@ -134,10 +126,38 @@ Session::Flow Session::larderAdmin(const resp::Request& req, const std::string& 
                  "' (trace, debug, info, warn, error, critical, off)");
       return Flow::Continue;
     }
-    spdlog::info("log level set to {} by client {}", std::string(args[2]), peer_);
+    spdlog::info("log level set to {} by client {}", std::string(args[2]), id_);
     reply("+OK\r\n");
+  } else {
+    // The write queues (FLUSH, PENDING, DEADLETTERS) and INVALIDATE: writes
+    // this client sent before are in Redis before the command looks.
+    if (!queue_.empty()) return Flow::Barrier;
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    const std::uint64_t tag = queue_.nextTag();
+    const bool invalidate = equalsLower(sub, "invalidate");
+    queue_.reserve();
+    const bool taken = invalidate ? ports_.admin.invalidateCommand(std::move(rest), tag)
+                                  : ports_.admin.writesCommand(std::move(rest), tag);
+    if (!taken) complete(tag, resp::errorReply(errors::kNoKeyspaces));
   }
   return Flow::Continue;
 }
 
-}  // namespace larder::server
+Pipeline::Flow Pipeline::flushAll(const resp::Request& req) {
+  const bool all = equalsLower(req.args[0], "flushall");
+  const long long home = ports_.admin.config().redis.db;
+  if (ports_.admin.keyspaces().empty() || (!all && state_.db != home)) {
+    return forwardCurrent(req);  // no mapped keys there: Redis' own FLUSHDB
+  }
+  if (req.args.size() > 2 || (req.args.size() == 2 && !equalsLower(req.args[1], "async") &&
+                              !equalsLower(req.args[1], "sync"))) {
+    replyError(errors::kSyntax);
+    return Flow::Continue;
+  }
+  if (!queue_.empty()) return Flow::Barrier;
+  const std::uint64_t tag = queue_.reserve();
+  if (!ports_.admin.flushAll(all, tag)) complete(tag, resp::errorReply(errors::kNoPostgres));
+  return Flow::Continue;
+}
+
+}  // namespace larder::proxy

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace larder::server {
+namespace larder::proxy {
 
 using InfoFields = std::vector<std::pair<std::string, std::string>>;
 
@@ -28,4 +28,4 @@ std::string composeInfo(std::string_view backend, const std::vector<InfoSection>
 // The sections INFO's arguments name, lowercased; {"default"} when none.
 std::vector<std::string> infoSectionsAsked(const std::vector<std::string_view>& args);
 
-}  // namespace larder::server
+}  // namespace larder::proxy

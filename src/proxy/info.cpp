@@ -1,9 +1,9 @@
-#include "larder/server/info.hpp"
+#include "larder/proxy/info.hpp"
 
 #include <algorithm>
 #include <cctype>
 
-namespace larder::server {
+namespace larder::proxy {
 
 namespace {
 
@@ -96,4 +96,4 @@ std::vector<std::string> infoSectionsAsked(const std::vector<std::string_view>& 
   return out;
 }
 
-}  // namespace larder::server
+}  // namespace larder::proxy

@@ -1,8 +1,8 @@
-#include "larder/server/info.hpp"
+#include "larder/proxy/info.hpp"
 
 #include <catch2/catch.hpp>
 
-using namespace larder::server;
+using namespace larder::proxy;
 
 TEST_CASE("INFO: Larder's fields replace the backend's in place and add the rest", "[info]") {
   const std::string backend =

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <utility>
 
-namespace larder::server {
+namespace larder::proxy {
 
 // Tag used for frames that belong to no reserved slot (pub/sub streams).
 inline constexpr std::uint64_t kStreamTag = 0;
@@ -87,4 +87,4 @@ class ReplyQueue {
   Stamp stamp_;
 };
 
-}  // namespace larder::server
+}  // namespace larder::proxy

@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "larder/common/counter.hpp"
+#include "larder/proxy/command_stats.hpp"
 #include "larder/redis/backend_connection.hpp"
-#include "larder/server/command_stats.hpp"
 
-namespace larder::server {
+namespace larder::proxy {
 
 // Read-path counters of one keyspace, as seen by one worker.
 struct KeyspaceCounters {
@@ -54,4 +54,4 @@ struct WorkerStats {
   }
 };
 
-}  // namespace larder::server
+}  // namespace larder::proxy

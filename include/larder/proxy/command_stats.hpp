@@ -10,7 +10,7 @@
 #include "larder/commands/registry.hpp"
 #include "larder/common/histogram.hpp"
 
-namespace larder::server {
+namespace larder::proxy {
 
 inline constexpr std::uint16_t kNoStatsSlot = 0xFFFF;
 
@@ -44,4 +44,4 @@ class CommandStats {
   std::unique_ptr<CommandCounters[]> slots_;
 };
 
-}  // namespace larder::server
+}  // namespace larder::proxy

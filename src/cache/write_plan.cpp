@@ -1,11 +1,11 @@
-#include "larder/server/write_plan.hpp"
+#include "larder/cache/write_plan.hpp"
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <limits>
 
-namespace larder::server {
+namespace larder::cache {
 
 namespace {
 
@@ -355,4 +355,4 @@ WritePlan planWrite(const commands::Command& command, const std::vector<std::str
   return Planner(args, registry).plan(command, keys);
 }
 
-}  // namespace larder::server
+}  // namespace larder::cache

@@ -12,7 +12,7 @@
 #include "larder/cache/keyspace.hpp"
 #include "larder/commands/registry.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
 struct KeyWrite {
   const cache::Keyspace* ks = nullptr;
@@ -43,4 +43,4 @@ struct WritePlan {
 WritePlan planWrite(const commands::Command& command, const std::vector<std::string_view>& args,
                     const std::vector<std::size_t>& keys, const cache::KeyspaceRegistry& registry);
 
-}  // namespace larder::server
+}  // namespace larder::cache

@@ -1,13 +1,13 @@
-#include "larder/server/write_plan.hpp"
+#include "larder/cache/write_plan.hpp"
 
 #include <catch2/catch.hpp>
 
 #include "larder/commands/keys.hpp"
 
 using namespace larder;
-using server::Combine;
-using server::KeyWrite;
-using server::WritePlan;
+using cache::Combine;
+using cache::KeyWrite;
+using cache::WritePlan;
 
 namespace {
 
@@ -65,7 +65,7 @@ WritePlan plan(std::vector<std::string_view> args) {
   commands::findKeys(*command, args, refs);
   std::vector<std::size_t> keys;
   for (const auto& k : refs) keys.push_back(k.pos);
-  return server::planWrite(*command, args, keys, registry());
+  return cache::planWrite(*command, args, keys, registry());
 }
 
 // The one write of a plan that must succeed with exactly one write.

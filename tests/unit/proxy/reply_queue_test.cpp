@@ -1,8 +1,8 @@
-#include "larder/server/reply_queue.hpp"
+#include "larder/proxy/reply_queue.hpp"
 
 #include <catch2/catch.hpp>
 
-using larder::server::ReplyQueue;
+using larder::proxy::ReplyQueue;
 
 TEST_CASE("replies completed in order go straight out", "[server]") {
   ReplyQueue q;
@@ -37,7 +37,7 @@ TEST_CASE("stale and unknown tags are ignored", "[server]") {
   ReplyQueue q;
   std::string out;
   auto a = q.reserve();
-  CHECK(a != larder::server::kStreamTag);
+  CHECK(a != larder::proxy::kStreamTag);
   CHECK(q.complete(a + 5, "X", out) == 0);
   CHECK(q.complete(a, "A", out) == 1);
   CHECK(q.complete(a, "again", out) == 0);

@@ -1,0 +1,39 @@
+#pragma once
+// What a client's connection is in, as Redis would see it. Everything Redis
+// decides (the db after SELECT, MULTI, WATCH, CLIENT TRACKING) changes only
+// when Redis' reply confirms it; until then the request that would change it
+// counts as unconfirmed, and a request whose handling depends on that state
+// waits for the reply (pipeline.hpp). What Larder answers itself (AUTH,
+// HELLO, CLIENT SETNAME, RESET) changes when Larder answers. A value.
+#include <cstdint>
+#include <string>
+
+#include "larder/config/config.hpp"
+
+namespace larder::proxy {
+
+struct ClientState {
+  long long db = 0;    // the db Redis runs the client's commands in
+  bool resp3 = false;  // HELLO 3: replies are translated (resp/resp3.hpp)
+  bool authenticated = false;
+  // The authenticated user, in the config generation `user_config` (kept for
+  // the life of the process, so the pointer stays valid). nullptr: not
+  // authenticated, or a config without users (everything allowed).
+  const config::UserConfig* user = nullptr;
+  const config::Config* user_config = nullptr;
+
+  bool pinned = false;         // holds a dedicated backend connection
+  bool stream = false;         // pinned in pub/sub: frames flow straight through
+  bool in_multi = false;       // Redis answered MULTI
+  bool multi_aborted = false;  // a command was refused while queueing: EXEC discards
+  bool watching = false;       // Redis answered WATCH
+  bool sticky = false;         // CLIENT TRACKING and friends: pinned until RESET
+  bool dirty_stream = false;   // a RESET went through the stream connection
+  unsigned unconfirmed = 0;    // state-changing requests Redis has not answered yet
+
+  std::string name;  // CLIENT SETNAME
+  std::string lib_name;
+  std::string lib_ver;
+};
+
+}  // namespace larder::proxy

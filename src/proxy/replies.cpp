@@ -1,0 +1,124 @@
+// Replies: each completes its slot in the ReplyQueue and leaves in request
+// order; a reply that answers a state-changing request confirms (or not) the
+// change it was waiting for.
+#include "larder/common/errors.hpp"
+#include "larder/proxy/pipeline.hpp"
+#include "larder/resp/reply_writer.hpp"
+
+namespace larder::proxy {
+
+void Pipeline::observe(std::uint64_t tag) {
+  const ReplyQueue::Stamp stamp = queue_.takeStamp(tag);
+  if (stamp.command == kNoStatsSlot) return;
+  ports_.admin.stats().by_command[stamp.command].latency.observe(std::chrono::steady_clock::now() -
+                                                                 stamp.start);
+}
+
+void Pipeline::complete(std::uint64_t tag, std::string_view frame) {
+  if (end_ == End::Now) return;
+  observe(tag);
+  if (!unconfirmed_.empty()) confirm(tag, frame);
+  if (!replacements_.empty()) {
+    if (auto it = replacements_.find(tag); it != replacements_.end()) {
+      const std::string replacement = std::move(it->second);
+      replacements_.erase(it);
+      queue_.complete(tag, clientForm(tag, replacement), out_);
+      return;
+    }
+  }
+  if (!info_merges_.empty()) {
+    if (auto it = info_merges_.find(tag); it != info_merges_.end()) {
+      const std::string merged = mergeInfo(it->second, frame);
+      info_merges_.erase(it);
+      queue_.complete(tag, clientForm(tag, merged), out_);
+      return;
+    }
+  }
+  queue_.complete(tag, clientForm(tag, frame), out_);
+}
+
+void Pipeline::fail(std::uint64_t tag, const redis::BackendFailure& failure) {
+  complete(tag, resp::errorReply(failure.errorText()));
+}
+
+void Pipeline::confirm(std::uint64_t tag, std::string_view frame) {
+  auto it = std::find_if(unconfirmed_.begin(), unconfirmed_.end(),
+                         [tag](const Unconfirmed& u) { return u.tag == tag; });
+  if (it == unconfirmed_.end()) return;
+  const Unconfirmed u = *it;
+  unconfirmed_.erase(it);
+  if (state_.unconfirmed > 0) --state_.unconfirmed;
+  const bool ok = frame == "+OK\r\n";
+  const bool error = !frame.empty() && frame.front() == '-';
+  switch (u.change) {
+    case Change::Select:
+      if (ok) state_.db = u.db;
+      break;
+    case Change::Multi:
+      if (ok) state_.in_multi = true;
+      break;
+    case Change::EndMulti:
+      // EXEC and DISCARD end the transaction whatever they answer (EXECABORT
+      // included) and forget WATCH; EXEC without MULTI changes nothing.
+      if (state_.in_multi) {
+        state_.in_multi = state_.watching = state_.multi_aborted = false;
+      }
+      break;
+    case Change::Watch:
+      if (ok) state_.watching = true;
+      break;
+    case Change::Unwatch:
+      if (ok) state_.watching = false;
+      break;
+    case Change::Sticky:
+      if (!error) state_.sticky = true;
+      break;
+  }
+}
+
+void Pipeline::streamFrame(std::string_view frame) {
+  if (end_ == End::Now) return;
+  if (sync_tag_ != 0 && frame.find(sync_token_) != std::string_view::npos) {
+    onStreamSync(frame);
+    return;
+  }
+  // Stream frames carry no slot: they are already in order.
+  out_.append(state_.resp3 ? reply_forms_.push(frame) : frame);
+}
+
+void Pipeline::pinClosed() {
+  // The dedicated connection is gone, and with it the client's MULTI, WATCH,
+  // subscriptions or db: ending the connection tells the client, as a Redis
+  // restart would (and QUIT while subscribed ends here).
+  endAfterReplies();
+}
+
+void Pipeline::protocolError(std::string_view message) {
+  ports_.admin.stats().protocol_errors.add();
+  replyError("ERR Protocol error: " + std::string(message));
+  endAfterReplies();
+}
+
+std::string_view Pipeline::clientForm(std::uint64_t tag, std::string_view bytes) {
+  if (!reply_forms_.active()) return bytes;
+  return reply_forms_.translate(tag, bytes, queue_.headTag());
+}
+
+void Pipeline::setProtocol(bool resp3) {
+  state_.resp3 = resp3;
+  reply_forms_.switched(resp3, queue_.nextTag(), queue_.headTag());
+}
+
+void Pipeline::reply(std::string_view bytes) {
+  const std::uint64_t tag = queue_.reserve();
+  observe(tag);
+  queue_.complete(tag, clientForm(tag, bytes), out_);
+}
+
+void Pipeline::replyError(std::string_view text) {
+  std::string bytes;
+  resp::appendError(bytes, text);
+  reply(bytes);
+}
+
+}  // namespace larder::proxy

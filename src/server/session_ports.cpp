@@ -1,0 +1,171 @@
+// The session as its pipeline's ports: backend connections (the worker's
+// shared one, a dedicated one from the worker's pool), the read-through side
+// (MappedRead, MappedWrite, the near cache) and the worker's services.
+// Answers that arrive on another thread are posted back onto the worker's.
+#include <boost/asio/post.hpp>
+
+#include "larder/resp/reply_writer.hpp"
+#include "larder/server/mapped_read.hpp"
+#include "larder/server/mapped_write.hpp"
+#include "larder/server/near_cache.hpp"
+#include "larder/server/session.hpp"
+#include "larder/server/worker.hpp"
+
+namespace larder::server {
+
+namespace {
+
+std::string encodeReload(const ReloadResult& r) {
+  if (!r.ok) {
+    std::string why = r.error;
+    std::replace(why.begin(), why.end(), '\r', ' ');
+    std::replace(why.begin(), why.end(), '\n', ' ');
+    return resp::errorReply("ERR Larder: reload rejected, the running config is kept: " + why);
+  }
+  std::string out;
+  resp::appendArrayHeader(out, 1 + r.applied.size() + r.not_applied.size());
+  resp::appendBulk(out, "reloaded " + r.source + ": " + std::to_string(r.applied.size()) +
+                            " change(s) applied, " + std::to_string(r.not_applied.size()) +
+                            " not applied");
+  for (const auto& line : r.applied) resp::appendBulk(out, "applied: " + line);
+  for (const auto& line : r.not_applied) resp::appendBulk(out, "not applied: " + line);
+  return out;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ BackendPort
+
+redis::BackendConnection& Session::connection(proxy::Conn conn) const {
+  return conn == proxy::Conn::Pinned ? *pinned_ : *shared_;
+}
+
+void Session::send(proxy::Conn conn, std::string_view request, std::uint64_t tag) {
+  connection(conn).send(request, self(), tag);
+}
+
+void Session::sendOnStream(std::string_view request) { pinned_->sendUntracked(request); }
+
+bool Session::saturated(proxy::Conn conn) const { return connection(conn).saturated(); }
+
+bool Session::pin() {
+  pinned_ = worker_.acquirePinned();
+  if (!pinned_) return false;
+  pinned_->setOwner(weak_from_this());
+  return true;
+}
+
+void Session::setStream(bool on) {
+  pinned_->setStreamSink(on ? std::shared_ptr<ReplySink>(self()) : nullptr);
+}
+
+void Session::unpin(bool clean) {
+  if (!pinned_) return;
+  auto connection = std::move(pinned_);
+  connection->setOwner({});  // its closing is ours, not news to report
+  connection->setStreamSink(nullptr);
+  if (!clean) connection->stop();
+  worker_.releasePinned(std::move(connection), clean);
+}
+
+bool Session::pinLost() const { return pinned_ && pinned_->closed(); }
+
+// -------------------------------------------------------- ReadThroughPort
+
+void Session::read(proxy::Conn conn, commands::ReadKind kind,
+                   const std::vector<std::string_view>& args, std::vector<proxy::MappedKey> keys,
+                   std::uint64_t tag) {
+  std::vector<MappedRead::Key> read_keys;
+  read_keys.reserve(keys.size());
+  for (auto& k : keys) read_keys.push_back({k.arg, k.ks, std::move(k.values)});
+  auto op = std::make_shared<MappedRead>(worker_, self(), tag, kind,
+                                         std::vector<std::string>(args.begin(), args.end()),
+                                         std::move(read_keys));
+  op->start(connection(conn));
+}
+
+const std::string* Session::nearValue(const cache::Keyspace& ks, std::string_view key) {
+  NearCache* near = worker_.nearCache();
+  if (near == nullptr || !near->enabled(ks.id)) return nullptr;
+  const NearValue* v = near->lookup(ks.id, key, std::chrono::steady_clock::now());
+  return v ? &v->frame() : nullptr;
+}
+
+void Session::write(proxy::Conn conn, cache::WritePlan plan, std::uint64_t tag) {
+  auto op = std::make_shared<MappedWrite>(worker_, self(), tag, std::move(plan));
+  op->start(connection(conn));
+}
+
+bool Session::writeMayReorder(const cache::WritePlan& plan) const {
+  return MappedWrite::mayReorder(plan, worker_.config());
+}
+
+// -------------------------------------------------------------- AdminPort
+
+const config::Config& Session::config() const { return worker_.config(); }
+
+const cache::KeyspaceRegistry& Session::keyspaces() const { return worker_.server().keyspaces(); }
+
+proxy::WorkerStats& Session::stats() { return worker_.stats(); }
+
+proxy::InfoFields Session::infoFields(std::string_view section) const {
+  return worker_.server().infoFields(section);
+}
+
+std::function<void(std::string)> Session::replyLater(std::uint64_t tag) {
+  auto self = shared_from_this();
+  auto& context = worker_.context();
+  return [self, tag, &context](std::string reply) {
+    boost::asio::post(context,
+                      [self, tag, reply = std::move(reply)] { self->deliver(tag, reply); });
+  };
+}
+
+bool Session::writesCommand(std::vector<std::string> args, std::uint64_t tag) {
+  cache::WriteService* service = worker_.server().writes();
+  if (service == nullptr) return false;
+  service->command(std::move(args), replyLater(tag));
+  return true;
+}
+
+bool Session::invalidateCommand(std::vector<std::string> args, std::uint64_t tag) {
+  cache::Invalidator* invalidator = worker_.server().invalidator();
+  if (invalidator == nullptr) return false;
+  invalidator->command(std::move(args), replyLater(tag));
+  return true;
+}
+
+bool Session::flushAll(bool all, std::uint64_t tag) {
+  cache::WriteService* service = worker_.server().writes();
+  if (service == nullptr) return false;
+  service->flushAllThenWipe(all, replyLater(tag));
+  return true;
+}
+
+void Session::reload(std::uint64_t tag) {
+  auto done = replyLater(tag);
+  worker_.server().reload([done](const ReloadResult& r) { done(encodeReload(r)); });
+}
+
+// ------------------------------------------------------------- ClientPort
+
+proxy::ConnectionFacts Session::facts() const {
+  const auto now = std::chrono::steady_clock::now();
+  proxy::ConnectionFacts f;
+  f.peer = peer_;
+  boost::system::error_code ec;
+  auto& tcp = const_cast<ClientStream&>(socket_).tcp();  // asio's accessors are not const
+  const auto local = tcp.local_endpoint(ec);
+  if (!ec) f.local = local.address().to_string() + ":" + std::to_string(local.port());
+  f.fd = static_cast<long long>(tcp.native_handle());
+  f.age_seconds = std::chrono::duration_cast<std::chrono::seconds>(now - created_).count();
+  f.idle_seconds = std::chrono::duration_cast<std::chrono::seconds>(now - last_active_).count();
+  f.query_buffer = in_.size();
+  f.query_buffer_free = in_.writable();
+  f.query_buffer_capacity = in_.capacity();
+  f.writing = writing_.size();
+  f.memory = in_.capacity() + writing_.capacity();
+  return f;
+}
+
+}  // namespace larder::server
