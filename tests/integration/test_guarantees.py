@@ -231,6 +231,20 @@ class GuaranteesTest(LarderTestCase):
                          b"one")
         self.assertIn(b"larder-client", self.direct.call("ACL", "USERS"))
 
+    def test_the_client_user_cannot_lift_its_restrictions(self):
+        c = self.proxy
+        for words in (["ACL", "SETUSER", "larder-client", "~*"], ["ACL", "DELUSER", "larder-client"],
+                      ["ACL", "LOAD"], ["CONFIG", "SET", "requirepass", "x"]):
+            reply = c.call(*words)
+            self.assertIsInstance(reply, RespError, words)
+            self.assertIn("refused while keyspaces are configured", str(reply), words)
+        # Nor from a script (Redis refuses: ACL is noscript) or on its own login.
+        admin = RawClient(self.redis_server.port)
+        self.addCleanup(admin.close)
+        user = admin.call("ACL", "GETUSER", "larder-client")
+        self.assertIn(b"-acl|setuser", user[user.index(b"commands") + 1])
+        self.assertEqual(self.snapshot()["__larder:q:notes"][0], "stream")
+
     def test_without_the_client_user_scripts_are_refused(self):
         larder = self.start_larder(self.redis_server, config={
             "postgres": {"dsn": PG.dsn(DB)}, "keyspaces": KEYSPACES,
