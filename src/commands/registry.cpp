@@ -7,13 +7,11 @@ namespace larder::commands {
 
 namespace {
 
-constexpr char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
 // FNV-1a over the lower-cased bytes; `sub` (if any) joins as "name|sub".
 std::uint32_t hashName(std::string_view name, std::string_view sub) {
   std::uint32_t h = 2166136261u;
   auto mix = [&h](char c) {
-    h ^= static_cast<unsigned char>(lower(c));
+    h ^= static_cast<unsigned char>(asciiLower(c));
     h *= 16777619u;
   };
   for (char c : name) mix(c);
@@ -34,22 +32,6 @@ bool sameName(std::string_view full, std::string_view name, std::string_view sub
 }
 
 }  // namespace
-
-bool equalsLower(std::string_view any_case, std::string_view lower_name) {
-  if (any_case.size() != lower_name.size()) return false;
-  for (std::size_t i = 0; i < any_case.size(); ++i) {
-    if (lower(any_case[i]) != lower_name[i]) return false;
-  }
-  return true;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 Registry::Registry(std::span<const RedisCommand> redis) {
   if (redis.size() > kMaxCommands) throw std::logic_error("command table larger than kMaxCommands");

@@ -45,7 +45,6 @@ BackendConnection::BackendConnection(asio::any_io_executor executor,
       stats_(stats),
       socket_(executor),
       tls_context_(std::move(tls)),
-      wake_(executor),
       in_(kind == ConnectionKind::Shared ? 64 * 1024 : 4 * 1024) {}
 
 BackendConnection::~BackendConnection() = default;
@@ -90,7 +89,6 @@ void BackendConnection::stop() {
   stopping_ = true;
   boost::system::error_code ignored;
   socket_.close(ignored);
-  wake_.cancel();
   failPending(BackendFailure::Kind::Closed);
 }
 
@@ -141,9 +139,14 @@ void BackendConnection::sendUntracked(std::string_view request) {
 }
 
 void BackendConnection::wakeWriter() {
-  // The writer sleeps on `wake_` while out_ is empty; the first request of a
-  // loop turn wakes it, later ones in the same turn join the same write.
-  if (out_.empty()) wake_.cancel();
+  // The first request of a loop turn schedules one write at the end of the
+  // turn; later ones (from any session) join it.
+  if (write_scheduled_ || write_active_ || !out_.empty()) return;
+  write_scheduled_ = true;
+  asio::post(executor_, [self = shared_from_this()] {
+    self->write_scheduled_ = false;
+    self->flushOut();
+  });
 }
 
 void BackendConnection::failPending(BackendFailure::Kind kind) {
@@ -170,7 +173,8 @@ asio::awaitable<void> BackendConnection::run() {
       last_error_.clear();
       stats_.connects.add();
       backoff = config_.reconnect_min;
-      co_await (readLoop() || writeLoop());
+      flushOut();  // what was sent while connecting
+      co_await readLoop();
       stats_.disconnects.add();
       if (!stopping_)
         spdlog::warn("redis backend {}: connection lost: {}", config_.address.toString(),
@@ -180,8 +184,8 @@ asio::awaitable<void> BackendConnection::run() {
     }
     boost::system::error_code ignored;
     socket_.close(ignored);
+    ++generation_;  // a write still in flight belongs to the old connection
     out_.clear();
-    writing_.clear();
     in_ = ByteBuffer(in_.capacity() ? in_.capacity() : 4096);
     scanner_.reset();
     failPending(BackendFailure::Kind::ConnectionLost);
@@ -248,6 +252,8 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     co_return false;
   }
   socket_.set_option(tcp::no_delay(true));
+  boost::system::error_code nb;
+  socket_.non_blocking(true, nb);  // flushOut() writes without waiting
   if (tls_context_) {
     const bool handshaken = co_await tlsHandshake();
     if (!handshaken) co_return false;
@@ -333,36 +339,53 @@ asio::awaitable<std::pair<boost::system::error_code, std::size_t>> BackendConnec
   co_return std::make_pair(ec, n);
 }
 
-asio::awaitable<boost::system::error_code> BackendConnection::writeAll(asio::const_buffer bytes) {
-  if (tls_) {
-    auto [ec, n] = co_await asio::async_write(*tls_, bytes, kUseTuple);
-    co_return ec;
+void BackendConnection::flushOut() {
+  if (write_active_ || out_.empty() || state_ != State::Ready || stopping_) return;
+  if (!tls_) {
+    // Plain TCP: try at once (the socket is non-blocking); most batches fit
+    // the socket buffer, so no asynchronous operation is needed at all.
+    boost::system::error_code ec;
+    const std::size_t n = socket_.write_some(asio::buffer(out_), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      writeFailed(ec);
+      return;
+    }
+    if (n == out_.size()) {
+      out_.clear();
+      if (out_.capacity() > 1024 * 1024) std::string().swap(out_);
+      return;
+    }
+    out_.erase(0, n);
   }
-  auto [ec, n] = co_await asio::async_write(socket_, bytes, kUseTuple);
-  co_return ec;
+  // The rest (or, for TLS, all of it) asynchronously; sends meanwhile gather
+  // in out_ for the next write.
+  writing_.swap(out_);
+  write_active_ = true;
+  auto done = [self = shared_from_this(), generation = generation_](boost::system::error_code ec,
+                                                                    std::size_t) {
+    self->write_active_ = false;
+    self->writing_.clear();
+    if (generation != self->generation_) {
+      self->flushOut();  // the connection this write belonged to is gone
+      return;
+    }
+    if (ec) {
+      self->writeFailed(ec);
+      return;
+    }
+    self->flushOut();
+  };
+  if (tls_) {
+    asio::async_write(*tls_, asio::buffer(writing_), std::move(done));
+  } else {
+    asio::async_write(socket_, asio::buffer(writing_), std::move(done));
+  }
 }
 
-asio::awaitable<void> BackendConnection::writeLoop() {
-  for (;;) {
-    if (stopping_) co_return;
-    if (out_.empty()) {
-      wake_.expires_at(asio::steady_timer::time_point::max());
-      auto [ec] = co_await wake_.async_wait(kUseTuple);
-      // Cancellation is how we are woken; only a closed socket ends the loop.
-      (void)ec;
-      auto cs = co_await asio::this_coro::cancellation_state;
-      if (cs.cancelled() != asio::cancellation_type::none) co_return;
-      continue;
-    }
-    writing_.swap(out_);
-    const asio::const_buffer bytes = asio::buffer(writing_);
-    const boost::system::error_code ec = co_await writeAll(bytes);
-    writing_.clear();
-    if (ec) {
-      if (last_error_.empty()) last_error_ = "write: " + ec.message();
-      co_return;
-    }
-  }
+void BackendConnection::writeFailed(const boost::system::error_code& ec) {
+  if (last_error_.empty()) last_error_ = "write: " + ec.message();
+  boost::system::error_code ignored;
+  socket_.close(ignored);  // the read loop ends and run() reconnects
 }
 
 asio::awaitable<void> BackendConnection::readLoop() {

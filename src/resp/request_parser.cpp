@@ -237,7 +237,11 @@ bool RequestParser::parseWhole(std::string_view input, Request& out) {
 ParseStatus RequestParser::parse(std::string_view input, Request& out) {
   consumed_ = 0;
   wanted_ = 0;
-  if (!in_request_ && !input.empty() && input[0] == '*' && parseWhole(input, out)) {
+  // Nothing of a request parsed yet (a NeedMore on an empty buffer marks one
+  // started): the one-pass path may try.
+  const bool fresh = !in_request_ || (pos_ == 0 && scan_ == 0 && array_len_ == 0);
+  if (fresh && !input.empty() && input[0] == '*' && parseWhole(input, out)) {
+    reset();
     return ParseStatus::Complete;
   }
   // A shorter input than last time breaks the caller contract; start over

@@ -276,11 +276,14 @@ void Session::scheduleFlush() {
   if (flush_scheduled_ || write_active_ || pipeline_.output().empty() || closed_) return;
   flush_scheduled_ = true;
   // Deferred to the end of this loop turn: every reply that arrives in the
-  // same backend read leaves in one write.
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    self->flush_scheduled_ = false;
-    self->flush();
-  });
+  // same backend read leaves in one write. The worker runs every session's
+  // deferred flush from one posted handler.
+  worker_.flushLater(shared_from_this());
+}
+
+void Session::flushDeferred() {
+  flush_scheduled_ = false;
+  flush();
 }
 
 void Session::flush() {

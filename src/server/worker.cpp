@@ -171,6 +171,17 @@ void Worker::forget(std::uint64_t id) {
   }
 }
 
+void Worker::flushLater(std::shared_ptr<Session> session) {
+  if (flushes_.empty()) {
+    asio::post(context_, [this] {
+      flushing_.swap(flushes_);
+      for (auto& s : flushing_) s->flushDeferred();
+      flushing_.clear();
+    });
+  }
+  flushes_.push_back(std::move(session));
+}
+
 void Worker::sweepIdle() {
   sweep_.expires_after(std::chrono::seconds(1));
   sweep_.async_wait([this](boost::system::error_code ec) {

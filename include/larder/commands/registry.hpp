@@ -96,9 +96,23 @@ class HandlingBuilder {
   const Registry& registry_;
 };
 
+// ASCII lower case of one byte.
+constexpr char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 // ASCII case-insensitive equality with a lower-case literal.
-bool equalsLower(std::string_view any_case, std::string_view lower);
+inline bool equalsLower(std::string_view any_case, std::string_view lower) {
+  if (any_case.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < lower.size(); ++i) {
+    if (asciiLower(any_case[i]) != lower[i]) return false;
+  }
+  return true;
+}
 // ASCII case-insensitive equality.
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (asciiLower(a[i]) != asciiLower(b[i])) return false;
+  }
+  return true;
+}
 
 }  // namespace larder::commands

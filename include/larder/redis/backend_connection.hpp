@@ -129,11 +129,12 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   boost::asio::awaitable<bool> connectOnce();
   boost::asio::awaitable<bool> tlsHandshake();
   boost::asio::awaitable<void> readLoop();
-  boost::asio::awaitable<void> writeLoop();
+  // Writes out_ now (plain TCP, non-blocking), the rest asynchronously.
+  void flushOut();
+  void writeFailed(const boost::system::error_code& ec);
   // One read or a whole write, on the TLS stream when there is one.
   boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> readSome(
       boost::asio::mutable_buffer into);
-  boost::asio::awaitable<boost::system::error_code> writeAll(boost::asio::const_buffer bytes);
   void onFrame(std::string_view frame);
   void failPending(BackendFailure::Kind kind);
   void wakeWriter();
@@ -149,11 +150,13 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   // TLS: a fresh stream over socket_ per connection (an SSL object is not reused).
   std::shared_ptr<boost::asio::ssl::context> tls_context_;
   std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
-  boost::asio::steady_timer wake_;
   State state_ = State::Idle;
   bool stopping_ = false;
-  std::string out_;      // requests queued since the last write
-  std::string writing_;  // the batch being written
+  std::string out_;               // requests queued since the last write
+  std::string writing_;           // the batch an asynchronous write is sending
+  bool write_scheduled_ = false;  // a flushOut() is posted for the end of this turn
+  bool write_active_ = false;     // an asynchronous write is in flight
+  std::uint64_t generation_ = 0;  // bumped per connection: a late write completion is ignored
   std::deque<Pending> pending_;
   std::shared_ptr<ReplySink> stream_sink_;
   std::weak_ptr<ReplySink> owner_;

@@ -53,6 +53,8 @@ class Session : public redis::ReplySink,
   std::uint64_t id() const { return id_; }
   std::chrono::steady_clock::time_point lastActive() const { return last_active_; }
   bool exemptFromIdleTimeout() const { return pipeline_.blocked(); }
+  // The flush scheduleFlush() asked the worker for, at the end of the loop turn.
+  void flushDeferred();
   // After a reload: a client whose user was removed or disabled is closed, as
   // Redis' ACL DELUSER does. Worker sweep, once a second.
   void recheckUser();

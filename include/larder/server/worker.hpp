@@ -69,6 +69,9 @@ class Worker {
   void adopt(boost::asio::ip::tcp::socket socket, std::shared_ptr<boost::asio::ssl::context> tls,
              std::uint64_t id);
   void forget(std::uint64_t id);
+  // Runs session->flushDeferred() at the end of this loop turn; one posted
+  // handler serves every session that asks during the turn.
+  void flushLater(std::shared_ptr<Session> session);
 
  private:
   void sweepIdle();
@@ -84,6 +87,8 @@ class Worker {
   std::vector<std::shared_ptr<redis::BackendConnection>> shared_;
   std::vector<std::shared_ptr<redis::BackendConnection>> idle_pinned_;
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
+  std::vector<std::shared_ptr<Session>> flushes_;   // sessions to flush at the end of the turn
+  std::vector<std::shared_ptr<Session>> flushing_;  // the list being run (kept for its capacity)
   boost::asio::steady_timer sweep_;
   bool shutting_down_ = false;
   const config::Config* users_checked_ = nullptr;  // sessions rechecked against it (reload)
