@@ -27,6 +27,7 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::string_view kOk = "+OK\r\n";
 
 std::chrono::milliseconds jittered(std::chrono::milliseconds base) {
   thread_local std::minstd_rand rng{std::random_device{}()};
@@ -122,9 +123,35 @@ void BackendConnection::appendAuth(std::string& out, As as) const {
 }
 
 void BackendConnection::switchTo(As as) {
-  appendAuth(out_, as);
-  pending_.push_back(Pending{nullptr, 0});
+  std::string auth;
+  appendAuth(auth, as);
+  sendOwn(auth, kOk);
   stream_as_ = as;
+}
+
+void BackendConnection::sendOwn(std::string_view request, std::string_view expect) {
+  wakeWriter();
+  pending_.push_back(Pending{nullptr, 0, expect});
+  out_.append(request);
+}
+
+void BackendConnection::resetForPool() {
+  if (state_ != State::Ready || stopping_) return;
+  sendOwn("*1\r\n$5\r\nRESET\r\n", "+RESET\r\n");
+  std::string request;
+  if (identity_) {
+    appendAuth(request, As::Client);
+  } else if (!config_.password.empty()) {
+    appendAuth(request, As::Larder);
+  }
+  if (!request.empty()) sendOwn(request, kOk);
+  stream_as_ = As::Client;
+  if (config_.db != 0) {
+    request.clear();
+    const std::string db = std::to_string(config_.db);
+    resp::appendMultibulk(request, {"SELECT", db});
+    sendOwn(request, kOk);
+  }
 }
 
 void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink) {
@@ -433,10 +460,12 @@ void BackendConnection::onFrame(std::string_view frame) {
   Pending p = std::move(pending_.front());
   pending_.pop_front();
   if (!p.sink) {
-    // Our own AUTH switching identities: anything but OK means requests
-    // would run as the wrong user, so the connection goes (and reconnects).
-    if (frame != "+OK\r\n") {
-      last_error_ = "identity switch refused: " + std::string(frame.substr(0, frame.size() - 2));
+    // Our own request (an identity switch, a reset for the pool): anything
+    // unexpected means later requests would run in the wrong state, so the
+    // connection goes (and reconnects).
+    if (frame != p.expect) {
+      last_error_ = "unexpected reply to Larder's own request: " +
+                    std::string(frame.substr(0, frame.size() - 2));
       spdlog::error("redis backend {}: {}", config_.address.toString(), last_error_);
       boost::system::error_code ignored;
       socket_.close(ignored);

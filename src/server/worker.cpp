@@ -14,12 +14,6 @@ namespace {
 
 constexpr std::size_t kMaxIdlePinned = 8;
 
-// Swallows replies nobody waits for (UNWATCH on a connection going idle).
-class DiscardSink : public redis::ReplySink {
- public:
-  void deliver(std::uint64_t, std::string_view) override {}
-};
-
 }  // namespace
 
 Worker::Worker(int index, const config::Config& config, ServerContext& server)
@@ -142,9 +136,8 @@ std::shared_ptr<redis::BackendConnection> Worker::acquirePinned() {
 void Worker::releasePinned(std::shared_ptr<redis::BackendConnection> connection, bool clean) {
   stats_.pinned_current.sub();
   if (clean && !shutting_down_ && connection->ready() && idle_pinned_.size() < kMaxIdlePinned) {
-    // WATCH may outlive an EXEC that failed; make sure the next owner starts clean.
-    static const std::string unwatch = "*1\r\n$7\r\nUNWATCH\r\n";
-    connection->send(unwatch, std::make_shared<DiscardSink>(), 1);
+    // Known clean, not just believed clean: RESET and the handshake again.
+    connection->resetForPool();
     idle_pinned_.push_back(std::move(connection));
     return;
   }

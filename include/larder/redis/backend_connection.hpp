@@ -93,6 +93,12 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   void send(std::string_view request, std::shared_ptr<ReplySink> sink, std::uint64_t tag,
             As as = As::Client);
 
+  // Makes the connection's state in Redis the pool's again: RESET (it ends
+  // MULTI, WATCH, tracking and subscriptions, and logs the connection out),
+  // then the handshake's AUTH and SELECT. The replies are checked here;
+  // anything else closes the connection. Requests sent after it run clean.
+  void resetForPool();
+
   // Client traffic on this connection runs as `identity` (set before start()).
   void setClientIdentity(std::shared_ptr<const ClientIdentity> identity) {
     identity_ = std::move(identity);
@@ -121,8 +127,9 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
  private:
   enum class State { Idle, Connecting, Ready, Closed };
   struct Pending {
-    std::shared_ptr<ReplySink> sink;  // null: an identity switch of ours (AUTH)
+    std::shared_ptr<ReplySink> sink;  // null: a request of our own, checked here
     std::uint64_t tag;
+    std::string_view expect{};  // our own request: the only acceptable reply
   };
 
   boost::asio::awaitable<void> run();
@@ -141,6 +148,8 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   // Appends the AUTH that makes the next request run `as` (identity_ set).
   void switchTo(As as);
   void appendAuth(std::string& out, As as) const;
+  // Queues a request of our own whose reply must be `expect`.
+  void sendOwn(std::string_view request, std::string_view expect);
 
   boost::asio::any_io_executor executor_;
   const config::RedisConfig& config_;
