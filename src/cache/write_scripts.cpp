@@ -227,55 +227,6 @@ end
 return out
 )lua";
 
-// KEYS: queue, then one marker per flushed key. ARGV: how long a flushed
-// marker lingers (ms), the last flushed entry id of each of those keys (same
-// order), then every flushed entry id. A marker whose writes are all in
-// PostgreSQL now says what PostgreSQL says; it lingers a while so that a load
-// that read the row before the COMMIT still lays those writes over it.
-constexpr const char* kAckLua = R"lua(
-local m = #KEYS - 1
-for i = 1, m do
-  if redis.call('HGET', KEYS[i + 1], '_id') == ARGV[i + 1] then
-    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
-  end
-end
-local deleted = 0
-local i = m + 2
-while i <= #ARGV do
-  local j = math.min(i + 499, #ARGV)
-  deleted = deleted + redis.call('XDEL', KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
-return deleted
-)lua";
-
-// KEYS: dead-letter stream, marker, key. ARGV: last entry id of the key in the
-// batch, bound on dead letters, key, sqlstate, message, change fields...
-// The cached value PostgreSQL refused is dropped (unless newer writes came),
-// so the next read shows the row PostgreSQL has. -1: the bound is reached.
-constexpr const char* kDeadLua = R"lua(
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
-redis.call('XADD', KEYS[1], '*', 'k', ARGV[3], 'sqlstate', ARGV[4], 'error', ARGV[5], unpack(ARGV, 6))
-if redis.call('HGET', KEYS[2], '_id') == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-  redis.call('DEL', KEYS[3])
-end
-return 1
-)lua";
-
-// KEYS: queue, instance-id key. ARGV: an id to claim if none is set, count.
-// Returns {instance id, entries, last entry id or '', depth, now in ms}.
-constexpr const char* kReadBatchLua = R"lua(
-redis.call('SET', KEYS[2], ARGV[1], 'NX')
-local id = redis.call('GET', KEYS[2])
-local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[2])
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local last_id = ''
-if #last > 0 then last_id = last[1][1] end
-local t = redis.call('TIME')
-return {id, entries, last_id, redis.call('XLEN', KEYS[1]), t[1] * 1000 + math.floor(t[2] / 1000)}
-)lua";
-
 // KEYS: queue, dead letters. Returns {depth, oldest entry id or '', now ms, dead letters}.
 constexpr const char* kPendingLua = R"lua(
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
@@ -351,18 +302,6 @@ const Script& writeScript() {
 }
 const Script& fillScript() {
   static const Script s = redis::makeScript(kFillLua);
-  return s;
-}
-const Script& ackScript() {
-  static const Script s = redis::makeScript(kAckLua);
-  return s;
-}
-const Script& deadLetterScript() {
-  static const Script s = redis::makeScript(kDeadLua);
-  return s;
-}
-const Script& readBatchScript() {
-  static const Script s = redis::makeScript(kReadBatchLua);
   return s;
 }
 const Script& pendingScript() {

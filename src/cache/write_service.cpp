@@ -63,6 +63,7 @@ void WriteService::addKeyspace(const Keyspace& ks) {
   if (ks.config.write != config::WriteMode::Behind) return;
   Flusher* f = flushers_.set(static_cast<std::size_t>(ks.id),
                              std::make_unique<Flusher>(context_, ks, config_, redis_));
+  f->onCacheDropped([this](int keyspace) { loader_.forgetKeyspace(keyspace); });
   if (started_) f->start();
 }
 

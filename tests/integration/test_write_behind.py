@@ -218,6 +218,23 @@ def wait_drained(client, keyspace: str, timeout: float = 15.0):
                f"LARDER PENDING depth of {keyspace} to reach 0")
 
 
+def keyspace_info(larder, keyspace: str) -> dict:
+    """INFO larder's keyspace_<name> line as a dict of str."""
+    line = larder.info_larder().get(f"keyspace_{keyspace}", {})
+    if isinstance(line, dict):
+        return {k: str(v) for k, v in line.items()}
+    return dict(part.split("=", 1) for part in str(line).split(",") if "=" in part)
+
+
+def wait_flushing(larder, *keyspaces):
+    """Until this instance owns the write queue of each keyspace (and has
+    looked at it once): a write after this waits for the next flush."""
+    for ks in keyspaces:
+        wait_until(lambda: keyspace_info(larder, ks).get("flusher_active") == "1", 10,
+                   f"the flusher of {ks} to take its queue")
+    time.sleep(0.2)
+
+
 def stream_entries(direct, stream: str) -> list:
     """[(id, {field(str): value(bytes)})] of a stream, read directly from Redis."""
     return [(i.decode(), {k.decode(): v for k, v in f.items()})
@@ -1528,6 +1545,7 @@ class OperatorTest(WriteCase):
     def test_larder_pending_and_flush(self):
         s = self.start_stack({"notes": notes_ks(), "users": users_ks()},
                              write_behind={"flush_interval": "10s"})
+        wait_flushing(s.larder, "notes", "users")
         r = s.raw
         pend = r.call("LARDER", "PENDING")
         self.assertEqual(len(pend), 2, pend)

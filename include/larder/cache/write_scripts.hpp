@@ -8,13 +8,12 @@
 //          cached value, and answer as Redis would.
 //   fill   (Loader): store a loaded row unless the key exists; when a marker
 //          exists, overlay the pending changes first and return the result.
-//   ack    (Flusher, after COMMIT): XDEL the flushed entries, drop each marker
-//          whose last entry was flushed.
-//   dead   (Flusher): move a refused change to the dead-letter stream.
+// The Flusher's own scripts are in flush_scripts.hpp.
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "larder/cache/flush_scripts.hpp"
 #include "larder/redis/script.hpp"
 
 namespace larder::cache {
@@ -34,9 +33,6 @@ using redis::Script;
 
 const Script& writeScript();
 const Script& fillScript();
-const Script& ackScript();
-const Script& deadLetterScript();
-const Script& readBatchScript();
 const Script& pendingScript();
 const Script& wipeCacheScript();
 const Script& requeueScript();
