@@ -73,13 +73,17 @@ end
 return redis.call('XTRIM', KEYS[1], 'MINID', minid)
 )lua";
 
-// KEYS: dead-letter stream, marker, key. ARGV: last entry id of the key in the
-// batch, bound on dead letters, key, sqlstate, message, change fields...
-// The cached value PostgreSQL refused is dropped (unless newer writes came),
-// so the next read shows the row PostgreSQL has. -1: the bound is reached.
+// KEYS: dead-letter stream, marker, key, dead-keys hash. ARGV: last entry id
+// of the key in the batch, bound on dead letters, key, sqlstate, message,
+// change fields... The cached value PostgreSQL refused is dropped (unless
+// newer writes came), so the next read shows the row PostgreSQL has; the key
+// goes into the dead-keys hash, which a later write takes it out of again
+// (a retry must not put this change over that write). -1: the bound is reached.
 constexpr const char* kDeadLua = R"lua(
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
-redis.call('XADD', KEYS[1], '*', 'k', ARGV[3], 'sqlstate', ARGV[4], 'error', ARGV[5], unpack(ARGV, 6))
+local id = redis.call('XADD', KEYS[1], '*', 'k', ARGV[3], 'sqlstate', ARGV[4], 'error', ARGV[5],
+                      unpack(ARGV, 6))
+redis.call('HSET', KEYS[4], ARGV[3], id)
 if redis.call('HGET', KEYS[2], '_id') == ARGV[1] then
   redis.call('DEL', KEYS[2])
   redis.call('DEL', KEYS[3])

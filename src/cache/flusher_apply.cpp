@@ -161,7 +161,8 @@ asio::awaitable<pg::PgError> Flusher::recordDead(std::vector<Dead>& dead) {
     std::vector<std::string> args{d.last.str(), std::to_string(config_.write_behind.max_queue),
                                   d.row.key, d.why.sqlstate, d.why.message};
     d.row.change.encode(args);
-    std::vector<std::string> keys{deadLetterKey(ks_.name()), pendingMarker(d.row.key), d.row.key};
+    std::vector<std::string> keys{deadLetterKey(ks_.name()), pendingMarker(d.row.key), d.row.key,
+                                  deadKeysKey(ks_.name())};
     const std::string r =
         co_await redis::callScript(*redis_, deadLetterScript(), std::move(keys), std::move(args));
     if (r == ":-1\r\n") {

@@ -93,7 +93,23 @@ void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::strin
   }
   if (negativeHit(key, ks)) {
     stats.negative_hits.add();
-    done(LoadResult{});
+    if (!fill || !filler_ || !filler_->ready()) {
+      done(LoadResult{});
+      return;
+    }
+    // "No such row" holds only while no write to the key is pending (another
+    // instance may have written it, or its cached value was evicted): no
+    // SELECT, but the fill script still looks at the key and its marker.
+    auto flight = std::make_shared<Flight>();
+    flight->ks = &ks;
+    flight->key = key;
+    flight->key_values = std::move(key_values);
+    flight->fill = true;
+    flight->queried_at = Clock::now();
+    flight->waiters.push_back({std::move(done), Clock::now()});
+    flights_.emplace(std::move(key), flight);
+    if (!sweeping_) sweepDeadlines();
+    asio::co_spawn(context_, settle(std::move(flight)), logFailure("loader fill"));
     return;
   }
   // A key that cannot name a row (user:abc for a bigint id) needs no query.
@@ -614,6 +630,9 @@ bool Loader::negativeHit(const std::string& key, const Keyspace& ks) {
 
 void Loader::rememberMissing(const std::string& key, const Keyspace& ks) {
   if (ks.negative_ttl_ms.get() == 0) return;
+  // A fresh entry keeps its expiry: a negative hit confirmed by the fill
+  // script must not keep the row "missing" forever.
+  if (auto it = negative_.find(key); it != negative_.end() && Clock::now() < it->second) return;
   if (negative_.size() >= config_.negative_cache_entries) {
     const auto now = Clock::now();
     std::erase_if(negative_, [now](const auto& entry) { return entry.second <= now; });

@@ -19,6 +19,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+constexpr std::size_t kRetryPage = 100;  // dead letters re-queued per script call
+
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
@@ -173,13 +175,13 @@ asio::awaitable<void> WriteService::runThrough(int keyspace) {
       if (!replies[i].empty()) continue;
       const ThroughWrite& w = batch[i].write;
       loader_.forget(w.key);
-      const std::string& channel = config_.invalidation.publish_channel;
-      std::vector<std::string> args{w.op, "c", channel.empty() ? "0" : "0:" + channel, "0",
-                                    std::to_string(w.ks->hardTtlMs(w.ks->ttl_ms.get()))};
-      args.insert(args.end(), w.op_args.begin(), w.op_args.end());
-      std::vector<std::string> keys{w.key, pendingMarker(w.key), queueKey(ks.name())};
-      std::string reply =
-          co_await redis::callScript(*cache_, writeScript(), std::move(keys), std::move(args));
+      WriteCall update('c', config_.invalidation.publish_channel, 0);
+      update.add(w.key, ks.name(), w.op, false, w.ks->hardTtlMs(w.ks->ttl_ms.get()), w.op_args);
+      std::string reply = co_await redis::call(*cache_, update.request(false));
+      if (reply.rfind("-NOSCRIPT", 0) == 0)
+        reply = co_await redis::call(*cache_, update.request(true));
+      // One write: the reply is a one-element array.
+      if (reply.size() > 4 && reply.compare(0, 4, "*1\r\n") == 0) reply.erase(0, 4);
       if (w.op == "del") {
         reply.clear();
         resp::appendInteger(reply, affected[i] > 0 ? 1 : 0);
@@ -341,21 +343,65 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
     co_return;
   }
   if (action == "RETRY" && args.size() == 4) {
-    std::vector<std::string> keys{dead, queueKey(ks->name())};
-    std::vector<std::string> which{upper(args[3]) == "ALL" ? std::string("ALL") : args[3]};
-    std::string reply =
-        co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(which));
+    // Oldest first, one page per script call: Redis never runs one long
+    // script. Only dead letters present when the command began are looked at.
+    const bool all = upper(args[3]) == "ALL";
+    std::string stop = "+";
+    if (all) {
+      std::string request;
+      resp::appendMultibulk(request, {"XREVRANGE", dead, "+", "-", "COUNT", "1"});
+      resp::ReplyValue last;
+      if (!resp::decodeReply(co_await redis::call(*redis_, std::move(request)), last) ||
+          !last.isArray()) {
+        done(resp::errorReply("ERR Larder: Redis unavailable; nothing was retried"));
+        co_return;
+      }
+      if (last.elements.empty()) {
+        done(":0\r\n");
+        co_return;
+      }
+      stop = last.elements[0].elements[0].str();
+    }
+    long long requeued = 0, skipped = 0;
+    std::string start = "-";
+    for (;;) {
+      std::vector<std::string> keys{dead, queueKey(ks->name()), deadKeysKey(ks->name())};
+      std::vector<std::string> page{all ? std::string() : args[3], start,
+                                    std::to_string(kRetryPage), stop};
+      const std::string reply =
+          co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(page));
+      resp::ReplyValue v;
+      if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 3) {
+        done(reply.size() > 0 && reply.front() == '-' ? reply
+                                                      : resp::errorReply("ERR Larder: " + reply));
+        co_return;
+      }
+      requeued += v.elements[0].integer;
+      skipped += v.elements[1].integer;
+      const std::string last = v.elements[2].str();
+      if (!all || last.empty() || last == stop) break;
+      start = "(" + last;
+    }
+    if (skipped > 0) {
+      spdlog::info(
+          "keyspace {}: {} dead letter(s) not retried: their key was written after they were "
+          "refused (LARDER DEADLETTERS {} DROP removes them)",
+          ks->name(), skipped, ks->name());
+    }
     loader_.forgetAllMissing();  // the retried rows may be created now
-    done(std::move(reply));
+    std::string out;
+    resp::appendInteger(out, requeued);
+    done(std::move(out));
     co_return;
   }
   if (action == "DROP" && args.size() == 4) {
     std::string request;
     if (upper(args[3]) == "ALL") {
+      const std::string dead_keys = deadKeysKey(ks->name());
       resp::appendMultibulk(request, {"EVAL",
                                       "local n = redis.call('XLEN', KEYS[1]) "
-                                      "redis.call('DEL', KEYS[1]) return n",
-                                      "1", dead});
+                                      "redis.call('DEL', KEYS[1], KEYS[2]) return n",
+                                      "2", dead, dead_keys});
     } else {
       resp::appendMultibulk(request, {"XDEL", dead, args[3]});
     }

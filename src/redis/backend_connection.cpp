@@ -75,6 +75,7 @@ void BackendConnection::stop() {
 
 void BackendConnection::send(std::string_view request, const std::shared_ptr<ReplySink>& sink,
                              std::uint64_t tag) {
+  sealCoalescer();
   stats_.requests.add();
   // While connecting, requests wait (bounded by connect_timeout: a failed
   // attempt fails them); between attempts, during backoff, they fail at once.
@@ -97,10 +98,19 @@ void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink) {
 }
 
 void BackendConnection::sendUntracked(std::string_view request) {
+  sealCoalescer();
   stats_.requests.add();
   if (stopping_ || state_ == State::Closed) return;  // the stream sink learns via backendClosed
   wakeWriter();
   out_.append(request);
+}
+
+void BackendConnection::sealCoalescer() {
+  // Requests gathered earlier in this turn go out before this one.
+  if (!coalescer_ || sealing_) return;
+  sealing_ = true;
+  coalescer_->seal();
+  sealing_ = false;
 }
 
 void BackendConnection::wakeWriter() {

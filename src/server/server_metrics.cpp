@@ -223,8 +223,17 @@ void Server::writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
               value(s.rows));
     m.counter("larder_writes_coalesced_total", "Queued writes folded into a later one.", labels,
               value(s.coalesced));
-    m.counter("larder_flush_retries_total", "Batches retried after a retryable error.", labels,
-              value(s.retries));
+    m.counter("larder_flush_retries_total",
+              "Batches given up on by a pause (an error that is not the row's) and retried.",
+              labels, value(s.retries));
+    m.gauge("larder_flush_paused",
+            "1 while the keyspace's flush waits after an error that is not the row's.", labels,
+            value(s.paused));
+    m.counter("larder_flush_replayed_total", "Queue entries skipped: PostgreSQL applied them.",
+              labels, value(s.replayed));
+    m.counter("larder_redis_behind_total",
+              "Times Redis' queue was found behind what PostgreSQL applied.", labels,
+              value(s.redis_behind));
     m.counter("larder_dead_letters_total", "Rows PostgreSQL refused for good.", labels,
               value(s.dead_letters));
     m.histogram("larder_flush_duration_seconds", "Time to read, apply and acknowledge a batch.",
@@ -258,6 +267,11 @@ bool Server::ready(std::string& why) const {
     const cache::Flusher* f = writes_->flusher(static_cast<int>(i));
     if (f && f->stats().queue_depth.get() >= config().write_behind.max_queue) {
       why += "write queue of keyspace " + keyspaces_.at(i).name() + ": full\n";
+    }
+    if (f && f->stats().paused.get() != 0) {
+      const std::string state = cache::unpackSqlstate(f->stats().pause_state.get());
+      why += "flush of keyspace " + keyspaces_.at(i).name() + ": paused (" +
+             (state.empty() ? std::string("PostgreSQL unreachable") : "SQLSTATE " + state) + ")\n";
     }
   }
   return why.empty();

@@ -40,6 +40,16 @@ class ReplySink {
   virtual void backendClosed() {}
 };
 
+// Gathers requests of one event-loop turn into one (the write batch of
+// behind writes). The connection seals it before any other request goes out,
+// so callers still see their requests in the order they made them; it seals
+// itself at the end of the turn. seal() may call send() on the connection.
+class RequestCoalescer {
+ public:
+  virtual ~RequestCoalescer() = default;
+  virtual void seal() = 0;
+};
+
 struct BackendStats {
   Counter connects;
   Counter connect_failures;
@@ -78,6 +88,9 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   // checked and dropped: SCRIPT LOAD of the scripts the data path runs with
   // EVALSHA, so a restarted Redis has them again before they are needed.
   void setPreload(std::vector<std::string> requests) { preload_ = std::move(requests); }
+  // At most one; sealed before every send() and sendUntracked().
+  void setCoalescer(std::shared_ptr<RequestCoalescer> c) { coalescer_ = std::move(c); }
+  RequestCoalescer* coalescer() const { return coalescer_.get(); }
 
   bool ready() const { return state_ == State::Ready; }
   bool closed() const { return state_ == State::Closed || stopping_; }
@@ -106,6 +119,7 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   void onFrame(std::string_view frame);
   void failPending(std::string_view why);
   void wakeWriter();
+  void sealCoalescer();
 
   boost::asio::any_io_executor executor_;
   const config::RedisConfig& config_;
@@ -127,6 +141,8 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   resp::ReplyScanner scanner_;
   std::string last_error_;
   std::vector<std::string> preload_;
+  std::shared_ptr<RequestCoalescer> coalescer_;
+  bool sealing_ = false;
 };
 
 }  // namespace larder::redis
