@@ -55,12 +55,9 @@ for _ = 1, n do
   local key, id = ARGV[i], ARGV[i + 1]
   i = i + 2
   local marker = '__larder:pending:' .. key
-  if redis.call('HGET', marker, '_id') == id then
-    redis.call('PEXPIRE', marker, linger)
-    -- A load lease saying "absent" is wrong now that the row exists; while
-    -- the marker lives, readers of the lease see the marker instead.
-    redis.call('UNLINK', '__larder:lease:' .. key)
-  end
+  -- Lingers: a load that read the row before the COMMIT still lays it over.
+  -- (A load lease saying "absent" dies before the marker: Loader::absentLeaseMs.)
+  if redis.call('HGET', marker, '_id') == id then redis.call('PEXPIRE', marker, linger) end
 end
 local m = tonumber(ARGV[i])
 i = i + 1

@@ -389,6 +389,11 @@ asio::awaitable<void> Flusher::run() {
     }
     if (r.entries.empty()) {
       co_await finishAck();
+      if (drained_ && r.depth == 0) {
+        spdlog::info("keyspace {}: old write queue drained", ks_.name());
+        drained_();
+        break;
+      }
       const auto since = Clock::now() - started;
       if (since < wb.flush_interval && waiters_.empty()) {
         co_await pause(std::chrono::duration_cast<Millis>(wb.flush_interval - since));

@@ -558,7 +558,7 @@ asio::awaitable<void> Loader::releaseLease(const FlightPtr& flight, const char* 
   std::vector<std::string> keys{leaseKey(flight->key), deltaKey(flight->key), flight->key,
                                 pendingMarker(flight->key)};
   std::vector<std::string> args{lease_token_, outcome, std::to_string(std::max<long long>(1, took)),
-                                std::to_string(ttl_ms), std::to_string(ks.negative_ttl_ms.get())};
+                                std::to_string(ttl_ms), std::to_string(absentLeaseMs(ks))};
   const std::string reply =
       co_await redis::callScript(*filler_, leaseDoneScript(), std::move(keys), std::move(args));
   if (reply != ":1\r\n") spdlog::debug("lease of {} not released: {}", flight->key, reply);
@@ -639,6 +639,14 @@ void Loader::rememberMissing(const std::string& key, const Keyspace& ks) {
     if (negative_.size() >= config_.negative_cache_entries) return;  // full of fresh entries
   }
   negative_[key] = Clock::now() + ks.negativeTtl();
+}
+
+long long Loader::absentLeaseMs(const Keyspace& ks) const {
+  // A lease saying "absent" must die before a marker laid after it could:
+  // readers trust the lease only while no marker exists, and a flushed
+  // marker lingers longer than the fill window (flusher.hpp, markerLinger).
+  // So no write ever has to remove the lease.
+  return std::min<long long>(ks.negative_ttl_ms.get(), fill_window_.count());
 }
 
 long long Loader::cacheTtl(const Keyspace& ks) {

@@ -56,12 +56,22 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
   }
   through_.resize(config::kMaxKeyspaces);
   through_running_.assign(config::kMaxKeyspaces, false);
+  audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, redis_,
+                                        [this](int keyspace) { drainOldQueue(keyspace); });
   for (std::size_t i = 0; i < registry.size(); ++i) addKeyspace(registry.at(i));
 }
 
 WriteService::~WriteService() = default;
 
 void WriteService::addKeyspace(const Keyspace& ks) {
+  for (const auto& type : ks.key_types) {
+    if (!Keyspace::keyTypeChecked(type)) {
+      spdlog::warn(
+          "keyspace {}: key column type {} may spell one value several ways; Larder does not "
+          "check key spellings of this type, so two keys could name one row (docs/keyspaces.md)",
+          ks.name(), type);
+    }
+  }
   if (ks.config.write != config::WriteMode::Behind) return;
   Flusher* f = flushers_.set(static_cast<std::size_t>(ks.id),
                              std::make_unique<Flusher>(context_, ks, config_, redis_));
@@ -69,14 +79,26 @@ void WriteService::addKeyspace(const Keyspace& ks) {
   if (started_) f->start();
 }
 
+void WriteService::drainOldQueue(int keyspace) {
+  const Keyspace& ks = registry_.at(static_cast<std::size_t>(keyspace));
+  if (flushers_.get(static_cast<std::size_t>(keyspace))) return;  // already draining
+  Flusher* f = flushers_.set(static_cast<std::size_t>(keyspace),
+                             std::make_unique<Flusher>(context_, ks, config_, redis_));
+  f->onCacheDropped([this](int id) { loader_.forgetKeyspace(id); });
+  f->drainThenStop([this, keyspace] { audit_->drained(keyspace); });
+  f->start();
+}
+
 void WriteService::start() {
   started_ = true;
+  audit_->start();
   for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
     if (Flusher* f = flushers_.get(i)) f->start();
   }
 }
 
 void WriteService::stop() {
+  audit_->stop();
   for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
     if (Flusher* f = flushers_.get(i)) f->stop();
   }

@@ -1,6 +1,9 @@
 #include "larder/redis/backend_connection.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -88,7 +91,7 @@ void BackendConnection::send(std::string_view request, const std::shared_ptr<Rep
     sink->deliver(tag, reply);
     return;
   }
-  pending_.push_back(Pending{sink, tag});
+  pending_.push_back(Pending{sink, tag, std::chrono::steady_clock::now()});
   wakeWriter();
   out_.append(request);
 }
@@ -140,7 +143,11 @@ asio::awaitable<void> BackendConnection::run() {
       last_error_.clear();
       stats_.connects.add();
       backoff = config_.reconnect_min;
-      co_await (readLoop() || writeLoop());
+      if (kind_ == ConnectionKind::Shared && config_.request_timeout.count() > 0) {
+        co_await (readLoop() || writeLoop() || watchdog());
+      } else {
+        co_await (readLoop() || writeLoop());
+      }
       stats_.disconnects.add();
       if (!stopping_)
         spdlog::warn("redis backend {}: connection lost: {}", config_.address.toString(),
@@ -154,7 +161,8 @@ asio::awaitable<void> BackendConnection::run() {
     writing_.clear();
     in_ = ByteBuffer(in_.capacity() ? in_.capacity() : 4096);
     scanner_.reset();
-    failPending("ERR Larder: Redis backend connection lost");
+    failPending(last_error_.empty() ? "ERR Larder: Redis backend connection lost"
+                                    : "ERR Larder: Redis backend connection lost: " + last_error_);
     if (kind_ == ConnectionKind::Pinned) break;
     if (stopping_) break;
     state_ = State::Idle;
@@ -218,6 +226,7 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     co_return false;
   }
   socket_.set_option(tcp::no_delay(true));
+  setKeepalive();
   if (tls_context_) {
     const bool handshaken = co_await tlsHandshake();
     if (!handshaken) co_return false;
@@ -276,7 +285,15 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     }
     char* dst = in_.prepare(4096);
     const asio::mutable_buffer into = asio::buffer(dst, in_.writable());
-    auto [rec2, n] = co_await readSome(into);
+    // Bounded: a Redis that accepted the connection may still never answer.
+    asio::steady_timer handshake_deadline(executor_, config_.connect_timeout);
+    auto handshake = co_await (readSome(into) || handshake_deadline.async_wait(kUseTuple));
+    if (handshake.index() == 1) {
+      last_error_ =
+          "handshake: no answer within " + std::to_string(config_.connect_timeout.count()) + " ms";
+      co_return false;
+    }
+    auto [rec2, n] = std::get<0>(handshake);
     if (rec2) {
       last_error_ = "handshake: " + rec2.message();
       co_return false;
@@ -284,6 +301,43 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     in_.commit(n);
   }
   co_return true;
+}
+
+void BackendConnection::setKeepalive() {
+  // A peer that vanished without a FIN or RST (a dropped network, a dead
+  // host) is noticed by the kernel: keepalive probes while idle, and
+  // TCP_USER_TIMEOUT while requests are unacknowledged (docs/failures.md).
+  const int fd = socket_.native_handle();
+  if (config_.keepalive.count() > 0) {
+    const int on = 1;
+    const int idle = std::max<int>(1, static_cast<int>(config_.keepalive.count() / 1000));
+    const int interval = std::max(1, idle / 2);
+    const int count = 3;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  }
+  if (config_.request_timeout.count() > 0) {
+    const unsigned timeout = static_cast<unsigned>(config_.request_timeout.count());
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof timeout);
+  }
+}
+
+asio::awaitable<void> BackendConnection::watchdog() {
+  const auto limit = config_.request_timeout;
+  asio::steady_timer tick(executor_);
+  for (;;) {
+    tick.expires_after(
+        std::max<std::chrono::milliseconds>(limit / 4, std::chrono::milliseconds(10)));
+    auto [ec] = co_await tick.async_wait(kUseTuple);
+    if (ec || stopping_) co_return;  // the read or write loop ended first
+    if (!pending_.empty() && std::chrono::steady_clock::now() - pending_.front().since >= limit) {
+      last_error_ = "no reply from Redis within " + std::to_string(limit.count()) +
+                    " ms (redis.request_timeout)";
+      co_return;  // ends the connection; every waiting request fails
+    }
+  }
 }
 
 asio::awaitable<std::pair<boost::system::error_code, std::size_t>> BackendConnection::readSome(

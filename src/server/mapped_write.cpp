@@ -95,6 +95,17 @@ void MappedWrite::start(redis::BackendConnection& connection) {
 void MappedWrite::send(std::size_t i) {
   const KeyWrite& w = plan_.writes[i];
   auto self = shared_from_this();
+  if (!w.cache_only) {
+    if (cache::WriteService* service = worker_.server().writes()) {
+      const cache::WriteRefusal why = service->refusal(w.ks->id);
+      const bool applies =
+          why != cache::WriteRefusal::NotDurable || w.ks->config.write == config::WriteMode::Behind;
+      if (why != cache::WriteRefusal::None && applies) {
+        complete(i, resp::errorReply(cache::refusalText(why, w.ks->name())));
+        return;
+      }
+    }
+  }
   if (through(w)) {
     cache::WriteService* service = worker_.server().writes();
     if (service == nullptr) {

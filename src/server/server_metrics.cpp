@@ -263,8 +263,14 @@ bool Server::ready(std::string& why) const {
   if (pg_pool_ && pg_pool_->stats().open.get() == 0 && pg_pool_->lastConnectFailed()) {
     why += "postgres: cannot connect\n";
   }
+  if (writes_) why += writes_->strandedQueues();
   for (std::size_t i = 0; writes_ && i < keyspaces_.size(); ++i) {
     const cache::Flusher* f = writes_->flusher(static_cast<int>(i));
+    if (const auto refusal = writes_->refusal(static_cast<int>(i));
+        refusal != cache::WriteRefusal::None) {
+      why += "writes to keyspace " + keyspaces_.at(i).name() + ": refused (" +
+             cache::refusalText(refusal, keyspaces_.at(i).name()).substr(12) + ")\n";
+    }
     if (f && f->stats().queue_depth.get() >= config().write_behind.max_queue) {
       why += "write queue of keyspace " + keyspaces_.at(i).name() + ": full\n";
     }

@@ -80,6 +80,9 @@ class Flusher {
   // Called (PostgreSQL thread) when Redis went back in time and the
   // keyspace's cached values were dropped: loads in flight must not store.
   void onCacheDropped(std::function<void(int keyspace)> f) { cache_dropped_ = std::move(f); }
+  // Before start(): a keyspace that is not `behind` any more has an old
+  // queue; flush it until it is empty, call `done`, and stop.
+  void drainThenStop(std::function<void()> done) { drained_ = std::move(done); }
 
   // PostgreSQL thread. `done(true)` once every entry queued before the call is
   // in PostgreSQL (or dead-lettered); `done(false)` at the deadline.
@@ -162,6 +165,7 @@ class Flusher {
   std::string pause_logged_;  // the error last logged; "" while flushing
   std::chrono::steady_clock::time_point paused_since_;
   std::function<void(int)> cache_dropped_;
+  std::function<void()> drained_;
   bool stopping_ = false;
   bool running_ = false;
 };

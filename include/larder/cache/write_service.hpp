@@ -23,6 +23,7 @@
 #include "larder/cache/flusher.hpp"
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
+#include "larder/cache/redis_audit.hpp"
 #include "larder/common/slots.hpp"
 #include "larder/config/config.hpp"
 #include "larder/pg/pool.hpp"
@@ -76,8 +77,12 @@ class WriteService {
   // Shutdown: flushes every queue until `deadline`; done(true) when all are empty.
   void drain(std::chrono::steady_clock::time_point deadline, std::function<void(bool)> done);
 
-  // nullptr for keyspaces not in `behind` mode.
+  // nullptr for keyspaces not in `behind` mode (unless an old queue drains).
   const Flusher* flusher(int keyspace) const { return flushers_.get(keyspace); }
+  // Any thread: why writes to the keyspace are refused now (redis_audit.hpp).
+  WriteRefusal refusal(int keyspace) const { return audit_->refusal(keyspace); }
+  // Any thread: queues nothing will flush, for /readyz; empty: none.
+  std::string strandedQueues() const { return audit_->strandedSummary(); }
   const ThroughStats& throughStats(int keyspace) const { return *through_stats_[keyspace]; }
 
  private:
@@ -95,6 +100,7 @@ class WriteService {
   boost::asio::awaitable<void> pending(ReplyFn done);
   boost::asio::awaitable<void> deadLetters(std::vector<std::string> args, ReplyFn done);
   boost::asio::awaitable<void> wipe(bool all_dbs, ReplyFn done);
+  void drainOldQueue(int keyspace);
 
   boost::asio::io_context& context_;
   pg::Pool& pool_;
@@ -104,6 +110,7 @@ class WriteService {
   std::shared_ptr<redis::BackendConnection> redis_;
   std::shared_ptr<redis::BackendConnection> cache_;
   Slots<Flusher, config::kMaxKeyspaces> flushers_;
+  std::unique_ptr<RedisAudit> audit_;
   bool started_ = false;
   std::vector<std::deque<ThroughItem>> through_;
   std::vector<bool> through_running_;

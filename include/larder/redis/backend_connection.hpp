@@ -18,6 +18,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -93,6 +94,9 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   RequestCoalescer* coalescer() const { return coalescer_.get(); }
 
   bool ready() const { return state_ == State::Ready; }
+  // Connections made so far by connections sharing these stats: a change
+  // means a reconnect (possibly to another Redis).
+  std::uint64_t connects() const { return stats_.connects.get(); }
   bool closed() const { return state_ == State::Closed || stopping_; }
   // Too many requests in flight: callers should wait before sending more, so
   // that Redis never buffers unbounded replies for us.
@@ -105,6 +109,7 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   struct Pending {
     std::shared_ptr<ReplySink> sink;
     std::uint64_t tag;
+    std::chrono::steady_clock::time_point since;  // for redis.request_timeout
   };
 
   boost::asio::awaitable<void> run();
@@ -112,6 +117,10 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   boost::asio::awaitable<bool> tlsHandshake();
   boost::asio::awaitable<void> readLoop();
   boost::asio::awaitable<void> writeLoop();
+  // Shared connections: closes the connection when the oldest request has
+  // waited redis.request_timeout (a silent network), failing every caller.
+  boost::asio::awaitable<void> watchdog();
+  void setKeepalive();
   // One read or a whole write, on the TLS stream when there is one.
   boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> readSome(
       boost::asio::mutable_buffer into);
