@@ -109,7 +109,18 @@ end
 return moved
 )lua";
 
+// KEYS: marker. ARGV: the entry id it must still name.
+constexpr const char* kDropMarkerLua = R"lua(
+if redis.call('HGET', KEYS[1], '_id') == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
+return 0
+)lua";
+
 }  // namespace
+
+const redis::Script& dropMarkerScript() {
+  static const redis::Script s = redis::makeScript(kDropMarkerLua);
+  return s;
+}
 
 const redis::Script& claimIdScript() {
   static const redis::Script s = redis::makeScript(kClaimLua);

@@ -200,6 +200,7 @@ asio::awaitable<bool> Flusher::resync() {
 }
 
 asio::awaitable<bool> Flusher::dropCachedValues() {
+  if (!co_await dropAppliedMarkers()) co_return false;
   const std::string pattern = globPrefix(ks_.key.prefix());
   std::string cursor = "0";
   std::vector<std::string_view> values;
@@ -220,6 +221,46 @@ asio::awaitable<bool> Flusher::dropCachedValues() {
       const std::vector<std::string_view> parts(page.begin(), page.end());
       resp::appendMultibulk(request, parts);
       const std::string r = co_await redis::call(*redis_, std::move(request));
+      if (r.empty() || r.front() != ':') co_return false;
+    }
+  } while (cursor != "0" && !stopping_);
+  co_return true;
+}
+
+}  // namespace larder::cache
+
+namespace larder::cache {
+
+// A marker that came back with Redis' older state and names an entry
+// PostgreSQL already applied would lay that older write over the newer row
+// at the next load: such markers go (markers of newer writes stay).
+asio::awaitable<bool> Flusher::dropAppliedMarkers() {
+  const std::string marker_prefix = pendingMarker("");
+  const std::string pattern = globPrefix(marker_prefix + ks_.key.prefix());
+  std::string cursor = "0";
+  std::vector<std::string_view> values;
+  do {
+    std::string scan;
+    resp::appendMultibulk(scan, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    const std::string reply = co_await redis::call(*redis_, std::move(scan));
+    resp::ReplyValue v;
+    if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) co_return false;
+    cursor = v.elements[0].str();
+    for (const auto& element : v.elements[1].elements) {
+      const std::string marker = element.str();
+      const std::string key = marker.substr(marker_prefix.size());
+      if (!ks_.match(key, values)) continue;
+      std::string get;
+      resp::appendMultibulk(get, {"HGET", marker, "_id"});
+      resp::ReplyValue id;
+      if (!resp::decodeReply(co_await redis::call(*redis_, std::move(get)), id)) co_return false;
+      const auto entry = StreamId::parse(id.str());
+      if (!entry || !marks_.applied(key, *entry)) continue;
+      // Only if it still names that entry (a write may have come meanwhile).
+      std::vector<std::string> keys{marker};
+      std::vector<std::string> args{id.str()};
+      const std::string r =
+          co_await redis::callScript(*redis_, dropMarkerScript(), std::move(keys), std::move(args));
       if (r.empty() || r.front() != ':') co_return false;
     }
   } while (cursor != "0" && !stopping_);

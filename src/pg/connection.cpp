@@ -458,9 +458,10 @@ asio::awaitable<QueryOutcome> Connection::script(std::string_view sql) {
   Impl& s = *impl_;
   const std::string text(sql);
   const bool was_idle = s.usable() && PQtransactionStatus(s.conn_) == PQTRANS_IDLE;
-  // No client-side bound: statement_timeout applies to each statement of a
-  // script separately, so the whole has no useful limit.
-  s.armDeadline(Millis::zero());
+  // Bounded like one statement: statement_timeout applies to each statement
+  // separately, but a network gone silent must not hang the caller forever.
+  // Scripts are short (BEGIN; SET LOCAL ..., a few DDL statements).
+  s.armDeadline(s.answerBudget());
   QueryOutcome out = co_await s.run([&] { return PQsendQuery(s.conn_, text.c_str()); });
   // An error inside "BEGIN; ...; COMMIT" skips the COMMIT and leaves the
   // transaction open and aborted, poisoning the session for its next user.

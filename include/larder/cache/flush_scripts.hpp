@@ -24,5 +24,6 @@ const redis::Script& readBatchScript();
 const redis::Script& ackScript();
 const redis::Script& deadLetterScript();
 const redis::Script& resyncScript();
+const redis::Script& dropMarkerScript();
 
 }  // namespace larder::cache

@@ -137,6 +137,7 @@ class Flusher {
   // and drop the keyspace's cached values, which may be older than PostgreSQL.
   boost::asio::awaitable<bool> resync();
   boost::asio::awaitable<bool> dropCachedValues();
+  boost::asio::awaitable<bool> dropAppliedMarkers();
 
   void settleWaiters(const Read* read);
   void failedStep(const pg::PgError& error);  // pause bookkeeping and the log line
