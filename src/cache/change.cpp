@@ -68,7 +68,8 @@ struct Unnest {
 };
 
 Unnest unnestOf(const Keyspace& ks, const std::vector<PendingRow>& rows,
-                const std::vector<std::size_t>& which, const std::vector<int>& columns) {
+                const std::vector<std::size_t>& which, const std::vector<int>& columns,
+                bool ordinality = false) {
   Unnest u;
   std::string args, names;
   std::size_t param = 0;
@@ -94,21 +95,26 @@ Unnest unnestOf(const Keyspace& ks, const std::vector<PendingRow>& rows,
           return std::string_view(*it->second);
         }));
   }
-  u.from = "unnest(" + args + ") AS u(" + names + ")";
+  u.from = "unnest(" + args + ")" + (ordinality ? " WITH ORDINALITY" : "") + " AS u(" + names +
+           (ordinality ? ", ord)" : ")");
   u.columns = std::move(names);
   return u;
 }
 
 ApplyStatement deleteStatement(const Keyspace& ks, const std::vector<PendingRow>& rows,
                                std::vector<std::size_t> which) {
-  // DELETE FROM s.t t USING unnest($1::bigint[]) AS u(k1) WHERE t."id" = u.k1
-  Unnest u = unnestOf(ks, rows, which, {});
+  // DELETE FROM s.t t USING unnest($1::bigint[]) WITH ORDINALITY AS u(k1, ord)
+  //   WHERE t."id" = u.k1 RETURNING u.ord
+  // ord: which of the rows existed (1-based in `rows`), for DEL's reply.
+  Unnest u = unnestOf(ks, rows, which, {}, true);
   ApplyStatement st;
   st.sql = "DELETE FROM " + qualifiedTable(ks) + " t USING " + u.from + " WHERE ";
   for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {
     st.sql += (i ? " AND t." : "t.") + pg::quoteIdentifier(ks.key_columns[i]) + " = u.k" +
               std::to_string(i + 1);
   }
+  st.sql += " RETURNING u.ord";
+  st.deletes = true;
   st.params = std::move(u.params);
   st.rows = std::move(which);
   return st;

@@ -1,5 +1,6 @@
 #include "larder/cache/write_scripts.hpp"
 
+#include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 
@@ -369,6 +370,26 @@ std::string WriteCall::request(bool body) const {
   resp::appendBulk(out, body ? std::string_view(script.body) : std::string_view(script.sha1));
   resp::appendBulk(out, std::to_string(3 * writes_));
   out.append(keys_).append(header_args_).append(args_);
+  return out;
+}
+
+std::vector<std::string_view> splitWriteReplies(std::string_view frame) {
+  std::vector<std::string_view> out;
+  std::size_t pos = frame.find("\r\n");
+  if (frame.empty() || frame.front() != '*' || pos == std::string_view::npos) return out;
+  long long n = 0;
+  for (std::size_t i = 1; i < pos && frame[i] >= '0' && frame[i] <= '9'; ++i) {
+    n = n * 10 + (frame[i] - '0');
+  }
+  pos += 2;
+  for (long long i = 0; i < n; ++i) {
+    resp::ReplyScanner scanner;
+    if (pos > frame.size() || scanner.scan(frame.substr(pos)) != resp::ScanStatus::Complete) {
+      return {};
+    }
+    out.push_back(frame.substr(pos, scanner.frameSize()));
+    pos += scanner.frameSize();
+  }
   return out;
 }
 

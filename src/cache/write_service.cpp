@@ -26,17 +26,6 @@ std::string upper(std::string s) {
   return s;
 }
 
-// The reply a committed write gives when the cache could not be updated.
-std::string defaultReply(const ThroughWrite& w) {
-  std::string out;
-  if (w.op == "hset" || w.op == "hdel") {
-    resp::appendInteger(out, static_cast<long long>(w.change.columns.size()));
-  } else {
-    out = "+OK\r\n";
-  }
-  return out;
-}
-
 }  // namespace
 
 WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& loader,
@@ -49,13 +38,8 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
       registry_(registry),
       config_(config),
       redis_(std::move(redis)),
-      cache_(std::move(cache)) {
-  // Sized for every keyspace a reload may add: stats are read from other threads.
-  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
-    through_stats_.push_back(std::make_unique<ThroughStats>());
-  }
-  through_.resize(config::kMaxKeyspaces);
-  through_running_.assign(config::kMaxKeyspaces, false);
+      cache_(cache),
+      through_(context, pool, loader, registry, config, std::move(cache)) {
   audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, redis_,
                                         [this](int keyspace) { drainOldQueue(keyspace); });
   for (std::size_t i = 0; i < registry.size(); ++i) addKeyspace(registry.at(i));
@@ -107,123 +91,7 @@ void WriteService::stop() {
 // --- write-through ---------------------------------------------------------
 
 void WriteService::writeThrough(ThroughWrite write, ReplyFn done) {
-  asio::post(context_, [this, write = std::move(write), done = std::move(done)]() mutable {
-    enqueueThrough(std::move(write), std::move(done));
-  });
-}
-
-void WriteService::enqueueThrough(ThroughWrite write, ReplyFn done) {
-  const int id = write.ks->id;
-  through_[id].push_back(ThroughItem{std::move(write), std::move(done), Clock::now()});
-  if (through_running_[id]) return;
-  through_running_[id] = true;
-  asio::co_spawn(context_, runThrough(id), logEscaped("write-through"));
-}
-
-asio::awaitable<void> WriteService::runThrough(int keyspace) {
-  const Keyspace& ks = registry_.at(static_cast<std::size_t>(keyspace));
-  ThroughStats& stats = *through_stats_[keyspace];
-  auto& queue = through_[keyspace];
-  while (!queue.empty()) {
-    const std::size_t n = std::min(queue.size(), config_.write_behind.max_batch);
-    std::vector<ThroughItem> batch(std::make_move_iterator(queue.begin()),
-                                   std::make_move_iterator(queue.begin() + static_cast<long>(n)));
-    queue.erase(queue.begin(), queue.begin() + static_cast<long>(n));
-
-    std::vector<std::string> replies(batch.size());  // set: answered with an error
-    std::vector<long long> affected(batch.size(), 0);
-    std::vector<PendingRow> rows;
-    for (const auto& item : batch) {
-      rows.push_back(PendingRow{item.write.key, item.write.key_values, item.write.change});
-    }
-    auto [lease, error] = co_await pool_.acquire(config_.read_through.load_timeout);
-    // BEGIN, every write not yet refused, COMMIT; a write PostgreSQL refuses is
-    // answered with the error and the transaction runs again without it.
-    bool committed = false;
-    while (!error && !committed) {
-      auto begin = co_await lease->script(kBeginOwnTransaction);
-      if (!begin.ok()) {
-        error = begin.error;
-        break;
-      }
-      std::optional<std::size_t> refused;
-      for (std::size_t i = 0; i < batch.size() && !error && !refused; ++i) {
-        if (!replies[i].empty()) continue;
-        for (const ApplyStatement& st : buildApply(ks, rows, {i})) {
-          auto outcome = co_await lease->query(st.sql, st.params);
-          if (outcome.ok()) {
-            affected[i] += outcome.result.affected();
-            continue;
-          }
-          if (outcome.error.retryable() || !lease->healthy()) {
-            error = outcome.error;
-          } else {
-            refused = i;
-            stats.refused.add();
-            replies[i] = resp::errorReply(
-                "ERR Larder: PostgreSQL refused the write: " + outcome.error.message +
-                " (SQLSTATE " + outcome.error.sqlstate + ")");
-          }
-          break;
-        }
-      }
-      if (error || refused) {
-        if (lease->healthy()) co_await lease->query("ROLLBACK");
-        affected.assign(batch.size(), 0);
-        continue;
-      }
-      auto commit = co_await lease->query("COMMIT");
-      if (!commit.ok()) {
-        error = commit.error;
-      } else {
-        committed = true;
-      }
-    }
-    if (error) {
-      const std::string reply =
-          resp::errorReply("ERR Larder: PostgreSQL unavailable: " + error.message);
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (replies[i].empty()) {
-          stats.failed.add();
-          replies[i] = reply;
-        }
-      }
-    }
-    lease = pg::Lease();
-
-    // Committed: no load read before the commit may be stored, and the cache
-    // gets the new value (the write script in cache-only mode).
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (!replies[i].empty()) continue;
-      const ThroughWrite& w = batch[i].write;
-      loader_.forget(w.key);
-      WriteCall update('c', config_.invalidation.publish_channel, 0);
-      update.add(w.key, ks.name(), w.op, false, w.ks->hardTtlMs(w.ks->ttl_ms.get()), w.op_args);
-      std::string reply = co_await redis::call(*cache_, update.request(false));
-      if (reply.rfind("-NOSCRIPT", 0) == 0)
-        reply = co_await redis::call(*cache_, update.request(true));
-      // One write: the reply is a one-element array.
-      if (reply.size() > 4 && reply.compare(0, 4, "*1\r\n") == 0) reply.erase(0, 4);
-      if (w.op == "del") {
-        reply.clear();
-        resp::appendInteger(reply, affected[i] > 0 ? 1 : 0);
-      } else if (reply.empty() || reply.front() == '-') {
-        // The row is committed; a cache that cannot take the value loses the key.
-        std::string del;
-        resp::appendMultibulk(del, {"DEL", w.key});
-        co_await redis::call(*cache_, std::move(del));
-        reply = defaultReply(w);
-      }
-      replies[i] = std::move(reply);
-      stats.writes.add();
-    }
-    const auto now = Clock::now();
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      stats.latency.observe(now - batch[i].since);
-      batch[i].done(std::move(replies[i]));
-    }
-  }
-  through_running_[keyspace] = false;
+  through_.write(std::move(write), std::move(done));
 }
 
 // --- operator commands -----------------------------------------------------

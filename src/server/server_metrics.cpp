@@ -243,6 +243,9 @@ void Server::writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
   if (ks.config.write == config::WriteMode::Through) {
     m.counter("larder_write_through_total", "Writes committed in write-through mode.", labels,
               static_cast<double>(t.writes.get()));
+    m.counter("larder_write_through_commits_total",
+              "Write-through transactions committed (several clients' writes share one).", labels,
+              static_cast<double>(t.commits.get()));
     m.counter("larder_write_through_refused_total", "Write-through rows PostgreSQL refused.",
               labels, static_cast<double>(t.refused.get()));
     m.counter("larder_write_through_failed_total",

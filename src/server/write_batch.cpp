@@ -2,7 +2,6 @@
 
 #include <boost/asio/post.hpp>
 
-#include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 
@@ -62,26 +61,20 @@ class SentBatch : public redis::ReplySink {
   // One element of the *N reply per waiter; an error reply (the connection
   // failed, BUSY, NOSCRIPT) goes to every waiter as it is.
   void split(std::string_view frame, const std::string& unconfirmed) {
-    std::size_t pos = frame.find("\r\n");
-    if (frame.empty() || frame.front() != '*' || pos == std::string_view::npos) {
-      for (auto& w : waiters_) w.sink->deliver(w.tag, frame);
+    const std::vector<std::string_view> elements = cache::splitWriteReplies(frame);
+    if (elements.size() != waiters_.size()) {
+      const std::string broken =
+          resp::errorReply("ERR Larder: the write script's reply did not match its writes");
+      const bool whole = frame.empty() || frame.front() != '*';
+      for (auto& w : waiters_) w.sink->deliver(w.tag, whole ? frame : std::string_view(broken));
       return;
     }
-    pos += 2;
-    const std::string broken =
-        resp::errorReply("ERR Larder: the write script's reply did not match its writes");
-    for (auto& w : waiters_) {
-      resp::ReplyScanner scanner;
-      if (pos > frame.size() || scanner.scan(frame.substr(pos)) != resp::ScanStatus::Complete) {
-        w.sink->deliver(w.tag, broken);
-        continue;
-      }
-      const std::string_view element = frame.substr(pos, scanner.frameSize());
-      pos += scanner.frameSize();
+    for (std::size_t i = 0; i < waiters_.size(); ++i) {
+      const std::string_view element = elements[i];
       if (!unconfirmed.empty() && !isStatusOrError(element)) {
-        w.sink->deliver(w.tag, unconfirmed);
+        waiters_[i].sink->deliver(waiters_[i].tag, unconfirmed);
       } else {
-        w.sink->deliver(w.tag, element);
+        waiters_[i].sink->deliver(waiters_[i].tag, element);
       }
     }
   }

@@ -605,6 +605,30 @@ class ThroughModeTest(WriteCase):
         self.assertEqual((rows("users", ["name", "email", "age"], [202, 205]),
                           direct.exists("user:202"), direct.hgetall("user:205")), before)
 
+    def test_through_group_commit(self):
+        """Concurrent write-through clients share commits; each is answered
+        only once its row is committed."""
+        s = self.start_stack({"notes": notes_ks("through")}, admin=True)
+        ids = list(range(260, 300))
+
+        def writer(i):
+            c = s.larder.client(socket_timeout=10)
+            try:
+                for round_ in range(5):
+                    value = f"g{i}-{round_}"
+                    self.assertTrue(c.set(f"note:{i}", value))
+                    if round_ == 4:  # answered: committed
+                        self.assertEqual(rows("notes", "body", [i]), {i: value})
+            finally:
+                close_client(c)
+
+        run_threads(writer, len(ids), args_for=lambda n: (ids[n],))
+        text = http_get(s.admin_port, "/metrics")[1]
+        commits = metric_value(text, "larder_write_through_commits_total", "notes")
+        writes = metric_value(text, "larder_write_through_total", "notes")
+        self.assertEqual(writes, 5 * len(ids))
+        self.assertLess(commits, writes, "every write had a commit of its own")
+
     def test_through_unsupported_options(self):
         s = self.start_through()
         r = s.raw

@@ -57,6 +57,7 @@ struct ApplyStatement {
   std::string sql;
   pg::Params params;
   std::vector<std::size_t> rows;  // indexes into the rows given to buildApply
+  bool deletes = false;  // the DELETE: returns the 1-based position in `rows` of each row found
 };
 
 // The statements that apply `rows` (distinct keys) to the keyspace's table:

@@ -63,6 +63,10 @@ const Script& pendingScript();
 const Script& wipeCacheScript();
 const Script& requeueScript();
 
+// The write script's *N reply as its N elements (each a complete reply);
+// empty when `frame` is not an array (an error for the whole call) or broken.
+std::vector<std::string_view> splitWriteReplies(std::string_view frame);
+
 // SCRIPT LOAD requests for BackendConnection::setPreload.
 std::vector<std::string> preloadRequests(std::initializer_list<const Script*> scripts);
 

@@ -51,8 +51,8 @@ cache::PendingRow row(std::string tenant, std::string id, Change c) {
 }
 
 const std::string kDelete =
-    "DELETE FROM \"public\".\"members\" t USING unnest($1::text[], $2::bigint[]) AS u(k1, k2) "
-    "WHERE t.\"tenant\" = u.k1 AND t.\"id\" = u.k2";
+    "DELETE FROM \"public\".\"members\" t USING unnest($1::text[], $2::bigint[]) WITH "
+    "ORDINALITY AS u(k1, k2, ord) WHERE t.\"tenant\" = u.k1 AND t.\"id\" = u.k2 RETURNING u.ord";
 // No NOT NULL column outside the key: a plain INSERT ... ON CONFLICT.
 const std::string kUpsertName =
     "INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"name\") SELECT k1, k2, v1 FROM "
