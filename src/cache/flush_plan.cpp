@@ -20,7 +20,92 @@ bool startsWith(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
 }
 
+// Reads RESP2 values one at a time from the front of a reply.
+class RespCursor {
+ public:
+  explicit RespCursor(std::string_view s) : s_(s) {}
+  bool array(long long& n) { return header('*', n) && n >= 0; }
+  bool integer(long long& n) { return header(':', n); }
+  bool bulk(std::string_view& out) {
+    long long n = 0;
+    if (!header('$', n)) return false;
+    if (n < 0) {  // nil
+      out = {};
+      return true;
+    }
+    const auto len = static_cast<std::size_t>(n);
+    if (s_.size() < len + 2 || s_.substr(len, 2) != "\r\n") return false;
+    out = s_.substr(0, len);
+    s_.remove_prefix(len + 2);
+    return true;
+  }
+
+ private:
+  bool header(char type, long long& n) {
+    if (s_.empty() || s_.front() != type) return false;
+    const auto end = s_.find("\r\n");
+    if (end == std::string_view::npos) return false;
+    n = 0;
+    bool negative = false;
+    for (std::size_t i = 1; i < end; ++i) {
+      if (i == 1 && s_[i] == '-') {
+        negative = true;
+        continue;
+      }
+      if (s_[i] < '0' || s_[i] > '9') return false;
+      n = n * 10 + (s_[i] - '0');
+    }
+    if (negative) n = -n;
+    s_.remove_prefix(end + 2);
+    return true;
+  }
+  std::string_view s_;
+};
+
 }  // namespace
+
+bool decodeQueueRead(std::string_view reply, QueueRead& out) {
+  RespCursor c(reply);
+  long long n = 0, entries = 0;
+  std::string_view text;
+  if (!c.array(n) || n != 7 || !c.bulk(text)) return false;
+  out.instance.assign(text);
+  if (!c.array(entries)) return false;
+  out.entries.clear();
+  out.entries.reserve(static_cast<std::size_t>(entries));
+  for (long long e = 0; e < entries; ++e) {
+    long long pair = 0, fields = 0;
+    std::string_view id_text;
+    if (!c.array(pair) || pair != 2 || !c.bulk(id_text) || !c.array(fields)) return false;
+    QueueEntry entry;
+    const auto id = StreamId::parse(id_text);
+    for (long long f = 0; f + 1 < fields; f += 2) {
+      std::string_view name, value;
+      if (!c.bulk(name) || !c.bulk(value)) return false;
+      if (name == "k") {
+        entry.key.assign(value);
+      } else if (!entry.change.decodeField(name, value)) {
+        out.unknown_fields.push_back(std::string(id_text) + " " + std::string(name));
+      }
+    }
+    if (fields % 2 != 0 && !c.bulk(text)) return false;
+    if (!id) continue;
+    entry.id = *id;
+    out.entries.push_back(std::move(entry));
+  }
+  long long depth = 0, now = 0;
+  std::string_view newest, generated, oldest;
+  if (!c.bulk(newest) || !c.integer(depth) || !c.integer(now) || !c.bulk(generated) ||
+      !c.bulk(oldest)) {
+    return false;
+  }
+  out.newest = StreamId::parse(newest);
+  out.depth = depth;
+  out.now_ms = now;
+  out.generated = StreamId::parse(generated);
+  out.oldest = StreamId::parse(oldest);
+  return true;
+}
 
 std::optional<StreamId> StreamId::parse(std::string_view text) {
   StreamId id;

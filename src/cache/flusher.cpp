@@ -252,33 +252,14 @@ asio::awaitable<std::optional<Flusher::Read>> Flusher::read(std::string start) {
   std::vector<std::string> args{std::move(start), std::to_string(config_.write_behind.max_batch)};
   const std::string reply =
       co_await redis::callScript(*redis_, readBatchScript(), std::move(keys), std::move(args));
-  resp::ReplyValue v;
-  if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 7) {
+  Read r;
+  if (!decodeQueueRead(reply, r)) {
     spdlog::debug("keyspace {}: reading the write queue: {}", ks_.name(), reply);
     co_return std::nullopt;
   }
-  Read r;
-  r.instance = v.elements[0].str();
-  r.newest = StreamId::parse(v.elements[2].str());
-  r.depth = v.elements[3].integer;
-  r.now_ms = v.elements[4].integer;
-  r.generated = StreamId::parse(v.elements[5].str());
-  r.oldest = StreamId::parse(v.elements[6].str());
-  for (const auto& e : v.elements[1].elements) {
-    if (e.elements.size() != 2) continue;
-    auto id = StreamId::parse(e.elements[0].str());
-    if (!id) continue;
-    QueueEntry entry{*id, {}, {}};
-    const auto& fields = e.elements[1].elements;
-    for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-      if (fields[i].str() == "k") {
-        entry.key = fields[i + 1].str();
-      } else if (!entry.change.decodeField(fields[i].str(), fields[i + 1].str())) {
-        spdlog::warn("keyspace {}: queue entry {} has an unknown field '{}'", ks_.name(), id->str(),
-                     fields[i].str());
-      }
-    }
-    r.entries.push_back(std::move(entry));
+  for (const auto& field : r.unknown_fields) {
+    spdlog::warn("keyspace {}: queue entry {} has a field Larder does not write", ks_.name(),
+                 field);
   }
   co_return r;
 }

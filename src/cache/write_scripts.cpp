@@ -344,6 +344,10 @@ WriteCall::WriteCall(char mode, std::string_view channel, std::size_t max_queue)
 
 void WriteCall::add(std::string_view key, std::string_view keyspace, std::string_view op,
                     bool absent, long long ttl_ms, const std::vector<std::string>& op_args) {
+  if (writes_ == 0) {  // one allocation for a typical batch, not a doubling per few writes
+    keys_.reserve(1024);
+    args_.reserve(1024);
+  }
   resp::appendBulk(keys_, key);
   // __larder:pending:<key> and __larder:q:<keyspace>, without building them.
   const std::string_view prefix = kReservedPrefix;

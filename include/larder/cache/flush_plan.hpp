@@ -79,6 +79,23 @@ struct QueueEntry {
   Change change;
 };
 
+// The flusher's read script's reply (flush_scripts.hpp):
+//   *7: instance id, *N entries (each *2: id, *2k field/value), newest id,
+//   :depth, :now ms, last generated id, oldest id   ('' for none)
+struct QueueRead {
+  std::string instance;
+  std::vector<QueueEntry> entries;
+  std::optional<StreamId> newest;     // the queue's newest entry
+  std::optional<StreamId> oldest;     // ... and oldest
+  std::optional<StreamId> generated;  // the queue's last generated id
+  long long depth = 0;
+  long long now_ms = 0;
+  std::vector<std::string> unknown_fields;  // "id field" of fields Larder does not write
+};
+// Decoded straight from the RESP bytes (no reply tree: a batch is thousands
+// of strings); false when the reply has another shape (an error, say).
+bool decodeQueueRead(std::string_view reply, QueueRead& out);
+
 struct PartitionBatch {
   std::vector<PendingRow> rows;  // one per key, coalesced
   std::vector<StreamId> last;    // per row: the key's last entry in the batch

@@ -100,15 +100,7 @@ class Flusher {
     bool has_target = false;
     std::shared_ptr<boost::asio::steady_timer> timer;  // fires at the deadline
   };
-  struct Read {
-    std::string instance;
-    std::vector<QueueEntry> entries;
-    std::optional<StreamId> newest;     // the queue's newest entry
-    std::optional<StreamId> oldest;     // ... and oldest
-    std::optional<StreamId> generated;  // the queue's last generated id
-    long long depth = 0;
-    long long now_ms = 0;
-  };
+  using Read = QueueRead;
   struct Dead {
     PendingRow row;
     StreamId last;
