@@ -150,8 +150,9 @@ local function one(key, marker, queue, op, absent, ttl, a, n)
     end
     local e = enqueue(key, marker, queue, fields, true)
     if e then return e end
-    -- Cached: the whole row is known (resident, or absent with nothing pending).
-    if resident or ok then
+    -- Cached: the whole row is known (resident, or absent with nothing
+    -- pending; after a write-through commit only a resident row is updated).
+    if resident or (ok and absent) then
       redis.call('HSET', key, unpack(ARGV, a + 1, a + n))
       if not resident and ttl > 0 then redis.call('PEXPIRE', key, ttl) end
     end

@@ -605,6 +605,17 @@ class ThroughModeTest(WriteCase):
         self.assertEqual((rows("users", ["name", "email", "age"], [202, 205]),
                           direct.exists("user:202"), direct.hgetall("user:205")), before)
 
+    def test_through_hmset_on_uncached_row_caches_no_partial_row(self):
+        s = self.start_through()
+        sql("INSERT INTO users VALUES (211, 'u211', 'u211@x', 21)")
+        self.assertEqual(s.raw.call("HMSET", "user:211", "age", "22"), "OK")
+        self.assertEqual(rows("users", ["name", "age"], [211]), {211: ("u211", "22")})
+        self.assertIn(s.direct.hgetall("user:211"),
+                      ({}, {b"name": b"u211", b"email": b"u211@x", b"age": b"22"}),
+                      "a partial row was cached")
+        self.assertEqual(s.c.hgetall("user:211"),
+                         {b"name": b"u211", b"email": b"u211@x", b"age": b"22"})
+
     def test_through_group_commit(self):
         """Concurrent write-through clients share commits; each is answered
         only once its row is committed."""

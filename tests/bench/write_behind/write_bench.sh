@@ -551,11 +551,13 @@ flush_test() {  # max_batch
   write_config "$cfg" "$LARDER_F_PORT" "$b" "$ADMIN_F_PORT" \
 "  wf: {key: \"wf:{id}\", table: public.items_f, shape: string, columns: [v], ttl: 1h, write: behind}"
   local rows0; rows0=$(psql_bench -c "SELECT count(*) FROM public.items_f")
-  start_larder "$cfg" "$LARDER_F_PORT" "$lf"; pid=$STARTED_PID
+  # The flusher takes its lock before it reads the queue: hold it first. The
+  # instance id is the one the main Larder claimed in this Redis.
   for _ in $(seq 100); do instance=$(rcli "$REDIS_PORT" get __larder:id); [[ -z $instance ]] || break; sleep 0.1; done
   [[ -n $instance ]] || die "no __larder:id in Redis"
   # -- held: queue the burst while a psql session holds the flusher's lock
   hold_lock "$instance" wf
+  start_larder "$cfg" "$LARDER_F_PORT" "$lf"; pid=$STARTED_PID
   out="$WORK/burst-held-$b.csv"
   run_child timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 -p "$LARDER_F_PORT" -c "$CLIENTS" \
     -n "$BURST" -P "$BURST_PIPELINE" -r 1000000000 --csv SET "wf:__rand_int__" "$VALUE" >"$out" 2>"$out.err" \
