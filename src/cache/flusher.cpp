@@ -264,42 +264,6 @@ asio::awaitable<std::optional<Flusher::Read>> Flusher::read(std::string start) {
   co_return r;
 }
 
-asio::awaitable<bool> Flusher::ack(const FlushBatch& batch) {
-  std::vector<std::string> keys{queueKey(ks_.name())};
-  std::vector<std::string> args{std::to_string(markerLinger(config_).count()),
-                                StreamId{batch.last.ms, batch.last.seq + 1}.str(), ""};
-  std::size_t rows = 0;
-  for (const auto& part : batch.parts) rows += part.rows.size();
-  args.push_back(std::to_string(rows));
-  for (const auto& part : batch.parts) {
-    for (std::size_t i = 0; i < part.rows.size(); ++i) {
-      args.push_back(part.rows[i].key);
-      args.push_back(part.last[i].str());
-    }
-  }
-  args.push_back(std::to_string(batch.replayed.size() + batch.unmatched.size()));
-  // Replayed keys lose a marker that is no newer than the replay; so do
-  // unmatched ones (their change is in the dead letters now).
-  for (const auto& [key, last] : batch.replayed) {
-    args.push_back(key);
-    args.push_back(last.str());
-  }
-  for (const auto& u : batch.unmatched) {
-    args.push_back(u.row.key);
-    args.push_back(u.last.str());
-  }
-  const std::string reply =
-      co_await redis::callScript(*redis_, ackScript(), std::move(keys), std::move(args));
-  if (reply.empty() || reply.front() != ':') {
-    // Committed but not acknowledged: the entries are read again later, and
-    // the marks make that a replay that changes nothing.
-    spdlog::warn("keyspace {}: acknowledging a flushed batch failed: {}", ks_.name(), reply);
-    co_return false;
-  }
-  acked_ = std::max(acked_, batch.last);
-  co_return true;
-}
-
 asio::awaitable<void> Flusher::run() {
   const config::WriteBehindConfig& wb = config_.write_behind;
   std::optional<Read> prefetched;
@@ -397,14 +361,35 @@ asio::awaitable<void> Flusher::run() {
     // Apply this batch; meanwhile acknowledge the previous one and, when this
     // one was full, read the next.
     std::vector<std::function<asio::awaitable<void>()>> tasks;
+    Clock::duration applied{}, acked{}, read_next{};
+    auto timed = [](Clock::duration& into, auto step) -> asio::awaitable<void> {
+      const auto t0 = Clock::now();
+      co_await step();
+      into = Clock::now() - t0;
+    };
     if (!error) {
-      tasks.push_back([&]() -> asio::awaitable<void> { error = co_await applyAll(batch); });
+      tasks.push_back([&]() -> asio::awaitable<void> {
+        co_await timed(applied,
+                       [&]() -> asio::awaitable<void> { error = co_await applyAll(batch); });
+      });
     }
-    tasks.push_back(finishAck);
+    tasks.push_back([&]() -> asio::awaitable<void> { co_await timed(acked, finishAck); });
     if (full && !error) {
-      tasks.push_back([&]() -> asio::awaitable<void> { prefetched = co_await read(cursor_); });
+      tasks.push_back([&]() -> asio::awaitable<void> {
+        co_await timed(read_next,
+                       [&]() -> asio::awaitable<void> { prefetched = co_await read(cursor_); });
+      });
     }
+    const auto step_started = Clock::now();
     co_await runAll(std::move(tasks));
+    auto ms = [](Clock::duration d) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0;
+    };
+    spdlog::debug(
+        "keyspace {}: {} entries: read and plan {:.1f} ms; then apply {:.1f} ms | previous ack "
+        "{:.1f} ms | next read {:.1f} ms, together {:.1f} ms",
+        ks_.name(), r.entries.size(), ms(step_started - started), ms(applied), ms(acked),
+        ms(read_next), ms(Clock::now() - step_started));
     if (error) {
       failedStep(error);
       prefetched.reset();

@@ -1,7 +1,8 @@
 // The Flusher's PostgreSQL side: one transaction per partition, run in
 // parallel, each moving its partition's applied mark; refused rows found by
-// bisection inside the transaction and recorded before it commits. And the
-// resync after Redis went back in time. The loop is in flusher.cpp.
+// bisection inside the transaction and recorded before it commits. Then the
+// ack in Redis, and the resync after Redis went back in time. The loop is in
+// flusher.cpp.
 //
 //   BEGIN; SET LOCAL larder.origin = 'larder'
 //   UPDATE state SET mark = <through> WHERE ... AND mark = <as read>   -- fence
@@ -176,6 +177,42 @@ asio::awaitable<pg::PgError> Flusher::recordDead(std::vector<Dead>& dead) {
                  ks_.name(), d.row.key, d.why.sqlstate, d.why.message, deadLetterKey(ks_.name()));
   }
   co_return pg::PgError{};
+}
+
+asio::awaitable<bool> Flusher::ack(const FlushBatch& batch) {
+  std::vector<std::string> keys{queueKey(ks_.name())};
+  std::vector<std::string> args{std::to_string(markerLinger(config_).count()),
+                                StreamId{batch.last.ms, batch.last.seq + 1}.str(), ""};
+  std::size_t rows = 0;
+  for (const auto& part : batch.parts) rows += part.rows.size();
+  args.push_back(std::to_string(rows));
+  for (const auto& part : batch.parts) {
+    for (std::size_t i = 0; i < part.rows.size(); ++i) {
+      args.push_back(part.rows[i].key);
+      args.push_back(part.last[i].str());
+    }
+  }
+  args.push_back(std::to_string(batch.replayed.size() + batch.unmatched.size()));
+  // Replayed keys lose a marker that is no newer than the replay; so do
+  // unmatched ones (their change is in the dead letters now).
+  for (const auto& [key, last] : batch.replayed) {
+    args.push_back(key);
+    args.push_back(last.str());
+  }
+  for (const auto& u : batch.unmatched) {
+    args.push_back(u.row.key);
+    args.push_back(u.last.str());
+  }
+  const std::string reply =
+      co_await redis::callScript(*redis_, ackScript(), std::move(keys), std::move(args));
+  if (reply.empty() || reply.front() != ':') {
+    // Committed but not acknowledged: the entries are read again later, and
+    // the marks make that a replay that changes nothing.
+    spdlog::warn("keyspace {}: acknowledging a flushed batch failed: {}", ks_.name(), reply);
+    co_return false;
+  }
+  acked_ = std::max(acked_, batch.last);
+  co_return true;
 }
 
 asio::awaitable<bool> Flusher::resync() {

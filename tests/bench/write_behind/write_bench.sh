@@ -650,8 +650,9 @@ fi
 if has_phase sustained; then
   rate=$SUSTAIN_RATE
   if [[ -z $rate && -s $RESULTS ]]; then
-    rate=$(awk -v f="$SUSTAIN_FRACTION" '$2 == "larder-behind" && $3 == "wps" { v[++n] = $4 }
-      END { if (n) { asort(v); m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf "%.0f", m * f } }' "$RESULTS")
+    rate=$(awk '$2 == "larder-behind" && $3 == "wps" { print $4 }' "$RESULTS" | sort -n \
+      | awk -v f="$SUSTAIN_FRACTION" '{ v[++n] = $1 } END { if (n) {
+          m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf "%.0f", m * f } }')
   fi
   rate=${rate:-10000}
   out="$WORK/sustained.json"

@@ -219,7 +219,8 @@ TEST_CASE("the read script's reply is decoded straight from RESP", "[cache][flus
       "*7\r\n$4\r\nabcd\r\n"
       "*2\r\n"
       "*2\r\n$3\r\n5-1\r\n*4\r\n$1\r\nk\r\n$6\r\nnote:1\r\n$6\r\nf:body\r\n$2\r\nv1\r\n"
-      "*2\r\n$3\r\n6-0\r\n*6\r\n$1\r\nk\r\n$6\r\nnote:2\r\n$1\r\nd\r\n$1\r\n1\r\n$3\r\nx:y\r\n$0\r\n\r\n"
+      "*2\r\n$3\r\n6-0\r\n*6\r\n$1\r\nk\r\n$6\r\nnote:2\r\n$1\r\nd\r\n$1\r\n1\r\n$3\r\nx:y\r\n$"
+      "0\r\n\r\n"
       "$3\r\n9-0\r\n:12\r\n:1700000000000\r\n$3\r\n9-0\r\n$3\r\n4-2\r\n";
   cache::QueueRead r;
   REQUIRE(cache::decodeQueueRead(reply, r));
