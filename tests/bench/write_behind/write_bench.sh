@@ -67,7 +67,9 @@
 #   PRELOAD_ROWS [500000]      rows in items_f and items_l (ANALYZEd) before the runs
 #   PG_AUTOVACUUM [on]
 #   FLUSH_INTERVAL [50ms]  MAX_BATCH [1000] (phases throughput and lag)
-#   LARDER_THREADS [2]  PG_POOL [4]
+#   LARDER_THREADS [2]  PG_POOL [4]  APPLY_CONNECTIONS [2]
+#   LARDER_LOG_LEVEL [warn]    debug: each flushed batch logs its steps' times
+#                              (with KEEP_WORK=1: larder-f-<max_batch>.log)
 #   BUILD [1]                  0: use LARDER_BIN as it is
 #   LARDER_BIN [<repo>/build-bench/larder]   (built RelWithDebInfo from the work tree)
 #   LARDER_REV                 e.g. HEAD: benchmark this commit, not the work tree
@@ -116,6 +118,8 @@ PG_AUTOVACUUM=${PG_AUTOVACUUM:-on}
 FLUSH_INTERVAL=${FLUSH_INTERVAL:-50ms}
 MAX_BATCH=${MAX_BATCH:-1000}
 LARDER_THREADS=${LARDER_THREADS:-2}
+APPLY_CONNECTIONS=${APPLY_CONNECTIONS:-2}
+LARDER_LOG_LEVEL=${LARDER_LOG_LEVEL:-warn}
 PG_POOL=${PG_POOL:-4}
 BUILD=${BUILD:-1}
 LARDER_REV=${LARDER_REV:-}
@@ -349,7 +353,7 @@ threads: $LARDER_THREADS
 ${4:+admin: 127.0.0.1:$4}
 redis: {address: 127.0.0.1:$REDIS_PORT}
 postgres: {dsn: "$APP_DSN", pool_size: $PG_POOL}
-write_behind: {flush_interval: $FLUSH_INTERVAL, max_batch: $3, max_queue: 1000000, on_full: error, drain_timeout: 60s}
+write_behind: {flush_interval: $FLUSH_INTERVAL, max_batch: $3, max_queue: 1000000, on_full: error, drain_timeout: 60s, apply_connections: $APPLY_CONNECTIONS}
 limits: {maxclients: 20000}
 keyspaces:
 $5
@@ -361,7 +365,7 @@ write_config "$WORK/larder.yaml" "$LARDER_PORT" "$MAX_BATCH" "$ADMIN_PORT" \
   wl: {key: \"wl:{id}\", table: public.items_l, shape: string, columns: [v], ttl: 1h, write: behind}"
 LARDER_PID=""
 start_larder() {  # config port log -> sets STARTED_PID
-  "$LARDER_BIN" --config "$1" --log-level warn >>"$3" 2>&1 &
+  "$LARDER_BIN" --config "$1" --log-level "$LARDER_LOG_LEVEL" >>"$3" 2>&1 &
   STARTED_PID=$!; PIDS+=("$STARTED_PID")
   wait_pong "$2" || { tail -n 20 "$3" >&2; die "larder did not start ($1)"; }
 }
