@@ -49,17 +49,6 @@ std::string qualifiedTable(const Keyspace& ks) {
   return pg::quoteIdentifier(ks.schema) + "." + pg::quoteIdentifier(ks.table);
 }
 
-// unnest($1::text[], $2::text[], ...) AS u(c1, c2, ...)
-std::string unnestFrom(std::size_t columns) {
-  std::string sql = "unnest(";
-  for (std::size_t i = 0; i < columns; ++i) {
-    sql += (i ? ", $" : "$") + std::to_string(i + 1) + "::text[]";
-  }
-  sql += ") AS u(";
-  for (std::size_t i = 0; i < columns; ++i) sql += (i ? ", c" : "c") + std::to_string(i + 1);
-  return sql + ")";
-}
-
 std::string arrayOf(const std::vector<PendingRow>& rows, const std::vector<std::size_t>& which,
                     const auto& element) {
   std::vector<std::optional<std::string_view>> items;
@@ -68,80 +57,120 @@ std::string arrayOf(const std::vector<PendingRow>& rows, const std::vector<std::
   return pg::arrayLiteral(items);
 }
 
-ApplyStatement deleteStatement(const Keyspace& ks, const std::vector<PendingRow>& rows,
-                               std::vector<std::size_t> which) {
-  // DELETE FROM s.t t USING unnest($1::text[]) AS u(c1) WHERE t."id" = u.c1::bigint
-  ApplyStatement st;
-  const std::size_t n = ks.key_columns.size();
-  st.sql = "DELETE FROM " + qualifiedTable(ks) + " t USING " + unnestFrom(n) + " WHERE ";
-  for (std::size_t i = 0; i < n; ++i) {
-    st.sql += (i ? " AND t." : "t.") + pg::quoteIdentifier(ks.key_columns[i]) + " = u.c" +
-              std::to_string(i + 1) + "::" + ks.key_types[i];
-    st.params.emplace_back(arrayOf(rows, which, [i](const PendingRow& r) {
-      return std::optional<std::string_view>(r.key_values[i]);
-    }));
-  }
-  st.rows = std::move(which);
-  return st;
-}
+// Each parameter is one array of every row's value, parsed by the element
+// type's own input function ($1::bigint[]). Types are cast without their
+// modifier, so the column applies its length on assignment (22001 for a
+// value too long) where `::varchar(3)` would silently cut it.
+struct Unnest {
+  std::string from;     // unnest($1::bigint[], $2::text[]) AS u(k1, v1)
+  std::string columns;  // k1, v1
+  pg::Params params;
+};
 
-ApplyStatement upsertStatement(const Keyspace& ks, const std::vector<PendingRow>& rows,
-                               std::vector<std::size_t> which, const std::vector<int>& columns) {
-  // PostgreSQL checks NOT NULL on INSERT's proposed row before ON CONFLICT
-  // can turn it into an update, so a plain upsert of some columns fails on a
-  // table with other NOT NULL columns. Existing rows are updated first; only
-  // the rest is inserted (ON CONFLICT still covers a row inserted meanwhile):
-  //
-  //   WITH u AS (SELECT c1::bigint AS k1, c2::text AS v1 FROM unnest($1::text[], $2::text[])
-  //                AS u(c1, c2)),
-  //        upd AS (UPDATE s.t t SET "a" = u.v1 FROM u WHERE t."id" = u.k1 RETURNING t."id")
-  //   INSERT INTO s.t ("id", "a") SELECT k1, v1 FROM u
-  //     WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd."id" = u.k1)
-  //   ON CONFLICT ("id") DO UPDATE SET "a" = EXCLUDED."a"
-  ApplyStatement st;
-  const std::size_t n = ks.key_columns.size();
-  std::string casts, names, picks, conflict, updates, excluded, key_match, upd_match;
+Unnest unnestOf(const Keyspace& ks, const std::vector<PendingRow>& rows,
+                const std::vector<std::size_t>& which, const std::vector<int>& columns,
+                bool ordinality = false) {
+  Unnest u;
+  std::string args, names;
   std::size_t param = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::string quoted = pg::quoteIdentifier(ks.key_columns[i]);
-    const std::string k = "k" + std::to_string(i + 1);
-    casts += (i ? ", c" : "c") + std::to_string(++param) + "::" + ks.key_types[i] + " AS " + k;
-    names += (i ? ", " : "") + quoted;
-    picks += (i ? ", " : "") + k;
-    conflict += (i ? ", " : "") + quoted;
-    key_match += (i ? " AND t." : "t.") + quoted + " = u." + k;
-    upd_match += (i ? " AND upd." : "upd.") + quoted + " = u." + k;
-    st.params.emplace_back(arrayOf(rows, which, [i](const PendingRow& r) {
-      return std::optional<std::string_view>(r.key_values[i]);
-    }));
+  auto add = [&](const std::string& cast, const std::string& name, std::string array) {
+    args += (param ? ", $" : "$") + std::to_string(param + 1) + "::" + cast + "[]";
+    names += (param ? ", " : "") + name;
+    ++param;
+    u.params.emplace_back(std::move(array));
+  };
+  for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {
+    add(ks.key_casts[i], "k" + std::to_string(i + 1),
+        arrayOf(rows, which, [i](const PendingRow& r) {
+          return std::optional<std::string_view>(r.key_values[i]);
+        }));
   }
   std::size_t v = 0;
   for (int c : columns) {
     const std::string& name = ks.value_columns[c];
-    const std::string quoted = pg::quoteIdentifier(name);
-    const std::string alias = "v" + std::to_string(++v);
-    casts += ", c" + std::to_string(++param) + "::" + ks.value_types[c] + " AS " + alias;
-    names += ", " + quoted;
-    picks += ", " + alias;
-    updates += (updates.empty() ? "" : ", ") + quoted + " = u." + alias;
-    excluded += (excluded.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
-    st.params.emplace_back(
+    add(ks.value_casts[c], "v" + std::to_string(++v),
         arrayOf(rows, which, [&name](const PendingRow& r) -> std::optional<std::string_view> {
           auto it = r.change.columns.find(name);
           if (it == r.change.columns.end() || !it->second) return std::nullopt;  // NULL
           return std::string_view(*it->second);
         }));
   }
-  const std::string table = qualifiedTable(ks);
-  std::string returning;
-  for (std::size_t i = 0; i < n; ++i) {
-    returning += (i ? ", t." : "t.") + pg::quoteIdentifier(ks.key_columns[i]);
+  u.from = "unnest(" + args + ")" + (ordinality ? " WITH ORDINALITY" : "") + " AS u(" + names +
+           (ordinality ? ", ord)" : ")");
+  u.columns = std::move(names);
+  return u;
+}
+
+ApplyStatement deleteStatement(const Keyspace& ks, const std::vector<PendingRow>& rows,
+                               std::vector<std::size_t> which) {
+  // DELETE FROM s.t t USING unnest($1::bigint[]) WITH ORDINALITY AS u(k1, ord)
+  //   WHERE t."id" = u.k1 RETURNING u.ord
+  // ord: which of the rows existed (1-based in `rows`), for DEL's reply.
+  Unnest u = unnestOf(ks, rows, which, {}, true);
+  ApplyStatement st;
+  st.sql = "DELETE FROM " + qualifiedTable(ks) + " t USING " + u.from + " WHERE ";
+  for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {
+    st.sql += (i ? " AND t." : "t.") + pg::quoteIdentifier(ks.key_columns[i]) + " = u.k" +
+              std::to_string(i + 1);
   }
-  st.sql = "WITH u AS (SELECT " + casts + " FROM " + unnestFrom(param) + "), upd AS (UPDATE " +
-           table + " t SET " + updates + " FROM u WHERE " + key_match + " RETURNING " + returning +
-           ") INSERT INTO " + table + " (" + names + ") SELECT " + picks +
-           " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE " + upd_match + ") ON CONFLICT (" +
-           conflict + ") DO UPDATE SET " + excluded;
+  st.sql += " RETURNING u.ord";
+  st.deletes = true;
+  st.params = std::move(u.params);
+  st.rows = std::move(which);
+  return st;
+}
+
+ApplyStatement upsertStatement(const Keyspace& ks, const std::vector<PendingRow>& rows,
+                               std::vector<std::size_t> which, const std::vector<int>& columns) {
+  Unnest u = unnestOf(ks, rows, which, columns);
+  const std::string table = qualifiedTable(ks);
+  std::string names, conflict, excluded, updates, key_match, upd_match, returning;
+  for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {
+    const std::string quoted = pg::quoteIdentifier(ks.key_columns[i]);
+    const std::string k = "k" + std::to_string(i + 1);
+    names += (i ? ", " : "") + quoted;
+    conflict += (i ? ", " : "") + quoted;
+    key_match += (i ? " AND t." : "t.") + quoted + " = u." + k;
+    upd_match += (i ? " AND upd." : "upd.") + quoted + " = u." + k;
+    returning += (i ? ", t." : "t.") + quoted;
+  }
+  std::vector<std::string_view> written;
+  std::size_t v = 0;
+  for (int c : columns) {
+    const std::string quoted = pg::quoteIdentifier(ks.value_columns[c]);
+    written.push_back(ks.value_columns[c]);
+    names += ", " + quoted;
+    updates += (updates.empty() ? "" : ", ") + quoted + " = u.v" + std::to_string(++v);
+    excluded += (excluded.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
+  }
+  ApplyStatement st;
+  const bool plain = std::all_of(
+      ks.required_columns.begin(), ks.required_columns.end(), [&written](const std::string& c) {
+        return std::find(written.begin(), written.end(), c) != written.end();
+      });
+  if (plain) {
+    // INSERT INTO s.t ("id", "a") SELECT k1, v1 FROM unnest($1::bigint[], $2::text[])
+    //   AS u(k1, v1) ON CONFLICT ("id") DO UPDATE SET "a" = EXCLUDED."a"
+    st.sql = "INSERT INTO " + table + " (" + names + ") SELECT " + u.columns + " FROM " + u.from +
+             " ON CONFLICT (" + conflict + ") DO UPDATE SET " + excluded;
+  } else {
+    // A NOT NULL column this write does not name: PostgreSQL checks NOT NULL
+    // on the INSERT's proposed row before ON CONFLICT can make it an update,
+    // so existing rows are updated first and only the rest inserted (ON
+    // CONFLICT still covers a row inserted meanwhile):
+    //
+    //   WITH u AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS u(k1, v1)),
+    //        upd AS (UPDATE s.t t SET "a" = u.v1 FROM u WHERE t."id" = u.k1 RETURNING t."id")
+    //   INSERT INTO s.t ("id", "a") SELECT k1, v1 FROM u
+    //     WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd."id" = u.k1)
+    //   ON CONFLICT ("id") DO UPDATE SET "a" = EXCLUDED."a"
+    st.sql = "WITH u AS (SELECT * FROM " + u.from + "), upd AS (UPDATE " + table + " t SET " +
+             updates + " FROM u WHERE " + key_match + " RETURNING " + returning + ") INSERT INTO " +
+             table + " (" + names + ") SELECT " + u.columns +
+             " FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE " + upd_match + ") ON CONFLICT (" +
+             conflict + ") DO UPDATE SET " + excluded;
+  }
+  st.params = std::move(u.params);
   st.rows = std::move(which);
   return st;
 }

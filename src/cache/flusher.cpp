@@ -1,3 +1,5 @@
+// The Flusher's loop: owning the queue, reading, acknowledging, pausing.
+// Applying a batch to PostgreSQL is in flusher_apply.cpp.
 #include "larder/cache/flusher.hpp"
 
 #include <spdlog/spdlog.h>
@@ -6,9 +8,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <random>
-#include <unordered_map>
 
+#include "larder/cache/flush_scripts.hpp"
 #include "larder/cache/write_scripts.hpp"
+#include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
 
@@ -22,20 +25,7 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 constexpr Millis kLockRetry{500};
-
-// A stream id "ms-seq" as a comparable pair.
-std::pair<std::uint64_t, std::uint64_t> streamId(std::string_view id) {
-  std::pair<std::uint64_t, std::uint64_t> out{0, 0};
-  const auto dash = id.find('-');
-  for (char c : id.substr(0, dash))
-    out.first = out.first * 10 + static_cast<std::uint64_t>(c - '0');
-  if (dash != std::string_view::npos) {
-    for (char c : id.substr(dash + 1)) {
-      out.second = out.second * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-  }
-  return out;
-}
+constexpr Millis kRedisRetry{100};
 
 std::string randomId() {
   std::random_device device;
@@ -45,7 +35,21 @@ std::string randomId() {
   return out;
 }
 
+std::uint64_t packSqlstate(const std::string& s) {
+  std::uint64_t out = 0;
+  for (std::size_t i = 0; i < s.size() && i < 8; ++i) {
+    out |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[i])) << (8 * i);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string unpackSqlstate(std::uint64_t packed) {
+  std::string out;
+  for (; packed != 0; packed >>= 8) out += static_cast<char>(packed & 0xff);
+  return out;
+}
 
 std::chrono::milliseconds markerLinger(const config::Config& config) {
   return loadWindow(config) + std::chrono::milliseconds(2000);
@@ -55,18 +59,14 @@ std::chrono::milliseconds loadWindow(const config::Config& config) {
   return config.postgres.statement_timeout + config.read_through.load_timeout;
 }
 
-bool retryableForFlush(const pg::PgError& error) {
-  // 57014: statement_timeout, typically a lock another session holds: later
-  // it may well succeed, and the row itself is not at fault.
-  return error.retryable() || error.sqlstate == "57014";
-}
-
 Flusher::Flusher(asio::io_context& context, const Keyspace& ks, const config::Config& config,
                  std::shared_ptr<redis::BackendConnection> redis)
     : context_(context),
       ks_(ks),
       config_(config),
       redis_(std::move(redis)),
+      partitions_(static_cast<std::size_t>(std::max(1, config.write_behind.apply_connections))),
+      marks_(partitions_),
       candidate_id_(randomId()),
       timer_(context) {}
 
@@ -76,12 +76,7 @@ void Flusher::start() {
   running_ = true;
   asio::co_spawn(context_, run(), [this](std::exception_ptr e) {
     running_ = false;
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::critical("keyspace {}: flusher stopped by an exception: {}", ks_.name(), ex.what());
-    }
+    if (e) logEscaped("flusher")(e);
   });
 }
 
@@ -89,8 +84,10 @@ void Flusher::stop() {
   stopping_ = true;
   timer_.cancel();
   // A batch blocked in PostgreSQL (a lock, an outage) must not hold up the
-  // exit: closing the connection ends the statement; the batch stays queued.
-  if (pg_) pg_->interrupt();
+  // exit: ending the statement rolls the batch back; it stays queued.
+  for (auto& c : apply_) {
+    if (c) c->interrupt();
+  }
   auto waiters = std::move(waiters_);
   waiters_.clear();
   for (auto& w : waiters) {
@@ -112,11 +109,11 @@ void Flusher::flush(Clock::time_point deadline, std::function<void(bool)> done) 
     auto it = std::find_if(waiters_.begin(), waiters_.end(),
                            [id](const Waiter& w) { return w.id == id; });
     if (it == waiters_.end()) return;
-    auto done = std::move(it->done);
+    auto answer = std::move(it->done);
     waiters_.erase(it);
-    done(false);
+    answer(false);
   });
-  waiters_.push_back(Waiter{id, deadline, std::move(done), {}, false, std::move(timer)});
+  waiters_.push_back(Waiter{id, deadline, std::move(done), std::nullopt, false, std::move(timer)});
   timer_.cancel();  // read now rather than at the end of the interval
 }
 
@@ -128,96 +125,18 @@ asio::awaitable<void> Flusher::pause(Millis d) {
   co_await timer_.async_wait(kUseTuple);
 }
 
-void Flusher::dropConnection() {
-  if (pg_) pg_->close();
-  pg_.reset();
-  if (!locked_for_.empty()) {
-    locked_for_.clear();
-    stats_.lock_held.sub();
-  }
-}
-
-asio::awaitable<bool> Flusher::holdLock(const std::string& instance) {
-  if (pg_ && !pg_->healthy()) dropConnection();
-  if (!locked_for_.empty() && locked_for_ != instance) {
-    // Redis has a new identity (flushed or replaced): the old lock names
-    // another queue. Start over on a fresh connection.
-    dropConnection();
-  }
-  if (!locked_for_.empty()) co_return true;
-  if (!pg_) {
-    pg_ = std::make_unique<pg::Connection>(
-        context_.get_executor(), pg::connectParams(config_.postgres),
-        config_.postgres.connect_timeout, config_.postgres.statement_timeout);
-    if (auto error = co_await pg_->connect()) {
-      spdlog::warn("keyspace {}: flusher cannot reach PostgreSQL: {}", ks_.name(), error.message);
-      pg_.reset();
-      co_return false;
-    }
-  }
-  const pg::Params params{"larder:" + instance + ":" + ks_.name()};
-  auto outcome =
-      co_await pg_->query("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", params);
-  if (!outcome.ok()) {
-    spdlog::warn("keyspace {}: flusher lock: {}", ks_.name(), outcome.error.message);
-    dropConnection();
-    co_return false;
-  }
-  if (outcome.result.rows() != 1 || outcome.result.value(0, 0) != "t") {
-    co_return false;  // another instance flushes this keyspace
-  }
-  locked_for_ = instance;
-  stats_.lock_held.add();
-  spdlog::info("keyspace {}: this instance now flushes the write queue", ks_.name());
-  co_return true;
-}
-
-asio::awaitable<pg::PgError> Flusher::transaction(const std::vector<PendingRow>& rows,
-                                                  const std::vector<std::size_t>& which) {
-  auto begin = co_await pg_->script(kBeginOwnTransaction);
-  if (!begin.ok()) co_return begin.error;
-  for (const ApplyStatement& st : buildApply(ks_, rows, which)) {
-    auto outcome = co_await pg_->query(st.sql, st.params);
-    if (!outcome.ok()) {
-      if (pg_->healthy()) co_await pg_->query("ROLLBACK");
-      co_return outcome.error;
-    }
-  }
-  auto commit = co_await pg_->query("COMMIT");
-  co_return commit.error;
-}
-
-asio::awaitable<pg::PgError> Flusher::apply(
-    const std::vector<PendingRow>& rows, std::vector<std::size_t> which,
-    std::vector<std::pair<std::size_t, pg::PgError>>& dead) {
-  pg::PgError error = co_await transaction(rows, which);
-  if (!error || retryableForFlush(error)) co_return error;
-  if (which.size() == 1) {
-    dead.emplace_back(which.front(), error);
-    co_return pg::PgError{};
-  }
-  // One row spoils the batch: halve until it stands alone, flushing the rest.
-  const auto middle = which.begin() + static_cast<std::ptrdiff_t>(which.size() / 2);
-  std::vector<std::size_t> left(which.begin(), middle), right(middle, which.end());
-  if (auto e = co_await apply(rows, std::move(left), dead)) co_return e;
-  co_return co_await apply(rows, std::move(right), dead);
-}
-
-void Flusher::settleWaiters(const std::vector<Entry>* entries, const std::string& last_id,
-                            bool acked) {
+void Flusher::settleWaiters(const Read* read) {
   const auto now = Clock::now();
   std::erase_if(waiters_, [&](Waiter& w) {
-    bool done = false;
-    // A waiter gets its target (the newest entry) from the first read after
-    // it came; until then no batch can answer it. nullptr: the read failed.
-    if (entries && !w.has_target && !acked) {
+    // A waiter's target is the newest entry at the first read after it came:
+    // every entry queued before the call is at or below it.
+    if (read && !w.has_target) {
       w.has_target = true;
-      w.target = last_id;
+      w.target = read->newest;
     }
-    if (entries && w.has_target) {
-      done = w.target.empty() || entries->empty() ||
-             streamId(entries->front().id) > streamId(w.target) ||
-             (acked && streamId(entries->back().id) >= streamId(w.target));
+    bool done = false;
+    if (w.has_target) {
+      done = !w.target || (read && read->depth == 0) || *w.target <= acked_;
     }
     if (done || now >= w.deadline) {
       w.timer->cancel();
@@ -228,155 +147,278 @@ void Flusher::settleWaiters(const std::vector<Entry>* entries, const std::string
   });
 }
 
+void Flusher::dropOwnership() {
+  for (auto& c : apply_) {
+    if (c) c->close();
+  }
+  apply_.clear();
+  state_.reset();
+  cursor_ = "-";
+  if (!owner_for_.empty()) {
+    owner_for_.clear();
+    stats_.lock_held.sub();
+  }
+}
+
+Millis Flusher::nextBackoff() {
+  const config::WriteBehindConfig& wb = config_.write_behind;
+  backoff_ = std::clamp(backoff_ * 2, wb.retry_min, wb.retry_max);
+  // Full jitter, so several instances do not retry in step.
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  return Millis{
+      std::uniform_int_distribution<long long>(backoff_.count() / 2, backoff_.count())(rng)};
+}
+
+void Flusher::failedStep(const pg::PgError& error) {
+  stats_.retries.add();
+  const std::string what = error.sqlstate + " " + error.message;
+  if (pause_logged_.empty()) {
+    paused_since_ = Clock::now();
+    stats_.paused.add();
+  }
+  stats_.pause_state.sub(stats_.pause_state.get());
+  stats_.pause_state.add(packSqlstate(error.sqlstate));
+  // Logged once per distinct error: a keyspace paused for an hour says so
+  // once, not every backoff.
+  if (what != pause_logged_) {
+    const auto level = transientFlushError(error) ? spdlog::level::info : spdlog::level::err;
+    spdlog::log(level,
+                "keyspace {}: flush paused, queue and cache kept: PostgreSQL said {}{}{}; "
+                "retrying with backoff",
+                ks_.name(), error.sqlstate.empty() ? "" : "SQLSTATE " + error.sqlstate,
+                error.sqlstate.empty() ? "" : ": ", error.message);
+    pause_logged_ = what;
+  }
+}
+
+void Flusher::recovered() {
+  backoff_ = Millis(0);
+  if (pause_logged_.empty()) return;
+  const auto secs =
+      std::chrono::duration_cast<std::chrono::duration<double>>(Clock::now() - paused_since_);
+  spdlog::info("keyspace {}: flush resumed after {:.1f} s", ks_.name(), secs.count());
+  pause_logged_.clear();
+  stats_.paused.sub(stats_.paused.get());
+  stats_.pause_state.sub(stats_.pause_state.get());
+}
+
+asio::awaitable<std::string> Flusher::claimInstance() {
+  std::vector<std::string> keys{std::string(kInstanceIdKey)};
+  std::vector<std::string> args{candidate_id_};
+  const std::string reply =
+      co_await redis::callScript(*redis_, claimIdScript(), std::move(keys), std::move(args));
+  resp::ReplyValue v;
+  if (!resp::decodeReply(reply, v) || v.type != resp::ReplyValue::Type::Bulk) co_return "";
+  co_return v.str();
+}
+
+asio::awaitable<Flusher::Own> Flusher::own(const std::string& instance, pg::PgError& error) {
+  dropOwnership();
+  apply_.resize(partitions_);
+  for (auto& c : apply_) {
+    c = std::make_unique<pg::Connection>(
+        context_.get_executor(), pg::connectParams(config_.postgres),
+        config_.postgres.connect_timeout, config_.postgres.statement_timeout);
+  }
+  if ((error = co_await apply_[0]->connect())) co_return Own::Failed;
+  const pg::Params name{"larder:" + instance + ":" + ks_.name()};
+  auto locked =
+      co_await apply_[0]->query("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", name);
+  if (!locked.ok()) {
+    error = locked.error;
+    co_return Own::Failed;
+  }
+  if (locked.result.rows() != 1 || locked.result.value(0, 0) != "t") {
+    dropOwnership();
+    co_return Own::Taken;  // another instance flushes this keyspace
+  }
+  for (std::size_t p = 1; p < partitions_; ++p) {
+    if ((error = co_await apply_[p]->connect())) co_return Own::Failed;
+  }
+  state_ = std::make_unique<FlushState>(config_.write_behind.state_table,
+                                        instance + ":" + ks_.name(), partitions_);
+  if ((error = co_await state_->load(*apply_[0], marks_))) co_return Own::Failed;
+  owner_for_ = instance;
+  stats_.lock_held.add();
+  spdlog::info(
+      "keyspace {}: this instance now flushes the write queue ({} apply connection(s), "
+      "applied through {})",
+      ks_.name(), partitions_, marks_.highest().str());
+  co_return Own::Yes;
+}
+
+asio::awaitable<std::optional<Flusher::Read>> Flusher::read(std::string start) {
+  std::vector<std::string> keys{queueKey(ks_.name()), std::string(kInstanceIdKey)};
+  std::vector<std::string> args{std::move(start), std::to_string(config_.write_behind.max_batch)};
+  const std::string reply =
+      co_await redis::callScript(*redis_, readBatchScript(), std::move(keys), std::move(args));
+  Read r;
+  if (!decodeQueueRead(reply, r)) {
+    spdlog::debug("keyspace {}: reading the write queue: {}", ks_.name(), reply);
+    co_return std::nullopt;
+  }
+  for (const auto& field : r.unknown_fields) {
+    spdlog::warn("keyspace {}: queue entry {} has a field Larder does not write", ks_.name(),
+                 field);
+  }
+  co_return r;
+}
+
 asio::awaitable<void> Flusher::run() {
   const config::WriteBehindConfig& wb = config_.write_behind;
-  const std::string queue = queueKey(ks_.name());
+  std::optional<Read> prefetched;
+  std::optional<FlushBatch> unacked;  // committed, its ack still to send
+  auto finishAck = [&]() -> asio::awaitable<void> {
+    if (!unacked) co_return;
+    if (!co_await ack(*unacked)) cursor_ = "-";
+    unacked.reset();
+    settleWaiters(nullptr);
+  };
   while (!stopping_) {
-    // Named vectors: GCC 12 miscompiles braced lists inside co_await.
-    std::vector<std::string> read_keys{queue, std::string(kInstanceIdKey)};
-    std::vector<std::string> read_args{candidate_id_, std::to_string(wb.max_batch)};
-    const std::string reply = co_await redis::callScript(
-        *redis_, readBatchScript(), std::move(read_keys), std::move(read_args));
+    // Own the queue before reading it: a batch read before the lock could be
+    // stale by the time it is applied (another instance flushed newer writes).
+    if (owner_for_.empty()) {
+      prefetched.reset();
+      const std::string instance = co_await claimInstance();
+      if (instance.empty()) {
+        settleWaiters(nullptr);
+        co_await pause(std::max(wb.flush_interval, kRedisRetry));
+        continue;
+      }
+      pg::PgError error;
+      const Own own_result = co_await own(instance, error);
+      if (own_result == Own::Taken) {
+        co_await pause(kLockRetry);
+        continue;
+      }
+      if (own_result == Own::Failed) {
+        failedStep(error);
+        dropOwnership();
+        co_await pause(nextBackoff());
+        continue;
+      }
+    }
     const auto started = Clock::now();
-    resp::ReplyValue value;
-    if (!resp::decodeReply(reply, value) || !value.isArray() || value.elements.size() != 5) {
-      spdlog::debug("keyspace {}: reading the write queue: {}", ks_.name(), reply);
-      settleWaiters(nullptr, {}, false);
-      co_await pause(std::max(wb.flush_interval, Millis(100)));
+    std::optional<Read> got = std::move(prefetched);
+    prefetched.reset();
+    if (!got) got = co_await read(cursor_);
+    if (!got) {  // Redis unreachable: read from the head once it is back
+      co_await finishAck();
+      cursor_ = "-";
+      settleWaiters(nullptr);
+      co_await pause(std::max(wb.flush_interval, kRedisRetry));
       continue;
     }
-    const std::string instance = value.elements[0].str();
+    Read& r = *got;
+    if (r.instance != owner_for_) {
+      // Redis has a new identity (flushed or replaced): the lock and marks
+      // name another queue.
+      unacked.reset();
+      dropOwnership();
+      continue;
+    }
     stats_.queue_depth.sub(stats_.queue_depth.get());
-    stats_.queue_depth.add(static_cast<std::uint64_t>(value.elements[3].integer));
+    stats_.queue_depth.add(static_cast<std::uint64_t>(std::max(0LL, r.depth)));
     stats_.oldest_age_ms.sub(stats_.oldest_age_ms.get());
-    std::vector<Entry> entries;
-    for (const auto& e : value.elements[1].elements) {
-      if (e.elements.size() != 2) continue;
-      Entry entry{e.elements[0].str(), {}, {}};
-      const auto& fields = e.elements[1].elements;
-      for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-        if (fields[i].str() == "k") {
-          entry.key = fields[i + 1].str();
-        } else if (!entry.change.decodeField(fields[i].str(), fields[i + 1].str())) {
-          spdlog::warn("keyspace {}: queue entry {} has an unknown field '{}'", ks_.name(),
-                       entry.id, fields[i].str());
-        }
-      }
-      entries.push_back(std::move(entry));
+    if (r.oldest && static_cast<std::uint64_t>(r.now_ms) > r.oldest->ms) {
+      stats_.oldest_age_ms.add(static_cast<std::uint64_t>(r.now_ms) - r.oldest->ms);
     }
-    if (!entries.empty()) {
-      const auto first_ms = streamId(entries.front().id).first;
-      const auto now_ms = static_cast<std::uint64_t>(value.elements[4].integer);
-      stats_.oldest_age_ms.add(now_ms > first_ms ? now_ms - first_ms : 0);
-    }
-    if (entries.empty()) {
-      settleWaiters(&entries, value.elements[2].str(), false);
-      co_await pause(wb.flush_interval);
+    settleWaiters(&r);
+    // Every id PostgreSQL applied came from this queue, so its generator is
+    // past them all, unless Redis went back in time.
+    if (r.generated.value_or(StreamId{}) < marks_.highest()) {
+      co_await finishAck();
+      if (!co_await resync()) co_await pause(std::max(wb.flush_interval, kRedisRetry));
+      cursor_ = "-";
       continue;
     }
-    settleWaiters(&entries, value.elements[2].str(), false);
-    if (!co_await holdLock(instance)) {
-      co_await pause(kLockRetry);
-      continue;
-    }
-
-    // Coalesce per key, in queue order.
-    std::vector<PendingRow> rows;
-    std::vector<std::string> last_ids;
-    std::unordered_map<std::string, std::size_t> index;
-    std::vector<std::size_t> unmatched;  // keys that no longer fit the keyspace
-    std::vector<std::string_view> values;
-    for (const Entry& entry : entries) {
-      auto [it, fresh] = index.try_emplace(entry.key, rows.size());
-      if (fresh) {
-        PendingRow row;
-        row.key = entry.key;
-        if (ks_.match(entry.key, values)) {
-          row.key_values.assign(values.begin(), values.end());
-        } else {
-          unmatched.push_back(rows.size());
-        }
-        rows.push_back(std::move(row));
-        last_ids.push_back(entry.id);
-      } else {
-        stats_.coalesced.add();
-      }
-      rows[it->second].change.then(entry.change);
-      last_ids[it->second] = entry.id;
-    }
-    std::vector<std::size_t> which;
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      if (std::find(unmatched.begin(), unmatched.end(), i) == unmatched.end()) which.push_back(i);
-    }
-
-    std::vector<std::pair<std::size_t, pg::PgError>> dead;
-    for (std::size_t i : unmatched) {
-      dead.emplace_back(i, pg::PgError{"", "the key no longer fits keyspace " + ks_.name()});
-    }
-    const pg::PgError error = co_await apply(rows, which, dead);
-    if (error) {
-      stats_.retries.add();
-      if (!pg_->healthy()) dropConnection();
-      backoff_ = std::clamp(backoff_ * 2, wb.retry_min, wb.retry_max);
-      // Full jitter, so several instances do not retry in step.
-      thread_local std::minstd_rand rng{std::random_device{}()};
-      const Millis wait{
-          std::uniform_int_distribution<long long>(backoff_.count() / 2, backoff_.count())(rng)};
-      spdlog::warn("keyspace {}: flushing {} row(s) failed, retrying in {} ms: {}", ks_.name(),
-                   which.size(), wait.count(), error.message);
-      co_await pause(wait);
-      continue;
-    }
-    backoff_ = Millis(0);
-
-    bool dead_ok = true;
-    for (const auto& [row, why] : dead) {
-      std::vector<std::string> args{last_ids[row], std::to_string(wb.max_queue), rows[row].key,
-                                    why.sqlstate, why.message};
-      rows[row].change.encode(args);
-      std::vector<std::string> dead_keys{deadLetterKey(ks_.name()), pendingMarker(rows[row].key),
-                                         rows[row].key};
-      const std::string r = co_await redis::callScript(*redis_, deadLetterScript(),
-                                                       std::move(dead_keys), std::move(args));
-      if (r != ":1\r\n") {
-        dead_ok = false;
-        spdlog::error("keyspace {}: cannot record a dead letter for {} ({}): {}", ks_.name(),
-                      rows[row].key, why.message, r);
+    if (r.entries.empty()) {
+      co_await finishAck();
+      if (drained_ && r.depth == 0) {
+        spdlog::info("keyspace {}: old write queue drained", ks_.name());
+        drained_();
         break;
       }
-      stats_.dead_letters.add();
-      spdlog::warn("keyspace {}: PostgreSQL refused the write to {} for good ({} {}); moved to {}",
-                   ks_.name(), rows[row].key, why.sqlstate, why.message, deadLetterKey(ks_.name()));
-    }
-    if (!dead_ok) {  // the batch stays queued: nothing is acknowledged without a record
-      co_await pause(wb.retry_max);
+      const auto since = Clock::now() - started;
+      if (since < wb.flush_interval && waiters_.empty()) {
+        co_await pause(std::chrono::duration_cast<Millis>(wb.flush_interval - since));
+      }
       continue;
     }
 
-    std::vector<std::string> keys{queue};
-    std::vector<std::string> args{std::to_string(markerLinger(config_).count())};
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      keys.push_back(pendingMarker(rows[i].key));
-      args.push_back(last_ids[i]);
+    FlushBatch batch = planBatch(ks_, r.entries, marks_);
+    cursor_ = "(" + batch.last.str();
+    const bool full = r.entries.size() >= wb.max_batch;
+    // Unmatched keys are recorded before anything commits: once their
+    // partition's mark moves past them they would count as applied.
+    std::vector<Dead> unmatched;
+    for (auto& u : batch.unmatched) {
+      unmatched.push_back(
+          Dead{u.row, u.last, {"", "the key no longer fits keyspace " + ks_.name()}});
     }
-    for (const Entry& entry : entries) args.push_back(entry.id);
-    const std::string ack =
-        co_await redis::callScript(*redis_, ackScript(), std::move(keys), std::move(args));
-    if (ack.empty() || ack.front() != ':') {
-      // Committed but not acknowledged: the entries are replayed later, which
-      // the idempotent apply makes harmless.
-      spdlog::warn("keyspace {}: acknowledging a flushed batch failed: {}", ks_.name(), ack);
-      co_await pause(std::max(wb.flush_interval, Millis(100)));
+    pg::PgError error = co_await recordDead(unmatched);
+    dead_rows_ = 0;
+    // Apply this batch; meanwhile acknowledge the previous one and, when this
+    // one was full, read the next.
+    std::vector<std::function<asio::awaitable<void>()>> tasks;
+    Clock::duration applied{}, acked{}, read_next{};
+    auto timed = [](Clock::duration& into, auto step) -> asio::awaitable<void> {
+      const auto t0 = Clock::now();
+      co_await step();
+      into = Clock::now() - t0;
+    };
+    if (!error) {
+      tasks.push_back([&]() -> asio::awaitable<void> {
+        co_await timed(applied,
+                       [&]() -> asio::awaitable<void> { error = co_await applyAll(batch); });
+      });
+    }
+    tasks.push_back([&]() -> asio::awaitable<void> { co_await timed(acked, finishAck); });
+    if (full && !error) {
+      tasks.push_back([&]() -> asio::awaitable<void> {
+        co_await timed(read_next,
+                       [&]() -> asio::awaitable<void> { prefetched = co_await read(cursor_); });
+      });
+    }
+    const auto step_started = Clock::now();
+    co_await runAll(std::move(tasks));
+    auto ms = [](Clock::duration d) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0;
+    };
+    spdlog::debug(
+        "keyspace {}: {} entries: read and plan {:.1f} ms; then apply {:.1f} ms | previous ack "
+        "{:.1f} ms | next read {:.1f} ms, together {:.1f} ms",
+        ks_.name(), r.entries.size(), ms(step_started - started), ms(applied), ms(acked),
+        ms(read_next), ms(Clock::now() - step_started));
+    if (error) {
+      failedStep(error);
+      prefetched.reset();
+      // A lost connection may have lost the lock, and a failed COMMIT leaves
+      // its outcome unknown: own the queue again, which reads the marks anew
+      // and reads the queue from its head (the marks skip what is done).
+      dropOwnership();
+      co_await pause(nextBackoff());
       continue;
     }
+    recovered();
     stats_.batches.add();
-    stats_.entries.add(entries.size());
-    stats_.rows.add(rows.size() - dead.size());
+    stats_.entries.add(r.entries.size());
+    std::size_t rows = 0;
+    for (const auto& part : batch.parts) rows += part.rows.size();
+    stats_.rows.add(rows - std::min(rows, dead_rows_));
+    stats_.coalesced.add(batch.coalesced);
+    stats_.replayed.add(batch.replayed_entries);
     stats_.latency.observe(Clock::now() - started);
-    settleWaiters(&entries, {}, true);
-    if (entries.size() < wb.max_batch && waiters_.empty()) co_await pause(wb.flush_interval);
+    unacked = std::move(batch);
+    if (!full) {
+      co_await finishAck();
+      const auto since = Clock::now() - started;
+      if (since < wb.flush_interval && waiters_.empty()) {
+        co_await pause(std::chrono::duration_cast<Millis>(wb.flush_interval - since));
+      }
+    }
   }
-  dropConnection();
+  dropOwnership();
 }
 
 }  // namespace larder::cache

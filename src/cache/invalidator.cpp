@@ -363,6 +363,12 @@ asio::awaitable<void> Invalidator::listen() {
         "listening on PostgreSQL channel {}; dropped {} cached key(s) of {} keyspace(s), "
         "whose changes while not listening are unknown",
         channel, dropped, n);
+    // A LISTEN connection hears nothing when nothing changes, and nothing
+    // either when the network silently dropped it: after postgres.keepalive
+    // of silence it is probed, and a probe that fails means notifications
+    // were lost: reconnect, which drops what may be stale.
+    const auto probe_after = config_.postgres.keepalive;
+    auto heard = std::chrono::steady_clock::now();
     while (!stopping_) {
       pg::NotifyOutcome out = co_await listener_->notifications(kNotifyWait);
       if (out.error) {
@@ -372,7 +378,26 @@ asio::awaitable<void> Invalidator::listen() {
         }
         break;
       }
-      if (!out.notifications.empty()) co_await apply(out.notifications);
+      const auto now = std::chrono::steady_clock::now();
+      if (!out.notifications.empty()) {
+        heard = now;
+        co_await apply(out.notifications);
+        continue;
+      }
+      if (probe_after.count() > 0 && now - heard >= probe_after) {
+        stats_.probes.add();
+        auto probe = co_await listener_->query("SELECT 1");
+        if (!probe.ok()) {
+          if (!stopping_) {
+            spdlog::warn(
+                "PostgreSQL channel {}: the silent LISTEN connection did not answer a "
+                "probe ({}); reconnecting",
+                channel, probe.error.message);
+          }
+          break;
+        }
+        heard = std::chrono::steady_clock::now();
+      }
     }
     stats_.listening.sub();
   }

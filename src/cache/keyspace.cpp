@@ -62,6 +62,66 @@ bool canonicalUuid(std::string_view v) {
   return true;
 }
 
+// "character varying(20)" -> 20; "numeric(10,2)" -> 10 (and scale 2); -1: none.
+int typeModifier(const std::string& type, int* second = nullptr) {
+  const auto open = type.find('(');
+  if (open == std::string::npos) return -1;
+  int first = 0, other = -1;
+  std::size_t i = open + 1;
+  for (; i < type.size() && type[i] >= '0' && type[i] <= '9'; ++i)
+    first = first * 10 + (type[i] - '0');
+  if (i < type.size() && type[i] == ',') {
+    other = 0;
+    for (++i; i < type.size() && type[i] >= '0' && type[i] <= '9'; ++i) {
+      other = other * 10 + (type[i] - '0');
+    }
+  }
+  if (second) *second = other;
+  return first;
+}
+
+bool startsWith(std::string_view text, std::string_view prefix) {
+  return text.substr(0, prefix.size()) == prefix;
+}
+
+std::size_t utf8Length(std::string_view v) {
+  std::size_t n = 0;
+  for (unsigned char c : v) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+bool digits(std::string_view v) {
+  return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// YYYY-MM-DD, a real calendar day in years 0001-9999: PostgreSQL's ISO output.
+bool canonicalDate(std::string_view v) {
+  if (v.size() != 10 || v[4] != '-' || v[7] != '-') return false;
+  if (!digits(v.substr(0, 4)) || !digits(v.substr(5, 2)) || !digits(v.substr(8, 2))) return false;
+  const int y = std::stoi(std::string(v.substr(0, 4)));
+  const int m = std::stoi(std::string(v.substr(5, 2)));
+  const int d = std::stoi(std::string(v.substr(8, 2)));
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (y < 1 || m < 1 || m > 12 || d < 1) return false;
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return d <= kDays[m - 1] + (m == 2 && leap ? 1 : 0);
+}
+
+// Plain decimal, no '+', no leading zeros, no exponent; with a declared scale
+// exactly that many fraction digits (as PostgreSQL prints the column), else
+// no trailing fraction zeros.
+bool canonicalNumeric(std::string_view v, int scale) {
+  if (!v.empty() && v.front() == '-') v.remove_prefix(1);
+  const auto dot = v.find('.');
+  const std::string_view whole = v.substr(0, dot);
+  if (!digits(whole) || (whole.size() > 1 && whole.front() == '0')) return false;
+  if (dot == std::string_view::npos) return scale <= 0;
+  const std::string_view fraction = v.substr(dot + 1);
+  if (!digits(fraction)) return false;
+  if (scale >= 0) return static_cast<int>(fraction.size()) == scale;
+  return fraction.back() != '0';
+}
+
 std::string where(const config::KeyspaceConfig& ks, const pg::TableInfo& table) {
   return "keyspace '" + ks.name + "' (table " + table.schema + "." + table.name + ")";
 }
@@ -102,7 +162,27 @@ bool Keyspace::plausibleKeyValue(std::size_t column, std::string_view value) con
   if (value.find('\0') != std::string_view::npos) return false;  // PostgreSQL text has no NUL
   if (const int bits = integerBits(type)) return canonicalInteger(value, bits);
   if (type == "uuid") return canonicalUuid(value);
+  if (type == "boolean") return value == "true" || value == "false";
+  if (type == "date") return canonicalDate(value);
+  if (startsWith(type, "numeric")) {
+    int scale = -1;
+    typeModifier(type, &scale);
+    return canonicalNumeric(value, scale);
+  }
+  if (startsWith(type, "character varying(")) {
+    return utf8Length(value) <= static_cast<std::size_t>(typeModifier(type));
+  }
+  if (startsWith(type, "character(")) {
+    // char(n) ignores trailing blanks when comparing: 'ab' and 'ab ' are one row.
+    return !value.empty() && value.back() != ' ' &&
+           utf8Length(value) <= static_cast<std::size_t>(typeModifier(type));
+  }
   return true;
+}
+
+bool Keyspace::keyTypeChecked(const std::string& type) {
+  return integerBits(type) != 0 || type == "uuid" || type == "boolean" || type == "date" ||
+         type == "text" || startsWith(type, "numeric") || startsWith(type, "character");
 }
 
 Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::TableInfo& table) {
@@ -148,6 +228,7 @@ Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::T
     }
     ks.key_columns.push_back(pk[i]->name);
     ks.key_types.push_back(pk[i]->type);
+    ks.key_casts.push_back(pk[i]->base_type.empty() ? pk[i]->type : pk[i]->base_type);
   }
 
   std::vector<const pg::ColumnInfo*> values;
@@ -176,9 +257,13 @@ Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::T
     throw KeyspaceError(where(config, table) + ": shape string needs exactly one value column, " +
                         "found " + std::to_string(values.size()) + "; list it in columns");
   }
+  for (const auto& c : table.columns) {
+    if (c.pk_position == 0 && c.not_null && !c.has_default) ks.required_columns.push_back(c.name);
+  }
   for (const auto* c : values) {
     ks.value_columns.push_back(c->name);
     ks.value_types.push_back(c->type);
+    ks.value_casts.push_back(c->base_type.empty() ? c->type : c->base_type);
     ks.value_not_null.push_back(c->not_null);
   }
 
@@ -191,7 +276,7 @@ Keyspace buildKeyspace(int id, const config::KeyspaceConfig& config, const pg::T
   sql += " FROM " + pg::quoteIdentifier(ks.schema) + "." + pg::quoteIdentifier(ks.table) +
          " t JOIN unnest(";
   for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {
-    sql += (i ? ", $" : "$") + std::to_string(i + 1) + "::" + ks.key_types[i] + "[]";
+    sql += (i ? ", $" : "$") + std::to_string(i + 1) + "::" + ks.key_casts[i] + "[]";
   }
   sql += ") WITH ORDINALITY AS k(";
   for (std::size_t i = 0; i < ks.key_columns.size(); ++i) {

@@ -93,7 +93,23 @@ void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::strin
   }
   if (negativeHit(key, ks)) {
     stats.negative_hits.add();
-    done(LoadResult{});
+    if (!fill || !filler_ || !filler_->ready()) {
+      done(LoadResult{});
+      return;
+    }
+    // "No such row" holds only while no write to the key is pending (another
+    // instance may have written it, or its cached value was evicted): no
+    // SELECT, but the fill script still looks at the key and its marker.
+    auto flight = std::make_shared<Flight>();
+    flight->ks = &ks;
+    flight->key = key;
+    flight->key_values = std::move(key_values);
+    flight->fill = true;
+    flight->queried_at = Clock::now();
+    flight->waiters.push_back({std::move(done), Clock::now()});
+    flights_.emplace(std::move(key), flight);
+    if (!sweeping_) sweepDeadlines();
+    asio::co_spawn(context_, settle(std::move(flight)), logFailure("loader fill"));
     return;
   }
   // A key that cannot name a row (user:abc for a bigint id) needs no query.
@@ -542,7 +558,7 @@ asio::awaitable<void> Loader::releaseLease(const FlightPtr& flight, const char* 
   std::vector<std::string> keys{leaseKey(flight->key), deltaKey(flight->key), flight->key,
                                 pendingMarker(flight->key)};
   std::vector<std::string> args{lease_token_, outcome, std::to_string(std::max<long long>(1, took)),
-                                std::to_string(ttl_ms), std::to_string(ks.negative_ttl_ms.get())};
+                                std::to_string(ttl_ms), std::to_string(absentLeaseMs(ks))};
   const std::string reply =
       co_await redis::callScript(*filler_, leaseDoneScript(), std::move(keys), std::move(args));
   if (reply != ":1\r\n") spdlog::debug("lease of {} not released: {}", flight->key, reply);
@@ -614,12 +630,23 @@ bool Loader::negativeHit(const std::string& key, const Keyspace& ks) {
 
 void Loader::rememberMissing(const std::string& key, const Keyspace& ks) {
   if (ks.negative_ttl_ms.get() == 0) return;
+  // A fresh entry keeps its expiry: a negative hit confirmed by the fill
+  // script must not keep the row "missing" forever.
+  if (auto it = negative_.find(key); it != negative_.end() && Clock::now() < it->second) return;
   if (negative_.size() >= config_.negative_cache_entries) {
     const auto now = Clock::now();
     std::erase_if(negative_, [now](const auto& entry) { return entry.second <= now; });
     if (negative_.size() >= config_.negative_cache_entries) return;  // full of fresh entries
   }
   negative_[key] = Clock::now() + ks.negativeTtl();
+}
+
+long long Loader::absentLeaseMs(const Keyspace& ks) const {
+  // A lease saying "absent" must die before a marker laid after it could:
+  // readers trust the lease only while no marker exists, and a flushed
+  // marker lingers longer than the fill window (flusher.hpp, markerLinger).
+  // So no write ever has to remove the lease.
+  return std::min<long long>(ks.negative_ttl_ms.get(), fill_window_.count());
 }
 
 long long Loader::cacheTtl(const Keyspace& ks) {

@@ -1,168 +1,209 @@
 #include "larder/cache/write_scripts.hpp"
 
+#include "larder/resp/reply_scanner.hpp"
+#include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 
 namespace larder::cache {
 
 namespace {
 
-// KEYS: key, marker, queue.
-// ARGV: op, mode ('b' behind: queue + marker; 'c' cache only, after a
-//       write-through commit), absent ('1': the Loader found no row and nothing
-//       pending), queue bound (0: none), TTL in ms for a new cached value, op args.
-// A write whose answer depends on the row, on a key that is neither cached
-// nor known absent, answers LARDERMISS: the caller loads the row and retries.
+// Every write of one event-loop turn on one connection, in one call
+// (WriteCall builds it). KEYS: key, marker, queue per write.
+// ARGV: mode ('b' behind: queue + marker; 'c' cache only, after a write-through
+// commit), the invalidation channel ('' none), the queue bound (0: none), then
+// per write: op, absent ('1': the Loader found no row and nothing pending),
+// TTL in ms for a new cached value, the number of op args, the op args.
+// Returns one reply per write, as Redis would answer the command; a write whose
+// answer depends on the row, on a key neither cached nor known absent, answers
+// LARDERMISS (load the row, then retry); a full queue LARDERFULL.
+//
+// Cost matters here (docs/benchmarks.md): per plain SET one SET, one XADD and
+// one HSET of the marker (PERSIST only when the marker lingered after a
+// flush); the queue length is read once per call and counted on.
 constexpr const char* kWriteLua = R"lua(
-local key, marker, queue = KEYS[1], KEYS[2], KEYS[3]
--- ARGV[3]: '1' when the row is known absent, else '0'; then ':' and the
--- invalidation channel a change is published on, if any.
-local op, behind, absent = ARGV[1], ARGV[2] == 'b', string.sub(ARGV[3], 1, 1) == '1'
-local channel = string.sub(ARGV[3], 3)
-local changed = false
-local maxq, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local resident = redis.call('EXISTS', key) == 1
-local known = resident or absent or not behind
-local MISS = redis.status_reply('LARDERMISS')
-local FULL = redis.status_reply('LARDERFULL')
-local WRONG = redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
-local function wrongType(t)
-  return resident and redis.call('TYPE', key).ok ~= t
-end
-local function full()
-  return behind and maxq > 0 and redis.call('XLEN', queue) >= maxq
-end
-local function enqueue(fields)
-  if not behind then
-    changed = true
-    return true
+local behind, channel, maxq = ARGV[1] == 'b', ARGV[2], tonumber(ARGV[3])
+local MISS, FULL, OK = {ok = 'LARDERMISS'}, {ok = 'LARDERFULL'}, {ok = 'OK'}
+local WRONG = {err = 'WRONGTYPE Operation against a key holding the wrong kind of value'}
+local qlen, deadkeys = {}, {}
+
+local function full(queue)
+  if not behind or maxq <= 0 then return false end
+  local n = qlen[queue]
+  if n == nil then
+    n = redis.call('XLEN', queue)
+    qlen[queue] = n
   end
-  if full() then return false end
-  changed = true
-  local id = redis.call('XADD', queue, '*', 'k', key, unpack(fields))
-  -- Merge into the marker: a delete starts it afresh; a column's value
-  -- replaces its NULL and the other way round. One HSET for all of it.
+  return n >= maxq
+end
+
+-- Queues the change and merges it into the marker: a delete starts it afresh,
+-- a column's value replaces its NULL and the other way round. nil when
+-- queued, else the reply (FULL, or Redis' error for the first write).
+local function enqueue(key, marker, queue, fields, hash)
+  if not behind then return nil end
+  if full(queue) then return FULL end
+  local id = redis.pcall('XADD', queue, '*', 'k', key, unpack(fields))
+  if type(id) == 'table' then return id end
+  if qlen[queue] then qlen[queue] = qlen[queue] + 1 end
   local set, drop = {'_id', id}, {}
   for i = 1, #fields, 2 do
     local f = fields[i]
     if f == 'd' then
       redis.call('DEL', marker)
-      drop = {}
-      set = {'_id', id, 'd', '1'}
+      set, drop = {'_id', id, 'd', '1'}, {}
     else
-      drop[#drop + 1] = (string.sub(f, 1, 1) == 'f' and 'z' or 'f') .. string.sub(f, 2)
+      if hash then drop[#drop + 1] = (string.sub(f, 1, 1) == 'f' and 'z' or 'f') .. string.sub(f, 2) end
       set[#set + 1] = f
       set[#set + 1] = fields[i + 1]
     end
   end
   if #drop > 0 then redis.call('HDEL', marker, unpack(drop)) end
-  redis.call('HSET', marker, unpack(set))
-  redis.call('PERSIST', marker)
-  return true
-end
-local function expireNew()
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-end
-local function distinct(from)
-  local seen, out = {}, {}
-  for i = from, #ARGV do
-    if not seen[ARGV[i]] then seen[ARGV[i]] = true; out[#out + 1] = ARGV[i] end
+  -- A marker that lingers after a flush has an expiry; a new one has none.
+  if redis.call('HSET', marker, unpack(set)) < #set / 2 then redis.call('PERSIST', marker) end
+  -- A key written after one of its writes was dead-lettered: a retry of that
+  -- dead letter would put the older value over this one.
+  local dk = deadkeys[queue]
+  if dk == nil then
+    dk = '__larder:deadkeys:' .. string.sub(queue, 12)
+    if redis.call('EXISTS', dk) == 0 then dk = false end
+    deadkeys[queue] = dk
   end
-  return out
-end
-
-local function run()
-if op == 'set' then
-  local col, value, cond, get, tk, ms = ARGV[6], ARGV[7], ARGV[8], ARGV[9] == '1', ARGV[10], ARGV[11]
-  if (cond ~= '' or get or tk == 'k') and not known then return MISS end
-  -- Only GET needs the old value and its type (a plain SET replaces any type).
-  if get and wrongType('string') then return WRONG end
-  local old = false
-  if get and resident then old = redis.call('GET', key) end
-  if (cond == 'nx' and resident) or (cond == 'xx' and not resident) then
-    if get then return old end
-    return false
-  end
-  if full() then return FULL end
-  -- SET first: if Redis refuses it, the script stops with nothing queued.
-  if tk == 'p' then redis.call('SET', key, value, 'PX', ms)
-  elseif tk == 'a' then redis.call('SET', key, value, 'PXAT', ms)
-  elseif tk == 'k' and resident then redis.call('SET', key, value, 'KEEPTTL')
-  elseif ttl > 0 then redis.call('SET', key, value, 'PX', ttl)
-  else redis.call('SET', key, value) end
-  enqueue({'f:' .. col, value})
-  if get then return old end
-  return redis.status_reply('OK')
-elseif op == 'getdel' then
-  if not known then return MISS end
-  if not resident then return false end
-  if wrongType('string') then return WRONG end
-  local old = redis.call('GET', key)
-  if not enqueue({'d', '1'}) then return FULL end
-  redis.call('DEL', key)
-  return old
-elseif op == 'del' then
-  if not known then return MISS end
-  if not resident then return 0 end
-  if not enqueue({'d', '1'}) then return FULL end
-  redis.call('DEL', key)
-  return 1
-elseif op == 'hset' or op == 'hmset' then
-  local hm = op == 'hmset'
-  if not known and not hm then return MISS end
-  if wrongType('hash') then return WRONG end
-  local fields, seen, added = {}, {}, 0
-  for i = 6, #ARGV, 2 do
-    fields[#fields + 1] = 'f:' .. ARGV[i]
-    fields[#fields + 1] = ARGV[i + 1]
-    if not seen[ARGV[i]] then
-      seen[ARGV[i]] = true
-      if not resident or redis.call('HEXISTS', key, ARGV[i]) == 0 then added = added + 1 end
-    end
-  end
-  if not enqueue(fields) then return FULL end
-  if resident then
-    redis.call('HSET', key, unpack(ARGV, 6))
-  elseif absent then
-    redis.call('HSET', key, unpack(ARGV, 6))
-    expireNew()
-  end
-  if hm then return redis.status_reply('OK') end
-  return added
-elseif op == 'hdel' then
-  local cols = distinct(6)
-  if not known then return MISS end
-  if not resident then
-    if behind then return 0 end
-    return #cols
-  end
-  if wrongType('hash') then return WRONG end
-  local fields = {}
-  for _, c in ipairs(cols) do
-    if redis.call('HEXISTS', key, c) == 1 then
-      fields[#fields + 1] = 'z:' .. c
-      fields[#fields + 1] = ''
-    end
-  end
-  if #fields == 0 then return 0 end
-  if not enqueue(fields) then return FULL end
-  redis.call('HDEL', key, unpack(cols))
-  return #fields / 2
-elseif op == 'ttl' then
-  if not known then return MISS end
-  if not resident then return 0 end
-  return redis.pcall(ARGV[6], key, unpack(ARGV, 7))
-end
-return redis.error_reply('ERR Larder: unknown write op ' .. op)
+  if dk then redis.call('HDEL', dk, key) end
+  return nil
 end
 
-local reply = run()
-if changed then
-  -- A lease left saying the row is absent (stampede.hpp) is wrong from now on.
-  local lease = '__larder:lease:' .. key
-  if redis.call('GET', lease) == 'absent' then redis.call('DEL', lease) end
+local function changed(key)
   if channel ~= '' then redis.call('PUBLISH', channel, key) end
 end
-return reply
+
+-- The row is in the cache, or known absent: answers that depend on it are
+-- possible. The Loader's "absent" only holds while no write is pending.
+local function known(key, marker, absent)
+  local resident = redis.call('EXISTS', key) == 1
+  if resident or not behind then return true, resident end
+  return absent and redis.call('EXISTS', marker) == 0, false
+end
+
+local function one(key, marker, queue, op, absent, ttl, a, n)
+  if op == 'set' then
+    local col, value, cond, get, tk, ms = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+                                          ARGV[a + 4] == '1', ARGV[a + 5], ARGV[a + 6]
+    local resident = false
+    if cond ~= '' or get or tk == 'k' then
+      local ok
+      ok, resident = known(key, marker, absent)
+      if not ok then return MISS end
+    end
+    -- Only GET needs the old value and its type (a plain SET replaces any type).
+    if get and resident and redis.call('TYPE', key).ok ~= 'string' then return WRONG end
+    local old = false
+    if get and resident then old = redis.call('GET', key) end
+    if (cond == 'nx' and resident) or (cond == 'xx' and not resident) then
+      if get then return old end
+      return false
+    end
+    if full(queue) then return FULL end
+    -- SET first: if Redis refuses it (OOM), nothing is queued.
+    local r
+    if tk == 'p' then r = redis.pcall('SET', key, value, 'PX', ms)
+    elseif tk == 'a' then r = redis.pcall('SET', key, value, 'PXAT', ms)
+    elseif tk == 'k' and resident then r = redis.pcall('SET', key, value, 'KEEPTTL')
+    elseif ttl > 0 then r = redis.pcall('SET', key, value, 'PX', ttl)
+    else r = redis.pcall('SET', key, value) end
+    if r.err then return r end
+    enqueue(key, marker, queue, {'f:' .. col, value}, false)
+    changed(key)
+    if get then return old end
+    return OK
+  elseif op == 'getdel' or op == 'del' then
+    local ok, resident = known(key, marker, absent)
+    if not ok then return MISS end
+    if not resident then
+      if op == 'del' then return 0 end
+      return false
+    end
+    local old
+    if op == 'getdel' then
+      if redis.call('TYPE', key).ok ~= 'string' then return WRONG end
+      old = redis.call('GET', key)
+    end
+    local e = enqueue(key, marker, queue, {'d', '1'}, false)
+    if e then return e end
+    redis.call('DEL', key)
+    changed(key)
+    if op == 'del' then return 1 end
+    return old
+  elseif op == 'hset' or op == 'hmset' then
+    local hm = op == 'hmset'
+    local ok, resident = known(key, marker, absent)
+    if not ok and not hm then return MISS end
+    if resident and redis.call('TYPE', key).ok ~= 'hash' then return WRONG end
+    local fields, seen, added = {}, {}, 0
+    for i = a + 1, a + n, 2 do
+      fields[#fields + 1] = 'f:' .. ARGV[i]
+      fields[#fields + 1] = ARGV[i + 1]
+      if not seen[ARGV[i]] then
+        seen[ARGV[i]] = true
+        if not resident or redis.call('HEXISTS', key, ARGV[i]) == 0 then added = added + 1 end
+      end
+    end
+    local e = enqueue(key, marker, queue, fields, true)
+    if e then return e end
+    -- Cached: the whole row is known (resident, or absent with nothing
+    -- pending; after a write-through commit only a resident row is updated).
+    if resident or (ok and absent) then
+      redis.call('HSET', key, unpack(ARGV, a + 1, a + n))
+      if not resident and ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    end
+    changed(key)
+    if hm then return OK end
+    return added
+  elseif op == 'hdel' then
+    local cols, seen = {}, {}
+    for i = a + 1, a + n do
+      if not seen[ARGV[i]] then
+        seen[ARGV[i]] = true
+        cols[#cols + 1] = ARGV[i]
+      end
+    end
+    local ok, resident = known(key, marker, absent)
+    if not ok then return MISS end
+    if not resident then
+      if behind then return 0 end
+      return #cols
+    end
+    if redis.call('TYPE', key).ok ~= 'hash' then return WRONG end
+    local fields = {}
+    for _, c in ipairs(cols) do
+      if redis.call('HEXISTS', key, c) == 1 then
+        fields[#fields + 1] = 'z:' .. c
+        fields[#fields + 1] = ''
+      end
+    end
+    if #fields == 0 then return 0 end
+    local e = enqueue(key, marker, queue, fields, true)
+    if e then return e end
+    redis.call('HDEL', key, unpack(cols))
+    changed(key)
+    return #fields / 2
+  elseif op == 'ttl' then
+    local ok, resident = known(key, marker, absent)
+    if not ok then return MISS end
+    if not resident then return 0 end
+    return redis.pcall(ARGV[a + 1], key, unpack(ARGV, a + 2, a + n))
+  end
+  return {err = 'ERR Larder: unknown write op ' .. op}
+end
+
+local out, a = {}, 4
+for w = 1, #KEYS / 3 do
+  local n = tonumber(ARGV[a + 3])
+  out[w] = one(KEYS[3 * w - 2], KEYS[3 * w - 1], KEYS[3 * w], ARGV[a], ARGV[a + 1] == '1',
+               tonumber(ARGV[a + 2]), a + 3, n)
+  a = a + 4 + n
+end
+return out
 )lua";
 
 // KEYS: key, marker. ARGV: 's'|'h', TTL ms (0: none; -1: answer, store nothing),
@@ -227,111 +268,68 @@ end
 return out
 )lua";
 
-// KEYS: queue, then one marker per flushed key. ARGV: how long a flushed
-// marker lingers (ms), the last flushed entry id of each of those keys (same
-// order), then every flushed entry id. A marker whose writes are all in
-// PostgreSQL now says what PostgreSQL says; it lingers a while so that a load
-// that read the row before the COMMIT still lays those writes over it.
-constexpr const char* kAckLua = R"lua(
-local m = #KEYS - 1
-for i = 1, m do
-  if redis.call('HGET', KEYS[i + 1], '_id') == ARGV[i + 1] then
-    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
-  end
-end
-local deleted = 0
-local i = m + 2
-while i <= #ARGV do
-  local j = math.min(i + 499, #ARGV)
-  deleted = deleted + redis.call('XDEL', KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
-return deleted
-)lua";
-
-// KEYS: dead-letter stream, marker, key. ARGV: last entry id of the key in the
-// batch, bound on dead letters, key, sqlstate, message, change fields...
-// The cached value PostgreSQL refused is dropped (unless newer writes came),
-// so the next read shows the row PostgreSQL has. -1: the bound is reached.
-constexpr const char* kDeadLua = R"lua(
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
-redis.call('XADD', KEYS[1], '*', 'k', ARGV[3], 'sqlstate', ARGV[4], 'error', ARGV[5], unpack(ARGV, 6))
-if redis.call('HGET', KEYS[2], '_id') == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-  redis.call('DEL', KEYS[3])
-end
-return 1
-)lua";
-
-// KEYS: queue, instance-id key. ARGV: an id to claim if none is set, count.
-// Returns {instance id, entries, last entry id or '', depth, now in ms}.
-constexpr const char* kReadBatchLua = R"lua(
-redis.call('SET', KEYS[2], ARGV[1], 'NX')
-local id = redis.call('GET', KEYS[2])
-local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[2])
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local last_id = ''
-if #last > 0 then last_id = last[1][1] end
-local t = redis.call('TIME')
-return {id, entries, last_id, redis.call('XLEN', KEYS[1]), t[1] * 1000 + math.floor(t[2] / 1000)}
-)lua";
-
-// KEYS: queue, dead letters. Returns {depth, oldest entry id or '', now ms, dead letters}.
-constexpr const char* kPendingLua = R"lua(
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-local t = redis.call('TIME')
-local first_id = ''
-if #first > 0 then first_id = first[1][1] end
-return {redis.call('XLEN', KEYS[1]), first_id, t[1] * 1000 + math.floor(t[2] / 1000),
-        redis.call('XLEN', KEYS[2])}
-)lua";
-
-// ARGV: SCAN cursor, count. Unlinks every key of one SCAN step except Larder's
-// own; returns the next cursor ("0": done).
-constexpr const char* kWipeLua = R"lua(
-local r = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
-for _, k in ipairs(r[2]) do
-  if string.sub(k, 1, 9) ~= '__larder:' then redis.call('UNLINK', k) end
-end
-return r[1]
-)lua";
-
-// KEYS: dead-letter stream, queue. ARGV: dead-letter id, or 'ALL'.
-// Puts dead letters back in the queue (and their changes back in the markers);
-// returns how many.
-constexpr const char* kRequeueLua = R"lua(
-local entries
-if ARGV[1] == 'ALL' then entries = redis.call('XRANGE', KEYS[1], '-', '+')
-else entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) end
-for _, e in ipairs(entries) do
-  local f, key, change = e[2], nil, {}
-  for i = 1, #f, 2 do
-    if f[i] == 'k' then key = f[i + 1]
-    elseif f[i] ~= 'sqlstate' and f[i] ~= 'error' then
-      change[#change + 1] = f[i]; change[#change + 1] = f[i + 1]
-    end
-  end
-  local marker = '__larder:pending:' .. key
-  local id = redis.call('XADD', KEYS[2], '*', 'k', key, unpack(change))
-  for i = 1, #change, 2 do
-    local name = change[i]
-    if name == 'd' then
-      redis.call('DEL', marker)
-      redis.call('HSET', marker, 'd', '1')
-    else
-      redis.call('HDEL', marker, (string.sub(name, 1, 1) == 'f' and 'z' or 'f') .. string.sub(name, 2))
-      redis.call('HSET', marker, name, change[i + 1])
-    end
-  end
-  redis.call('HSET', marker, '_id', id)
-  redis.call('PERSIST', marker)
-  redis.call('DEL', key)
-  redis.call('XDEL', KEYS[1], e[1])
-end
-return #entries
-)lua";
-
 }  // namespace
+
+WriteCall::WriteCall(char mode, std::string_view channel, std::size_t max_queue) {
+  resp::appendBulk(header_args_, std::string_view(&mode, 1));
+  resp::appendBulk(header_args_, channel);
+  resp::appendBulk(header_args_, std::to_string(max_queue));
+}
+
+void WriteCall::add(std::string_view key, std::string_view keyspace, std::string_view op,
+                    bool absent, long long ttl_ms, const std::vector<std::string>& op_args) {
+  if (writes_ == 0) {  // one allocation for a typical batch, not a doubling per few writes
+    keys_.reserve(1024);
+    args_.reserve(1024);
+  }
+  resp::appendBulk(keys_, key);
+  // __larder:pending:<key> and __larder:q:<keyspace>, without building them.
+  const std::string_view prefix = kReservedPrefix;
+  resp::appendNumberLine(keys_, '$', static_cast<long long>(prefix.size() + 8 + key.size()));
+  keys_.append(prefix).append("pending:").append(key).append("\r\n");
+  resp::appendNumberLine(keys_, '$', static_cast<long long>(prefix.size() + 2 + keyspace.size()));
+  keys_.append(prefix).append("q:").append(keyspace).append("\r\n");
+  resp::appendBulk(args_, op);
+  resp::appendBulk(args_, absent ? "1" : "0");
+  resp::appendBulk(args_, std::to_string(ttl_ms));
+  resp::appendBulk(args_, std::to_string(op_args.size()));
+  for (const auto& a : op_args) resp::appendBulk(args_, a);
+  ++writes_;
+  arg_count_ += 4 + op_args.size();
+}
+
+std::string WriteCall::request(bool body) const {
+  const Script& script = writeScript();
+  std::string out;
+  out.reserve(64 + keys_.size() + args_.size() + header_args_.size() +
+              (body ? script.body.size() : 40));
+  resp::appendArrayHeader(out, 3 + 3 * writes_ + arg_count_);
+  resp::appendBulk(out, body ? "EVAL" : "EVALSHA");
+  resp::appendBulk(out, body ? std::string_view(script.body) : std::string_view(script.sha1));
+  resp::appendBulk(out, std::to_string(3 * writes_));
+  out.append(keys_).append(header_args_).append(args_);
+  return out;
+}
+
+std::vector<std::string_view> splitWriteReplies(std::string_view frame) {
+  std::vector<std::string_view> out;
+  std::size_t pos = frame.find("\r\n");
+  if (frame.empty() || frame.front() != '*' || pos == std::string_view::npos) return out;
+  long long n = 0;
+  for (std::size_t i = 1; i < pos && frame[i] >= '0' && frame[i] <= '9'; ++i) {
+    n = n * 10 + (frame[i] - '0');
+  }
+  pos += 2;
+  for (long long i = 0; i < n; ++i) {
+    resp::ReplyScanner scanner;
+    if (pos > frame.size() || scanner.scan(frame.substr(pos)) != resp::ScanStatus::Complete) {
+      return {};
+    }
+    out.push_back(frame.substr(pos, scanner.frameSize()));
+    pos += scanner.frameSize();
+  }
+  return out;
+}
 
 std::string queueKey(std::string_view keyspace) {
   return std::string(kReservedPrefix) + "q:" + std::string(keyspace);
@@ -339,6 +337,10 @@ std::string queueKey(std::string_view keyspace) {
 
 std::string deadLetterKey(std::string_view keyspace) {
   return std::string(kReservedPrefix) + "dead:" + std::string(keyspace);
+}
+
+std::string deadKeysKey(std::string_view keyspace) {
+  return std::string(kReservedPrefix) + "deadkeys:" + std::string(keyspace);
 }
 
 std::string pendingMarker(std::string_view key) {
@@ -353,37 +355,12 @@ const Script& fillScript() {
   static const Script s = redis::makeScript(kFillLua);
   return s;
 }
-const Script& ackScript() {
-  static const Script s = redis::makeScript(kAckLua);
-  return s;
-}
-const Script& deadLetterScript() {
-  static const Script s = redis::makeScript(kDeadLua);
-  return s;
-}
-const Script& readBatchScript() {
-  static const Script s = redis::makeScript(kReadBatchLua);
-  return s;
-}
-const Script& pendingScript() {
-  static const Script s = redis::makeScript(kPendingLua);
-  return s;
-}
 std::vector<std::string> preloadRequests(std::initializer_list<const Script*> scripts) {
   std::vector<std::string> out;
   for (const Script* s : scripts) {
     resp::appendMultibulk(out.emplace_back(), {"SCRIPT", "LOAD", s->body});
   }
   return out;
-}
-
-const Script& requeueScript() {
-  static const Script s = redis::makeScript(kRequeueLua);
-  return s;
-}
-const Script& wipeCacheScript() {
-  static const Script s = redis::makeScript(kWipeLua);
-  return s;
 }
 
 }  // namespace larder::cache

@@ -19,20 +19,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+constexpr std::size_t kRetryPage = 100;  // dead letters re-queued per script call
+
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
-}
-
-// The reply a committed write gives when the cache could not be updated.
-std::string defaultReply(const ThroughWrite& w) {
-  std::string out;
-  if (w.op == "hset" || w.op == "hdel") {
-    resp::appendInteger(out, static_cast<long long>(w.change.columns.size()));
-  } else {
-    out = "+OK\r\n";
-  }
-  return out;
 }
 
 }  // namespace
@@ -47,33 +38,51 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
       registry_(registry),
       config_(config),
       redis_(std::move(redis)),
-      cache_(std::move(cache)) {
-  // Sized for every keyspace a reload may add: stats are read from other threads.
-  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
-    through_stats_.push_back(std::make_unique<ThroughStats>());
-  }
-  through_.resize(config::kMaxKeyspaces);
-  through_running_.assign(config::kMaxKeyspaces, false);
+      cache_(cache),
+      through_(context, pool, loader, registry, config, std::move(cache)) {
+  audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, redis_,
+                                        [this](int keyspace) { drainOldQueue(keyspace); });
   for (std::size_t i = 0; i < registry.size(); ++i) addKeyspace(registry.at(i));
 }
 
 WriteService::~WriteService() = default;
 
 void WriteService::addKeyspace(const Keyspace& ks) {
+  for (const auto& type : ks.key_types) {
+    if (!Keyspace::keyTypeChecked(type)) {
+      spdlog::warn(
+          "keyspace {}: key column type {} may spell one value several ways; Larder does not "
+          "check key spellings of this type, so two keys could name one row (docs/keyspaces.md)",
+          ks.name(), type);
+    }
+  }
   if (ks.config.write != config::WriteMode::Behind) return;
   Flusher* f = flushers_.set(static_cast<std::size_t>(ks.id),
                              std::make_unique<Flusher>(context_, ks, config_, redis_));
+  f->onCacheDropped([this](int keyspace) { loader_.forgetKeyspace(keyspace); });
   if (started_) f->start();
+}
+
+void WriteService::drainOldQueue(int keyspace) {
+  const Keyspace& ks = registry_.at(static_cast<std::size_t>(keyspace));
+  if (flushers_.get(static_cast<std::size_t>(keyspace))) return;  // already draining
+  Flusher* f = flushers_.set(static_cast<std::size_t>(keyspace),
+                             std::make_unique<Flusher>(context_, ks, config_, redis_));
+  f->onCacheDropped([this](int id) { loader_.forgetKeyspace(id); });
+  f->drainThenStop([this, keyspace] { audit_->drained(keyspace); });
+  f->start();
 }
 
 void WriteService::start() {
   started_ = true;
+  audit_->start();
   for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
     if (Flusher* f = flushers_.get(i)) f->start();
   }
 }
 
 void WriteService::stop() {
+  audit_->stop();
   for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
     if (Flusher* f = flushers_.get(i)) f->stop();
   }
@@ -82,123 +91,7 @@ void WriteService::stop() {
 // --- write-through ---------------------------------------------------------
 
 void WriteService::writeThrough(ThroughWrite write, ReplyFn done) {
-  asio::post(context_, [this, write = std::move(write), done = std::move(done)]() mutable {
-    enqueueThrough(std::move(write), std::move(done));
-  });
-}
-
-void WriteService::enqueueThrough(ThroughWrite write, ReplyFn done) {
-  const int id = write.ks->id;
-  through_[id].push_back(ThroughItem{std::move(write), std::move(done), Clock::now()});
-  if (through_running_[id]) return;
-  through_running_[id] = true;
-  asio::co_spawn(context_, runThrough(id), logEscaped("write-through"));
-}
-
-asio::awaitable<void> WriteService::runThrough(int keyspace) {
-  const Keyspace& ks = registry_.at(static_cast<std::size_t>(keyspace));
-  ThroughStats& stats = *through_stats_[keyspace];
-  auto& queue = through_[keyspace];
-  while (!queue.empty()) {
-    const std::size_t n = std::min(queue.size(), config_.write_behind.max_batch);
-    std::vector<ThroughItem> batch(std::make_move_iterator(queue.begin()),
-                                   std::make_move_iterator(queue.begin() + static_cast<long>(n)));
-    queue.erase(queue.begin(), queue.begin() + static_cast<long>(n));
-
-    std::vector<std::string> replies(batch.size());  // set: answered with an error
-    std::vector<long long> affected(batch.size(), 0);
-    std::vector<PendingRow> rows;
-    for (const auto& item : batch) {
-      rows.push_back(PendingRow{item.write.key, item.write.key_values, item.write.change});
-    }
-    auto [lease, error] = co_await pool_.acquire(config_.read_through.load_timeout);
-    // BEGIN, every write not yet refused, COMMIT; a write PostgreSQL refuses is
-    // answered with the error and the transaction runs again without it.
-    bool committed = false;
-    while (!error && !committed) {
-      auto begin = co_await lease->script(kBeginOwnTransaction);
-      if (!begin.ok()) {
-        error = begin.error;
-        break;
-      }
-      std::optional<std::size_t> refused;
-      for (std::size_t i = 0; i < batch.size() && !error && !refused; ++i) {
-        if (!replies[i].empty()) continue;
-        for (const ApplyStatement& st : buildApply(ks, rows, {i})) {
-          auto outcome = co_await lease->query(st.sql, st.params);
-          if (outcome.ok()) {
-            affected[i] += outcome.result.affected();
-            continue;
-          }
-          if (outcome.error.retryable() || !lease->healthy()) {
-            error = outcome.error;
-          } else {
-            refused = i;
-            stats.refused.add();
-            replies[i] = resp::errorReply(
-                "ERR Larder: PostgreSQL refused the write: " + outcome.error.message +
-                " (SQLSTATE " + outcome.error.sqlstate + ")");
-          }
-          break;
-        }
-      }
-      if (error || refused) {
-        if (lease->healthy()) co_await lease->query("ROLLBACK");
-        affected.assign(batch.size(), 0);
-        continue;
-      }
-      auto commit = co_await lease->query("COMMIT");
-      if (!commit.ok()) {
-        error = commit.error;
-      } else {
-        committed = true;
-      }
-    }
-    if (error) {
-      const std::string reply =
-          resp::errorReply("ERR Larder: PostgreSQL unavailable: " + error.message);
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (replies[i].empty()) {
-          stats.failed.add();
-          replies[i] = reply;
-        }
-      }
-    }
-    lease = pg::Lease();
-
-    // Committed: no load read before the commit may be stored, and the cache
-    // gets the new value (the write script in cache-only mode).
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (!replies[i].empty()) continue;
-      const ThroughWrite& w = batch[i].write;
-      loader_.forget(w.key);
-      const std::string& channel = config_.invalidation.publish_channel;
-      std::vector<std::string> args{w.op, "c", channel.empty() ? "0" : "0:" + channel, "0",
-                                    std::to_string(w.ks->hardTtlMs(w.ks->ttl_ms.get()))};
-      args.insert(args.end(), w.op_args.begin(), w.op_args.end());
-      std::vector<std::string> keys{w.key, pendingMarker(w.key), queueKey(ks.name())};
-      std::string reply =
-          co_await redis::callScript(*cache_, writeScript(), std::move(keys), std::move(args));
-      if (w.op == "del") {
-        reply.clear();
-        resp::appendInteger(reply, affected[i] > 0 ? 1 : 0);
-      } else if (reply.empty() || reply.front() == '-') {
-        // The row is committed; a cache that cannot take the value loses the key.
-        std::string del;
-        resp::appendMultibulk(del, {"DEL", w.key});
-        co_await redis::call(*cache_, std::move(del));
-        reply = defaultReply(w);
-      }
-      replies[i] = std::move(reply);
-      stats.writes.add();
-    }
-    const auto now = Clock::now();
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      stats.latency.observe(now - batch[i].since);
-      batch[i].done(std::move(replies[i]));
-    }
-  }
-  through_running_[keyspace] = false;
+  through_.write(std::move(write), std::move(done));
 }
 
 // --- operator commands -----------------------------------------------------
@@ -340,21 +233,65 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
     co_return;
   }
   if (action == "RETRY" && args.size() == 4) {
-    std::vector<std::string> keys{dead, queueKey(ks->name())};
-    std::vector<std::string> which{upper(args[3]) == "ALL" ? std::string("ALL") : args[3]};
-    std::string reply =
-        co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(which));
+    // Oldest first, one page per script call: Redis never runs one long
+    // script. Only dead letters present when the command began are looked at.
+    const bool all = upper(args[3]) == "ALL";
+    std::string stop = "+";
+    if (all) {
+      std::string request;
+      resp::appendMultibulk(request, {"XREVRANGE", dead, "+", "-", "COUNT", "1"});
+      resp::ReplyValue last;
+      if (!resp::decodeReply(co_await redis::call(*redis_, std::move(request)), last) ||
+          !last.isArray()) {
+        done(resp::errorReply("ERR Larder: Redis unavailable; nothing was retried"));
+        co_return;
+      }
+      if (last.elements.empty()) {
+        done(":0\r\n");
+        co_return;
+      }
+      stop = last.elements[0].elements[0].str();
+    }
+    long long requeued = 0, skipped = 0;
+    std::string start = "-";
+    for (;;) {
+      std::vector<std::string> keys{dead, queueKey(ks->name()), deadKeysKey(ks->name())};
+      std::vector<std::string> page{all ? std::string() : args[3], start,
+                                    std::to_string(kRetryPage), stop};
+      const std::string reply =
+          co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(page));
+      resp::ReplyValue v;
+      if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 3) {
+        done(reply.size() > 0 && reply.front() == '-' ? reply
+                                                      : resp::errorReply("ERR Larder: " + reply));
+        co_return;
+      }
+      requeued += v.elements[0].integer;
+      skipped += v.elements[1].integer;
+      const std::string last = v.elements[2].str();
+      if (!all || last.empty() || last == stop) break;
+      start = "(" + last;
+    }
+    if (skipped > 0) {
+      spdlog::info(
+          "keyspace {}: {} dead letter(s) not retried: their key was written after they were "
+          "refused (LARDER DEADLETTERS {} DROP removes them)",
+          ks->name(), skipped, ks->name());
+    }
     loader_.forgetAllMissing();  // the retried rows may be created now
-    done(std::move(reply));
+    std::string out;
+    resp::appendInteger(out, requeued);
+    done(std::move(out));
     co_return;
   }
   if (action == "DROP" && args.size() == 4) {
     std::string request;
     if (upper(args[3]) == "ALL") {
+      const std::string dead_keys = deadKeysKey(ks->name());
       resp::appendMultibulk(request, {"EVAL",
                                       "local n = redis.call('XLEN', KEYS[1]) "
-                                      "redis.call('DEL', KEYS[1]) return n",
-                                      "1", dead});
+                                      "redis.call('DEL', KEYS[1], KEYS[2]) return n",
+                                      "2", dead, dead_keys});
     } else {
       resp::appendMultibulk(request, {"XDEL", dead, args[3]});
     }

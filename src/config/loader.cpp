@@ -759,7 +759,8 @@ class Loader {
     requireMap(node, path);
     checkKeys(node, path,
               {"flush_interval", "max_batch", "max_queue", "on_full", "block_timeout", "retry_min",
-               "retry_max", "drain_timeout"});
+               "retry_max", "drain_timeout", "apply_connections", "state_table",
+               "require_durable_redis", "wait_replicas", "wait_timeout"});
     field(node, path, "flush_interval",
           [&](const auto& n, const auto& p) { wb.flush_interval = readDuration(n, p, false); });
     field(node, path, "max_batch",
@@ -778,6 +779,29 @@ class Loader {
           [&](const auto& n, const auto& p) { wb.retry_max = readDuration(n, p, false); });
     field(node, path, "drain_timeout",
           [&](const auto& n, const auto& p) { wb.drain_timeout = readDuration(n, p, true); });
+    field(node, path, "apply_connections",
+          [&](const auto& n, const auto& p) { wb.apply_connections = readInt(n, p, 1, 16); });
+    field(node, path, "state_table", [&](const auto& n, const auto& p) {
+      wb.state_table = readString(n, p);
+      auto word = [](std::string_view w) {
+        return !w.empty() && !(w[0] >= '0' && w[0] <= '9') &&
+               std::all_of(w.begin(), w.end(), [](char c) {
+                 return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+               });
+      };
+      const std::string_view t = wb.state_table;
+      const auto dot = t.find('.');
+      if (dot == std::string_view::npos || !word(t.substr(0, dot)) || !word(t.substr(dot + 1))) {
+        fail(p, "must be schema.table in lower case letters, digits and _");
+      }
+    });
+    field(node, path, "require_durable_redis", [&](const auto& n, const auto& p) {
+      wb.require_durable_redis = readChoice<bool>(n, p, {{"true", true}, {"false", false}});
+    });
+    field(node, path, "wait_replicas",
+          [&](const auto& n, const auto& p) { wb.wait_replicas = readInt(n, p, 0, 100); });
+    field(node, path, "wait_timeout",
+          [&](const auto& n, const auto& p) { wb.wait_timeout = readDuration(n, p, false); });
     if (wb.retry_max < wb.retry_min) fail(path + ".retry_max", "must not be below retry_min");
   }
 
@@ -861,10 +885,11 @@ class Loader {
 
   void readRedis(const YAML::Node& node, const std::string& path, RedisConfig& redis) const {
     requireMap(node, path);
-    checkKeys(node, path,
-              {"address", "tls", "username", "password", "db", "connections_per_worker",
-               "max_pinned_per_worker", "max_pending_per_connection", "connect_timeout",
-               "reconnect_min", "reconnect_max", "client_acl_user"});
+    checkKeys(
+        node, path,
+        {"address", "tls", "username", "password", "db", "connections_per_worker",
+         "max_pinned_per_worker", "max_pending_per_connection", "connect_timeout", "reconnect_min",
+         "reconnect_max", "client_acl_user", "request_timeout", "keepalive"});
     field(node, path, "address",
           [&](const auto& n, const auto& p) { redis.address = readEndpoint(n, p); });
     field(node, path, "tls", [&](const auto& n, const auto& p) { readRedisTls(n, p, redis.tls); });
@@ -898,6 +923,10 @@ class Loader {
         fail(p, "must not be redis.username: Larder's own requests run as that user");
       }
     });
+    field(node, path, "request_timeout",
+          [&](const auto& n, const auto& p) { redis.request_timeout = readDuration(n, p, true); });
+    field(node, path, "keepalive",
+          [&](const auto& n, const auto& p) { redis.keepalive = readDuration(n, p, true); });
     if (redis.reconnect_max < redis.reconnect_min) {
       fail(joinPath(path, "reconnect_max"),
            "must be at least reconnect_min (" + formatDuration(redis.reconnect_min) + ")");
@@ -908,7 +937,7 @@ class Loader {
     requireMap(node, path);
     checkKeys(node, path,
               {"dsn", "sslmode", "sslrootcert", "sslcert", "sslkey", "pool_size", "connect_timeout",
-               "statement_timeout"});
+               "statement_timeout", "keepalive"});
     field(node, path, "dsn", [&](const auto& n, const auto& p) { pg.dsn = readString(n, p); });
     field(node, path, "sslmode", [&](const auto& n, const auto& p) {
       pg.sslmode = readChoice<std::string_view>(n, p,
@@ -934,6 +963,8 @@ class Loader {
           [&](const auto& n, const auto& p) { pg.connect_timeout = readDuration(n, p, false); });
     field(node, path, "statement_timeout",
           [&](const auto& n, const auto& p) { pg.statement_timeout = readDuration(n, p, true); });
+    field(node, path, "keepalive",
+          [&](const auto& n, const auto& p) { pg.keepalive = readDuration(n, p, true); });
   }
 
   void readLimits(const YAML::Node& node, const std::string& path, LimitsConfig& limits) const {
@@ -1170,7 +1201,9 @@ std::string redactedSummary(const Config& config) {
          " max_pinned_per_worker=" + std::to_string(redis.max_pinned_per_worker) +
          " connect_timeout=" + formatDuration(redis.connect_timeout) +
          " reconnect=" + formatDuration(redis.reconnect_min) + ".." +
-         formatDuration(redis.reconnect_max) + "\n";
+         formatDuration(redis.reconnect_max) +
+         " request_timeout=" + formatDuration(redis.request_timeout) +
+         " keepalive=" + formatDuration(redis.keepalive) + "\n";
 
   const PostgresConfig& pg = config.postgres;
   out += "postgres: dsn=" +
@@ -1180,7 +1213,8 @@ std::string redactedSummary(const Config& config) {
          (pg.sslcert.empty() ? std::string() : " sslcert=" + pg.sslcert) +
          " pool_size=" + std::to_string(pg.pool_size) +
          " connect_timeout=" + formatDuration(pg.connect_timeout) +
-         " statement_timeout=" + formatDuration(pg.statement_timeout) + "\n";
+         " statement_timeout=" + formatDuration(pg.statement_timeout) +
+         " keepalive=" + formatDuration(pg.keepalive) + "\n";
 
   const LimitsConfig& limits = config.limits;
   out += "limits: max_array_len=" + std::to_string(limits.max_array_len) +
@@ -1197,7 +1231,12 @@ std::string redactedSummary(const Config& config) {
       " on_full=" + (wb.on_full == QueueFullPolicy::Error ? "error" : "block") +
       " block_timeout=" + formatDuration(wb.block_timeout) +
       " retry_min=" + formatDuration(wb.retry_min) + " retry_max=" + formatDuration(wb.retry_max) +
-      " drain_timeout=" + formatDuration(wb.drain_timeout) + "\n";
+      " drain_timeout=" + formatDuration(wb.drain_timeout) +
+      " apply_connections=" + std::to_string(wb.apply_connections) +
+      " state_table=" + wb.state_table +
+      " require_durable_redis=" + (wb.require_durable_redis ? "true" : "false") +
+      " wait_replicas=" + std::to_string(wb.wait_replicas) +
+      " wait_timeout=" + formatDuration(wb.wait_timeout) + "\n";
 
   if (!config.invalidation.listen_channel.empty() || !config.invalidation.publish_channel.empty()) {
     out += "invalidation: listen=" + config.invalidation.listen_channel +

@@ -63,7 +63,7 @@ bool readIdentifier(const std::string& text, std::size_t& pos, std::string& out,
 // position comes from the primary key index's indkey, 1-based.
 constexpr const char* kTableSql = R"SQL(
 SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
-       a.attnotnull, a.atthasdef, COALESCE(k.position, 0)
+       a.attnotnull, a.atthasdef, COALESCE(k.position, 0), pg_catalog.format_type(a.atttypid, -1)
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a
@@ -156,6 +156,7 @@ asio::awaitable<std::pair<std::optional<TableInfo>, PgError>> readTable(Connecti
     column.not_null = r.value(row, 3) == "t";
     column.has_default = r.value(row, 4) == "t";
     column.pk_position = std::atoi(std::string(r.value(row, 5)).c_str());
+    column.base_type = std::string(r.value(row, 6));
     info.columns.push_back(std::move(column));
   }
   co_return Answer{std::move(info), PgError{}};

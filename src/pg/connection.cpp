@@ -362,6 +362,32 @@ ConnectParams connectParams(const config::PostgresConfig& config) {
   add("sslrootcert", config.sslrootcert);
   add("sslcert", config.sslcert);
   add("sslkey", config.sslkey);
+  // TCP keepalives, so that a peer gone without a word (a dropped network)
+  // is noticed on idle connections too; the DSN's own settings win.
+  if (config.keepalive.count() > 0) {
+    bool dsn_sets = false;
+    char* error = nullptr;
+    if (PQconninfoOption* options = PQconninfoParse(config.dsn.c_str(), &error)) {
+      for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+        const std::string_view k = o->keyword;
+        if (o->val != nullptr && (k.rfind("keepalives", 0) == 0 || k == "tcp_user_timeout")) {
+          dsn_sets = true;
+        }
+      }
+      PQconninfoFree(options);
+    }
+    if (error != nullptr) PQfreemem(error);
+    if (!dsn_sets) {
+      const long long idle = std::max<long long>(1, config.keepalive.count() / 1000);
+      add("keepalives", "1");
+      add("keepalives_idle", std::to_string(idle));
+      add("keepalives_interval", std::to_string(std::max<long long>(1, idle / 2)));
+      add("keepalives_count", "3");
+      // Unacknowledged data (a query sent into a black hole) fails as soon
+      // as the keepalive probes would have: idle + 3 intervals.
+      add("tcp_user_timeout", std::to_string(config.keepalive.count() * 5 / 2));
+    }
+  }
   return params;
 }
 
@@ -432,9 +458,10 @@ asio::awaitable<QueryOutcome> Connection::script(std::string_view sql) {
   Impl& s = *impl_;
   const std::string text(sql);
   const bool was_idle = s.usable() && PQtransactionStatus(s.conn_) == PQTRANS_IDLE;
-  // No client-side bound: statement_timeout applies to each statement of a
-  // script separately, so the whole has no useful limit.
-  s.armDeadline(Millis::zero());
+  // Bounded like one statement: statement_timeout applies to each statement
+  // separately, but a network gone silent must not hang the caller forever.
+  // Scripts are short (BEGIN; SET LOCAL ..., a few DDL statements).
+  s.armDeadline(s.answerBudget());
   QueryOutcome out = co_await s.run([&] { return PQsendQuery(s.conn_, text.c_str()); });
   // An error inside "BEGIN; ...; COMMIT" skips the COMMIT and leaves the
   // transaction open and aborted, poisoning the session for its next user.

@@ -1,6 +1,9 @@
 #include "larder/redis/backend_connection.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -95,6 +98,7 @@ void BackendConnection::stop() {
 
 void BackendConnection::send(std::string_view request, std::shared_ptr<ReplySink> sink,
                              std::uint64_t tag, As as) {
+  sealCoalescer();
   stats_.requests.add();
   // While connecting, requests wait (bounded by connect_timeout: a failed
   // attempt fails them); between attempts, during backoff, they fail at once.
@@ -159,10 +163,19 @@ void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink) {
 }
 
 void BackendConnection::sendUntracked(std::string_view request) {
+  sealCoalescer();
   stats_.requests.add();
   if (stopping_ || state_ == State::Closed) return;  // the stream sink learns via backendClosed
   wakeWriter();
   out_.append(request);
+}
+
+void BackendConnection::sealCoalescer() {
+  // Requests gathered earlier in this turn go out before this one.
+  if (!coalescer_ || sealing_) return;
+  sealing_ = true;
+  coalescer_->seal();
+  sealing_ = false;
 }
 
 void BackendConnection::wakeWriter() {
@@ -201,7 +214,11 @@ asio::awaitable<void> BackendConnection::run() {
       stats_.connects.add();
       backoff = config_.reconnect_min;
       flushOut();  // what was sent while connecting
-      co_await readLoop();
+      if (kind_ == ConnectionKind::Shared && config_.request_timeout.count() > 0) {
+        co_await (readLoop() || watchdog());
+      } else {
+        co_await readLoop();
+      }
       stats_.disconnects.add();
       if (!stopping_)
         spdlog::warn("redis backend {}: connection lost: {}", config_.address.toString(),
@@ -281,6 +298,7 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
   socket_.set_option(tcp::no_delay(true));
   boost::system::error_code nb;
   socket_.non_blocking(true, nb);  // flushOut() writes without waiting
+  setKeepalive();
   if (tls_context_) {
     const bool handshaken = co_await tlsHandshake();
     if (!handshaken) co_return false;
@@ -346,7 +364,15 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     }
     char* dst = in_.prepare(4096);
     const asio::mutable_buffer into = asio::buffer(dst, in_.writable());
-    auto [rec2, n] = co_await readSome(into);
+    // Bounded: a Redis that accepted the connection may still never answer.
+    asio::steady_timer handshake_deadline(executor_, config_.connect_timeout);
+    auto handshake = co_await (readSome(into) || handshake_deadline.async_wait(kUseTuple));
+    if (handshake.index() == 1) {
+      last_error_ =
+          "handshake: no answer within " + std::to_string(config_.connect_timeout.count()) + " ms";
+      co_return false;
+    }
+    auto [rec2, n] = std::get<0>(handshake);
     if (rec2) {
       last_error_ = "handshake: " + rec2.message();
       co_return false;
@@ -354,6 +380,52 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     in_.commit(n);
   }
   co_return true;
+}
+
+void BackendConnection::setKeepalive() {
+  // A peer that vanished without a FIN or RST (a dropped network, a dead
+  // host) is noticed by the kernel: keepalive probes while idle, and
+  // TCP_USER_TIMEOUT while requests are unacknowledged (docs/failures.md).
+  const int fd = socket_.native_handle();
+  if (config_.keepalive.count() > 0) {
+    const int on = 1;
+    const int idle = std::max<int>(1, static_cast<int>(config_.keepalive.count() / 1000));
+    const int interval = std::max(1, idle / 2);
+    const int count = 3;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  }
+  if (config_.request_timeout.count() > 0) {
+    const unsigned timeout = static_cast<unsigned>(config_.request_timeout.count());
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof timeout);
+  }
+}
+
+asio::awaitable<void> BackendConnection::watchdog() {
+  // Silence, not slowness: the connection goes when requests have waited
+  // about request_timeout (checked every quarter of it) with nothing read.
+  // Counting reads keeps clock reads off the request path.
+  const auto limit = config_.request_timeout;
+  asio::steady_timer tick(executor_);
+  std::uint64_t seen = reads_;
+  auto quiet_since = std::chrono::steady_clock::now();
+  for (;;) {
+    tick.expires_after(
+        std::max<std::chrono::milliseconds>(limit / 4, std::chrono::milliseconds(10)));
+    auto [ec] = co_await tick.async_wait(kUseTuple);
+    if (ec || stopping_) co_return;  // the read loop ended first
+    const auto now = std::chrono::steady_clock::now();
+    if (pending_.empty() || reads_ != seen) {
+      seen = reads_;
+      quiet_since = now;
+    } else if (now - quiet_since >= limit) {
+      last_error_ = "no reply from Redis within " + std::to_string(limit.count()) +
+                    " ms (redis.request_timeout)";
+      co_return;  // ends the connection; every waiting request fails
+    }
+  }
 }
 
 asio::awaitable<std::pair<boost::system::error_code, std::size_t>> BackendConnection::readSome(
@@ -427,6 +499,7 @@ asio::awaitable<void> BackendConnection::readLoop() {
       co_return;
     }
     in_.commit(n);
+    ++reads_;
     for (;;) {
       auto status = scanner_.scan(in_.readable());
       if (status == resp::ScanStatus::NeedMore) break;

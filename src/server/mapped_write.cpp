@@ -7,6 +7,7 @@
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 #include "larder/server/worker.hpp"
+#include "larder/server/write_batch.hpp"
 
 namespace larder::server {
 
@@ -21,6 +22,19 @@ constexpr auto kLoadPause = std::chrono::milliseconds(5);
 constexpr auto kFullRetry = std::chrono::milliseconds(10);
 
 bool isError(std::string_view frame) { return !frame.empty() && frame.front() == '-'; }
+
+// The reply of a write script call with one write: *1 and the write's reply.
+class SingleWrite : public redis::ReplySink {
+ public:
+  explicit SingleWrite(std::shared_ptr<redis::ReplySink> to) : to_(std::move(to)) {}
+  void deliver(std::uint64_t tag, std::string_view frame) override {
+    if (frame.substr(0, 4) == "*1\r\n") frame.remove_prefix(4);
+    to_->deliver(tag, frame);
+  }
+
+ private:
+  std::shared_ptr<redis::ReplySink> to_;
+};
 
 long long integerOf(std::string_view frame) {
   long long n = 0;
@@ -81,6 +95,17 @@ void MappedWrite::start(redis::BackendConnection& connection) {
 void MappedWrite::send(std::size_t i) {
   const KeyWrite& w = plan_.writes[i];
   auto self = shared_from_this();
+  if (!w.cache_only) {
+    if (cache::WriteService* service = worker_.server().writes()) {
+      const cache::WriteRefusal why = service->refusal(w.ks->id);
+      const bool applies =
+          why != cache::WriteRefusal::NotDurable || w.ks->config.write == config::WriteMode::Behind;
+      if (why != cache::WriteRefusal::None && applies) {
+        complete(i, resp::errorReply(cache::refusalText(why, w.ks->name())));
+        return;
+      }
+    }
+  }
   if (through(w)) {
     cache::WriteService* service = worker_.server().writes();
     if (service == nullptr) {
@@ -95,23 +120,18 @@ void MappedWrite::send(std::size_t i) {
     });
     return;
   }
-  connection_->send(scriptRequest(i, false), self, i, redis::As::Larder);
+  // With the other behind writes of this loop turn on this connection: one
+  // script call for all of them (write_batch.hpp).
+  WriteBatch::of(*connection_, worker_.context().get_executor())
+      .add(w, absent_[i], worker_.config(), self, i);
 }
 
 std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
   const KeyWrite& w = plan_.writes[i];
-  const std::string& channel = worker_.config().invalidation.publish_channel;
-  std::vector<std::string> args{
-      w.op, "b", std::string(absent_[i] ? "1" : "0") + (channel.empty() ? "" : ":" + channel),
-      std::to_string(worker_.config().write_behind.max_queue),
-      std::to_string(w.ks->hardTtlMs(w.ks->ttl_ms.get()))};
-  args.insert(args.end(), w.op_args.begin(), w.op_args.end());
-  const std::string marker = cache::pendingMarker(w.key);
-  const std::string queue = cache::queueKey(w.ks->name());
-  std::string request;
-  const std::vector<std::string_view> arg_views(args.begin(), args.end());
-  redis::appendScriptCall(request, cache::writeScript(), body, {w.key, marker, queue}, arg_views);
-  return request;
+  const config::Config& config = worker_.config();
+  cache::WriteCall call('b', config.invalidation.publish_channel, config.write_behind.max_queue);
+  call.add(w.key, w.ks->name(), w.op, absent_[i], w.ks->hardTtlMs(w.ks->ttl_ms.get()), w.op_args);
+  return call.request(body);
 }
 
 void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
@@ -121,8 +141,10 @@ void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
   }
   const KeyWrite& w = plan_.writes[sub];
   if (frame.rfind("-NOSCRIPT", 0) == 0) {
-    // Redis lost its scripts (SCRIPT FLUSH): send the body once.
-    connection_->send(scriptRequest(sub, true), shared_from_this(), sub, redis::As::Larder);
+    // Redis lost its scripts (SCRIPT FLUSH): send the body once, alone; its
+    // reply is a one-element array.
+    connection_->send(scriptRequest(sub, true), std::make_shared<SingleWrite>(shared_from_this()),
+                      sub, redis::As::Larder);
     return;
   }
   if (frame == cache::kMissReply) {

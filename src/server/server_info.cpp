@@ -182,7 +182,10 @@ void Server::keyspaceFields(proxy::InfoFields& out) const {
            ",flushed_rows=" + std::to_string(fs.rows.get()) +
            ",coalesced=" + std::to_string(fs.coalesced.get()) +
            ",flush_retries=" + std::to_string(fs.retries.get()) +
-           ",dead_letters=" + std::to_string(fs.dead_letters.get());
+           ",dead_letters=" + std::to_string(fs.dead_letters.get()) +
+           ",flusher_active=" + std::to_string(fs.lock_held.get()) +
+           ",flush_paused=" + std::to_string(fs.paused.get()) +
+           ",replayed=" + std::to_string(fs.replayed.get());
     }
     out.emplace_back("keyspace_" + ks.name(), std::move(s));
   }

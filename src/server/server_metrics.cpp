@@ -224,8 +224,17 @@ void Server::writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
               value(s.rows));
     m.counter("larder_writes_coalesced_total", "Queued writes folded into a later one.", labels,
               value(s.coalesced));
-    m.counter("larder_flush_retries_total", "Batches retried after a retryable error.", labels,
-              value(s.retries));
+    m.counter("larder_flush_retries_total",
+              "Batches given up on by a pause (an error that is not the row's) and retried.",
+              labels, value(s.retries));
+    m.gauge("larder_flush_paused",
+            "1 while the keyspace's flush waits after an error that is not the row's.", labels,
+            value(s.paused));
+    m.counter("larder_flush_replayed_total", "Queue entries skipped: PostgreSQL applied them.",
+              labels, value(s.replayed));
+    m.counter("larder_redis_behind_total",
+              "Times Redis' queue was found behind what PostgreSQL applied.", labels,
+              value(s.redis_behind));
     m.counter("larder_dead_letters_total", "Rows PostgreSQL refused for good.", labels,
               value(s.dead_letters));
     m.histogram("larder_flush_duration_seconds", "Time to read, apply and acknowledge a batch.",
@@ -235,6 +244,9 @@ void Server::writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
   if (ks.config.write == config::WriteMode::Through) {
     m.counter("larder_write_through_total", "Writes committed in write-through mode.", labels,
               static_cast<double>(t.writes.get()));
+    m.counter("larder_write_through_commits_total",
+              "Write-through transactions committed (several clients' writes share one).", labels,
+              static_cast<double>(t.commits.get()));
     m.counter("larder_write_through_refused_total", "Write-through rows PostgreSQL refused.",
               labels, static_cast<double>(t.refused.get()));
     m.counter("larder_write_through_failed_total",
@@ -255,10 +267,21 @@ bool Server::ready(std::string& why) const {
   if (pg_pool_ && pg_pool_->stats().open.get() == 0 && pg_pool_->lastConnectFailed()) {
     why += "postgres: cannot connect\n";
   }
+  if (writes_) why += writes_->strandedQueues();
   for (std::size_t i = 0; writes_ && i < keyspaces_.size(); ++i) {
     const cache::Flusher* f = writes_->flusher(static_cast<int>(i));
+    if (const auto refusal = writes_->refusal(static_cast<int>(i));
+        refusal != cache::WriteRefusal::None) {
+      why += "writes to keyspace " + keyspaces_.at(i).name() + ": refused (" +
+             cache::refusalText(refusal, keyspaces_.at(i).name()).substr(12) + ")\n";
+    }
     if (f && f->stats().queue_depth.get() >= config().write_behind.max_queue) {
       why += "write queue of keyspace " + keyspaces_.at(i).name() + ": full\n";
+    }
+    if (f && f->stats().paused.get() != 0) {
+      const std::string state = cache::unpackSqlstate(f->stats().pause_state.get());
+      why += "flush of keyspace " + keyspaces_.at(i).name() + ": paused (" +
+             (state.empty() ? std::string("PostgreSQL unreachable") : "SQLSTATE " + state) + ")\n";
     }
   }
   return why.empty();

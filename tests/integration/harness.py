@@ -16,6 +16,7 @@ Main pieces:
 * ``PostgresServer``               a private PostgreSQL 15 cluster (initdb + pg_ctl)
 * ``Larder``                       the proxy under test, from $LARDER_BINARY
 * ``RawClient``                    a plain socket speaking RESP, for byte-exact checks
+* ``TcpRelay``                     a pausable TCP relay, for blackholed Redis/PostgreSQL
 * ``LarderTestCase``               unittest base class whose helpers register
                                    cleanups, so processes and temp dirs go away
                                    even when a test fails
@@ -933,6 +934,93 @@ class RespError(Exception):
 
 class ConnectionClosed(Exception):
     pass
+
+
+class TcpRelay:
+    """A TCP relay on 127.0.0.1 to `target_port`, for blackhole tests.
+
+    pause() stops forwarding in both directions and closes nothing: to both
+    ends the other side simply goes silent (their data is still accepted by
+    the relay's kernel, so TCP keepalives and TCP_USER_TIMEOUT see a live
+    peer; only the application's own timeouts can notice). resume() forwards
+    again, including whatever waited. close() drops every connection.
+    Loopback only; every thread is a daemon and every wait is bounded.
+    """
+
+    def __init__(self, target_port: int, target_host: str = HOST):
+        self.target = (target_host, target_port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((HOST, 0))
+        self._listener.listen(128)
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._paused = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets = []
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def pause(self):
+        self._paused.set()
+
+    def resume(self):
+        self._paused.clear()
+
+    def close(self):
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self):
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+                self.accepted += 1
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src, dst):
+        import select
+        try:
+            while not self._closed.is_set():
+                if self._paused.is_set():
+                    time.sleep(0.02)  # leave the bytes unread: the peer hears nothing
+                    continue
+                ready, _, _ = select.select([src], [], [], 0.1)
+                if not ready or self._paused.is_set():
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 class RawClient:

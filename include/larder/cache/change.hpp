@@ -45,23 +45,26 @@ struct PendingRow {
   Change change;
 };
 
-// One SQL statement of an apply, with its bound parameters. Every parameter is
-// a text[] array (one element per row) cast per column in SQL, so a value is
-// parsed by the column type's own input function.
 // Opens a transaction of Larder's own writes. The invalidation trigger
 // (docs/invalidation.md) skips them: Redis already holds what they write.
 inline constexpr const char* kBeginOwnTransaction = "BEGIN; SET LOCAL larder.origin = 'larder'";
 
+// One SQL statement of an apply, with its bound parameters. Every parameter is
+// one array (one element per row) cast to the column's type without its
+// modifier ($2::character varying[]), so a value is parsed by the type's own
+// input function and a value too long for the column fails with 22001.
 struct ApplyStatement {
   std::string sql;
   pg::Params params;
   std::vector<std::size_t> rows;  // indexes into the rows given to buildApply
+  bool deletes = false;  // the DELETE: returns the 1-based position in `rows` of each row found
 };
 
 // The statements that apply `rows` (distinct keys) to the keyspace's table:
 // one DELETE for the rows that go, and one upsert per set of columns written
 // (INSERT ... SELECT FROM unnest(...) ON CONFLICT (pk) DO UPDATE SET those
-// columns). Columns the keyspace does not map are ignored.
+// columns; UPDATE first when the table has a NOT NULL column without default
+// that the write does not name). Columns the keyspace does not map are ignored.
 std::vector<ApplyStatement> buildApply(const Keyspace& ks, const std::vector<PendingRow>& rows,
                                        const std::vector<std::size_t>& which);
 

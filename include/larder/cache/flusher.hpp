@@ -2,35 +2,43 @@
 // The Flusher moves one keyspace's queued writes into PostgreSQL, on the
 // PostgreSQL thread.
 //
-//   Redis  __larder:q:<ks>  (stream, appended by the write script)
-//     |  XRANGE - + COUNT max_batch          (oldest first; nothing is removed yet)
-//     v
-//   coalesce per key (Change::then: last write wins, HSET fields merge,
-//   DEL is a tombstone) -> one transaction: DELETE ... USING unnest(...),
-//   INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE, COMMIT
-//     |  refused for good (22xxx, 23xxx...): split the batch in halves until
-//     |  the row is alone, then move it to __larder:dead:<ks>
-//     v
-//   ack script: XDEL the entries, drop each marker whose last write is flushed
+//   own the queue   pg_try_advisory_lock('larder:<redis id>:<ks>') on apply
+//                   connection 0, then read the applied marks (flush_state.hpp);
+//                   no batch is read before both
+//        |
+//   read            XRANGE (cursor COUNT max_batch ----------+ a full batch: the
+//   plan            replays skipped, keys to partitions       | next read runs while
+//        |          (flush_plan.hpp)                          | this one applies, and
+//   apply           per partition, on its own connection, in  | the previous ack too
+//                   parallel: BEGIN; move the partition's mark (a fence); DELETE
+//                   and INSERT .. ON CONFLICT; COMMIT
+//                     a row refused (22xxx/23xxx): bisect with savepoints in the
+//                     same transaction, record the dead letter in Redis, then
+//                     COMMIT the rest: a crash can re-apply, never lose it
+//                     anything else: ROLLBACK; the keyspace pauses with backoff,
+//                     queue and cache untouched, /readyz not ready
+//        |
+//   ack             markers linger, replayed keys' stale markers go, XTRIM MINID
 //
 // One flusher per keyspace at a time, also across Larder instances sharing a
-// Redis: the flusher holds a PostgreSQL advisory lock, named after the Redis
-// instance id (__larder:id) and the keyspace, on the very connection that
-// applies the batches. If that connection dies the lock goes with it, and so
-// does any transaction it had open: a second flusher can never interleave
-// with it. A crashed instance's entries simply stay in the stream until the
-// next lock holder reads them; every apply is an idempotent upsert/delete, so
-// a replay after a crash between COMMIT and XDEL is harmless.
+// Redis: the advisory lock names the Redis instance id (__larder:id) and the
+// keyspace. The marks make every apply idempotent besides: an entry at or
+// below its partition's mark is never applied again, so neither a replay
+// (Redis restored from a snapshot, a lagging replica, a crash between COMMIT
+// and the ack) nor a second flusher can put an older value over a newer one.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "larder/cache/change.hpp"
+#include "larder/cache/flush_plan.hpp"
+#include "larder/cache/flush_state.hpp"
 #include "larder/cache/keyspace.hpp"
 #include "larder/common/counter.hpp"
 #include "larder/common/histogram.hpp"
@@ -47,11 +55,18 @@ struct FlusherStats {
   Counter entries;        // queue entries acknowledged
   Counter rows;           // rows written or deleted
   Counter coalesced;      // entries folded into another write to the same key
-  Counter retries;        // batches retried after a retryable error
+  Counter retries;        // batches given up on by a pause (and tried again later)
   Counter dead_letters;   // rows PostgreSQL refused for good
   Counter lock_held;      // 1 while this instance flushes the keyspace (gauge)
+  Counter paused;         // 1 while the flush waits after an error that is not the row's (gauge)
+  Counter pause_state;    // SQLSTATE of that error, 5 bytes packed; 0: none (or no SQLSTATE)
+  Counter replayed;       // entries skipped: already applied (a replay)
+  Counter redis_behind;   // times Redis was found behind PostgreSQL (went back in time)
   Histogram latency;      // read-to-ack time of a batch
 };
+
+// The SQLSTATE packed in FlusherStats::pause_state, or "" when there is none.
+std::string unpackSqlstate(std::uint64_t packed);
 
 class Flusher {
  public:
@@ -60,8 +75,14 @@ class Flusher {
   ~Flusher();
 
   void start();
-  // Stops after the current step; the lock goes with the connection.
+  // Stops after the current step; the lock goes with the connections.
   void stop();
+  // Called (PostgreSQL thread) when Redis went back in time and the
+  // keyspace's cached values were dropped: loads in flight must not store.
+  void onCacheDropped(std::function<void(int keyspace)> f) { cache_dropped_ = std::move(f); }
+  // Before start(): a keyspace that is not `behind` any more has an old
+  // queue; flush it until it is empty, call `done`, and stop.
+  void drainThenStop(std::function<void()> done) { drained_ = std::move(done); }
 
   // PostgreSQL thread. `done(true)` once every entry queued before the call is
   // in PostgreSQL (or dead-lettered); `done(false)` at the deadline.
@@ -75,47 +96,72 @@ class Flusher {
     std::uint64_t id;
     std::chrono::steady_clock::time_point deadline;
     std::function<void(bool)> done;
-    std::string target;  // last entry id when first seen; "" until then
+    std::optional<StreamId> target;  // the newest entry at the first read after the call
     bool has_target = false;
     std::shared_ptr<boost::asio::steady_timer> timer;  // fires at the deadline
   };
-  struct Entry {
-    std::string id;
-    std::string key;
-    Change change;
+  using Read = QueueRead;
+  struct Dead {
+    PendingRow row;
+    StreamId last;
+    pg::PgError why;
   };
+  enum class Own { Yes, Taken, Failed };
 
+  // Runs the tasks concurrently on the current executor and waits for them all.
+  static boost::asio::awaitable<void> runAll(
+      std::vector<std::function<boost::asio::awaitable<void>()>> tasks);
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> pause(std::chrono::milliseconds d);
-  boost::asio::awaitable<bool> holdLock(const std::string& instance);
-  // Applies rows[which] in one transaction; on a permanent error splits them.
-  boost::asio::awaitable<pg::PgError> apply(const std::vector<PendingRow>& rows,
-                                            std::vector<std::size_t> which,
-                                            std::vector<std::pair<std::size_t, pg::PgError>>& dead);
-  boost::asio::awaitable<pg::PgError> transaction(const std::vector<PendingRow>& rows,
-                                                  const std::vector<std::size_t>& which);
-  void settleWaiters(const std::vector<Entry>* entries, const std::string& last_id, bool acked);
-  void dropConnection();
+  boost::asio::awaitable<std::string> claimInstance();
+  boost::asio::awaitable<Own> own(const std::string& instance, pg::PgError& error);
+  boost::asio::awaitable<std::optional<Read>> read(std::string start);
+  boost::asio::awaitable<pg::PgError> applyAll(FlushBatch& batch);
+  boost::asio::awaitable<pg::PgError> applyPart(std::size_t p, PartitionBatch& part);
+  boost::asio::awaitable<pg::PgError> bisect(pg::Connection& c, const PartitionBatch& part,
+                                             std::vector<std::size_t> which,
+                                             std::vector<Dead>& dead);
+  boost::asio::awaitable<pg::PgError> statements(pg::Connection& c, const PartitionBatch& part,
+                                                 const std::vector<std::size_t>& which);
+  boost::asio::awaitable<pg::PgError> recordDead(std::vector<Dead>& dead);
+  boost::asio::awaitable<bool> ack(const FlushBatch& batch);
+  // Redis' queue is behind what PostgreSQL applied: move its id generator on
+  // and drop the keyspace's cached values, which may be older than PostgreSQL.
+  boost::asio::awaitable<bool> resync();
+  boost::asio::awaitable<bool> dropCachedValues();
+  boost::asio::awaitable<bool> dropAppliedMarkers();
+
+  void settleWaiters(const Read* read);
+  void failedStep(const pg::PgError& error);  // pause bookkeeping and the log line
+  void recovered();
+  std::chrono::milliseconds nextBackoff();
+  void dropOwnership();
 
   boost::asio::io_context& context_;
   const Keyspace& ks_;
   const config::Config& config_;
   std::shared_ptr<redis::BackendConnection> redis_;
-  std::unique_ptr<pg::Connection> pg_;
-  std::string locked_for_;  // instance id the advisory lock was taken for; "" none
+  std::size_t partitions_;
+  std::vector<std::unique_ptr<pg::Connection>> apply_;  // [0] holds the advisory lock
+  std::unique_ptr<FlushState> state_;
+  AppliedMarks marks_;
+  std::string owner_for_;  // instance id the lock and marks are for; "" none
   std::string candidate_id_;
+  std::string cursor_ = "-";   // XRANGE start of the next read
+  StreamId acked_;             // newest entry this flusher acknowledged
+  std::size_t dead_rows_ = 0;  // rows of the batch being applied that were refused
   boost::asio::steady_timer timer_;
   std::vector<Waiter> waiters_;
   std::uint64_t next_waiter_ = 0;
   FlusherStats stats_;
   std::chrono::milliseconds backoff_{0};
+  std::string pause_logged_;  // the error last logged; "" while flushing
+  std::chrono::steady_clock::time_point paused_since_;
+  std::function<void(int)> cache_dropped_;
+  std::function<void()> drained_;
   bool stopping_ = false;
   bool running_ = false;
 };
-
-// True for errors worth retrying later (connection loss, 40001, 40P01, a lock
-// or statement timeout...); false when PostgreSQL refuses the row for good.
-bool retryableForFlush(const pg::PgError& error);
 
 // A load older than loadWindow() is never stored; a flushed marker lingers
 // markerLinger() > loadWindow(), so a load that read a row before a flush

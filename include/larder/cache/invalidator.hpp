@@ -35,6 +35,7 @@ struct InvalidatorStats {
   Counter resyncs;        // whole-keyspace drops after (re)connecting LISTEN
   Counter listen_errors;  // LISTEN connection failures
   Counter listening;      // 1 while LISTENing (a gauge)
+  Counter probes;         // SELECT 1 sent on a LISTEN connection silent for postgres.keepalive
 };
 
 // A NOTIFY payload from the trigger: {"t":"schema.table","k":{"col":"text",...}}.

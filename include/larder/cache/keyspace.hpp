@@ -33,10 +33,19 @@ struct Keyspace {
   std::string schema;
   std::string table;
   std::vector<std::string> key_columns;  // primary key, in template order
-  std::vector<std::string> key_types;
+  std::vector<std::string> key_types;    // as the catalog names them: character varying(20)
+  // The types values are cast to in SQL, without modifiers (character
+  // varying): the column's own length, precision or scale then applies on
+  // assignment, and a value that does not fit fails (22001) instead of being cut.
+  std::vector<std::string> key_casts;
   std::vector<std::string> value_columns;  // hash fields, or the one string column
   std::vector<std::string> value_types;
+  std::vector<std::string> value_casts;
   std::vector<bool> value_not_null;
+  // Non-key columns of the table (mapped or not) that are NOT NULL with no
+  // default: an upsert that does not write them all must update existing rows
+  // first (change.hpp).
+  std::vector<std::string> required_columns;
   std::string load_sql;  // $1.. = one array per key column
 
   // What a reload may change while the keyspace serves.
@@ -64,9 +73,15 @@ struct Keyspace {
   // runs up to the first occurrence of the character that follows it in the
   // template (the last one runs to the end) and is never empty.
   bool match(std::string_view key, std::vector<std::string_view>& values) const;
-  // True when `value` could be the text of a key column of this type; keys
-  // that cannot name a row (user:abc for a bigint id) are misses without a query.
+  // True when `value` is the one spelling of a key column value of this type
+  // that Larder accepts: keys that cannot name a row (user:abc for a bigint
+  // id) are misses without a query, and a row never gets two keys (user:7 and
+  // user:007, date 2024-1-5 and 2024-01-05, boolean t and true, numeric 1.5
+  // and 1.50, a char(n) value with trailing blanks). docs/keyspaces.md.
   bool plausibleKeyValue(std::size_t column, std::string_view value) const;
+  // False for key types whose spellings Larder does not check (timestamp,
+  // inet...); said once in the log at start.
+  static bool keyTypeChecked(const std::string& type);
 };
 
 // Checks the config against the table and builds the keyspace. Throws

@@ -151,6 +151,7 @@ class Loader {
   void rememberMissing(const std::string& key, const Keyspace& ks);
   long long ttlWithJitter(const Keyspace& ks);
   long long cacheTtl(const Keyspace& ks);  // with jitter and the stale window; -1: none
+  long long absentLeaseMs(const Keyspace& ks) const;
 
   boost::asio::io_context& context_;
   pg::Pool& pool_;

@@ -53,6 +53,14 @@ struct RedisConfig {
   // cannot reach Larder's reserved keys (docs/security.md); "" turns it off,
   // and scripts are then refused.
   std::string client_acl_user = "larder-client";
+  // A shared connection on which requests have waited about this long with
+  // nothing read from Redis is closed and every request on it fails (a
+  // silent network: docs/failures.md).
+  // Pinned connections (blocking commands, MULTI, pub/sub) are exempt. 0: off.
+  Millis request_timeout{10000};
+  // TCP keepalive: first probe after this much silence, then 3 probes this
+  // far apart / 2 (a dead peer is noticed after about 2.5x this). 0: off.
+  Millis keepalive{10000};
 };
 
 struct PostgresConfig {
@@ -66,6 +74,10 @@ struct PostgresConfig {
   int pool_size = 4;
   Millis connect_timeout{5000};
   Millis statement_timeout{5000};
+  // libpq TCP keepalives (keepalives_idle, _interval = half, _count = 3, and
+  // tcp_user_timeout) unless the DSN sets them; also how long the LISTEN
+  // connection may stay silent before it is probed. 0: off.
+  Millis keepalive{10000};
 };
 
 struct LimitsConfig {
@@ -97,6 +109,18 @@ struct WriteBehindConfig {
   Millis retry_min{100};       // backoff after a retryable PostgreSQL error
   Millis retry_max{5000};
   Millis drain_timeout{10000};  // SIGTERM: flush the queues for at most this long
+  // PostgreSQL connections that apply one keyspace's batches in parallel, each
+  // for the keys that hash to it (a key's writes stay in order).
+  int apply_connections = 2;
+  // Where the applied position of each queue is kept (docs/writes.md: replays).
+  std::string state_table = "larder.flush_state";
+  // With `behind` keyspaces, Redis' persistence is checked at connect: risky
+  // settings are logged; true refuses behind writes under them instead.
+  bool require_durable_redis = false;
+  // > 0: a behind write is acknowledged only once WAIT <wait_replicas>
+  // <wait_timeout> says that many replicas have it.
+  int wait_replicas = 0;
+  Millis wait_timeout{100};
 };
 
 // Invalidation (docs/invalidation.md).

@@ -16,6 +16,10 @@ struct ColumnInfo {
   bool not_null = false;
   int pk_position = 0;  // 1-based position in the primary key; 0 = not a key column
   bool has_default = false;
+  // The type without its modifier ("character varying", "bpchar", "numeric"):
+  // what values are cast to, so that the column's own length or precision is
+  // checked on assignment (22001) instead of cut by the cast. "": as `type`.
+  std::string base_type;
 };
 
 struct TableInfo {

@@ -101,6 +101,7 @@ class Connection {
                                                 const Params& params);
   // Several statements in one round trip (simple query protocol, no params),
   // e.g. "BEGIN; ...; COMMIT". Returns the first error or the last result.
+  // The whole script has one statement's client-side bound.
   boost::asio::awaitable<QueryOutcome> script(std::string_view sql);
 
   // Waits up to `budget` for notifications on a LISTENing connection; returns

@@ -18,6 +18,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -61,6 +62,16 @@ class ReplySink {
   virtual void fail(std::uint64_t tag, const BackendFailure& failure);
   // A pinned connection closed (only called for pinned connections).
   virtual void backendClosed() {}
+};
+
+// Gathers requests of one event-loop turn into one (the write batch of
+// behind writes). The connection seals it before any other request goes out,
+// so callers still see their requests in the order they made them; it seals
+// itself at the end of the turn. seal() may call send() on the connection.
+class RequestCoalescer {
+ public:
+  virtual ~RequestCoalescer() = default;
+  virtual void seal() = 0;
 };
 
 struct BackendStats {
@@ -115,8 +126,14 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   // checked and dropped: SCRIPT LOAD of the scripts the data path runs with
   // EVALSHA, so a restarted Redis has them again before they are needed.
   void setPreload(std::vector<std::string> requests) { preload_ = std::move(requests); }
+  // At most one; sealed before every send() and sendUntracked().
+  void setCoalescer(std::shared_ptr<RequestCoalescer> c) { coalescer_ = std::move(c); }
+  RequestCoalescer* coalescer() const { return coalescer_.get(); }
 
   bool ready() const { return state_ == State::Ready; }
+  // Connections made so far by connections sharing these stats: a change
+  // means a reconnect (possibly to another Redis).
+  std::uint64_t connects() const { return stats_.connects.get(); }
   bool closed() const { return state_ == State::Closed || stopping_; }
   // Too many requests in flight: callers should wait before sending more, so
   // that Redis never buffers unbounded replies for us.
@@ -139,12 +156,18 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   // Writes out_ now (plain TCP, non-blocking), the rest asynchronously.
   void flushOut();
   void writeFailed(const boost::system::error_code& ec);
+  // Shared connections: closes the connection when requests have waited
+  // about redis.request_timeout with nothing read (a silent network),
+  // failing every caller.
+  boost::asio::awaitable<void> watchdog();
+  void setKeepalive();
   // One read or a whole write, on the TLS stream when there is one.
   boost::asio::awaitable<std::pair<boost::system::error_code, std::size_t>> readSome(
       boost::asio::mutable_buffer into);
   void onFrame(std::string_view frame);
   void failPending(BackendFailure::Kind kind);
   void wakeWriter();
+  void sealCoalescer();
   // Appends the AUTH that makes the next request run `as` (identity_ set).
   void switchTo(As as);
   void appendAuth(std::string& out, As as) const;
@@ -175,6 +198,9 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   std::vector<std::string> preload_;
   std::shared_ptr<const ClientIdentity> identity_;  // null: one identity only
   As stream_as_ = As::Client;                       // who the next request on the stream runs as
+  std::shared_ptr<RequestCoalescer> coalescer_;
+  bool sealing_ = false;
+  std::uint64_t reads_ = 0;  // successful reads, for the watchdog
 };
 
 }  // namespace larder::redis

@@ -30,10 +30,10 @@ cache::Keyspace membersKeyspace() {
   pg::TableInfo t;
   t.schema = "public";
   t.name = "members";
-  t.columns = {{"tenant", "text", true, 1, false},
-               {"id", "bigint", true, 2, false},
-               {"name", "text", false, 0, false},
-               {"age", "integer", false, 0, false}};
+  t.columns = {{"tenant", "text", true, 1, false, ""},
+               {"id", "bigint", true, 2, false, ""},
+               {"name", "text", false, 0, false, ""},
+               {"age", "integer", false, 0, false, ""}};
   config::KeyspaceConfig c;
   c.name = "members";
   c.key = "member:{tenant}:{id}";
@@ -51,35 +51,22 @@ cache::PendingRow row(std::string tenant, std::string id, Change c) {
 }
 
 const std::string kDelete =
-    "DELETE FROM \"public\".\"members\" t USING unnest($1::text[], $2::text[]) AS u(c1, c2) "
-    "WHERE t.\"tenant\" = u.c1::text AND t.\"id\" = u.c2::bigint";
-// Existing rows are updated first and only the rest inserted: PostgreSQL checks
-// NOT NULL on an INSERT's row before ON CONFLICT could make it an update.
+    "DELETE FROM \"public\".\"members\" t USING unnest($1::text[], $2::bigint[]) WITH "
+    "ORDINALITY AS u(k1, k2, ord) WHERE t.\"tenant\" = u.k1 AND t.\"id\" = u.k2 RETURNING u.ord";
+// No NOT NULL column outside the key: a plain INSERT ... ON CONFLICT.
 const std::string kUpsertName =
-    "WITH u AS (SELECT c1::text AS k1, c2::bigint AS k2, c3::text AS v1 FROM unnest($1::text["
-    "], $2::text[], $3::text[]) AS u(c1, c2, c3)), upd AS (UPDATE \"public\".\"members\" t SE"
-    "T \"name\" = u.v1 FROM u WHERE t.\"tenant\" = u.k1 AND t.\"id\" = u.k2 RETURNING t.\"ten"
-    "ant\", t.\"id\") INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"name\") SELEC"
-    "T k1, k2, v1 FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.\"tenant\" = u.k1 AND "
-    "upd.\"id\" = u.k2) ON CONFLICT (\"tenant\", \"id\") DO UPDATE SET \"name\" = EXCLUDED.\""
-    "name\"";
+    "INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"name\") SELECT k1, k2, v1 FROM "
+    "unnest($1::text[], $2::bigint[], $3::text[]) AS u(k1, k2, v1) ON CONFLICT (\"tenant\", "
+    "\"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\"";
 const std::string kUpsertNameAge =
-    "WITH u AS (SELECT c1::text AS k1, c2::bigint AS k2, c3::text AS v1, c4::integer AS v2 FR"
-    "OM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c1, c2, c3, c4)), upd AS "
-    "(UPDATE \"public\".\"members\" t SET \"name\" = u.v1, \"age\" = u.v2 FROM u WHERE t.\"te"
-    "nant\" = u.k1 AND t.\"id\" = u.k2 RETURNING t.\"tenant\", t.\"id\") INSERT INTO \"public"
-    "\".\"members\" (\"tenant\", \"id\", \"name\", \"age\") SELECT k1, k2, v1, v2 FROM u WHER"
-    "E NOT EXISTS (SELECT 1 FROM upd WHERE upd.\"tenant\" = u.k1 AND upd.\"id\" = u.k2) ON CO"
-    "NFLICT (\"tenant\", \"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\", \"age\" = EXCLUD"
-    "ED.\"age\"";
+    "INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"name\", \"age\") SELECT k1, k2, "
+    "v1, v2 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::integer[]) AS u(k1, k2, v1, "
+    "v2) ON CONFLICT (\"tenant\", \"id\") DO UPDATE SET \"name\" = EXCLUDED.\"name\", \"age\" = "
+    "EXCLUDED.\"age\"";
 const std::string kUpsertAge =
-    "WITH u AS (SELECT c1::text AS k1, c2::bigint AS k2, c3::integer AS v1 FROM unnest($1::te"
-    "xt[], $2::text[], $3::text[]) AS u(c1, c2, c3)), upd AS (UPDATE \"public\".\"members\" t"
-    " SET \"age\" = u.v1 FROM u WHERE t.\"tenant\" = u.k1 AND t.\"id\" = u.k2 RETURNING t.\"t"
-    "enant\", t.\"id\") INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"age\") SELE"
-    "CT k1, k2, v1 FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.\"tenant\" = u.k1 AND"
-    " upd.\"id\" = u.k2) ON CONFLICT (\"tenant\", \"id\") DO UPDATE SET \"age\" = EXCLUDED.\""
-    "age\"";
+    "INSERT INTO \"public\".\"members\" (\"tenant\", \"id\", \"age\") SELECT k1, k2, v1 FROM "
+    "unnest($1::text[], $2::bigint[], $3::integer[]) AS u(k1, k2, v1) ON CONFLICT (\"tenant\", "
+    "\"id\") DO UPDATE SET \"age\" = EXCLUDED.\"age\"";
 
 }  // namespace
 
@@ -287,4 +274,48 @@ TEST_CASE("buildApply: values are quoted array elements, never SQL", "[cache][ch
   CHECK(paramsOf(statements[0]) ==
         std::vector<std::string>{R"({"a\"b\\c","x,y","{}"})", R"({"1","2","3"})",
                                  R"({"NULL","'); DROP TABLE members; --",""})"});
+}
+
+TEST_CASE("buildApply: a NOT NULL column the write leaves out means update first",
+          "[cache][change]") {
+  // public.people: id bigint, name varchar(3) NOT NULL (no default), nick char(2).
+  pg::TableInfo t;
+  t.schema = "public";
+  t.name = "people";
+  t.columns = {{"id", "bigint", true, 1, false, "bigint"},
+               {"name", "character varying(3)", true, 0, false, "character varying"},
+               {"nick", "character(2)", false, 0, false, "bpchar"}};
+  config::KeyspaceConfig c;
+  c.name = "people";
+  c.key = "p:{id}";
+  c.table = "public.people";
+  c.shape = config::KeyShape::Hash;
+  const cache::Keyspace ks = cache::buildKeyspace(0, c, t);
+  CHECK(ks.required_columns == std::vector<std::string>{"name"});
+  cache::PendingRow nick;
+  nick.key = "p:1";
+  nick.key_values = {"1"};
+  nick.change = change(false, {{"nick", "ab"}});
+  cache::PendingRow name = nick;
+  name.change = change(false, {{"name", "abcd"}});
+  const std::vector<cache::PendingRow> rows{nick, name};
+
+  // Writing nick alone: an INSERT would fail NOT NULL on name before ON
+  // CONFLICT; values are cast without the length, so the column checks it.
+  const auto left_out = cache::buildApply(ks, rows, {0});
+  REQUIRE(left_out.size() == 1);
+  CHECK(left_out[0].sql ==
+        "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::bpchar[]) AS u(k1, v1)), upd AS "
+        "(UPDATE \"public\".\"people\" t SET \"nick\" = u.v1 FROM u WHERE t.\"id\" = u.k1 "
+        "RETURNING t.\"id\") INSERT INTO \"public\".\"people\" (\"id\", \"nick\") SELECT k1, v1 "
+        "FROM u WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.\"id\" = u.k1) ON CONFLICT "
+        "(\"id\") DO UPDATE SET \"nick\" = EXCLUDED.\"nick\"");
+
+  // Writing name: the plain upsert, name cast to varchar without (3).
+  const auto named = cache::buildApply(ks, rows, {1});
+  REQUIRE(named.size() == 1);
+  CHECK(named[0].sql ==
+        "INSERT INTO \"public\".\"people\" (\"id\", \"name\") SELECT k1, v1 FROM "
+        "unnest($1::bigint[], $2::character varying[]) AS u(k1, v1) ON CONFLICT (\"id\") DO "
+        "UPDATE SET \"name\" = EXCLUDED.\"name\"");
 }

@@ -10,9 +10,9 @@ pg::TableInfo usersTable() {
   pg::TableInfo t;
   t.schema = "public";
   t.name = "users";
-  t.columns = {{"id", "bigint", true, 1, false},
-               {"name", "text", true, 0, false},
-               {"email", "text", false, 0, false}};
+  t.columns = {{"id", "bigint", true, 1, false, ""},
+               {"name", "text", true, 0, false, ""},
+               {"email", "text", false, 0, false, ""}};
   return t;
 }
 
@@ -20,9 +20,9 @@ pg::TableInfo ordersTable() {
   pg::TableInfo t;
   t.schema = "public";
   t.name = "orders";
-  t.columns = {{"total", "numeric(10,2)", false, 0, false},
-               {"tenant", "text", true, 1, false},
-               {"id", "integer", true, 2, false}};
+  t.columns = {{"total", "numeric(10,2)", false, 0, false, ""},
+               {"tenant", "text", true, 1, false, ""},
+               {"id", "integer", true, 2, false, ""}};
   return t;
 }
 
@@ -174,7 +174,7 @@ TEST_CASE("integer keys beyond the column type's range name no row", "[cache]") 
 
 TEST_CASE("configured column names are quoted or folded as in SQL", "[cache]") {
   pg::TableInfo t = usersTable();
-  t.columns.push_back({"Full Name", "text", false, 0, false});
+  t.columns.push_back({"Full Name", "text", false, 0, false, ""});
   auto c = ksConfig("u", "u:{id}", "public.users");
   c.columns = {"\"Full Name\"", "EMAIL"};
   auto ks = cache::buildKeyspace(0, c, t);
@@ -182,4 +182,62 @@ TEST_CASE("configured column names are quoted or folded as in SQL", "[cache]") {
   c.columns = {"\"full name\""};
   CHECK_THROWS_WITH(cache::buildKeyspace(0, c, t),
                     "keyspace 'u' (table public.users): column 'full name' does not exist");
+}
+
+TEST_CASE("a key value has one accepted spelling per row", "[cache]") {
+  auto keyed = [](const std::string& type) {
+    pg::TableInfo t;
+    t.schema = "public";
+    t.name = "k";
+    t.columns = {{"id", type, true, 1, false, ""}, {"v", "text", false, 0, false, ""}};
+    return cache::buildKeyspace(0, ksConfig("k", "k:{id}", "public.k"), t);
+  };
+  SECTION("integers") {
+    auto ks = keyed("bigint");
+    CHECK(ks.plausibleKeyValue(0, "7"));
+    CHECK_FALSE(ks.plausibleKeyValue(0, "007"));
+    CHECK_FALSE(ks.plausibleKeyValue(0, "+7"));
+    CHECK_FALSE(ks.plausibleKeyValue(0, "-0"));
+  }
+  SECTION("boolean: as the invalidation trigger spells it") {
+    auto ks = keyed("boolean");
+    CHECK(ks.plausibleKeyValue(0, "true"));
+    CHECK(ks.plausibleKeyValue(0, "false"));
+    for (const char* v : {"t", "f", "yes", "1", "TRUE", "on"})
+      CHECK_FALSE(ks.plausibleKeyValue(0, v));
+  }
+  SECTION("date: ISO, a real day") {
+    auto ks = keyed("date");
+    CHECK(ks.plausibleKeyValue(0, "2024-01-05"));
+    CHECK(ks.plausibleKeyValue(0, "2024-02-29"));
+    for (const char* v : {"2024-1-5", "2023-02-29", "2024-13-01", "20240105", "2024-01-05 ",
+                          "0000-01-01", "01/05/2024"}) {
+      CHECK_FALSE(ks.plausibleKeyValue(0, v));
+    }
+  }
+  SECTION("numeric: the column's scale, or no trailing zeros") {
+    auto scaled = keyed("numeric(10,2)");
+    CHECK(scaled.plausibleKeyValue(0, "1.50"));
+    CHECK(scaled.plausibleKeyValue(0, "-3.00"));
+    for (const char* v : {"1.5", "1.500", "01.50", "+1.50", "1.5e0", "1"}) {
+      CHECK_FALSE(scaled.plausibleKeyValue(0, v));
+    }
+    auto free = keyed("numeric");
+    CHECK(free.plausibleKeyValue(0, "1.5"));
+    CHECK(free.plausibleKeyValue(0, "12"));
+    CHECK_FALSE(free.plausibleKeyValue(0, "1.50"));
+    CHECK_FALSE(free.plausibleKeyValue(0, "1."));
+  }
+  SECTION("varchar(n) and char(n): no longer than n, char without trailing blanks") {
+    auto v = keyed("character varying(3)");
+    CHECK(v.plausibleKeyValue(0, "abc"));
+    CHECK(v.plausibleKeyValue(0, "\xc3\xa9\xc3\xa9\xc3\xa9"));  // 3 characters, 6 bytes
+    CHECK_FALSE(v.plausibleKeyValue(0, "abcd"));
+    auto c = keyed("character(3)");
+    CHECK(c.plausibleKeyValue(0, "ab"));
+    CHECK_FALSE(c.plausibleKeyValue(0, "ab "));
+    CHECK_FALSE(c.plausibleKeyValue(0, "abcd"));
+  }
+  CHECK(cache::Keyspace::keyTypeChecked("date"));
+  CHECK_FALSE(cache::Keyspace::keyTypeChecked("timestamp without time zone"));
 }

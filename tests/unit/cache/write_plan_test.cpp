@@ -26,10 +26,10 @@ const cache::KeyspaceRegistry& registry() {
     pg::TableInfo users;
     users.schema = "public";
     users.name = "users";
-    users.columns = {{"id", "bigint", true, 1, false},
-                     {"name", "text", false, 0, false},
-                     {"email", "text", false, 0, false},
-                     {"age", "integer", true, 0, false}};
+    users.columns = {{"id", "bigint", true, 1, false, ""},
+                     {"name", "text", false, 0, false, ""},
+                     {"email", "text", false, 0, false, ""},
+                     {"age", "integer", true, 0, false, ""}};
     config::KeyspaceConfig u;
     u.name = "users";
     u.key = "user:{id}";
@@ -39,7 +39,7 @@ const cache::KeyspaceRegistry& registry() {
     pg::TableInfo notes;
     notes.schema = "public";
     notes.name = "notes";
-    notes.columns = {{"id", "bigint", true, 1, false}, {"body", "text", false, 0, false}};
+    notes.columns = {{"id", "bigint", true, 1, false, ""}, {"body", "text", false, 0, false, ""}};
     config::KeyspaceConfig n;
     n.name = "notes";
     n.key = "note:{id}";

@@ -1,0 +1,29 @@
+#pragma once
+// The Lua scripts the Flusher runs in Redis (each atomic there):
+//
+//   claim   the Redis instance id (__larder:id), set once
+//   read    the next batch, after the lock is held: XRANGE from the cursor
+//           (exclusive), the queue's length, oldest and newest entry, its
+//           last generated id (below what PostgreSQL applied: Redis went
+//           back in time), Redis' time and the instance id
+//   ack     after COMMIT: linger each marker whose last write is flushed,
+//           drop the markers and cached values of replayed keys, and XTRIM
+//           the queue by id (everything below the batch's end is done)
+//   dead    move refused rows to the dead-letter stream
+//   resync  Redis is behind PostgreSQL: make sure new entries get ids above
+//           what PostgreSQL has applied
+#include <string>
+#include <string_view>
+
+#include "larder/redis/script.hpp"
+
+namespace larder::cache {
+
+const redis::Script& claimIdScript();
+const redis::Script& readBatchScript();
+const redis::Script& ackScript();
+const redis::Script& deadLetterScript();
+const redis::Script& resyncScript();
+const redis::Script& dropMarkerScript();
+
+}  // namespace larder::cache

@@ -1,0 +1,146 @@
+#include "larder/cache/flush_scripts.hpp"
+
+namespace larder::cache {
+
+namespace {
+
+// KEYS: the instance id key. ARGV: an id to claim if none is set.
+constexpr const char* kClaimLua = R"lua(
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+)lua";
+
+// KEYS: queue, instance id. ARGV: start ('-' or '(<id>': after it), count.
+// Returns {instance id or '', entries, newest id or '', depth, now in ms,
+// the queue's last generated id or '', oldest id or ''}.
+constexpr const char* kReadLua = R"lua(
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local depth, generated, newest, oldest = 0, '', '', ''
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    local f, v = info[i], info[i + 1]
+    if f == 'length' then depth = v
+    elseif f == 'last-generated-id' then generated = v
+    elseif f == 'first-entry' and v then oldest = v[1]
+    elseif f == 'last-entry' and v then newest = v[1] end
+  end
+end
+local t = redis.call('TIME')
+return {redis.call('GET', KEYS[2]) or '', entries, newest, depth,
+        t[1] * 1000 + math.floor(t[2] / 1000), generated, oldest}
+)lua";
+
+// "ms-seq" a < b; '' is before everything.
+constexpr const char* kOlderLua = R"lua(
+local function older(a, b)
+  if not a or a == '' then return b ~= '' end
+  if b == '' then return false end
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+)lua";
+
+// KEYS: queue. ARGV: marker linger ms, trim below this id (the batch's last
+// id + 1), unused, n rows, then per row: key,
+// its last entry id; m replayed keys, then per key: key, its last entry id.
+// A replayed key's marker and cached value may come from before the newer
+// value PostgreSQL has (Redis went back): both go, unless a newer write came.
+constexpr const char* kAckBody = R"lua(
+local linger, minid = ARGV[1], ARGV[2]
+local i, n = 5, tonumber(ARGV[4])
+for _ = 1, n do
+  local key, id = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local marker = '__larder:pending:' .. key
+  -- Lingers: a load that read the row before the COMMIT still lays it over.
+  -- (A load lease saying "absent" dies before the marker: Loader::absentLeaseMs.)
+  if redis.call('HGET', marker, '_id') == id then redis.call('PEXPIRE', marker, linger) end
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  local key, id = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local marker = '__larder:pending:' .. key
+  if redis.call('HGET', marker, '_id') == id then redis.call('UNLINK', marker, key) end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', minid)
+)lua";
+
+// KEYS: dead-letter stream, marker, key, dead-keys hash. ARGV: last entry id
+// of the key in the batch, bound on dead letters, key, sqlstate, message,
+// change fields... The cached value PostgreSQL refused is dropped (unless
+// newer writes came), so the next read shows the row PostgreSQL has; the key
+// goes into the dead-keys hash, which a later write takes it out of again
+// (a retry must not put this change over that write). -1: the bound is reached.
+constexpr const char* kDeadLua = R"lua(
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+local id = redis.call('XADD', KEYS[1], '*', 'k', ARGV[3], 'sqlstate', ARGV[4], 'error', ARGV[5],
+                      unpack(ARGV, 6))
+redis.call('HSET', KEYS[4], ARGV[3], id)
+if redis.call('HGET', KEYS[2], '_id') == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[3])
+end
+return 1
+)lua";
+
+// KEYS: queue. ARGV: PostgreSQL's applied position "ms-seq", the id just
+// after it. New entries must get ids above what was applied, or
+// the flusher would take them for replays: when the queue's last generated id
+// is not above it (Redis went back), an entry with the next id is added and
+// deleted at once, which moves the queue's id generator past it.
+constexpr const char* kResyncBody = R"lua(
+local generated = ''
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then generated = info[i + 1] end
+  end
+end
+local moved = 0
+if older(generated, ARGV[2]) then
+  redis.call('XDEL', KEYS[1], redis.call('XADD', KEYS[1], ARGV[2], 'k', ''))
+  moved = 1
+end
+return moved
+)lua";
+
+// KEYS: marker. ARGV: the entry id it must still name.
+constexpr const char* kDropMarkerLua = R"lua(
+if redis.call('HGET', KEYS[1], '_id') == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
+return 0
+)lua";
+
+}  // namespace
+
+const redis::Script& dropMarkerScript() {
+  static const redis::Script s = redis::makeScript(kDropMarkerLua);
+  return s;
+}
+
+const redis::Script& claimIdScript() {
+  static const redis::Script s = redis::makeScript(kClaimLua);
+  return s;
+}
+const redis::Script& readBatchScript() {
+  static const redis::Script s = redis::makeScript(kReadLua);
+  return s;
+}
+const redis::Script& ackScript() {
+  static const redis::Script s = redis::makeScript(kAckBody);
+  return s;
+}
+const redis::Script& deadLetterScript() {
+  static const redis::Script s = redis::makeScript(kDeadLua);
+  return s;
+}
+const redis::Script& resyncScript() {
+  static const redis::Script s = redis::makeScript(std::string(kOlderLua) + kResyncBody);
+  return s;
+}
+
+}  // namespace larder::cache

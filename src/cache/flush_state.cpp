@@ -1,0 +1,109 @@
+#include "larder/cache/flush_state.hpp"
+
+#include <charconv>
+
+#include "larder/pg/catalog.hpp"
+
+namespace larder::cache {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::uint64_t number(std::string_view text) {
+  std::uint64_t out = 0;
+  std::from_chars(text.data(), text.data() + text.size(), out);
+  return out;
+}
+
+}  // namespace
+
+FlushState::FlushState(const std::string& table, std::string queue, std::size_t partitions)
+    : queue_(std::move(queue)), partitions_(std::max<std::size_t>(1, partitions)) {
+  std::string schema, name, error;
+  if (!pg::splitTableName(table, schema, name, error)) {  // checked when the config loaded
+    schema = "larder";
+    name = "flush_state";
+  }
+  schema_ = pg::quoteIdentifier(schema);
+  table_ = schema_ + "." + pg::quoteIdentifier(name);
+  regclass_ = table_;
+}
+
+asio::awaitable<pg::PgError> FlushState::load(pg::Connection& connection, AppliedMarks& marks) {
+  // Created only when missing, so that an operator can create it beforehand
+  // for a role that may not create schemas.
+  const pg::Params regclass{regclass_};
+  auto exists = co_await connection.query("SELECT to_regclass($1) IS NOT NULL", regclass);
+  if (!exists.ok()) co_return exists.error;
+  if (exists.result.rows() != 1 || exists.result.value(0, 0) != "t") {
+    // IF NOT EXISTS still races (a unique violation in the catalog) when
+    // several flushers create it at once: a transaction lock serialises them.
+    const std::string ddl =
+        "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('larder:state ddl', 0)); "
+        "CREATE SCHEMA IF NOT EXISTS " +
+        schema_ + "; CREATE TABLE IF NOT EXISTS " + table_ +
+        " (queue text NOT NULL, partitions int NOT NULL, part int NOT NULL, "
+        "ms bigint NOT NULL DEFAULT 0, seq bigint NOT NULL DEFAULT 0, "
+        "PRIMARY KEY (queue, partitions, part)); COMMIT";
+    auto created = co_await connection.script(ddl);
+    if (!created.ok()) co_return created.error;
+  }
+  const pg::Params rows{queue_, std::to_string(partitions_)};
+  auto ensured = co_await connection.query(
+      "INSERT INTO " + table_ +
+          " (queue, partitions, part) SELECT $1, $2::int, g FROM generate_series(0, $2::int - 1) g"
+          " ON CONFLICT DO NOTHING",
+      rows);
+  if (!ensured.ok()) co_return ensured.error;
+  const pg::Params which{queue_};
+  auto read = co_await connection.query(
+      "SELECT partitions, part, ms, seq FROM " + table_ + " WHERE queue = $1", which);
+  if (!read.ok()) co_return read.error;
+  marks = AppliedMarks(partitions_);
+  for (int r = 0; r < read.result.rows(); ++r) {
+    const std::size_t partitions = number(read.result.value(r, 0));
+    const std::size_t part = number(read.result.value(r, 1));
+    const StreamId mark{number(read.result.value(r, 2)), number(read.result.value(r, 3))};
+    if (partitions == 0 || part >= partitions) continue;
+    AppliedMarks::Generation* g = nullptr;
+    if (partitions == partitions_) {
+      g = &marks.current;
+    } else {
+      for (auto& e : marks.earlier) {
+        if (e.partitions == partitions) g = &e;
+      }
+      if (g == nullptr) {
+        g = &marks.earlier.emplace_back();
+        g->partitions = partitions;
+        g->marks.assign(partitions, StreamId{});
+      }
+    }
+    g->marks[part] = mark;
+  }
+  co_return pg::PgError{};
+}
+
+asio::awaitable<pg::PgError> FlushState::advance(pg::Connection& connection, std::size_t part,
+                                                 StreamId from, StreamId to) const {
+  const pg::Params params{queue_,
+                          std::to_string(partitions_),
+                          std::to_string(part),
+                          std::to_string(to.ms),
+                          std::to_string(to.seq),
+                          std::to_string(from.ms),
+                          std::to_string(from.seq)};
+  auto outcome = co_await connection.prepared(
+      "larder_flush_mark",
+      "UPDATE " + table_ +
+          " SET ms = $4::bigint, seq = $5::bigint WHERE queue = $1 AND partitions = $2::int AND "
+          "part = $3::int AND ms = $6::bigint AND seq = $7::bigint",
+      params);
+  if (!outcome.ok()) co_return outcome.error;
+  if (outcome.result.affected() != 1) {
+    co_return pg::PgError{kMarkMoved, "another flusher applied this queue meanwhile"};
+  }
+  co_return pg::PgError{};
+}
+
+}  // namespace larder::cache

@@ -1,0 +1,292 @@
+#include "larder/cache/redis_audit.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "larder/cache/write_scripts.hpp"
+#include "larder/common/logging.hpp"
+#include "larder/redis/call.hpp"
+#include "larder/resp/reply_value.hpp"
+#include "larder/resp/request_parser.hpp"
+
+namespace larder::cache {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr auto kPoll = std::chrono::milliseconds(250);
+
+std::string request(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  resp::appendMultibulk(out, parts);
+  return out;
+}
+
+// "role:master\r\n..." -> "master"
+std::string infoField(std::string_view info, std::string_view name) {
+  const std::string needle = std::string(name) + ":";
+  auto at = info.find(needle);
+  if (at == std::string_view::npos) return {};
+  at += needle.size();
+  auto end = info.find_first_of("\r\n", at);
+  return std::string(info.substr(at, end == std::string_view::npos ? end : end - at));
+}
+
+}  // namespace
+
+std::vector<std::string> persistenceRisks(const RedisPersistence& p) {
+  std::vector<std::string> out;
+  if (p.appendonly.empty()) {
+    out.emplace_back(
+        "Redis' persistence settings could not be read (CONFIG GET refused): what a Redis crash "
+        "loses is unknown");
+    return out;
+  }
+  if (p.appendonly != "yes") {
+    out.emplace_back(
+        "appendonly is no: a Redis restart loses every acknowledged write not yet in "
+        "PostgreSQL (RDB snapshots, if any, bring back an older queue)");
+  } else if (p.appendfsync == "no") {
+    out.emplace_back(
+        "appendfsync is no: a crash of the machine may lose the last ~30 s of acknowledged "
+        "writes not yet in PostgreSQL");
+  }
+  if (p.maxmemory_policy.rfind("allkeys-", 0) == 0) {
+    out.emplace_back("maxmemory-policy is " + p.maxmemory_policy +
+                     ": under memory pressure Redis may evict write queues and pending-write "
+                     "markers (use noeviction or a volatile-* policy)");
+  }
+  if (!p.role.empty() && p.role != "master") {
+    out.emplace_back("role is " + p.role + ": Larder's writes go to a replica");
+  }
+  return out;
+}
+
+std::string refusalText(WriteRefusal why, const std::string& keyspace) {
+  switch (why) {
+    case WriteRefusal::NotDurable:
+      return "ERR Larder: Redis' persistence cannot keep queued writes "
+             "(write_behind.require_durable_redis); see the log";
+    case WriteRefusal::Draining:
+      return "ERR Larder: keyspace '" + keyspace +
+             "' is still flushing its old write queue; try again shortly";
+    case WriteRefusal::Stranded:
+      return "ERR Larder: an old write queue holds writes to keys of keyspace '" + keyspace +
+             "' that no keyspace flushes any more; see the log";
+    case WriteRefusal::None:
+      break;
+  }
+  return {};
+}
+
+RedisAudit::RedisAudit(asio::io_context& context, const KeyspaceRegistry& registry,
+                       const config::Config& config,
+                       std::shared_ptr<redis::BackendConnection> redis,
+                       std::function<void(int)> drain)
+    : context_(context),
+      registry_(registry),
+      config_(config),
+      redis_(std::move(redis)),
+      drain_(std::move(drain)),
+      timer_(context),
+      refusals_(new std::atomic<int>[config::kMaxKeyspaces]) {
+  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) refusals_[i].store(0);
+  // Until Redis has been looked at, a required durability is not known.
+  not_durable_.store(config.write_behind.require_durable_redis);
+}
+
+void RedisAudit::start() { asio::co_spawn(context_, run(), logEscaped("Redis audit")); }
+
+void RedisAudit::stop() {
+  stopping_ = true;
+  timer_.cancel();
+}
+
+void RedisAudit::drained(int keyspace) {
+  int expected = static_cast<int>(WriteRefusal::Draining);
+  if (refusals_[keyspace].compare_exchange_strong(expected, 0)) {
+    spdlog::info("keyspace {}: its old write queue is empty; writes are accepted again",
+                 registry_.at(static_cast<std::size_t>(keyspace)).name());
+  }
+}
+
+WriteRefusal RedisAudit::refusal(int keyspace) const {
+  const int stored = refusals_[keyspace].load(std::memory_order_relaxed);
+  if (stored != 0) return static_cast<WriteRefusal>(stored);
+  if (not_durable_.load(std::memory_order_relaxed)) return WriteRefusal::NotDurable;
+  return WriteRefusal::None;
+}
+
+std::string RedisAudit::strandedSummary() const {
+  std::lock_guard lock(stranded_mutex_);
+  return stranded_;
+}
+
+asio::awaitable<void> RedisAudit::run() {
+  while (!stopping_) {
+    // After every (re)connect: it may be another Redis (a failover).
+    const std::uint64_t connects = redis_->connects();
+    if (redis_->ready() && connects != audited_connect_) {
+      if (co_await audit()) audited_connect_ = connects;
+    } else if (redis_->ready() && !strandedSummary().empty() &&
+               std::chrono::steady_clock::now() >= next_queue_check_) {
+      // Until an operator puts the keyspace back or deletes the queue.
+      co_await checkQueues();
+    }
+    timer_.expires_after(kPoll);
+    co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+asio::awaitable<bool> RedisAudit::audit() {
+  bool behind = false;
+  for (std::size_t i = 0; i < registry_.size(); ++i) {
+    behind = behind || registry_.at(i).config.write == config::WriteMode::Behind;
+  }
+  if (behind && !co_await checkPersistence()) co_return false;
+  co_return co_await checkQueues();
+}
+
+asio::awaitable<bool> RedisAudit::checkPersistence() {
+  RedisPersistence p;
+  resp::ReplyValue v;
+  // Requests built before co_await: GCC 12 mishandles braced lists inside it.
+  std::string config_get =
+      request({"CONFIG", "GET", "appendonly", "appendfsync", "maxmemory-policy"});
+  const std::string reply = co_await redis::call(*redis_, std::move(config_get));
+  if (reply.empty()) co_return false;
+  if (resp::decodeReply(reply, v) && v.isArray()) {
+    for (std::size_t i = 0; i + 1 < v.elements.size(); i += 2) {
+      const std::string name = v.elements[i].str();
+      const std::string value = v.elements[i + 1].str();
+      if (name == "appendonly") p.appendonly = value;
+      if (name == "appendfsync") p.appendfsync = value;
+      if (name == "maxmemory-policy") p.maxmemory_policy = value;
+    }
+  }
+  resp::ReplyValue info;
+  std::string info_request = request({"INFO", "replication"});
+  const std::string replication = co_await redis::call(*redis_, std::move(info_request));
+  if (resp::decodeReply(replication, info) && info.type == resp::ReplyValue::Type::Bulk) {
+    p.role = infoField(info.str(), "role");
+  } else if (reply.front() == '-' && replication.front() == '-') {
+    co_return false;  // the connection went away meanwhile
+  }
+  const std::vector<std::string> risks = persistenceRisks(p);
+  std::string all;
+  for (const auto& r : risks) all += r + "\n";
+  const bool required = config_.write_behind.require_durable_redis;
+  not_durable_.store(required && !risks.empty());
+  if (all != logged_risks_) {  // once per distinct finding, not per reconnect
+    for (const auto& r : risks) {
+      if (required) {
+        spdlog::error(
+            "Redis {}: {}; behind writes are refused (write_behind.require_durable_redis)",
+            config_.redis.address.toString(), r);
+      } else {
+        spdlog::warn("Redis {}: {}", config_.redis.address.toString(), r);
+      }
+    }
+    if (risks.empty() && !logged_risks_.empty()) {
+      spdlog::info(
+          "Redis {}: persistence keeps acknowledged writes (appendonly {}, appendfsync {})",
+          config_.redis.address.toString(), p.appendonly, p.appendfsync);
+    }
+    logged_risks_ = all;
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> RedisAudit::checkQueues() {
+  next_queue_check_ = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  // Recomputed from scratch: a queue deleted since refuses nothing any more.
+  std::vector<bool> was_stranded(config::kMaxKeyspaces, false);
+  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
+    was_stranded[i] = refusals_[i].load() == static_cast<int>(WriteRefusal::Stranded);
+  }
+  std::vector<bool> stranded_now(config::kMaxKeyspaces, false);
+  const std::string prefix = queueKey("");
+  std::string cursor = "0";
+  std::string stranded;
+  std::vector<std::string_view> values;
+  do {
+    std::string pattern = prefix + "*";
+    std::string scan = request({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    const std::string reply = co_await redis::call(*redis_, std::move(scan));
+    resp::ReplyValue v;
+    if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) co_return false;
+    cursor = v.elements[0].str();
+    for (const auto& element : v.elements[1].elements) {
+      const std::string queue = element.str();
+      const std::string name = queue.substr(prefix.size());
+      const Keyspace* ks = registry_.byName(name);
+      if (ks && ks->config.write == config::WriteMode::Behind) continue;
+      std::string first_request = request({"XRANGE", queue, "-", "+", "COUNT", "1"});
+      resp::ReplyValue first;
+      if (!resp::decodeReply(co_await redis::call(*redis_, std::move(first_request)), first) ||
+          !first.isArray()) {
+        co_return false;
+      }
+      if (first.elements.empty()) continue;  // empty: nothing stranded
+      std::string len_request = request({"XLEN", queue});
+      resp::ReplyValue len;
+      resp::decodeReply(co_await redis::call(*redis_, std::move(len_request)), len);
+      const long long depth = len.integer;
+      if (ks) {
+        // Switched to through or none: its old writes go first, and its new
+        // ones wait, or the old queue would put older values over them.
+        int none = 0;
+        if (refusals_[ks->id].compare_exchange_strong(none,
+                                                      static_cast<int>(WriteRefusal::Draining))) {
+          spdlog::error(
+              "keyspace {}: its write queue {} still holds {} write(s) from when it was "
+              "`write: behind`; flushing them to PostgreSQL now, refusing the keyspace's writes "
+              "until that is done",
+              name, queue, depth);
+          drain_(ks->id);
+        }
+        continue;
+      }
+      // Removed or renamed: whose keys are these?
+      std::string key;
+      const auto& fields = first.elements[0].elements.size() == 2
+                               ? first.elements[0].elements[1].elements
+                               : first.elements;
+      for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+        if (fields[i].str() == "k") key = fields[i + 1].str();
+      }
+      const Keyspace* owner = registry_.match(key, values);
+      spdlog::error(
+          "write queue {} holds {} write(s) of keyspace '{}', which is not in the config any "
+          "more; they are neither applied nor dropped{}. Put the keyspace back (write: behind) "
+          "until LARDER PENDING shows it empty, or delete the queue: redis-cli DEL {}",
+          queue, depth, name,
+          owner ? ", and writes to keyspace '" + owner->name() +
+                      "' (whose keys they are) are refused meanwhile"
+                : "",
+          queue);
+      if (owner) {
+        refusals_[owner->id].store(static_cast<int>(WriteRefusal::Stranded));
+        stranded_now[owner->id] = true;
+      }
+      stranded += "write queue " + queue + ": " + std::to_string(depth) +
+                  " write(s) of a keyspace not in the config\n";
+    }
+  } while (cursor != "0" && !stopping_);
+  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
+    int expected = static_cast<int>(WriteRefusal::Stranded);
+    if (was_stranded[i] && !stranded_now[i] && refusals_[i].compare_exchange_strong(expected, 0)) {
+      spdlog::info("keyspace {}: no old write queue holds its keys any more; writes accepted",
+                   registry_.at(i).name());
+    }
+  }
+  std::lock_guard lock(stranded_mutex_);
+  stranded_ = std::move(stranded);
+  co_return true;
+}
+
+}  // namespace larder::cache

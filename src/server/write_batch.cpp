@@ -1,0 +1,146 @@
+#include "larder/server/write_batch.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "larder/resp/reply_writer.hpp"
+#include "larder/resp/request_parser.hpp"
+
+namespace larder::server {
+
+namespace {
+
+bool isStatusOrError(std::string_view frame) {
+  return frame.empty() || frame.front() == '-' || frame == cache::kMissReply ||
+         frame == cache::kFullReply;
+}
+
+// The replies of one sealed call, handed out to the writes that made it.
+class SentBatch : public redis::ReplySink {
+ public:
+  struct Waiter {
+    std::shared_ptr<redis::ReplySink> sink;
+    std::uint64_t tag;
+  };
+  SentBatch(std::vector<Waiter> waiters, int wait_replicas, long long wait_timeout_ms)
+      : waiters_(std::move(waiters)),
+        wait_replicas_(wait_replicas),
+        wait_timeout_ms_(wait_timeout_ms) {}
+
+  // tag 0: the script's reply; tag 1: WAIT's.
+  void deliver(std::uint64_t tag, std::string_view frame) override {
+    if (wait_replicas_ == 0) {
+      split(frame, {});
+      return;
+    }
+    if (tag == 0) {
+      script_reply_.assign(frame);  // held until the replicas have it
+      return;
+    }
+    long long replicas = -1;
+    if (frame.size() > 1 && frame.front() == ':') {
+      replicas = 0;
+      for (std::size_t i = 1; i < frame.size() && frame[i] >= '0' && frame[i] <= '9'; ++i) {
+        replicas = replicas * 10 + (frame[i] - '0');
+      }
+    }
+    if (replicas >= wait_replicas_) {
+      split(script_reply_, {});
+      return;
+    }
+    // In Redis and queued, but a failover now may lose it: the client hears so.
+    const std::string unconfirmed = resp::errorReply(
+        "ERR Larder: the write is queued, but " +
+        (replicas < 0 ? std::string("WAIT failed")
+                      : std::to_string(replicas) + " of " + std::to_string(wait_replicas_) +
+                            " replica(s) confirmed it") +
+        " within " + std::to_string(wait_timeout_ms_) + " ms (write_behind.wait_replicas)");
+    split(script_reply_, unconfirmed);
+  }
+
+ private:
+  // One element of the *N reply per waiter; an error reply (the connection
+  // failed, BUSY, NOSCRIPT) goes to every waiter as it is.
+  void split(std::string_view frame, const std::string& unconfirmed) {
+    const std::vector<std::string_view> elements = cache::splitWriteReplies(frame);
+    if (elements.size() != waiters_.size()) {
+      const std::string broken =
+          resp::errorReply("ERR Larder: the write script's reply did not match its writes");
+      const bool whole = frame.empty() || frame.front() != '*';
+      for (auto& w : waiters_) w.sink->deliver(w.tag, whole ? frame : std::string_view(broken));
+      return;
+    }
+    for (std::size_t i = 0; i < waiters_.size(); ++i) {
+      const std::string_view element = elements[i];
+      if (!unconfirmed.empty() && !isStatusOrError(element)) {
+        waiters_[i].sink->deliver(waiters_[i].tag, unconfirmed);
+      } else {
+        waiters_[i].sink->deliver(waiters_[i].tag, element);
+      }
+    }
+  }
+
+  std::vector<Waiter> waiters_;
+  int wait_replicas_;
+  long long wait_timeout_ms_;
+  std::string script_reply_;
+};
+
+}  // namespace
+
+WriteBatch::WriteBatch(std::weak_ptr<redis::BackendConnection> connection,
+                       boost::asio::any_io_executor executor)
+    : connection_(std::move(connection)), executor_(std::move(executor)) {}
+
+WriteBatch& WriteBatch::of(redis::BackendConnection& connection,
+                           boost::asio::any_io_executor executor) {
+  if (auto* existing = connection.coalescer()) return static_cast<WriteBatch&>(*existing);
+  auto batch = std::make_shared<WriteBatch>(connection.weak_from_this(), std::move(executor));
+  WriteBatch& out = *batch;
+  connection.setCoalescer(std::move(batch));
+  return out;
+}
+
+void WriteBatch::add(const KeyWrite& w, bool absent, const config::Config& config,
+                     std::shared_ptr<redis::ReplySink> sink, std::uint64_t tag) {
+  if (!open_) {
+    const auto& wb = config.write_behind;
+    open_.emplace('b', config.invalidation.publish_channel, wb.max_queue);
+    wait_replicas_ = wb.wait_replicas;
+    wait_timeout_ms_ = wb.wait_timeout.count();
+  }
+  open_->add(w.key, w.ks->name(), w.op, absent, w.ks->hardTtlMs(w.ks->ttl_ms.get()), w.op_args);
+  waiters_.push_back(Waiter{std::move(sink), tag});
+  if (scheduled_) return;
+  // After the handlers already queued: every session that has bytes to
+  // parse in this turn adds its writes first.
+  scheduled_ = true;
+  boost::asio::post(executor_, [self = shared_from_this()] { self->seal(); });
+}
+
+void WriteBatch::seal() {
+  scheduled_ = false;
+  if (!open_ || open_->empty()) return;
+  const std::string request = open_->request(false);
+  std::vector<SentBatch::Waiter> waiters;
+  waiters.reserve(waiters_.size());
+  for (auto& w : waiters_) waiters.push_back(SentBatch::Waiter{std::move(w.sink), w.tag});
+  waiters_.clear();
+  open_.reset();
+  auto sent = std::make_shared<SentBatch>(std::move(waiters), wait_replicas_, wait_timeout_ms_);
+  auto connection = connection_.lock();
+  if (!connection) {
+    const redis::BackendFailure closed{redis::BackendFailure::Kind::Closed, {}};
+    sent->fail(0, closed);
+    if (wait_replicas_ > 0) sent->fail(1, closed);
+    return;
+  }
+  connection->send(request, sent, 0, redis::As::Larder);
+  if (wait_replicas_ > 0) {
+    std::string wait;
+    resp::appendMultibulk(
+        wait, {"WAIT", std::to_string(wait_replicas_), std::to_string(wait_timeout_ms_)});
+    connection->send(wait, sent, 1, redis::As::Larder);
+  }
+}
+
+}  // namespace larder::server
