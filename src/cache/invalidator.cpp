@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "larder/common/errors.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
@@ -496,12 +497,12 @@ asio::awaitable<void> Invalidator::runCommand(std::vector<std::string> args,
                                               std::function<void(std::string)> done) {
   // args: INVALIDATE <ks> [key ...] | INVALIDATE <ks> MATCH <pattern>
   if (args.size() < 2) {
-    done(resp::errorReply("ERR wrong number of arguments for 'larder|invalidate' command"));
+    done(resp::errorReply(errors::arity("larder|invalidate")));
     co_return;
   }
   const Keyspace* ks = registry_.byName(args[1]);
   if (ks == nullptr) {
-    done(resp::errorReply("ERR Larder: no keyspace named '" + args[1] + "'"));
+    done(resp::errorReply(errors::noKeyspace(args[1])));
     co_return;
   }
   std::string out;
@@ -511,7 +512,7 @@ asio::awaitable<void> Invalidator::runCommand(std::vector<std::string> args,
     std::string pattern = args.size() == 4 ? args[3] : std::string();
     const long long count = co_await dropMatching(*ks, std::move(pattern));
     if (count < 0) {
-      done(resp::errorReply("ERR Larder: Redis unavailable; the keyspace was not invalidated"));
+      done(resp::errorReply(errors::kKeyspaceNotInvalidated));
       co_return;
     }
     resp::appendInteger(out, count);
@@ -522,8 +523,7 @@ asio::awaitable<void> Invalidator::runCommand(std::vector<std::string> args,
   std::vector<std::string_view> values;
   for (const auto& key : keys) {
     if (registry_.match(key, values) != ks) {
-      done(resp::errorReply("ERR Larder: key '" + key + "' is not in keyspace '" + ks->name() +
-                            "'"));
+      done(resp::errorReply(errors::keyNotInKeyspace(key, ks->name())));
       co_return;
     }
   }
@@ -531,7 +531,7 @@ asio::awaitable<void> Invalidator::runCommand(std::vector<std::string> args,
   const long long count = static_cast<long long>(keys.size());
   const bool dropped = co_await drop(std::move(keys));
   if (!dropped) {
-    done(resp::errorReply("ERR Larder: Redis unavailable; the keys were not invalidated"));
+    done(resp::errorReply(errors::kKeysNotInvalidated));
     co_return;
   }
   resp::appendInteger(out, count);

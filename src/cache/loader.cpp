@@ -11,6 +11,7 @@
 
 #include "larder/cache/stampede.hpp"
 #include "larder/cache/write_scripts.hpp"
+#include "larder/common/errors.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
 
@@ -351,8 +352,7 @@ asio::awaitable<void> Loader::loadBatch(std::vector<FlightPtr> batch) {
         pg::PgError single;
         std::vector<FlightPtr> alone(1, flight);
         co_await query(*lease, alone, single);
-        if (single)
-          answer(flight, errorResult("ERR Larder: PostgreSQL refused the key: " + single.message));
+        if (single) answer(flight, errorResult(errors::postgresRefusedKey(single.message)));
       }
       error = {};
     }
@@ -362,9 +362,8 @@ asio::awaitable<void> Loader::loadBatch(std::vector<FlightPtr> batch) {
                  error.message);
     // 22xxx: PostgreSQL is up but refuses this key's text for the column type.
     const bool refused = error.sqlstate.rfind("22", 0) == 0;
-    const LoadResult failed = errorResult((refused ? "ERR Larder: PostgreSQL refused the key: "
-                                                   : "ERR Larder: PostgreSQL unavailable: ") +
-                                          error.message);
+    const LoadResult failed = errorResult(refused ? errors::postgresRefusedKey(error.message)
+                                                  : errors::postgresUnavailable(error.message));
     for (const auto& flight : batch) {
       if (flight->fill && filler_ && filler_->ready()) {
         // A key with pending writes that replace the whole row needs no
@@ -591,8 +590,7 @@ void Loader::sweepDeadlines() {
     }
     const auto now = Clock::now();
     const auto limit = config_.load_timeout;
-    const std::string message =
-        "ERR Larder: PostgreSQL did not answer within " + std::to_string(limit.count()) + " ms";
+    const std::string message = errors::postgresTimeout(limit.count());
     std::erase_if(flights_, [now](const auto& entry) {
       const auto& filled = entry.second->filled_at;
       return filled && now - *filled >= kLinger;

@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "larder/cache/write_scripts.hpp"
+#include "larder/common/errors.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
@@ -69,14 +70,11 @@ std::vector<std::string> persistenceRisks(const RedisPersistence& p) {
 std::string refusalText(WriteRefusal why, const std::string& keyspace) {
   switch (why) {
     case WriteRefusal::NotDurable:
-      return "ERR Larder: Redis' persistence cannot keep queued writes "
-             "(write_behind.require_durable_redis); see the log";
+      return std::string(errors::kNotDurable);
     case WriteRefusal::Draining:
-      return "ERR Larder: keyspace '" + keyspace +
-             "' is still flushing its old write queue; try again shortly";
+      return errors::keyspaceDraining(keyspace);
     case WriteRefusal::Stranded:
-      return "ERR Larder: an old write queue holds writes to keys of keyspace '" + keyspace +
-             "' that no keyspace flushes any more; see the log";
+      return errors::keyspaceStranded(keyspace);
     case WriteRefusal::None:
       break;
   }

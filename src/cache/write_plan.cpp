@@ -5,14 +5,15 @@
 #include <chrono>
 #include <limits>
 
+#include "larder/common/errors.hpp"
+
 namespace larder::cache {
 
 namespace {
 
-constexpr std::string_view kWrongType =
-    "WRONGTYPE Operation against a key holding the wrong kind of value";
-constexpr std::string_view kSyntax = "ERR syntax error";
-constexpr std::string_view kNotInteger = "ERR value is not an integer or out of range";
+using errors::kNotInteger;
+using errors::kSyntax;
+using errors::kWrongType;
 
 std::string upper(std::string_view s) {
   std::string out(s);
@@ -116,17 +117,12 @@ class Planner {
     for (std::size_t i : keys) {
       if ((ks = match(args_[i]))) break;
     }
-    p.error = "ERR Larder: " + upper(name) + " is not supported on keys of keyspace '" +
-              (ks ? ks->name() : std::string("?")) + "'";
+    p.error = errors::notOnKeyspace(name, ks ? ks->name() : std::string("?"));
     return p;
   }
 
  private:
-  std::string arity() const {
-    std::string name(args_[0]);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return "ERR wrong number of arguments for '" + name + "' command";
-  }
+  std::string arity() const { return errors::arity(args_[0]); }
 
   const cache::Keyspace* match(std::string_view key) { return registry_.match(key, values_); }
 
@@ -138,8 +134,8 @@ class Planner {
     w.key_values.assign(values_.begin(), values_.end());
     for (std::size_t i = 0; i < w.key_values.size(); ++i) {
       if (!ks.plausibleKeyValue(i, w.key_values[i])) {
-        error = "ERR Larder: '" + w.key_values[i] + "' is not a valid " + ks.key_columns[i] + " (" +
-                ks.key_types[i] + ") for keyspace '" + ks.name() + "'";
+        error =
+            errors::invalidKeyValue(w.key_values[i], ks.key_columns[i], ks.key_types[i], ks.name());
         return false;
       }
     }
@@ -152,13 +148,11 @@ class Planner {
 
   std::string checkValue(const cache::Keyspace& ks, int column, std::string_view value) const {
     if (value.find('\0') != std::string_view::npos) {
-      return "ERR Larder: PostgreSQL text cannot hold a NUL byte (column '" +
-             ks.value_columns[column] + "' of keyspace '" + ks.name() + "')";
+      return errors::nulInText(ks.value_columns[column], ks.name());
     }
     const std::string& type = ks.value_types[column];
     if (integerColumn(type) && !plausibleInteger(value, type)) {
-      return "ERR Larder: value for column '" + ks.value_columns[column] + "' of keyspace '" +
-             ks.name() + "' is not a valid " + type;
+      return errors::invalidColumnValue(ks.value_columns[column], ks.name(), type);
     }
     return {};
   }
@@ -328,8 +322,7 @@ class Planner {
         const int column = w.ks->field(args_[i]);
         if (column < 0) return unknownColumn(*w.ks, args_[i]);
         if (w.ks->value_not_null[column]) {
-          return "ERR Larder: column '" + std::string(args_[i]) + "' of keyspace '" + w.ks->name() +
-                 "' is NOT NULL; HDEL cannot clear it";
+          return errors::notNullColumn(args_[i], w.ks->name());
         }
         w.op_args.emplace_back(args_[i]);
         w.change.columns[std::string(args_[i])] = std::nullopt;
@@ -339,8 +332,7 @@ class Planner {
   }
 
   static std::string unknownColumn(const cache::Keyspace& ks, std::string_view field) {
-    return "ERR Larder: '" + std::string(field) + "' is not a column of keyspace '" + ks.name() +
-           "'";
+    return errors::notAColumn(field, ks.name());
   }
 
   const std::vector<std::string_view>& args_;

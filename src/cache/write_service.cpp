@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 
 #include "larder/cache/write_scripts.hpp"
+#include "larder/common/errors.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
@@ -136,7 +137,7 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
       if (args.size() == 2) {
         const Keyspace* ks = registry_.byName(args[1]);
         if (!ks) {
-          done(resp::errorReply("ERR Larder: no keyspace named '" + args[1] + "'"));
+          done(resp::errorReply(errors::noKeyspace(args[1])));
           return;
         }
         if (!flushers_.get(static_cast<std::size_t>(ks->id))) {
@@ -148,12 +149,11 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
       const auto limit = config_.write_behind.drain_timeout.count() > 0
                              ? config_.write_behind.drain_timeout
                              : std::chrono::milliseconds(10000);
-      flushKeyspaces(
-          std::move(which), Clock::now() + limit, [done = std::move(done), limit](bool ok) {
-            done(ok ? std::string("+OK\r\n")
-                    : resp::errorReply("ERR Larder: the write queue did not drain within " +
-                                       std::to_string(limit.count()) + " ms"));
-          });
+      flushKeyspaces(std::move(which), Clock::now() + limit,
+                     [done = std::move(done), limit](bool ok) {
+                       done(ok ? std::string("+OK\r\n")
+                               : resp::errorReply(errors::queueNotDrained(limit.count())));
+                     });
       return;
     }
     if (sub == "PENDING" && args.size() == 1) {
@@ -165,9 +165,7 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
                      logEscaped("LARDER DEADLETTERS"));
       return;
     }
-    done(
-        resp::errorReply("ERR Larder: usage: LARDER FLUSH [keyspace] | PENDING | "
-                         "DEADLETTERS <keyspace> LIST [count] | RETRY <id|ALL> | DROP <id|ALL>"));
+    done(resp::errorReply(errors::kFlushUsage));
   });
 }
 
@@ -181,8 +179,9 @@ asio::awaitable<void> WriteService::pending(ReplyFn done) {
         co_await redis::callScript(*redis_, pendingScript(), std::move(keys), {});
     resp::ReplyValue v;
     if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 4) {
-      done(reply.size() > 0 && reply.front() == '-' ? reply
-                                                    : resp::errorReply("ERR Larder: " + reply));
+      done(reply.size() > 0 && reply.front() == '-'
+               ? reply
+               : resp::errorReply(errors::operatorReply(reply)));
       co_return;
     }
     long long age = 0;
@@ -205,7 +204,7 @@ asio::awaitable<void> WriteService::pending(ReplyFn done) {
 asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, ReplyFn done) {
   const Keyspace* ks = registry_.byName(args[1]);
   if (!ks) {
-    done(resp::errorReply("ERR Larder: no keyspace named '" + args[1] + "'"));
+    done(resp::errorReply(errors::noKeyspace(args[1])));
     co_return;
   }
   const std::string dead = deadLetterKey(ks->name());
@@ -243,7 +242,7 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
       resp::ReplyValue last;
       if (!resp::decodeReply(co_await redis::call(*redis_, std::move(request)), last) ||
           !last.isArray()) {
-        done(resp::errorReply("ERR Larder: Redis unavailable; nothing was retried"));
+        done(resp::errorReply(errors::kNothingRetried));
         co_return;
       }
       if (last.elements.empty()) {
@@ -262,8 +261,9 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
           co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(page));
       resp::ReplyValue v;
       if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 3) {
-        done(reply.size() > 0 && reply.front() == '-' ? reply
-                                                      : resp::errorReply("ERR Larder: " + reply));
+        done(reply.size() > 0 && reply.front() == '-'
+                 ? reply
+                 : resp::errorReply(errors::operatorReply(reply)));
         co_return;
       }
       requeued += v.elements[0].integer;
@@ -298,9 +298,7 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
     done(co_await redis::call(*redis_, std::move(request)));
     co_return;
   }
-  done(resp::errorReply(
-      "ERR Larder: usage: LARDER DEADLETTERS <keyspace> LIST [count] | RETRY <id|ALL> | "
-      "DROP <id|ALL>"));
+  done(resp::errorReply(errors::kDeadLettersUsage));
 }
 
 void WriteService::flushAllThenWipe(bool all_dbs, ReplyFn done) {
@@ -311,9 +309,7 @@ void WriteService::flushAllThenWipe(bool all_dbs, ReplyFn done) {
     flushKeyspaces(
         {}, Clock::now() + limit, [this, all_dbs, done = std::move(done)](bool ok) mutable {
           if (!ok) {
-            done(
-                resp::errorReply("ERR Larder: pending writes did not reach PostgreSQL in time; "
-                                 "nothing was flushed"));
+            done(resp::errorReply(errors::kPendingNotFlushed));
             return;
           }
           asio::co_spawn(context_, wipe(all_dbs, std::move(done)), logEscaped("FLUSHALL"));
@@ -342,7 +338,7 @@ asio::awaitable<void> WriteService::wipe(bool all_dbs, ReplyFn done) {
                                       "0", index});
       const std::string r = co_await redis::call(*redis_, std::move(request));
       if (r.empty() || r.front() == '-') {
-        done(r.empty() ? resp::errorReply("ERR Larder: Redis did not answer") : r);
+        done(r.empty() ? resp::errorReply(errors::kRedisNoAnswer) : r);
         co_return;
       }
     }
@@ -354,8 +350,9 @@ asio::awaitable<void> WriteService::wipe(bool all_dbs, ReplyFn done) {
         co_await redis::callScript(*redis_, wipeCacheScript(), {}, std::move(args));
     resp::ReplyValue v;
     if (!resp::decodeReply(reply, v) || v.type != resp::ReplyValue::Type::Bulk) {
-      done(reply.size() > 0 && reply.front() == '-' ? reply
-                                                    : resp::errorReply("ERR Larder: " + reply));
+      done(reply.size() > 0 && reply.front() == '-'
+               ? reply
+               : resp::errorReply(errors::operatorReply(reply)));
       co_return;
     }
     cursor = v.str();

@@ -7,6 +7,7 @@
 
 #include "larder/cache/flush_plan.hpp"
 #include "larder/cache/write_scripts.hpp"
+#include "larder/common/errors.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_writer.hpp"
@@ -24,8 +25,7 @@ bool splittable(const pg::PgError& e) {
 }
 
 std::string refusedReply(const pg::PgError& e) {
-  return resp::errorReply("ERR Larder: PostgreSQL refused the write: " + e.message + " (SQLSTATE " +
-                          e.sqlstate + ")");
+  return resp::errorReply(errors::postgresRefused(e.message, e.sqlstate));
 }
 
 std::string statementName(const std::string& sql) {
@@ -210,10 +210,9 @@ asio::awaitable<void> WriteThrough::run(int keyspace) {
     if (!error) error = co_await commit(*lease, ks, rows, out);
     lease = pg::Lease();
     if (error) {
-      const std::string reply =
-          transientFlushError(error)
-              ? resp::errorReply("ERR Larder: PostgreSQL unavailable: " + error.message)
-              : refusedReply(error);
+      const std::string reply = transientFlushError(error)
+                                    ? resp::errorReply(errors::postgresUnavailable(error.message))
+                                    : refusedReply(error);
       for (auto& r : replies) r = reply;
       (transientFlushError(error) ? stats.failed : stats.refused).add(batch.size());
     } else {

@@ -112,4 +112,116 @@ std::string scriptsDenied(std::string_view user) {
          "checked against its rules";
 }
 
+std::string noKeyspace(std::string_view name) {
+  return "ERR Larder: no keyspace named '" + std::string(name) + "'";
+}
+
+std::string keyNotInKeyspace(std::string_view key, std::string_view keyspace) {
+  return "ERR Larder: key '" + std::string(key) + "' is not in keyspace '" + std::string(keyspace) +
+         "'";
+}
+
+std::string operatorReply(std::string_view reply) { return "ERR Larder: " + std::string(reply); }
+
+std::string queueNotDrained(long long ms) {
+  return "ERR Larder: the write queue did not drain within " + std::to_string(ms) + " ms";
+}
+
+std::string postgresRefused(std::string_view message, std::string_view sqlstate) {
+  return "ERR Larder: PostgreSQL refused the write: " + std::string(message) + " (SQLSTATE " +
+         std::string(sqlstate) + ")";
+}
+
+std::string postgresUnavailable(std::string_view message) {
+  return "ERR Larder: PostgreSQL unavailable: " + std::string(message);
+}
+
+std::string keyspaceDraining(std::string_view keyspace) {
+  return "ERR Larder: keyspace '" + std::string(keyspace) +
+         "' is still flushing its old write queue; try again shortly";
+}
+
+std::string keyspaceStranded(std::string_view keyspace) {
+  return "ERR Larder: an old write queue holds writes to keys of keyspace '" +
+         std::string(keyspace) + "' that no keyspace flushes any more; see the log";
+}
+
+std::string rowKeptChanging(std::string_view key) {
+  return "ERR Larder: the row of '" + std::string(key) + "' kept changing while writing; try again";
+}
+
+std::string queueFull(std::string_view keyspace, long long max_queue) {
+  return "ERR Larder: write queue of keyspace '" + std::string(keyspace) + "' is full (max_queue " +
+         std::to_string(max_queue) + "); try again later";
+}
+
+std::string writeUnconfirmed(long long replicas, long long wanted, long long timeout_ms) {
+  const std::string confirmed =
+      replicas < 0
+          ? std::string("WAIT failed")
+          : std::to_string(replicas) + " of " + std::to_string(wanted) + " replica(s) confirmed it";
+  return "ERR Larder: the write is queued, but " + confirmed + " within " +
+         std::to_string(timeout_ms) + " ms (write_behind.wait_replicas)";
+}
+
+std::string postgresRefusedKey(std::string_view message) {
+  return "ERR Larder: PostgreSQL refused the key: " + std::string(message);
+}
+
+std::string postgresTimeout(long long ms) {
+  return "ERR Larder: PostgreSQL did not answer within " + std::to_string(ms) + " ms";
+}
+
+std::string invalidKeyValue(std::string_view value, std::string_view column, std::string_view type,
+                            std::string_view keyspace) {
+  return "ERR Larder: '" + std::string(value) + "' is not a valid " + std::string(column) + " (" +
+         std::string(type) + ") for keyspace '" + std::string(keyspace) + "'";
+}
+
+std::string nulInText(std::string_view column, std::string_view keyspace) {
+  return "ERR Larder: PostgreSQL text cannot hold a NUL byte (column '" + std::string(column) +
+         "' of keyspace '" + std::string(keyspace) + "')";
+}
+
+std::string invalidColumnValue(std::string_view column, std::string_view keyspace,
+                               std::string_view type) {
+  return "ERR Larder: value for column '" + std::string(column) + "' of keyspace '" +
+         std::string(keyspace) + "' is not a valid " + std::string(type);
+}
+
+std::string notNullColumn(std::string_view column, std::string_view keyspace) {
+  return "ERR Larder: column '" + std::string(column) + "' of keyspace '" + std::string(keyspace) +
+         "' is NOT NULL; HDEL cannot clear it";
+}
+
+std::string notAColumn(std::string_view field, std::string_view keyspace) {
+  return "ERR Larder: '" + std::string(field) + "' is not a column of keyspace '" +
+         std::string(keyspace) + "'";
+}
+
+std::string readOnlyKeyspace(std::string_view keyspace) {
+  return "READONLY Larder: keyspace '" + std::string(keyspace) + "' is read-only (write: none)";
+}
+
+std::string notWriteThrough(std::string_view command, std::string_view keyspace) {
+  return "ERR Larder: " + upper(command) +
+         " with NX, XX, GET or KEEPTTL is not supported on keyspace '" + std::string(keyspace) +
+         "' (write: through)";
+}
+
+std::string unknownLogLevel(std::string_view level) {
+  return "ERR Larder: unknown log level '" + std::string(level) +
+         "' (trace, debug, info, warn, error, critical, off)";
+}
+
+std::string aclWithLarderUsers(std::string_view subcommand) {
+  return "ERR Larder: ACL " + upper(subcommand) +
+         " is not supported through the proxy when users are configured; Larder's users live in "
+         "its config file (users:)";
+}
+
+std::string reloadRejected(std::string_view why) {
+  return "ERR Larder: reload rejected, the running config is kept: " + std::string(why);
+}
+
 }  // namespace larder::errors

@@ -120,11 +120,7 @@ Pipeline::Flow Pipeline::acl(const resp::Request& req) {
     reply(out);
     return Flow::Continue;
   }
-  std::string sub(args[1]);
-  for (auto& c : sub) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  replyError("ERR Larder: ACL " + sub +
-             " is not supported through the proxy when users are configured; Larder's users "
-             "live in its config file (users:)");
+  replyError(errors::aclWithLarderUsers(args[1]));
   return Flow::Continue;
 }
 

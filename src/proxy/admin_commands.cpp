@@ -122,8 +122,7 @@ Pipeline::Flow Pipeline::larder(const resp::Request& req) {
     try {
       setLogLevel(std::string(args[2]));
     } catch (const std::invalid_argument&) {
-      replyError("ERR Larder: unknown log level '" + oneLine(std::string(args[2])) +
-                 "' (trace, debug, info, warn, error, critical, off)");
+      replyError(errors::unknownLogLevel(oneLine(std::string(args[2]))));
       return Flow::Continue;
     }
     spdlog::info("log level set to {} by client {}", std::string(args[2]), id_);

@@ -71,10 +71,10 @@ bool parseDb(std::string_view s, long long& db) {
 // Redis settings whose change decides what an acknowledged write survives,
 // whether cached values and write queues stay in memory at all, or whether
 // Larder can still log in.
-constexpr std::string_view kGuardedSettings[] = {
-    "appendonly",    "appendfsync", "save",        "dir",         "dbfilename",
-    "appendfilename", "appenddirname", "maxmemory", "maxmemory-policy", "requirepass",
-    "aclfile"};
+constexpr std::string_view kGuardedSettings[] = {"appendonly",    "appendfsync", "save",
+                                                 "dir",           "dbfilename",  "appendfilename",
+                                                 "appenddirname", "maxmemory",   "maxmemory-policy",
+                                                 "requirepass",   "aclfile"};
 
 // The value of a write mode refusing a planned write; "" when it may go ahead.
 std::string modeRefusal(const cache::WritePlan& plan, std::string_view command) {
@@ -82,14 +82,10 @@ std::string modeRefusal(const cache::WritePlan& plan, std::string_view command) 
     if (w.cache_only) continue;  // EXPIRE and friends touch the cache only
     switch (w.ks->config.write) {
       case config::WriteMode::None:
-        return "READONLY Larder: keyspace '" + w.ks->name() + "' is read-only (write: none)";
+        return errors::readOnlyKeyspace(w.ks->name());
       case config::WriteMode::Through:
         if (w.op == "getdel" || (w.op == "set" && w.needs_row)) {
-          std::string name(command);
-          for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-          return "ERR Larder: " + name +
-                 " with NX, XX, GET or KEEPTTL is not supported on keyspace '" + w.ks->name() +
-                 "' (write: through)";
+          return errors::notWriteThrough(command, w.ks->name());
         }
         break;
       case config::WriteMode::Behind:

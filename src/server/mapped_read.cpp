@@ -5,6 +5,7 @@
 #include <random>
 
 #include "larder/cache/stampede.hpp"
+#include "larder/common/errors.hpp"
 #include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
@@ -152,7 +153,7 @@ bool MappedRead::afterNear() {
   if (!v) {
     const bool missing = value == "$-1\r\n" || value == "*0\r\n";
     if (!missing && !value.empty() && value.front() != '-') {
-      answer(resp::errorReply("ERR Larder: unexpected reply from Redis"));
+      answer(resp::errorReply(errors::kUnexpectedRedisReply));
       return true;
     }
     if (missing && (kind_ == ReadKind::Exists || needsExistsProbe(kind_))) value = ":0\r\n";

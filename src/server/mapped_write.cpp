@@ -4,6 +4,7 @@
 
 #include "larder/cache/write_scripts.hpp"
 #include "larder/cache/write_service.hpp"
+#include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 #include "larder/server/worker.hpp"
@@ -109,7 +110,7 @@ void MappedWrite::send(std::size_t i) {
   if (through(w)) {
     cache::WriteService* service = worker_.server().writes();
     if (service == nullptr) {
-      complete(i, resp::errorReply("ERR Larder: PostgreSQL side not running"));
+      complete(i, resp::errorReply(errors::kNoPostgres));
       return;
     }
     cache::ThroughWrite tw{w.ks, w.key, w.key_values, w.change, w.op, w.op_args};
@@ -166,8 +167,7 @@ void MappedWrite::load(std::size_t i) {
   const KeyWrite& w = plan_.writes[i];
   cache::Loader* loader = worker_.server().loader();
   if (loader == nullptr || ++loads_[i] > kMaxLoads) {
-    complete(i, resp::errorReply("ERR Larder: the row of '" + w.key +
-                                 "' kept changing while writing; try again"));
+    complete(i, resp::errorReply(errors::rowKeptChanging(w.key)));
     return;
   }
   auto self = shared_from_this();
@@ -202,9 +202,7 @@ void MappedWrite::retryWhenRoom(std::size_t i) {
   if (full_since_[i] == std::chrono::steady_clock::time_point{}) full_since_[i] = now;
   worker_.stats().keyspace(w.ks->id).queue_full.add();
   if (wb.on_full == config::QueueFullPolicy::Error || now - full_since_[i] >= wb.block_timeout) {
-    complete(i, resp::errorReply("ERR Larder: write queue of keyspace '" + w.ks->name() +
-                                 "' is full (max_queue " + std::to_string(wb.max_queue) +
-                                 "); try again later"));
+    complete(i, resp::errorReply(errors::queueFull(w.ks->name(), wb.max_queue)));
     return;
   }
   if (!timer_) timer_ = std::make_unique<boost::asio::steady_timer>(worker_.context());

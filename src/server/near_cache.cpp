@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "larder/common/errors.hpp"
 #include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/server/mapped_read.hpp"
@@ -113,7 +114,7 @@ std::string NearValue::reply(ReadKind kind, const std::vector<std::string>& args
       }
       return out;
     default:
-      return resp::errorReply("ERR Larder: not a near-cache read");
+      return resp::errorReply(errors::kNotNearCacheRead);
   }
 }
 

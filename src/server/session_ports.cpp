@@ -4,6 +4,7 @@
 // Answers that arrive on another thread are posted back onto the worker's.
 #include <boost/asio/post.hpp>
 
+#include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/server/mapped_read.hpp"
 #include "larder/server/mapped_write.hpp"
@@ -20,7 +21,7 @@ std::string encodeReload(const ReloadResult& r) {
     std::string why = r.error;
     std::replace(why.begin(), why.end(), '\r', ' ');
     std::replace(why.begin(), why.end(), '\n', ' ');
-    return resp::errorReply("ERR Larder: reload rejected, the running config is kept: " + why);
+    return resp::errorReply(errors::reloadRejected(why));
   }
   std::string out;
   resp::appendArrayHeader(out, 1 + r.applied.size() + r.not_applied.size());

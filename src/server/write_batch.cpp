@@ -2,6 +2,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 
@@ -48,12 +49,8 @@ class SentBatch : public redis::ReplySink {
       return;
     }
     // In Redis and queued, but a failover now may lose it: the client hears so.
-    const std::string unconfirmed = resp::errorReply(
-        "ERR Larder: the write is queued, but " +
-        (replicas < 0 ? std::string("WAIT failed")
-                      : std::to_string(replicas) + " of " + std::to_string(wait_replicas_) +
-                            " replica(s) confirmed it") +
-        " within " + std::to_string(wait_timeout_ms_) + " ms (write_behind.wait_replicas)");
+    const std::string unconfirmed =
+        resp::errorReply(errors::writeUnconfirmed(replicas, wait_replicas_, wait_timeout_ms_));
     split(script_reply_, unconfirmed);
   }
 
@@ -63,8 +60,7 @@ class SentBatch : public redis::ReplySink {
   void split(std::string_view frame, const std::string& unconfirmed) {
     const std::vector<std::string_view> elements = cache::splitWriteReplies(frame);
     if (elements.size() != waiters_.size()) {
-      const std::string broken =
-          resp::errorReply("ERR Larder: the write script's reply did not match its writes");
+      const std::string broken = resp::errorReply(errors::kScriptReplyMismatch);
       const bool whole = frame.empty() || frame.front() != '*';
       for (auto& w : waiters_) w.sink->deliver(w.tag, whole ? frame : std::string_view(broken));
       return;

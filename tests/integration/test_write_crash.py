@@ -240,8 +240,12 @@ class CrashTest(LarderTestCase):
                 through = (larder_client.get(f"ctr:{rid}") if kind == "ctr"
                            else larder_client.hget(f"hctr:{rid}", "v"))
                 if (int(through) if through is not None else None) != got:
-                    problems.append(f"{kind}:{rid} reads {through!r} through Larder, "
-                                    f"PostgreSQL has {got}")
+                    key = f"{kind}:{rid}"
+                    marker = direct.hgetall(f"__larder:pending:{key}")
+                    problems.append(f"{key} reads {through!r} through Larder, "
+                                    f"PostgreSQL has {got} (Redis: type {direct.type(key)!r}, "
+                                    f"{direct.hgetall(key) if kind == 'hctr' else cached!r}, "
+                                    f"marker {marker!r})")
             history = audit_history(table, ids)
             for rid, events in history.items():
                 values = [v for op, v in events if op != "DELETE"]

@@ -77,4 +77,78 @@ std::string scriptsWithoutClientUser(std::string_view command);
 // NOPERM Larder: user 'x' may not run scripts: ...
 std::string scriptsDenied(std::string_view user);
 
+// ------------------------------------- Larder's words: keyspaces and writes
+inline constexpr std::string_view kNotNearCacheRead = "ERR Larder: not a near-cache read";
+inline constexpr std::string_view kUnexpectedRedisReply = "ERR Larder: unexpected reply from Redis";
+inline constexpr std::string_view kRedisNoAnswer = "ERR Larder: Redis did not answer";
+inline constexpr std::string_view kNothingRetried =
+    "ERR Larder: Redis unavailable; nothing was retried";
+inline constexpr std::string_view kKeyspaceNotInvalidated =
+    "ERR Larder: Redis unavailable; the keyspace was not invalidated";
+inline constexpr std::string_view kKeysNotInvalidated =
+    "ERR Larder: Redis unavailable; the keys were not invalidated";
+inline constexpr std::string_view kPendingNotFlushed =
+    "ERR Larder: pending writes did not reach PostgreSQL in time; nothing was flushed";
+inline constexpr std::string_view kFlushUsage =
+    "ERR Larder: usage: LARDER FLUSH [keyspace] | PENDING | DEADLETTERS <keyspace> LIST [count] | "
+    "RETRY <id|ALL> | DROP <id|ALL>";
+inline constexpr std::string_view kDeadLettersUsage =
+    "ERR Larder: usage: LARDER DEADLETTERS <keyspace> LIST [count] | RETRY <id|ALL> | DROP "
+    "<id|ALL>";
+inline constexpr std::string_view kNotDurable =
+    "ERR Larder: Redis' persistence cannot keep queued writes "
+    "(write_behind.require_durable_redis); see the log";
+inline constexpr std::string_view kScriptReplyMismatch =
+    "ERR Larder: the write script's reply did not match its writes";
+
+// ERR Larder: no keyspace named 'x'
+std::string noKeyspace(std::string_view name);
+// ERR Larder: key 'k' is not in keyspace 'x'
+std::string keyNotInKeyspace(std::string_view key, std::string_view keyspace);
+// ERR Larder: <what Redis answered instead of what an operator script returns>
+std::string operatorReply(std::string_view reply);
+// ERR Larder: the write queue did not drain within 5000 ms
+std::string queueNotDrained(long long ms);
+// ERR Larder: PostgreSQL refused the write: <message> (SQLSTATE 23505)
+std::string postgresRefused(std::string_view message, std::string_view sqlstate);
+// ERR Larder: PostgreSQL unavailable: <message>
+std::string postgresUnavailable(std::string_view message);
+// ERR Larder: keyspace 'x' is still flushing its old write queue; try again shortly
+std::string keyspaceDraining(std::string_view keyspace);
+// ERR Larder: an old write queue holds writes to keys of keyspace 'x' that ...
+std::string keyspaceStranded(std::string_view keyspace);
+// ERR Larder: the row of 'k' kept changing while writing; try again
+std::string rowKeptChanging(std::string_view key);
+// ERR Larder: write queue of keyspace 'x' is full (max_queue N); try again later
+std::string queueFull(std::string_view keyspace, long long max_queue);
+// ERR Larder: the write is queued, but 0 of 1 replica(s) confirmed it within
+// 100 ms (write_behind.wait_replicas); replicas < 0: "but WAIT failed within"
+std::string writeUnconfirmed(long long replicas, long long wanted, long long timeout_ms);
+// ERR Larder: PostgreSQL refused the key: <message>
+std::string postgresRefusedKey(std::string_view message);
+// ERR Larder: PostgreSQL did not answer within 5000 ms
+std::string postgresTimeout(long long ms);
+// ERR Larder: 'abc' is not a valid id (bigint) for keyspace 'users'
+std::string invalidKeyValue(std::string_view value, std::string_view column, std::string_view type,
+                            std::string_view keyspace);
+// ERR Larder: PostgreSQL text cannot hold a NUL byte (column 'c' of keyspace 'x')
+std::string nulInText(std::string_view column, std::string_view keyspace);
+// ERR Larder: value for column 'c' of keyspace 'x' is not a valid integer
+std::string invalidColumnValue(std::string_view column, std::string_view keyspace,
+                               std::string_view type);
+// ERR Larder: column 'c' of keyspace 'x' is NOT NULL; HDEL cannot clear it
+std::string notNullColumn(std::string_view column, std::string_view keyspace);
+// ERR Larder: 'f' is not a column of keyspace 'x'
+std::string notAColumn(std::string_view field, std::string_view keyspace);
+// READONLY Larder: keyspace 'x' is read-only (write: none)
+std::string readOnlyKeyspace(std::string_view keyspace);
+// ERR Larder: SET with NX, XX, GET or KEEPTTL is not supported on keyspace 'x' (write: through)
+std::string notWriteThrough(std::string_view command, std::string_view keyspace);
+// ERR Larder: unknown log level 'x' (trace, debug, info, warn, error, critical, off)
+std::string unknownLogLevel(std::string_view level);
+// ERR Larder: ACL SETUSER is not supported through the proxy when users are configured; ...
+std::string aclWithLarderUsers(std::string_view subcommand);
+// ERR Larder: reload rejected, the running config is kept: <why>
+std::string reloadRejected(std::string_view why);
+
 }  // namespace larder::errors
