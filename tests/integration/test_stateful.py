@@ -342,6 +342,32 @@ class StatefulTest(LarderTestCase):
             lambda: self.larder.info_larder()["pinned_backend_connections"] == 0, 5,
             "pinned backend connections to be released after their clients left")
 
+    def test_pooled_connection_is_reset_before_reuse(self):
+        """A dedicated connection goes back to the pool known clean: RESET."""
+        c = self.larder.client()
+        c.execute_command("WATCH", "pool:w")
+        with c.pipeline() as p:  # MULTI/EXEC on the dedicated connection
+            p.set("pool:w", 1)
+            self.assertEqual(p.execute(), [True])
+        self.assertIsNone(c.blpop(["pool:l"], timeout=0.1))
+        harness.close_client(c)
+        harness.wait_until(
+            lambda: self.larder.info_larder()["pinned_backend_connections"] == 0, 5,
+            "the dedicated connection to go back to the pool")
+
+        def idle_reset():
+            clients = [line for line in self.backend.execute_command("CLIENT", "LIST")
+                       .decode().splitlines() if "cmd=reset" in line]
+            return clients
+        harness.wait_until(lambda: idle_reset(), 5, "a pooled connection whose last command "
+                           "was RESET (CLIENT LIST)")
+        for line in idle_reset():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            self.assertEqual(fields["multi"], "-1", line)
+            self.assertEqual(fields["db"], "0", line)
+            self.assertEqual((fields["sub"], fields["psub"]), ("0", "0"), line)
+            self.assertNotIn("x", fields["flags"], line)  # not in MULTI
+
     def test_blocked_clients_do_not_delay_others(self):
         n_blocked = 10
         results = {}
