@@ -77,4 +77,24 @@ std::string scriptsWithoutClientUser(std::string_view command);
 // NOPERM Larder: user 'x' may not run scripts: ...
 std::string scriptsDenied(std::string_view user);
 
+// ------------------------------------- Redis Cluster backend (docs/cluster.md)
+// Redis' words (cluster.c, db.c):
+inline constexpr std::string_view kCrossSlot =
+    "CROSSSLOT Keys in request don't hash to the same slot";
+inline constexpr std::string_view kSlotNotServed = "CLUSTERDOWN Hash slot not served";
+inline constexpr std::string_view kInvalidCursor = "ERR invalid cursor";
+// ERR Unknown node <id>
+std::string unknownNode(std::string_view id);
+// Larder's:
+inline constexpr std::string_view kTrackingOnCluster =
+    "ERR Larder: CLIENT TRACKING is not supported with a Redis Cluster backend";
+inline constexpr std::string_view kScanCursorTooLarge =
+    "ERR Larder: a cluster node's SCAN cursor is too large to carry";
+inline constexpr std::string_view kClusterUnreadable =
+    "ERR Larder: the cluster router could not read the request";
+// ERR Larder: CLUSTER MEET is not supported through the proxy: Larder presents the cluster as one node
+std::string clusterRefused(std::string_view subcommand);
+// ERR Larder: too many redirects for slot 3999 (redis.cluster.redirect_limit)
+std::string tooManyRedirects(int slot);
+
 }  // namespace larder::errors
