@@ -140,6 +140,9 @@ ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* 
     if (key_node >= 0 && key_node != node_) moveTo(key_node);
   }
   const bool stateless = !in_multi_ && !watching_;
+  // A MULTI on a connection holding no state (one the pin kept from an
+  // earlier transaction or call) may still move to its first key's node.
+  if (stateless && command != nullptr && command->name() == "multi") provisional_ = true;
   track(command);
   if (provisional_ && in_multi_ && !(command && command->name() == "multi")) {
     replay_bytes_ += bytes.size();

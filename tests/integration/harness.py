@@ -1443,3 +1443,14 @@ class ClusterLarder(Larder):
         redis_cfg["cluster"] = _merge({"seeds": seeds}, extra)
         cfg["redis"] = redis_cfg
         return cfg
+
+
+def start_cluster_larder(test: "LarderTestCase", cluster, **kwargs) -> ClusterLarder:
+    """LarderTestCase.start_larder for a cluster: a started ClusterLarder
+    whose stop, log checks and cleanup run when `test` ends."""
+    larder = ClusterLarder(cluster, **kwargs)
+    test.addCleanup(larder.cleanup)
+    test.addCleanup(test._dump_log_on_failure, larder)
+    test.addCleanup(check_log_clean, larder)
+    test.addCleanup(larder.stop_gracefully)
+    return larder.start()

@@ -72,6 +72,7 @@ class Server : public ServerContext, public admin::AdminSource {
   void discoverCluster();
   void startPostgresSide();
   void keyspaceFields(proxy::InfoFields& out) const;
+  void clusterFields(proxy::InfoFields& out) const;  // server_info.cpp
   std::uint64_t totalCommands() const;
   boost::asio::awaitable<void> sampleOps();
   void writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
