@@ -151,19 +151,39 @@ class FailoverTest(LarderTestCase):
             p.set(k, "init")
         p.execute()
         load = Load(larder, keys, wait_replicas=True).start()
+        # A probe writes one key of the victim's shard every 10 ms: when its
+        # writes stop and start again is the failover as a client sees it.
+        probe_key = next(f"probe:{i}" for i in range(10000)
+                         if cluster.owner_of(f"probe:{i}") is victim)
+        probe = {"ok": [], "errors": []}
+        probe_stop = threading.Event()
+
+        def run_probe():
+            c = larder.client(socket_timeout=harness.scaled(15))
+            n = 0
+            while not probe_stop.is_set():
+                n += 1
+                try:
+                    c.set(probe_key, n)
+                    probe["ok"].append(time.monotonic())
+                except (redis.RedisError, OSError) as e:
+                    probe["errors"].append((time.monotonic(), str(e)))
+                time.sleep(0.01)
+            harness.close_client(c)
+
+        prober = threading.Thread(target=run_probe, daemon=True)
+        prober.start()
         time.sleep(1.0)
+        cluster.kill(victim)  # SIGKILL, and waits until it is gone
         killed = time.monotonic()
-        cluster.kill(victim)
         new = cluster.wait_promoted(replicas, timeout=30)
         promoted = time.monotonic()
-
-        # Writes to the dead shard's keys succeed again through the same Larder.
-        def resumed():
-            with load.lock:
-                return all(load.last_ok.get(k, 0) > promoted for k in list(victim_keys)[:5])
-        harness.wait_until(resumed, 20, "writes to the failed shard's keys to resume")
-        resumed_at = time.monotonic()
-        time.sleep(0.5)
+        harness.wait_until(lambda: any(t > promoted for t in probe["ok"]), 20,
+                           "writes to the failed shard to resume")
+        resumed_at = next(t for t in probe["ok"] if t > killed)
+        time.sleep(1.0)
+        probe_stop.set()
+        prober.join(harness.scaled(20))
         load.finish()
 
         lost, lost_waited = [], []
@@ -176,9 +196,10 @@ class FailoverTest(LarderTestCase):
             # value older than the waited one counts as lost.
             if got is None or (got != v.encode() and int(got.split(b":")[1]) < int(v.split(":")[1])):
                 lost_waited.append(k)
-        errors_after = [e for e in load.errors if e[0] > resumed_at]
-        print(f"\nledger failover: promotion {promoted - killed:.1f}s after the kill, writes to "
-              f"the shard resumed {resumed_at - killed:.1f}s after; {load.ops} ops, "
+        errors_after = [e for e in load.errors + probe["errors"] if e[0] > promoted + 1.0]
+        print(f"\nledger failover: promotion seen {promoted - killed:.1f}s after the kill, a "
+              f"write to the shard answered again {resumed_at - killed:.1f}s after it (probe "
+              f"errors: {len(probe['errors'])}); {load.ops} ops, "
               f"{len(load.errors)} client errors during the failover "
               f"({sorted({e[2][:60] for e in load.errors})[:3]}); acked writes "
               f"{len(load.acked)} keys, lost {len(lost)}; WAIT-acked {len(load.waited)} keys, "
