@@ -95,6 +95,17 @@ std::string Pipeline::aclDenial(const resp::Request& req, const commands::Resolv
 
 Pipeline::Flow Pipeline::acl(const resp::Request& req) {
   const auto& args = req.args;
+  if (!ports_.admin.keyspaces().empty() && !ports_.admin.config().redis.client_acl_user.empty() &&
+      args.size() >= 2) {
+    for (std::string_view sub : {"setuser", "deluser", "load"}) {
+      if (commands::equalsLower(args[1], sub)) {
+        refuse(errors::refusedWithKeyspaces(
+            "ACL " + std::string(args[1]),
+            "it could lift the restrictions of Larder's client user (docs/security.md)"));
+        return Flow::Continue;
+      }
+    }
+  }
   // Without users: Redis' own ACL, as before (WHOAMI names Larder's backend
   // user). With them, Redis' users are not Larder's: WHOAMI is answered here
   // and only the harmless subcommands go through.

@@ -69,10 +69,12 @@ bool parseDb(std::string_view s, long long& db) {
 }
 
 // Redis settings whose change decides what an acknowledged write survives,
-// or whether cached values and write queues stay in memory at all.
-constexpr std::string_view kDurabilitySettings[] = {
-    "appendonly", "appendfsync",     "save", "dir", "dbfilename", "appendfilename", "appenddirname",
-    "maxmemory",  "maxmemory-policy"};
+// whether cached values and write queues stay in memory at all, or whether
+// Larder can still log in.
+constexpr std::string_view kGuardedSettings[] = {
+    "appendonly",    "appendfsync", "save",        "dir",         "dbfilename",
+    "appendfilename", "appenddirname", "maxmemory", "maxmemory-policy", "requirepass",
+    "aclfile"};
 
 // The value of a write mode refusing a planned write; "" when it may go ahead.
 std::string modeRefusal(const cache::WritePlan& plan, std::string_view command) {
@@ -136,11 +138,11 @@ std::string Pipeline::guardKeys(const resp::Request& req, const commands::Comman
       return errors::refusedWithKeyspaces(req.args[0], h.refusal);
     case commands::Guard::ConfigSet:
       for (std::size_t i = 2; i < req.args.size(); i += 2) {
-        for (std::string_view setting : kDurabilitySettings) {
+        for (std::string_view setting : kGuardedSettings) {
           if (commands::equalsLower(req.args[i], setting)) {
             return errors::refusedWithKeyspaces(
                 "CONFIG SET " + std::string(setting),
-                "it decides what Larder's write queues survive (docs/writes.md)");
+                "Larder's write queues and its login depend on it (docs/keyspaces.md)");
           }
         }
       }

@@ -15,14 +15,16 @@ namespace larder::proxy {
 using commands::LocalCommand;
 using commands::Route;
 
-Pipeline::Pipeline(Ports ports, std::uint64_t id) : ports_(ports), id_(id) {
+Pipeline::Pipeline(Ports ports, std::uint64_t id)
+    : ports_(ports), id_(id), no_keyspaces_(ports.admin.keyspaces().empty()) {
   state_.db = ports_.admin.config().redis.db;
   resetUser();
 }
 
-void Pipeline::begin(const resp::Request& req, const commands::Resolved& cmd) {
+void Pipeline::begin(const resp::Request& req, const commands::Resolved& cmd,
+                     std::chrono::steady_clock::time_point read_at) {
   ports_.admin.stats().commands.add();  // once per request, however often re-routed
-  queue_.stamp({CommandStats::slotOf(cmd.command), std::chrono::steady_clock::now()});
+  queue_.stamp({CommandStats::slotOf(cmd.command), read_at});
   if (state_.resp3 || reply_forms_.active()) {
     bool queued = state_.in_multi;
     for (const Unconfirmed& u : unconfirmed_) queued |= u.change == Change::Multi;
@@ -33,6 +35,13 @@ void Pipeline::begin(const resp::Request& req, const commands::Resolved& cmd) {
 
 Pipeline::Flow Pipeline::step(const resp::Request& req, const commands::Resolved& cmd) {
   const commands::Command* command = cmd.command;
+  // The common case first: a plain command of a plain client, where every
+  // gate below would let it through to the shared connection unchanged.
+  if (cmd.known && plain() && command->handling.route == Route::Forward &&
+      !command->flag(commands::kBlocking) && command->arityOk(req.args.size()) &&
+      state_.user_config == &ports_.admin.config()) {
+    return forward(req, Conn::Shared);
+  }
   const Route route = command ? commands::routeOf(*command, req.args) : Route::Forward;
   // A container with a subcommand Redis 7.0 does not know keeps the
   // container's handling (CLIENT SETINFO is Larder's; CONFIG FOO is Redis').
@@ -348,6 +357,11 @@ Pipeline::Flow Pipeline::rejectExec(std::string_view text) {
 void Pipeline::refuse(std::string_view text) {
   if (state_.in_multi) state_.multi_aborted = true;
   replyError(text);
+}
+
+bool Pipeline::plain() const {
+  return no_keyspaces_ && state_.authenticated && !state_.pinned && !state_.in_multi &&
+         state_.unconfirmed == 0 && !hold_ && !restricted();
 }
 
 bool Pipeline::blocked() const { return state_.stream || (state_.pinned && !queue_.empty()); }

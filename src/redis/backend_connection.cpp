@@ -94,7 +94,7 @@ void BackendConnection::stop() {
   failPending(BackendFailure::Kind::Closed);
 }
 
-void BackendConnection::send(std::string_view request, const std::shared_ptr<ReplySink>& sink,
+void BackendConnection::send(std::string_view request, std::shared_ptr<ReplySink> sink,
                              std::uint64_t tag, As as) {
   stats_.requests.add();
   // While connecting, requests wait (bounded by connect_timeout: a failed
@@ -107,7 +107,7 @@ void BackendConnection::send(std::string_view request, const std::shared_ptr<Rep
   }
   wakeWriter();
   if (identity_ && as != stream_as_) switchTo(as);
-  pending_.push_back(Pending{sink, tag});
+  pending_.push_back(Pending{std::move(sink), tag});
   out_.append(request);
 }
 

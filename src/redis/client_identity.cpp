@@ -36,6 +36,8 @@ ClientIdentity makeClientIdentity(const config::RedisConfig& config,
   for (const std::string& p : keyPatternsExcluding(reserved_prefix)) args.push_back("~" + p);
   args.push_back("&*");
   args.push_back("+@all");
+  // Nor may it lift its own restrictions (Larder refuses these too).
+  for (const char* rule : {"-acl|setuser", "-acl|deluser", "-acl|load"}) args.emplace_back(rule);
   resp::appendMultibulk(id.setuser_request,
                         std::vector<std::string_view>(args.begin(), args.end()));
   return id;

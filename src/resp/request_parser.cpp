@@ -187,9 +187,59 @@ ParseStatus RequestParser::fail(std::string message) {
   return ParseStatus::Error;
 }
 
+namespace {
+
+// A small decimal header ("*2", "$16") ending in CRLF at `p`: its value, and
+// `p` moved past the LF. False for anything else (then the full parser decides).
+inline bool smallHeader(const char*& p, const char* end, std::size_t& value) {
+  std::size_t v = 0;
+  const char* start = p;
+  while (p < end && *p >= '0' && *p <= '9') v = v * 10 + static_cast<std::size_t>(*p++ - '0');
+  const std::size_t digits = static_cast<std::size_t>(p - start);
+  if (digits == 0 || digits > 9 || (digits > 1 && *start == '0')) return false;
+  if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return false;
+  p += 2;
+  value = v;
+  return true;
+}
+
+}  // namespace
+
+bool RequestParser::parseWhole(std::string_view input, Request& out) {
+  // The common case in one pass: a whole, well-formed multibulk request with
+  // small headers, within the limits. Anything else (split across reads, a
+  // zero or huge count, a bad byte) falls back to parseMultibulk, whose
+  // answers it must not change.
+  const char* p = input.data() + 1;
+  const char* const end = input.data() + input.size();
+  std::size_t count = 0;
+  if (!smallHeader(p, end, count) || count == 0 || count > limits_.max_array_len) return false;
+  out.args.clear();
+  for (std::size_t i = 0; i < count; ++i) {
+    if (p >= end || *p != '$') return false;
+    ++p;
+    std::size_t len = 0;
+    if (!smallHeader(p, end, len) || len > limits_.max_bulk_len) return false;
+    if (static_cast<std::size_t>(end - p) < len + 2 || p[len] != '\r' || p[len + 1] != '\n') {
+      return false;
+    }
+    out.args.emplace_back(p, len);
+    p += len + 2;
+  }
+  const auto size = static_cast<std::size_t>(p - input.data());
+  out.raw = input.substr(0, size);
+  out.inline_form = false;
+  out.storage.clear();
+  consumed_ = size;
+  return true;
+}
+
 ParseStatus RequestParser::parse(std::string_view input, Request& out) {
   consumed_ = 0;
   wanted_ = 0;
+  if (!in_request_ && !input.empty() && input[0] == '*' && parseWhole(input, out)) {
+    return ParseStatus::Complete;
+  }
   // A shorter input than last time breaks the caller contract; start over
   // rather than index past the end.
   if (!in_request_ || pos_ > input.size() || scan_ > input.size()) startRequest();

@@ -122,8 +122,14 @@ asio::awaitable<void> Session::run() {
         break;
       }
       if (!request_.args.empty()) {
-        const commands::Resolved cmd = registry.resolve(request_.args);
-        pipeline_.begin(request_, cmd);
+        // Clients repeat commands: the last plain one is checked before the registry.
+        commands::Resolved cmd{last_command_, true};
+        if (last_command_ == nullptr ||
+            !commands::equalsIgnoreCase(request_.args[0], last_command_->name())) {
+          cmd = registry.resolve(request_.args);
+          last_command_ = cmd.known && !cmd.command->isContainer() ? cmd.command : nullptr;
+        }
+        pipeline_.begin(request_, cmd, read_at_);
         auto flow = pipeline_.step(request_, cmd);
         while (flow == proxy::Pipeline::Flow::Barrier || flow == proxy::Pipeline::Flow::Saturated) {
           if (flow == proxy::Pipeline::Flow::Barrier) {
@@ -135,7 +141,9 @@ asio::awaitable<void> Session::run() {
           flow = pipeline_.step(request_, cmd);
         }
         updateParserLimits();
-        afterPipeline();
+        if (!pipeline_.output().empty() || pipeline_.end() != proxy::Pipeline::End::None) {
+          afterPipeline();
+        }
         if (flow == proxy::Pipeline::Flow::Stop) break;
       }
       in_.consume(parser_.consumed());
@@ -171,7 +179,7 @@ asio::awaitable<void> Session::run() {
     if (ec) break;  // EOF or reset: Redis drops such a client at once
     in_.commit(n);
     if (n >= kGoneCheckBytes && clientGone()) break;
-    last_active_ = std::chrono::steady_clock::now();
+    last_active_ = read_at_ = std::chrono::steady_clock::now();
   }
   if (!close_when_flushed_ && pipeline_.end() == proxy::Pipeline::End::None) close();
 }

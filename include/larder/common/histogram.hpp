@@ -12,11 +12,15 @@ class Histogram {
  public:
   static constexpr std::array<double, 12> kBounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                   0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+  static constexpr std::array<long long, 12> kBoundsNs{
+      500'000,    1'000'000,   2'500'000,   5'000'000,   10'000'000,    25'000'000,
+      50'000'000, 100'000'000, 250'000'000, 500'000'000, 1'000'000'000, 2'500'000'000};
 
   void observe(std::chrono::nanoseconds d) {
-    const double seconds = std::chrono::duration<double>(d).count();
+    // Integer compares on the request path; the bounds in seconds are for exposition.
+    const auto ns = d.count();
     std::size_t i = 0;
-    while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+    while (i < kBoundsNs.size() && ns > kBoundsNs[i]) ++i;
     buckets_[i].add();
     count_.add();
     sum_ns_.add(static_cast<std::uint64_t>(d.count()));

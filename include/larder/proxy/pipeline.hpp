@@ -47,8 +47,10 @@ class Pipeline {
 
   Pipeline(Ports ports, std::uint64_t id);
 
-  // Once per request, before its first step(): per-command stats, RESP3 form.
-  void begin(const resp::Request& req, const commands::Resolved& cmd);
+  // Once per request, before its first step(): per-command stats (latency
+  // from `read_at`, when the request's bytes were read), RESP3 form.
+  void begin(const resp::Request& req, const commands::Resolved& cmd,
+             std::chrono::steady_clock::time_point read_at);
   Flow step(const resp::Request& req, const commands::Resolved& cmd);
 
   // ------------------------------------------------------------ replies
@@ -107,6 +109,9 @@ class Pipeline {
   // The connection requests go to now, or nullopt when a barrier is due first.
   std::optional<Conn> currentConnection();
   bool needsBarrierToPin() const { return !state_.pinned && !queue_.empty(); }
+  // No keyspaces, an authenticated unrestricted user, the shared connection,
+  // nothing pending: step() may forward a plain command at once.
+  bool plain() const;
   bool pin(bool stream);
   bool releasable() const;
   void releasePin();
@@ -166,6 +171,8 @@ class Pipeline {
 
   Ports ports_;
   std::uint64_t id_;
+  // No keyspace at start means none ever: a reload cannot add the first one.
+  const bool no_keyspaces_;
   ClientState state_;
   ReplyQueue queue_;
   std::string out_;

@@ -8,12 +8,15 @@
 //
 // Replies that complete in order (the common case: one backend connection
 // answers FIFO) go straight to the output without being copied into a slot.
+// Slots live in a ring that grows to the most replies ever outstanding (the
+// session bounds them: limits.max_inflight_per_client), so a request costs no
+// allocation once the ring has grown.
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace larder::proxy {
 
@@ -32,57 +35,84 @@ class ReplyQueue {
   void stamp(Stamp s) { stamp_ = s; }
 
   std::uint64_t reserve() {
-    slots_.emplace_back();
-    slots_.back().stamp = stamp_;
-    return head_ + slots_.size() - 1;
+    if (count_ == ring_.size()) grow();
+    Slot& slot = ring_[(first_ + count_) & (ring_.size() - 1)];
+    slot.done = false;
+    slot.stamp = stamp_;
+    ++count_;
+    return head_ + count_ - 1;
   }
 
   // The stamp of slot `tag`, once: later calls (and unknown tags) get none.
   Stamp takeStamp(std::uint64_t tag) {
-    if (tag < head_ || tag - head_ >= slots_.size()) return {};
-    return std::exchange(slots_[tag - head_].stamp, Stamp{});
+    if (tag < head_ || tag - head_ >= count_) return {};
+    return std::exchange(at(tag - head_).stamp, Stamp{});
   }
 
   // Fills slot `tag`; appends every reply now in order to `out`. Returns the
   // number of replies released. Unknown tags (already released) are ignored.
   std::size_t complete(std::uint64_t tag, std::string_view reply, std::string& out) {
-    if (tag < head_ || tag - head_ >= slots_.size()) return 0;
-    Slot& slot = slots_[tag - head_];
+    if (tag < head_ || tag - head_ >= count_) return 0;
     if (tag != head_) {
+      Slot& slot = at(tag - head_);
       slot.bytes.assign(reply);
       slot.done = true;
       held_bytes_ += reply.size();
       return 0;
     }
     out.append(reply);
-    slots_.pop_front();
-    ++head_;
+    pop();
     std::size_t released = 1;
-    while (!slots_.empty() && slots_.front().done) {
-      out.append(slots_.front().bytes);
-      held_bytes_ -= slots_.front().bytes.size();
-      slots_.pop_front();
-      ++head_;
+    while (count_ > 0 && at(0).done) {
+      Slot& slot = at(0);
+      out.append(slot.bytes);
+      held_bytes_ -= slot.bytes.size();
+      release(slot);
+      pop();
       ++released;
     }
     return released;
   }
 
   // The tag the next reserve() will return.
-  std::uint64_t nextTag() const { return head_ + slots_.size(); }
+  std::uint64_t nextTag() const { return head_ + count_; }
   std::uint64_t headTag() const { return head_; }  // oldest slot still outstanding
-  std::size_t outstanding() const { return slots_.size(); }
-  bool empty() const { return slots_.empty(); }
+  std::size_t outstanding() const { return count_; }
+  bool empty() const { return count_ == 0; }
   std::size_t heldBytes() const { return held_bytes_; }
 
  private:
   struct Slot {
-    std::string bytes;
+    std::string bytes;  // a reply that arrived before the ones ahead of it
     bool done = false;
     Stamp stamp;
   };
-  std::deque<Slot> slots_;  // slots_[0] has tag head_
-  std::uint64_t head_ = 1;  // tag 0 is never reserved (see kStreamTag)
+
+  Slot& at(std::size_t i) { return ring_[(first_ + i) & (ring_.size() - 1)]; }
+  void pop() {
+    first_ = (first_ + 1) & (ring_.size() - 1);
+    --count_;
+    ++head_;
+  }
+  // A big held reply does not keep its memory once it has left.
+  static void release(Slot& slot) {
+    if (slot.bytes.capacity() > 4096) {
+      std::string().swap(slot.bytes);
+    } else {
+      slot.bytes.clear();
+    }
+  }
+  void grow() {
+    std::vector<Slot> bigger(ring_.empty() ? 16 : ring_.size() * 2);
+    for (std::size_t i = 0; i < count_; ++i) bigger[i] = std::move(at(i));
+    ring_.swap(bigger);
+    first_ = 0;
+  }
+
+  std::vector<Slot> ring_;  // power-of-two size; slot i of the queue at (first_ + i)
+  std::size_t first_ = 0;
+  std::size_t count_ = 0;
+  std::uint64_t head_ = 1;  // tag of the oldest slot; tag 0 is never reserved (kStreamTag)
   std::size_t held_bytes_ = 0;
   Stamp stamp_;
 };

@@ -90,7 +90,7 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   // to retry (backoff) answers with an error at once. On a connection with a
   // client identity, a request `as` the other identity is preceded by an
   // AUTH that switches to it (checked, never seen by the sink).
-  void send(std::string_view request, const std::shared_ptr<ReplySink>& sink, std::uint64_t tag,
+  void send(std::string_view request, std::shared_ptr<ReplySink> sink, std::uint64_t tag,
             As as = As::Client);
 
   // Client traffic on this connection runs as `identity` (set before start()).

@@ -68,6 +68,8 @@ class RequestParser {
   enum class LineEnd { Found, NeedMore, TooBig, BadEnd };
 
   ParseStatus fail(std::string message);
+  // A whole, plain multibulk request in one pass; false: let parseMultibulk decide.
+  bool parseWhole(std::string_view input, Request& out);
   ParseStatus parseMultibulk(std::string_view input, Request& out);
   ParseStatus parseInline(std::string_view input, Request& out);
   void startRequest();

@@ -118,6 +118,8 @@ class Session : public redis::ReplySink,
   ByteBuffer in_;
   resp::RequestParser parser_;
   resp::Request request_;
+  std::chrono::steady_clock::time_point read_at_;    // when the buffered requests were read
+  const commands::Command* last_command_ = nullptr;  // the last non-container command
   bool parser_authenticated_ = false;
 
   // Cluster mode: the pipeline's backend port instead of this session's own

@@ -112,7 +112,9 @@ struct FakeAdmin : AdminPort {
   std::vector<std::pair<std::string, std::uint64_t>> commands;  // what went to the services
   bool services = true;
 
-  FakeAdmin() {
+  explicit FakeAdmin(bool with_keyspaces = false) {
+    // Before any pipeline exists, as at start-up: a pipeline reads it once.
+    if (with_keyspaces) addTestKeyspaces(registry);
     for (int i = 0; i < 4; ++i) {
       worker_stats.keyspaces.push_back(std::make_unique<KeyspaceCounters>());
     }
@@ -147,9 +149,7 @@ struct FakeClient : ClientPort {
 
 class Fixture {
  public:
-  explicit Fixture(bool keyspaces = true) {
-    if (keyspaces) addTestKeyspaces(admin.registry);
-  }
+  explicit Fixture(bool keyspaces = true) : admin(keyspaces) {}
 
   FakeBackend backend;
   FakeReads reads;
@@ -168,7 +168,7 @@ class Fixture {
     requests_.emplace_back();
     REQUIRE(parser.parse(input_.back(), requests_.back()) == resp::ParseStatus::Complete);
     resolved_ = commands::Registry::get().resolve(requests_.back().args);
-    pipeline.begin(requests_.back(), resolved_);
+    pipeline.begin(requests_.back(), resolved_, std::chrono::steady_clock::now());
     return pipeline.step(requests_.back(), resolved_);
   }
   // Steps the last request again (after a Barrier or Saturated).

@@ -248,7 +248,7 @@ TEST_CASE("without AUTH: arity first, then NOAUTH, as Redis", "[proxy]") {
     resp::Request r;
     REQUIRE(parser.parse(bytes, r) == resp::ParseStatus::Complete);
     const auto cmd = commands::Registry::get().resolve(r.args);
-    p.begin(r, cmd);
+    p.begin(r, cmd, std::chrono::steady_clock::now());
     p.step(r, cmd);
     return std::exchange(p.output(), {});
   };
