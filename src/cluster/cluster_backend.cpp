@@ -17,7 +17,8 @@ ClusterBackend::ClusterBackend(Router& router, proxy::WorkerStats& stats, int ma
       parser_(resp::ParserLimits{~std::size_t{0} >> 1, ~std::size_t{0} >> 1, ~std::size_t{0} >> 1,
                                  false}) {}
 
-ClusterBackend::~ClusterBackend() { unpin(false); }
+// The session unpins when it closes (Session::close); see ~ClusterPin.
+ClusterBackend::~ClusterBackend() = default;
 
 bool ClusterBackend::plan(std::string_view request, Plan& out, const commands::Command*& command) {
   parser_.reset();
@@ -43,13 +44,18 @@ void ClusterBackend::send(proxy::Conn conn, std::string_view request, std::uint6
     reply(sink, tag, resp::errorReply(errors::kClusterUnreadable));
     return;
   }
-  if (p.kind == Plan::Kind::Local) {
+  // Inside a transaction the node queues even these (and EXEC answers them).
+  const bool queued = conn == proxy::Conn::Pinned && pin_ && pin_->inTransaction() &&
+                      p.local != LocalAnswer::TrackingRefused;
+  if (p.kind == Plan::Kind::Local && !queued) {
     const OneNode node = oneNodeAt(local_, router_.slotsKnown());
     reply(sink, tag, oneNodeReply(p.local, node, parsed_.args));
     return;
   }
   if (conn == proxy::Conn::Pinned && pin_) {
-    switch (pin_->send(p, command, request, tag)) {
+    const bool blocking = command != nullptr &&
+                          commands::routeOf(*command, parsed_.args) == commands::Route::Blocking;
+    switch (pin_->send(p, command, blocking, request, tag)) {
       case ClusterPin::Outcome::Sent:
         return;
       case ClusterPin::Outcome::Refused:

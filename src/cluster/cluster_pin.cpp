@@ -67,10 +67,10 @@ class ClusterPin::PinSink : public redis::ReplySink {
 ClusterPin::ClusterPin(Router& router, std::weak_ptr<redis::ReplySink> session)
     : router_(router), session_(std::move(session)) {}
 
-ClusterPin::~ClusterPin() {
-  release(false);
-  for (auto& [node, left] : left_) router_.releaseDedicated(node, std::move(left), false);
-}
+// Not a release: the session releases its pin when it closes, while the
+// router and the worker's io_context still run; a pin destroyed otherwise is
+// part of the worker's teardown, where its connections just go.
+ClusterPin::~ClusterPin() = default;
 
 bool ClusterPin::bind(int node) {
   if (!sink_) sink_ = std::make_shared<PinSink>(router_, session_, weak_from_this());
@@ -84,23 +84,36 @@ bool ClusterPin::bind(int node) {
   return true;
 }
 
-void ClusterPin::moveTo(int node) {
-  std::shared_ptr<redis::BackendConnection> old = std::move(conn_);
-  const int old_node = node_;
-  old->setOwner({});
-  if (!bind(node)) {  // cannot happen for a node in the map; stay where we were
-    conn_ = std::move(old);
-    node_ = old_node;
-    sink_->node = old_node;
-    conn_->setOwner(sink_);
-    return;
+bool ClusterPin::switchTo(int node) {
+  std::shared_ptr<redis::BackendConnection> next;
+  for (auto it = left_.begin(); it != left_.end(); ++it) {
+    if (it->first == node) {
+      next = std::move(it->second);
+      left_.erase(it);
+      break;
+    }
   }
+  if (!next) next = router_.acquireDedicated(node);
+  if (!next) return false;
+  conn_->setOwner({});
+  conn_->setStreamSink(nullptr);
+  left_.emplace_back(node_, std::move(conn_));
+  conn_ = std::move(next);
+  node_ = node;
+  sink_->node = node;
+  sends_ = 0;
+  conn_->setOwner(sink_);
+  if (stream_) conn_->setStreamSink(sink_);
+  return true;
+}
+
+void ClusterPin::moveTo(int node) {
+  if (!switchTo(node)) return;  // stays where it is: its keys then get CROSSSLOT
   // The client has had MULTI's and the queued commands' replies from the
   // first node; here they are sent again only to rebuild the transaction.
   conn_->send(kMulti, discard(), 0);
   for (const std::string& r : replay_) conn_->send(r, discard(), 0);
-  old->send(kDiscard, discard(), 0);
-  left_.emplace_back(old_node, std::move(old));
+  left_.back().second->send(kDiscard, discard(), 0);
 }
 
 void ClusterPin::track(const commands::Command* command) {
@@ -122,14 +135,19 @@ void ClusterPin::track(const commands::Command* command) {
 }
 
 ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* command,
-                                     std::string_view bytes, std::uint64_t tag) {
+                                     bool blocking, std::string_view bytes, std::uint64_t tag) {
   const int key_node = plan.first_slot >= 0 ? router_.ownerOf(plan.first_slot) : -1;
   const bool several_slots = plan.kind == Plan::Kind::Split || plan.kind == Plan::Kind::CrossSlot ||
                              plan.kind == Plan::Kind::AllPrimaries || plan.kind == Plan::Kind::Scan;
   if (!in_multi_ && !stream_) {
-    // Outside a transaction only this node's own keys belong here.
+    // Outside a transaction only this node's own keys belong here; a
+    // blocking call must stay on a dedicated connection, so the pin follows
+    // it when it holds no WATCH.
     if (several_slots) return Outcome::Shared;
-    if (conn_ && plan.first_slot >= 0 && key_node != node_) return Outcome::Shared;
+    if (conn_ && plan.first_slot >= 0 && key_node != node_) {
+      if (!blocking) return Outcome::Shared;
+      if (!watching_ && key_node >= 0 && !switchTo(key_node)) return Outcome::Refused;
+    }
   }
   if (!conn_) {
     const int node = plan.first_slot >= 0 ? key_node : router_.anyNode();
@@ -178,19 +196,8 @@ bool ClusterPin::followed(std::uint64_t tag, const Redirect& r) {
   if (++redirects_ > 5) return false;
   if (r.kind == Redirect::Kind::Moved) router_.learn(r, node_);
   const int target = router_.redirectTarget(r, node_);
-  if (target < 0) return false;
-  // The connection answered its only request: it holds no state, and goes back.
-  std::shared_ptr<redis::BackendConnection> old = std::move(conn_);
-  const int old_node = node_;
-  old->setOwner({});
-  if (!bind(target)) {
-    conn_ = std::move(old);
-    node_ = old_node;
-    sink_->node = old_node;
-    conn_->setOwner(sink_);
-    return false;
-  }
-  router_.releaseDedicated(old_node, std::move(old), true);
+  // The connection answered its only request: it holds no state.
+  if (target < 0 || !switchTo(target)) return false;
   if (r.kind == Redirect::Kind::Ask) conn_->send(kAsking, discard(), 0);
   ++sends_;
   conn_->send(last_request_, sink_, tag);

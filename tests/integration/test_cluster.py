@@ -211,7 +211,6 @@ class ClusterTest(LarderTestCase):
         sub = self.client(self.larder)
         ps = sub.pubsub()
         ps.subscribe("news")
-        ps.ssubscribe("{s}events") if hasattr(ps, "ssubscribe") else None
         raw = self.raw(self.larder)
         self.assertEqual(raw.call("SSUBSCRIBE", "{s}events"), [b"ssubscribe", b"{s}events", 1])
         self.assertEqual(ps.get_message(timeout=harness.scaled(5))["type"], "subscribe")
@@ -254,6 +253,25 @@ class ClusterTest(LarderTestCase):
         t.join(harness.scaled(10))
         self.assertEqual(result.get("v"), (k.encode(), b"x"))
         self.assertIsNone(self.r.blpop(["{blk}empty"], timeout=1))
+
+    def test_blocking_call_after_a_transaction_on_another_node(self):
+        # After EXEC the client still holds its dedicated connection; a
+        # blocking call on another node's key must move it, not go the
+        # shared way (where it would block every client of that node).
+        keys = keys_on_every_shard(self.cluster, "blk2", per_shard=1)
+        raw = self.raw(self.larder)
+        for first, second in zip(keys, keys[1:] + keys[:1]):
+            self.assertEqual(raw.call("MULTI"), "OK")
+            self.assertEqual(raw.call("SET", first, 1), "QUEUED")
+            self.assertEqual(raw.call("EXEC"), ["OK"])
+            self.r.rpush(second + ":l", "v")
+            self.assertEqual(raw.call("BLPOP", second + ":l", 1),
+                             [(second + ":l").encode(), b"v"])
+            raw.send_command("BLPOP", second + ":empty", 1)
+            started = time.monotonic()
+            self.assertEqual(self.r.get(first), b"1")  # not held back by the blocked call
+            self.assertFast(started, 0.5, "a GET while another client blocks")
+            self.assertIsNone(raw.read_reply())
 
     # ------------------------------------------------- SCAN and the fan-outs
     def test_scan_keys_dbsize_info_flushall(self):

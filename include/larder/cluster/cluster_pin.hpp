@@ -35,8 +35,11 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   // A request the pipeline sends on its dedicated connection. Shared: it
   // belongs on the shared path (a key of another node outside a
   // transaction); Refused: no node to bind to (no map yet).
-  Outcome send(const Plan& plan, const commands::Command* command, std::string_view bytes,
-               std::uint64_t tag);
+  // `blocking`: the registry routes it as a blocking call (BLPOP, XREAD BLOCK, WAIT).
+  Outcome send(const Plan& plan, const commands::Command* command, bool blocking,
+               std::string_view bytes, std::uint64_t tag);
+  // Between MULTI and EXEC/DISCARD as far as the pin has seen.
+  bool inTransaction() const { return in_multi_; }
   Outcome sendOnStream(const Plan& plan, std::string_view bytes);
   void setStream(bool on);
   bool saturated() const;
@@ -52,6 +55,12 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   class PinSink;
 
   bool bind(int node);
+  // Leaves the current connection for one to `node`. The connection left
+  // keeps delivering what it still owes (replies find their client by tag)
+  // and goes back to its pool with the pin; one per node, reused if the pin
+  // comes back to that node.
+  bool switchTo(int node);
+  // A provisional MULTI follows its first key to `node`.
   void moveTo(int node);
   void track(const commands::Command* command);
 
@@ -65,9 +74,7 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   bool watching_ = false;     // WATCH sent, not ended
   bool stream_ = false;
   std::vector<std::string> replay_;  // keyless requests queued in a provisional MULTI
-  // Connections a provisional MULTI moved away from: replies to MULTI and
-  // the queued commands may still be on their way there, so they are given
-  // back to the pool only with the pin.
+  // Connections the pin moved away from (switchTo).
   std::vector<std::pair<int, std::shared_ptr<redis::BackendConnection>>> left_;
   std::size_t replay_bytes_ = 0;
   // The last request, kept while it may be resent elsewhere (no state on the

@@ -10,6 +10,9 @@ alternating order:
 
   * GET and SET at pipeline 1 and 16: redis-benchmark through Larder (a plain,
     non-cluster client) and redis-benchmark --cluster straight to the nodes;
+  * the same GET and SET through the same Larder build in front of one
+    redis-server, and straight to it: the control that shows what the proxy
+    hop itself costs on this machine;
   * MGET of 10 keys: keys in 10 slots through Larder (split and merged),
     keys in one slot ({tag}) through Larder, and keys in one slot straight to
     the node that owns it (what a cluster client can send in one round trip).
@@ -67,14 +70,26 @@ def bench(port, args, n, cluster=False, pipeline=1):
     return rows
 
 
+def cpu_seconds(pid):
+    """user + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     cluster = harness.RedisCluster(replicas=REPLICAS)
-    larder = None
+    single = harness.RedisServer()
+    larder = plain = None
     try:
         cluster.start()
         larder = harness.ClusterLarder(cluster, binary=LARDER_BIN, threads=THREADS,
                                        log_level="warn")
         larder.start()
+        # The control: the same Larder build in front of one redis-server.
+        single.start()
+        plain = harness.Larder(single, binary=LARDER_BIN, threads=THREADS, log_level="warn")
+        plain.start()
         node = cluster.nodes[0].port
         r = larder.client()
         spread = [f"mget:{i}" for i in range(10)]
@@ -89,13 +104,20 @@ def main():
         def add(target, test, value):
             results.setdefault((target, test), []).append(value)
 
+        cpu = {}  # (target, P) -> [CPU microseconds of Larder per request]
+        ports = {"larder": larder.port, "direct": node, "larder-single": plain.port,
+                 "single": single.port}
+        pids = {"larder": larder.pid, "larder-single": plain.pid}
         for rnd in range(ROUNDS):
-            order = ["larder", "direct"] if rnd % 2 == 0 else ["direct", "larder"]
+            order = list(ports) if rnd % 2 == 0 else list(reversed(ports))
             for p in (1, 16):
                 for target in order:
-                    rows = bench(larder.port if target == "larder" else node,
-                                 ["-t", "get,set", "-q"], N[p], cluster=target == "direct",
-                                 pipeline=p)
+                    before = cpu_seconds(pids[target]) if target in pids else 0
+                    rows = bench(ports[target], ["-t", "get,set", "-q"], N[p],
+                                 cluster=target == "direct", pipeline=p)
+                    if target in pids:
+                        used = cpu_seconds(pids[target]) - before
+                        cpu.setdefault((target, p), []).append(used * 1e6 / (2 * N[p]))
                     for test, value in rows.items():
                         add(target, f"{test} P{p}", value)
             for target, port, keys in (("larder", larder.port, spread),
@@ -120,10 +142,25 @@ def main():
             ratio = f"{m / d:.2f}" if m and d else "-"
             goal = next((f">= {g}" for p, g in GOALS.items() if test.endswith(f" P{p}")), "")
             print(f"| {test} | {m:,.0f} | " + (f"{d:,.0f}" if d else "-") + f" | {ratio} | {goal} |")
+        print("\nThe control, the same build in front of one redis-server (no cluster):\n")
+        print("| test | Larder -> one Redis (ops/s) | one Redis (ops/s) | ratio |")
+        print("|---|---:|---:|---:|")
+        for test in [t for t in tests if not t.startswith("MGET")]:
+            m = statistics.median(results[("larder-single", test)])
+            d = statistics.median(results[("single", test)])
+            print(f"| {test} | {m:,.0f} | {d:,.0f} | {m / d:.2f} |")
+        print("\nLarder's CPU per request (user + system microseconds, GET and SET together):\n")
+        print("| P | cluster backend | one Redis |")
+        print("|---|---:|---:|")
+        for p in (1, 16):
+            print(f"| {p} | {statistics.median(cpu[('larder', p)]):.1f} | "
+                  f"{statistics.median(cpu[('larder-single', p)]):.1f} |")
     finally:
-        if larder is not None:
-            larder.kill()
-            harness.remove_tmpdir(larder.dir)
+        for proc in (larder, plain):
+            if proc is not None:
+                proc.kill()
+                harness.remove_tmpdir(proc.dir)
+        single.cleanup()
         cluster.cleanup()
 
 
