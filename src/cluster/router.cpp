@@ -221,6 +221,11 @@ void Router::onReply(std::uint64_t tag, std::string_view frame) {
   Exchange& x = exchanges_[id];
   switch (r.kind) {
     case Redirect::Kind::None:
+      if (x.node != map_.owner(x.slot) && x.redirects == 0 && frame.substr(0, 9) == "-LOADING ") {
+        ++x.redirects;  // a replica still loading: the primary answers instead
+        send(id);
+        return;
+      }
       finish(id, frame);
       return;
     case Redirect::Kind::Moved:

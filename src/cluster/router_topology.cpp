@@ -178,7 +178,10 @@ void Router::adopt(const Topology& t) {
     std::vector<int> replicas;
     for (std::size_t i = 1; i < shard.nodes.size(); ++i) {
       const int r = nodeAt(shard.nodes[i].address);
-      if (!shard.nodes[i].failed && !shard.nodes[i].loading) replicas.push_back(r);
+      // Not "loading" too: Redis 7.0 says so of a replica until its offset
+      // is gossiped, long after it synced; a replica still loading answers
+      // -LOADING, and the read goes to the primary (router.cpp).
+      if (!shard.nodes[i].failed) replicas.push_back(r);
       if (named.size() <= static_cast<std::size_t>(r))
         named.resize(static_cast<std::size_t>(r) + 1);
       named[static_cast<std::size_t>(r)] = true;

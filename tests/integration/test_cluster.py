@@ -311,6 +311,43 @@ class ClusterTest(LarderTestCase):
             self.assertEqual(self.r.evalsha(sha, 1, k), k.encode())
         self.assertEqual(self.r.script_exists(sha, "0" * 40), [True, False])
 
+    # --------------------------------------------------------- replica reads
+    def test_reads_from_replicas_when_asked(self):
+        # A replica that has not synced yet (health "loading") is not read
+        # from; the map is re-read every 200 ms until it has.
+        larder = harness.start_cluster_larder(
+            self, self.cluster, config={"redis": {"cluster": {"read_from_replicas": True,
+                                                              "refresh_interval": "200ms"}}})
+        r = self.client(larder)
+        k = "replica:key"
+        primary = self.node(k)
+        replica = self.cluster.replicas_of(primary)[0]
+        self.assertTrue(r.set(k, "v"))
+        harness.wait_until(lambda: self.cluster.ask(replica, "READONLY") == "OK" and
+                           self._replica_has(replica, k), 10, "the replica to have the key")
+
+        def gets(node):
+            stats = self.cluster.info(node, "commandstats").get("cmdstat_get", "calls=0")
+            return int(stats.split(",")[0].split("=")[1])
+        direct = gets(replica)
+        harness.wait_until(lambda: r.get(k) == b"v" and gets(replica) > direct, 15,
+                           "a GET through Larder to reach the replica")
+        before_replica, before_primary = gets(replica), gets(primary)
+        for _ in range(20):
+            self.assertEqual(r.get(k), b"v")
+        self.assertGreaterEqual(gets(replica) - before_replica, 20)
+        self.assertEqual(gets(primary) - before_primary, 0)
+        # Writes and reads in a transaction stay on the primary.
+        self.assertEqual(r.incr("replica:{key}n"), 1)
+        p = r.pipeline(transaction=True)
+        p.get(k)
+        self.assertEqual(p.execute(), [b"v"])
+
+    def _replica_has(self, replica, key):
+        with harness.RawClient(replica.port) as c:
+            c.call("READONLY")
+            return c.call("GET", key) == b"v"
+
     # ------------------------------------------------- cluster-aware clients
     def test_cluster_commands_answer_as_one_node(self):
         port = self.larder.port
