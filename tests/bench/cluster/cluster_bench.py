@@ -17,8 +17,9 @@ alternating order:
     keys in one slot ({tag}) through Larder, and keys in one slot straight to
     the node that owns it (what a cluster client can send in one round trip).
 
-Prints a Markdown table of medians and the ratios Larder/direct (goals: GET
-and SET >= 0.9x at P1, >= 0.7x at P16).
+Prints Markdown tables: medians, and the median over rounds of each round's
+ratio Larder/direct (goals: GET and SET >= 0.9x at P1, >= 0.7x at P16); the
+control's; and Larder's CPU time per request with each backend.
 
 Environment (defaults in brackets): LARDER_BIN [build/larder], ROUNDS [3],
 N_P1 [50000], N_P16 [300000], N_MGET [50000], CLIENTS [50], THREADS [2]
@@ -139,16 +140,20 @@ def main():
             theirs = results.get(("direct", test))
             m = statistics.median(mine) if mine else None
             d = statistics.median(theirs) if theirs else None
-            ratio = f"{m / d:.2f}" if m and d else "-"
+            # The median of each round's ratio: contenders of one round ran
+            # back to back, under the same load.
+            ratio = (f"{statistics.median(a / b for a, b in zip(mine, theirs)):.2f}"
+                     if mine and theirs else "-")
             goal = next((f">= {g}" for p, g in GOALS.items() if test.endswith(f" P{p}")), "")
             print(f"| {test} | {m:,.0f} | " + (f"{d:,.0f}" if d else "-") + f" | {ratio} | {goal} |")
         print("\nThe control, the same build in front of one redis-server (no cluster):\n")
         print("| test | Larder -> one Redis (ops/s) | one Redis (ops/s) | ratio |")
         print("|---|---:|---:|---:|")
         for test in [t for t in tests if not t.startswith("MGET")]:
-            m = statistics.median(results[("larder-single", test)])
-            d = statistics.median(results[("single", test)])
-            print(f"| {test} | {m:,.0f} | {d:,.0f} | {m / d:.2f} |")
+            mine, theirs = results[("larder-single", test)], results[("single", test)]
+            ratio = statistics.median(a / b for a, b in zip(mine, theirs))
+            print(f"| {test} | {statistics.median(mine):,.0f} | {statistics.median(theirs):,.0f} | "
+                  f"{ratio:.2f} |")
         print("\nLarder's CPU per request (user + system microseconds, GET and SET together):\n")
         print("| P | cluster backend | one Redis |")
         print("|---|---:|---:|")
