@@ -11,9 +11,9 @@
 
 #include "larder/cache/invalidator.hpp"
 #include "larder/cluster/discovery.hpp"
-#include "larder/redis/tls_client.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/config/loader.hpp"
+#include "larder/redis/tls_client.hpp"
 #include "larder/server/server.hpp"
 
 namespace {

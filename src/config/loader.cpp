@@ -543,8 +543,9 @@ class Loader {
     if (!config.keyspaces.empty() && config.redis.clusterMode()) {
       // Each write script must stay single-slot: not yet (docs/cluster.md).
       fail("keyspaces",
-           "are not supported yet with redis.cluster.seeds: a Redis Cluster backend is "
-           "pass-through only (docs/cluster.md)");
+           "are not supported yet with redis.cluster.seeds: their write scripts and "
+           "write-behind queue are not yet kept to one cluster slot; use redis.address, or "
+           "remove keyspaces to run Larder as a pass-through proxy (docs/cluster.md)");
     }
   }
 
@@ -915,7 +916,8 @@ class Loader {
         fail(joinPath(path, "address"), "and " + joinPath(path, "cluster.seeds") +
                                             " are exclusive: give one Redis or a cluster's seeds");
       }
-      if (redis.db != 0) fail(joinPath(path, "db"), "must be 0 with a Redis Cluster (it has db 0 only)");
+      if (redis.db != 0)
+        fail(joinPath(path, "db"), "must be 0 with a Redis Cluster (it has db 0 only)");
     }
   }
 
@@ -923,9 +925,9 @@ class Loader {
   void readRedisCluster(const YAML::Node& node, const std::string& path,
                         RedisClusterConfig& cluster) const {
     requireMap(node, path);
-    checkKeys(node, path,
-              {"seeds", "read_from_replicas", "redirect_limit", "retry_timeout",
-               "refresh_interval"});
+    checkKeys(
+        node, path,
+        {"seeds", "read_from_replicas", "redirect_limit", "retry_timeout", "refresh_interval"});
     field(node, path, "seeds", [&](const auto& n, const auto& p) {
       constexpr const char* expected = "expected a list of host:port";
       if (!n.IsSequence()) fail(p, expected);
@@ -943,9 +945,8 @@ class Loader {
     field(node, path, "read_from_replicas", [&](const auto& n, const auto& p) {
       cluster.read_from_replicas = readChoice<bool>(n, p, {{"true", true}, {"false", false}});
     });
-    field(node, path, "redirect_limit", [&](const auto& n, const auto& p) {
-      cluster.redirect_limit = readInt(n, p, 1, 100);
-    });
+    field(node, path, "redirect_limit",
+          [&](const auto& n, const auto& p) { cluster.redirect_limit = readInt(n, p, 1, 100); });
     field(node, path, "retry_timeout",
           [&](const auto& n, const auto& p) { cluster.retry_timeout = readDuration(n, p, true); });
     field(node, path, "refresh_interval", [&](const auto& n, const auto& p) {

@@ -194,10 +194,9 @@ int Server::run() {
   for (auto& w : workers_) w->start();
   spdlog::info("larder {} listening on {} with {} worker thread(s); redis backend {} db {}",
                LARDER_VERSION, config_.listen.toString(), workers_.size(),
-               config_.redis.clusterMode() ? "cluster (seed " +
-                                                 config_.redis.cluster.seeds.front().toString() +
-                                                 ")"
-                                           : config_.redis.address.toString(),
+               config_.redis.clusterMode()
+                   ? "cluster (seed " + config_.redis.cluster.seeds.front().toString() + ")"
+                   : config_.redis.address.toString(),
                config_.redis.db);
   if (config_.tls.listen) spdlog::info("TLS listener on {}", config_.tls.listen->toString());
 

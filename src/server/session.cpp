@@ -55,11 +55,11 @@ Session::Session(Worker& worker, tcp::socket socket, std::shared_ptr<asio::ssl::
       id_(id),
       created_(std::chrono::steady_clock::now()),
       last_active_(created_),
-      cluster_(worker.router() ? std::make_unique<cluster::ClusterBackend>(
-                                     *worker.router(), worker.stats(),
-                                     worker.config().redis.max_pinned_per_worker,
-                                     localAddress(socket_))
-                               : nullptr),
+      cluster_(worker.router()
+                   ? std::make_unique<cluster::ClusterBackend>(
+                         *worker.router(), worker.stats(),
+                         worker.config().redis.max_pinned_per_worker, localAddress(socket_))
+                   : nullptr),
       pipeline_(proxy::Ports{backendPort(), *this, *this, *this}, id),
       wake_(socket_.get_executor()),
       shared_(cluster_ ? nullptr : &worker.sharedConnection(id)) {

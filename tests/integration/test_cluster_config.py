@@ -61,8 +61,9 @@ class ClusterConfigTest(LarderTestCase):
             "redis:\n  cluster:\n    seeds: [127.0.0.1:7000]\n"
             "postgres:\n  dsn: host=127.0.0.1\n"
             "keyspaces:\n  users:\n    key: \"user:{id}\"\n    table: public.users\n",
-            "keyspaces: are not supported yet with redis.cluster.seeds: a Redis Cluster backend "
-            "is pass-through only (docs/cluster.md)")
+            "keyspaces: are not supported yet with redis.cluster.seeds: their write scripts and "
+            "write-behind queue are not yet kept to one cluster slot; use redis.address, or "
+            "remove keyspaces to run Larder as a pass-through proxy (docs/cluster.md)")
 
     def test_check_config_names_nodes_and_slots(self):
         cluster = RedisCluster()

@@ -92,7 +92,8 @@ inline constexpr std::string_view kScanCursorTooLarge =
     "ERR Larder: a cluster node's SCAN cursor is too large to carry";
 inline constexpr std::string_view kClusterUnreadable =
     "ERR Larder: the cluster router could not read the request";
-// ERR Larder: CLUSTER MEET is not supported through the proxy: Larder presents the cluster as one node
+// ERR Larder: CLUSTER MEET is not supported through the proxy: Larder presents the cluster as one
+// node
 std::string clusterRefused(std::string_view subcommand);
 // ERR Larder: too many redirects for slot 3999 (redis.cluster.redirect_limit)
 std::string tooManyRedirects(int slot);
