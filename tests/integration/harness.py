@@ -1245,13 +1245,15 @@ def main():
 class RedisCluster:
     """A private Redis Cluster on 127.0.0.1: `primaries` primaries with
     `replicas` replicas each, each a RedisServer with cluster mode on, joined
-    with `redis-cli --cluster create ... --cluster-yes`. A short
-    cluster-node-timeout (default 1 s) keeps failovers quick in tests.
+    with `redis-cli --cluster create ... --cluster-yes`. cluster-node-timeout
+    is 5 s by default, so that a node starved of CPU on a loaded machine is
+    not failed over by its peers; tests that kill a node pass a short one
+    (1 s) to keep the failover quick.
 
     Every node's client port and bus port (port + 10000) are free when picked.
     """
 
-    def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000,
+    def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 5000,
                  extra_args=()):
         self.primaries_count = primaries
         self.replicas_count = replicas

@@ -6,9 +6,10 @@ reaches a client), and a primary killed under read and write load (Larder
 follows the promoted replica without a restart; every write acknowledged
 with WAIT survives; plain writes lost in the replication gap are counted).
 
-Each test makes its own cluster (3 primaries, 1 replica each,
-cluster-node-timeout 1 s) and prints a ledger line that docs/cluster.md
-quotes.
+The module starts one cluster (3 primaries, 1 replica each,
+cluster-node-timeout 1 s) for both tests: the reshard first (every node up),
+then the failover (which kills a node). Each test starts its own Larder and
+prints a ledger line that docs/cluster.md quotes.
 """
 
 import random
@@ -92,11 +93,17 @@ class Load:
             harness.close_client(c)
 
 
-class ReshardTest(LarderTestCase):
-    def test_reshard_under_load_reaches_no_client(self):
-        cluster = RedisCluster()
-        self.addCleanup(cluster.cleanup)
-        cluster.start()
+class ClusterChangesTest(LarderTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = RedisCluster(node_timeout_ms=1000)
+        cls.addClassCleanup(cls.cluster.cleanup)
+        cls.cluster.start()
+
+    # test_1_, test_2_: unittest runs them in name order, the kill last.
+    def test_1_reshard_under_load_reaches_no_client(self):
+        cluster = self.cluster
+        cluster.wait_healthy()
         larder = harness.start_cluster_larder(self, cluster)
         r = self.client(larder)
         primaries = cluster.primaries()
@@ -129,12 +136,9 @@ class ReshardTest(LarderTestCase):
         harness.wait_until(lambda: int(larder.info_larder()["cluster_map_changes"]) >= 2, 10,
                            "every worker to adopt the resharded map")
 
-
-class FailoverTest(LarderTestCase):
-    def test_primary_killed_under_load(self):
-        cluster = RedisCluster()
-        self.addCleanup(cluster.cleanup)
-        cluster.start()
+    def test_2_primary_killed_under_load(self):
+        cluster = self.cluster
+        cluster.wait_healthy()
         # Requests to the dead shard wait for the promotion rather than fail.
         larder = harness.start_cluster_larder(self, cluster,
                                              config={"redis": {"cluster": {"retry_timeout": "8s"},
@@ -186,6 +190,10 @@ class FailoverTest(LarderTestCase):
         prober.join(harness.scaled(20))
         load.finish()
 
+        def sequence(value):  # "thread:n" -> n; "init" (never overwritten) -> 0
+            parts = value.split(b":") if value is not None else []
+            return int(parts[1]) if len(parts) == 2 else 0
+
         lost, lost_waited = [], []
         for k, v in load.acked.items():
             if r.get(k) != v.encode():
@@ -194,15 +202,18 @@ class FailoverTest(LarderTestCase):
             got = r.get(k)
             # A later plain write may have replaced the waited value; only a
             # value older than the waited one counts as lost.
-            if got is None or (got != v.encode() and int(got.split(b":")[1]) < int(v.split(":")[1])):
+            if got != v.encode() and sequence(got) < sequence(v.encode()):
                 lost_waited.append(k)
+        # The loss window: how long before the kill the lost writes were acked.
+        window_ms = max((killed - load.last_ok[k] for k in lost), default=0) * 1000
         errors_after = [e for e in load.errors + probe["errors"] if e[0] > promoted + 1.0]
         print(f"\nledger failover: promotion seen {promoted - killed:.1f}s after the kill, a "
               f"write to the shard answered again {resumed_at - killed:.1f}s after it (probe "
               f"errors: {len(probe['errors'])}); {load.ops} ops, "
               f"{len(load.errors)} client errors during the failover "
               f"({sorted({e[2][:60] for e in load.errors})[:3]}); acked writes "
-              f"{len(load.acked)} keys, lost {len(lost)}; WAIT-acked {len(load.waited)} keys, "
+              f"{len(load.acked)} keys, lost {len(lost)} (acked up to {window_ms:.0f} ms before the "
+              f"kill); WAIT-acked {len(load.waited)} keys, "
               f"lost {len(lost_waited)}", file=sys.stderr)
         self.assertEqual(lost_waited, [], "a write a replica acknowledged was lost")
         self.assertEqual(errors_after, [], "errors after the failover was over")
