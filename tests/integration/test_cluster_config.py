@@ -87,7 +87,7 @@ class ClusterConfigTest(LarderTestCase):
             f"redis:\n  connect_timeout: 300ms\n  cluster:\n    seeds: [127.0.0.1:{port}]\n")
         self.assertEqual(code, 0, err)  # the config is valid; the cluster is not there
         self.assertIn(f"cluster: no map agreed: 127.0.0.1:{port}: ERR Larder: Redis backend "
-                      "connection lost: connect to", out)
+                      "unavailable: connect to", out)
         # Larder itself starts, says why it has no map, and answers meanwhile.
         larder = harness.start_cluster_larder(
             self, [f"127.0.0.1:{port}"], wait_backend=False,
