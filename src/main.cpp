@@ -10,8 +10,10 @@
 #include <string>
 
 #include "larder/cache/invalidator.hpp"
+#include "larder/cluster/discovery.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/config/loader.hpp"
+#include "larder/redis/tls_client.hpp"
 #include "larder/server/server.hpp"
 
 namespace {
@@ -122,6 +124,24 @@ int main(int argc, char** argv) {
   }
   if (check_only) {
     std::printf("%s: ok\n%s", config_path.c_str(), larder::config::redactedSummary(config).c_str());
+    if (config.redis.clusterMode()) {
+      // Which nodes and slots the seeds lead to; an unreachable cluster is
+      // reported, not an invalid config.
+      spdlog::set_level(spdlog::level::off);
+      try {
+        const auto found = larder::cluster::discover(
+            config.redis, larder::redis::makeClientTlsContext(config.redis.tls));
+        if (found.topology) {
+          std::printf("cluster: %s\n", found.topology->describe().c_str());
+        } else {
+          std::string why;
+          for (const auto& p : found.problems) why += (why.empty() ? "" : "; ") + p;
+          std::printf("cluster: no map agreed: %s\n", why.c_str());
+        }
+      } catch (const std::exception& e) {
+        std::printf("cluster: not checked: %s\n", e.what());
+      }
+    }
     return 0;
   }
 

@@ -540,6 +540,13 @@ class Loader {
     if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
       fail("postgres.dsn", "is required when keyspaces are configured");
     }
+    if (!config.keyspaces.empty() && config.redis.clusterMode()) {
+      // Each write script must stay single-slot: not yet (docs/cluster.md).
+      fail("keyspaces",
+           "are not supported yet with redis.cluster.seeds: their write scripts and "
+           "write-behind queue are not yet kept to one cluster slot; use redis.address, or "
+           "remove keyspaces to run Larder as a pass-through proxy (docs/cluster.md)");
+    }
   }
 
   // `admin: host:port`, or a map with address and an optional bearer token.
@@ -889,7 +896,7 @@ class Loader {
         node, path,
         {"address", "tls", "username", "password", "db", "connections_per_worker",
          "max_pinned_per_worker", "max_pending_per_connection", "connect_timeout", "reconnect_min",
-         "reconnect_max", "client_acl_user", "request_timeout", "keepalive"});
+         "reconnect_max", "client_acl_user", "request_timeout", "keepalive", "cluster"});
     field(node, path, "address",
           [&](const auto& n, const auto& p) { redis.address = readEndpoint(n, p); });
     field(node, path, "tls", [&](const auto& n, const auto& p) { readRedisTls(n, p, redis.tls); });
@@ -931,6 +938,50 @@ class Loader {
       fail(joinPath(path, "reconnect_max"),
            "must be at least reconnect_min (" + formatDuration(redis.reconnect_min) + ")");
     }
+    field(node, path, "cluster",
+          [&](const auto& n, const auto& p) { readRedisCluster(n, p, redis.cluster); });
+    if (redis.clusterMode()) {
+      if (node["address"].IsDefined()) {
+        fail(joinPath(path, "address"), "and " + joinPath(path, "cluster.seeds") +
+                                            " are exclusive: give one Redis or a cluster's seeds");
+      }
+      if (redis.db != 0)
+        fail(joinPath(path, "db"), "must be 0 with a Redis Cluster (it has db 0 only)");
+    }
+  }
+
+  // redis.cluster (docs/cluster.md).
+  void readRedisCluster(const YAML::Node& node, const std::string& path,
+                        RedisClusterConfig& cluster) const {
+    requireMap(node, path);
+    checkKeys(
+        node, path,
+        {"seeds", "read_from_replicas", "redirect_limit", "retry_timeout", "refresh_interval"});
+    field(node, path, "seeds", [&](const auto& n, const auto& p) {
+      constexpr const char* expected = "expected a list of host:port";
+      if (!n.IsSequence()) fail(p, expected);
+      if (n.size() == 0) fail(p, "must list at least one node");
+      if (n.size() > 64) fail(p, "at most 64 seeds");
+      for (std::size_t i = 0; i < n.size(); ++i) {
+        const std::string itemPath = p + "[" + std::to_string(i) + "]";
+        Endpoint seed = parseEndpoint(scalar(n[i], itemPath, expected), itemPath);
+        if (std::find(cluster.seeds.begin(), cluster.seeds.end(), seed) != cluster.seeds.end()) {
+          fail(itemPath, "duplicate seed " + seed.toString());
+        }
+        cluster.seeds.push_back(std::move(seed));
+      }
+    });
+    field(node, path, "read_from_replicas", [&](const auto& n, const auto& p) {
+      cluster.read_from_replicas = readChoice<bool>(n, p, {{"true", true}, {"false", false}});
+    });
+    field(node, path, "redirect_limit",
+          [&](const auto& n, const auto& p) { cluster.redirect_limit = readInt(n, p, 1, 100); });
+    field(node, path, "retry_timeout",
+          [&](const auto& n, const auto& p) { cluster.retry_timeout = readDuration(n, p, true); });
+    field(node, path, "refresh_interval", [&](const auto& n, const auto& p) {
+      cluster.refresh_interval = readDuration(n, p, false);
+    });
+    if (!node["seeds"].IsDefined()) fail(joinPath(path, "seeds"), "is required");
   }
 
   void readPostgres(const YAML::Node& node, const std::string& path, PostgresConfig& pg) const {
@@ -1188,7 +1239,20 @@ std::string redactedSummary(const Config& config) {
   }
 
   const RedisConfig& redis = config.redis;
-  out += "redis: address=" + redis.address.toString() + " db=" + std::to_string(redis.db);
+  if (redis.clusterMode()) {
+    out += "redis: cluster seeds=";
+    for (std::size_t i = 0; i < redis.cluster.seeds.size(); ++i) {
+      out += (i ? "," : "") + redis.cluster.seeds[i].toString();
+    }
+    out += std::string(" read_from_replicas=") +
+           (redis.cluster.read_from_replicas ? "true" : "false") +
+           " redirect_limit=" + std::to_string(redis.cluster.redirect_limit) +
+           " retry_timeout=" + formatDuration(redis.cluster.retry_timeout) +
+           " refresh_interval=" + formatDuration(redis.cluster.refresh_interval);
+  } else {
+    out += "redis: address=" + redis.address.toString();
+  }
+  out += " db=" + std::to_string(redis.db);
   if (!redis.username.empty()) out += " username=" + redis.username;
   out += " password=" + secret(redis.password);
   if (redis.tls.enabled) {

@@ -38,6 +38,12 @@ std::string show(const std::vector<std::string>& v) {
   return out;
 }
 
+std::string show(const std::vector<Endpoint>& v) {
+  std::string out;
+  for (const auto& e : v) out += (out.empty() ? "" : ",") + e.toString();
+  return out.empty() ? "(none)" : out;
+}
+
 bool overlaps(const std::string& a_key, const std::string& b_key) {
   KeyTemplate a, b;
   std::string error;
@@ -80,6 +86,15 @@ class Planner {
     restart("redis.connect_timeout", live_.redis.connect_timeout, next_.redis.connect_timeout);
     restart("redis.reconnect_min", live_.redis.reconnect_min, next_.redis.reconnect_min);
     restart("redis.reconnect_max", live_.redis.reconnect_max, next_.redis.reconnect_max);
+    restart("redis.cluster.seeds", live_.redis.cluster.seeds, next_.redis.cluster.seeds);
+    restart("redis.cluster.read_from_replicas", live_.redis.cluster.read_from_replicas,
+            next_.redis.cluster.read_from_replicas);
+    restart("redis.cluster.redirect_limit", live_.redis.cluster.redirect_limit,
+            next_.redis.cluster.redirect_limit);
+    restart("redis.cluster.retry_timeout", live_.redis.cluster.retry_timeout,
+            next_.redis.cluster.retry_timeout);
+    restart("redis.cluster.refresh_interval", live_.redis.cluster.refresh_interval,
+            next_.redis.cluster.refresh_interval);
     restartSecret("postgres.dsn", live_.postgres.dsn, next_.postgres.dsn);
     restart("postgres.sslmode", live_.postgres.sslmode, next_.postgres.sslmode);
     restart("postgres.sslrootcert", live_.postgres.sslrootcert, next_.postgres.sslrootcert);

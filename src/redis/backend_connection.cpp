@@ -208,7 +208,8 @@ asio::awaitable<void> BackendConnection::run() {
     state_ = State::Connecting;
     // Requests queued from now on follow the handshake, which ends as the client.
     stream_as_ = As::Client;
-    if (co_await connectOnce()) {
+    const bool connected = co_await connectOnce();
+    if (connected) {
       state_ = State::Ready;
       last_error_.clear();
       stats_.connects.add();
@@ -232,7 +233,11 @@ asio::awaitable<void> BackendConnection::run() {
     out_.clear();
     in_ = ByteBuffer(in_.capacity() ? in_.capacity() : 4096);
     scanner_.reset();
-    failPending(BackendFailure::Kind::ConnectionLost);
+    // Requests queued while a connection attempt failed were never written
+    // (the handshake goes first): unavailable, safe to send again (the
+    // cluster router does); only a broken connection may have run them.
+    failPending(connected ? BackendFailure::Kind::ConnectionLost
+                          : BackendFailure::Kind::Unavailable);
     if (kind_ == ConnectionKind::Pinned) break;
     if (stopping_) break;
     state_ = State::Idle;

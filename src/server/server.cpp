@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "larder/cache/write_scripts.hpp"
+#include "larder/cluster/discovery.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/tls_client.hpp"
 #include "larder/server/tls_context.hpp"
@@ -50,6 +51,7 @@ Server::Server(const config::Config& config)
       started_(std::chrono::steady_clock::now()) {
   redis_tls_ = redis::makeClientTlsContext(config_.redis.tls);  // throws naming the file
   buildKeyspaces();
+  discoverCluster();
   int threads =
       config.threads > 0 ? config.threads : static_cast<int>(std::thread::hardware_concurrency());
   threads = std::max(1, threads);
@@ -94,6 +96,21 @@ void Server::buildKeyspaces() {
                  ks.config.key, ks.schema, ks.table, ks.isHash() ? "hash" : "string",
                  ks.value_columns.size());
   }
+}
+
+void Server::discoverCluster() {
+  if (!config_.redis.clusterMode()) return;
+  cluster::Discovery found = cluster::discover(config_.redis, redis_tls_);
+  if (found.topology) {
+    spdlog::info("redis cluster: {}", found.topology->describe());
+    cluster_map_ = std::move(found.topology);
+    return;
+  }
+  // Not fatal, as a Redis that is down at start is not: the workers keep
+  // asking, and requests wait (retry_timeout) or fail until a map is agreed.
+  std::string why;
+  for (const auto& p : found.problems) why += (why.empty() ? "" : "; ") + p;
+  spdlog::warn("redis cluster: no map agreed at start-up ({}); retrying in the background", why);
 }
 
 void Server::startPostgresSide() {
@@ -177,7 +194,10 @@ int Server::run() {
   for (auto& w : workers_) w->start();
   spdlog::info("larder {} listening on {} with {} worker thread(s); redis backend {} db {}",
                LARDER_VERSION, config_.listen.toString(), workers_.size(),
-               config_.redis.address.toString(), config_.redis.db);
+               config_.redis.clusterMode()
+                   ? "cluster (seed " + config_.redis.cluster.seeds.front().toString() + ")"
+                   : config_.redis.address.toString(),
+               config_.redis.db);
   if (config_.tls.listen) spdlog::info("TLS listener on {}", config_.tls.listen->toString());
 
   // First signal: drain and stop. A second one: stop now.

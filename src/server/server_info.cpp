@@ -69,6 +69,31 @@ asio::awaitable<void> Server::sampleOps() {
   }
 }
 
+void Server::clusterFields(proxy::InfoFields& out) const {
+  // Summed over the workers' routers (docs/cluster.md, "Watching it").
+  std::uint64_t moved = 0, ask = 0, retries = 0, timeouts = 0, refreshes = 0, changes = 0;
+  int known = cluster::kSlots;
+  for (const auto& w : workers_) {
+    const cluster::Router* r = w->router();
+    if (r == nullptr) continue;
+    const cluster::ClusterStats& s = r->clusterStats();
+    moved += s.moved.get();
+    ask += s.ask.get();
+    retries += s.retries.get();
+    timeouts += s.retry_timeouts.get();
+    refreshes += s.refreshes.get();
+    changes += s.map_changes.get();
+    known = std::min(known, r->slotsKnown());
+  }
+  field(out, "cluster_slots_known", known);
+  field(out, "cluster_moved", moved);
+  field(out, "cluster_ask", ask);
+  field(out, "cluster_retries", retries);
+  field(out, "cluster_retry_timeouts", timeouts);
+  field(out, "cluster_topology_refreshes", refreshes);
+  field(out, "cluster_map_changes", changes);
+}
+
 proxy::InfoFields Server::infoFields(std::string_view section) const {
   Totals t;
   for (const auto& w : workers_) {
@@ -120,10 +145,12 @@ proxy::InfoFields Server::infoFields(std::string_view section) const {
     field(out, "idle_disconnections", t.idle_closes);
     field(out, "pinned_backend_connections", t.pinned);
     field(out, "pinned_backend_connections_total", t.pinned_total);
-    field(out, "backend_redis_address", config_.redis.address.toString());
+    field(out, "backend_redis_address",
+          config_.redis.clusterMode() ? "cluster" : config_.redis.address.toString());
     field(out, "backend_redis_status", t.backend_up ? "ok" : "down");
     field(out, "backend_redis_connects", t.backend_connects);
     field(out, "backend_redis_failed_requests", t.backend_failed);
+    if (config_.redis.clusterMode()) clusterFields(out);
     field(out, "keyspaces", keyspaces_.size());
     if (pg_pool_) {
       const auto& p = pg_pool_->stats();

@@ -260,7 +260,9 @@ void Server::writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
 bool Server::ready(std::string& why) const {
   for (const auto& w : workers_) {
     if (!w->backendReady()) {
-      why += "redis: not connected to " + config_.redis.address.toString() + "\n";
+      why += config_.redis.clusterMode()
+                 ? std::string("redis cluster: not every slot has a connected owner\n")
+                 : "redis: not connected to " + config_.redis.address.toString() + "\n";
       break;
     }
   }

@@ -38,6 +38,14 @@ resp::ParserLimits parserLimits(const config::LimitsConfig& limits, bool authent
   return l;
 }
 
+// "ip:port" the client connected to: a cluster client is told Larder is there.
+std::string localAddress(ClientStream& socket) {
+  boost::system::error_code ec;
+  const auto local = socket.tcp().local_endpoint(ec);
+  if (ec) return {};
+  return local.address().to_string() + ":" + std::to_string(local.port());
+}
+
 }  // namespace
 
 Session::Session(Worker& worker, tcp::socket socket, std::shared_ptr<asio::ssl::context> tls,
@@ -47,9 +55,14 @@ Session::Session(Worker& worker, tcp::socket socket, std::shared_ptr<asio::ssl::
       id_(id),
       created_(std::chrono::steady_clock::now()),
       last_active_(created_),
-      pipeline_(proxy::Ports{*this, *this, *this, *this}, id),
+      cluster_(worker.router()
+                   ? std::make_unique<cluster::ClusterBackend>(
+                         *worker.router(), worker.stats(),
+                         worker.config().redis.max_pinned_per_worker, localAddress(socket_))
+                   : nullptr),
+      pipeline_(proxy::Ports{backendPort(), *this, *this, *this}, id),
       wake_(socket_.get_executor()),
-      shared_(&worker.sharedConnection(id)) {
+      shared_(cluster_ ? nullptr : &worker.sharedConnection(id)) {
   parser_authenticated_ = !pipeline_.state().authenticated;  // forces the first update
   updateParserLimits();
   boost::system::error_code ec;
@@ -59,7 +72,13 @@ Session::Session(Worker& worker, tcp::socket socket, std::shared_ptr<asio::ssl::
 
 Session::~Session() = default;
 
+proxy::BackendPort& Session::backendPort() {
+  if (cluster_) return *cluster_;
+  return *this;
+}
+
 void Session::start() {
+  if (cluster_) cluster_->attach(weak_from_this());
   asio::co_spawn(
       socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
       logEscaped("client session"));
@@ -356,6 +375,7 @@ void Session::close() {
   socket_.tcp().close(ec);
   wake_.cancel();
   if (pinned_) unpin(false);
+  if (cluster_) cluster_->close();
   worker_.forget(id_);
 }
 

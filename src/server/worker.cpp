@@ -27,7 +27,12 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
     client_identity_ = std::make_shared<const redis::ClientIdentity>(
         redis::makeClientIdentity(config.redis, cache::kReservedPrefix));
   }
-  const int n = std::max(1, config.redis.connections_per_worker);
+  if (config.redis.clusterMode()) {
+    // One router instead of shared connections (docs/cluster.md).
+    router_ = std::make_unique<cluster::Router>(context_.get_executor(), config_.redis, stats_,
+                                                server.redisTls(), server.clusterTopology(), index);
+  }
+  const int n = router_ ? 0 : std::max(1, config.redis.connections_per_worker);
   for (int i = 0; i < n; ++i) {
     shared_.push_back(std::make_shared<redis::BackendConnection>(
         context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, stats_.backend,
@@ -59,6 +64,7 @@ void Worker::start() {
   guard_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
       context_.get_executor());
   for (auto& c : shared_) c->start();
+  if (router_) router_->start();
   if (near_tracking_) near_tracking_->start();
   sweepIdle();
   thread_ = std::thread([this] {
@@ -93,6 +99,7 @@ void Worker::stop() {
     }
     for (auto& s : live) s->close();
     for (auto& c : shared_) c->stop();
+    if (router_) router_->stop();
     if (near_tracking_) near_tracking_->stop();
     for (auto& c : idle_pinned_) c->stop();
     idle_pinned_.clear();
@@ -106,6 +113,7 @@ redis::BackendConnection& Worker::sharedConnection(std::uint64_t session_id) {
 }
 
 bool Worker::backendReady() const {
+  if (router_) return router_->ready();
   for (const auto& c : shared_) {
     if (!c->ready()) return false;
   }

@@ -1325,3 +1325,222 @@ def run_threads(target, count: int, timeout: float = 60.0, args_for=None):
 def main():
     """unittest.main with verbose output; used by every test file."""
     unittest.main(verbosity=2)
+
+
+# --------------------------------------------------------------- Redis Cluster
+
+
+class RedisCluster:
+    """A private Redis Cluster on 127.0.0.1: `primaries` primaries with
+    `replicas` replicas each, each a RedisServer with cluster mode on, joined
+    with `redis-cli --cluster create ... --cluster-yes`. cluster-node-timeout
+    is 5 s by default, so that a node starved of CPU on a loaded machine is
+    not failed over by its peers; tests that kill a node pass a short one
+    (1 s) to keep the failover quick.
+
+    Every node's client port and bus port (port + 10000) are free when picked.
+    """
+
+    def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 5000,
+                 extra_args=()):
+        self.primaries_count = primaries
+        self.replicas_count = replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes: list[RedisServer] = []
+        for _ in range(primaries * (1 + replicas)):
+            port = self._free_cluster_port()
+            self.nodes.append(RedisServer(port=port, extra_args=[
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", str(node_timeout_ms), "--appendonly", "no",
+                *extra_args]))
+
+    @staticmethod
+    def _free_cluster_port() -> int:
+        for _ in range(200):
+            port = free_port()
+            if port + 10000 > 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((HOST, port + 10000))
+                except OSError:
+                    continue
+            return port
+        raise AssertionError("no free port pair (port, port + 10000) for a cluster node")
+
+    @property
+    def seeds(self) -> list:
+        return [n.address for n in self.nodes]
+
+    def start(self, timeout: float = 60.0):
+        for n in self.nodes:
+            n.start()
+        argv = [REDIS_CLI, "--cluster", "create", *self.seeds, "--cluster-replicas",
+                str(self.replicas_count), "--cluster-yes"]
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=scaled(timeout))
+        out = res.stdout.decode(errors="replace")
+        if res.returncode != 0 or "[OK] All 16384 slots covered" not in out:
+            raise AssertionError(f"redis-cli --cluster create failed ({res.returncode}):\n"
+                                 f"{tail(out)}")
+        self.wait_healthy(timeout)
+        return self
+
+    def node_client(self, node: RedisServer, **kwargs) -> redis.Redis:
+        kwargs.setdefault("socket_timeout", 5)
+        return node.client(**kwargs)
+
+    @staticmethod
+    def ask(node: RedisServer, *args, timeout: float = 2.0):
+        """One command to one node, the reply as RawClient parses it
+        (bytes, int, list, RespError), untouched by redis-py's parsers."""
+        with RawClient(node.port, timeout=timeout) as c:
+            return c.call(*args)
+
+    def info(self, node: RedisServer, section: str) -> dict:
+        text = self.ask(node, "INFO", section)
+        out = {}
+        for line in text.decode().splitlines():
+            if ":" in line and not line.startswith("#"):
+                k, v = line.split(":", 1)
+                out[k] = v
+        return out
+
+    def cluster_nodes(self, node: RedisServer) -> list:
+        """CLUSTER NODES of `node` as dicts: id, port, flags (set), master, slots (list)."""
+        rows = []
+        for line in self.ask(node, "CLUSTER", "NODES").decode().strip().splitlines():
+            f = line.split()
+            rows.append({"id": f[0], "port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                         "flags": set(f[2].split(",")), "master": f[3], "slots": f[8:]})
+        return rows
+
+    def slots(self, node: RedisServer) -> list:
+        """CLUSTER SLOTS of `node` as (first, last, primary port) tuples, sorted."""
+        return sorted((lo, hi, int(p[1])) for lo, hi, p, *_ in self.ask(node, "CLUSTER", "SLOTS"))
+
+    def running_nodes(self) -> list:
+        return [n for n in self.nodes if n.running()]
+
+    def primaries(self) -> list:
+        """The running nodes that are primaries owning slots, by their view."""
+        out = []
+        for n in self.running_nodes():
+            rows = self.cluster_nodes(n)
+            me = next(r for r in rows if "myself" in r["flags"])
+            if "master" in me["flags"] and me["slots"]:
+                out.append(n)
+        return out
+
+    def node_id(self, node: RedisServer) -> str:
+        return self.ask(node, "CLUSTER", "MYID").decode()
+
+    def by_port(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
+    def owner_of(self, key) -> RedisServer:
+        """The primary serving `key`'s slot (asked of a running node)."""
+        n = self.running_nodes()[0]
+        slot = self.ask(n, "CLUSTER", "KEYSLOT", key)
+        for lo, hi, port in self.slots(n):
+            if lo <= slot <= hi:
+                return self.by_port(port)
+        raise AssertionError(f"no owner for {key!r}")
+
+    def wait_healthy(self, timeout: float = 60.0):
+        """Every running node says cluster_state:ok, all agree on who owns
+        the slots, and every replica's link to its primary is up."""
+        def healthy():
+            views = set()
+            for n in self.running_nodes():
+                if b"cluster_state:ok" not in self.ask(n, "CLUSTER", "INFO"):
+                    return False
+                views.add(tuple(self.slots(n)))
+                rep = self.info(n, "replication")
+                if rep.get("role") == "slave" and rep.get("master_link_status") != "up":
+                    return False
+            if len(views) != 1:
+                return False
+            return sum(hi - lo + 1 for lo, hi, _ in next(iter(views))) == 16384
+        wait_until(healthy, timeout, "the Redis Cluster to be healthy and agree on its slots",
+                   interval=0.1)
+
+    def kill(self, node: RedisServer):
+        node.kill()
+
+    def replicas_of(self, primary: RedisServer) -> list:
+        """The running nodes that replicate `primary` (by its view)."""
+        pid = self.node_id(primary)
+        return [self.by_port(r["port"]) for r in self.cluster_nodes(primary)
+                if r["master"] == pid and self.by_port(r["port"]).running()]
+
+    def wait_promoted(self, candidates: list, timeout: float = 30.0) -> RedisServer:
+        """After a primary died: waits until one of `candidates` (its replicas)
+        is a primary and the cluster is healthy again; returns it."""
+        def promoted():
+            for n in candidates:
+                if n.running() and self.info(n, "replication").get("role") == "master":
+                    return n
+            return None
+        new = wait_until(promoted, timeout, "a replica to be promoted", interval=0.05)
+        self.wait_healthy(timeout)
+        return new
+
+    def reshard(self, source: RedisServer, target: RedisServer, slots: int,
+                timeout: float = 120.0, pipeline: int = 10) -> str:
+        """Moves `slots` slots from source to target with redis-cli --cluster
+        reshard (keys migrate with MIGRATE, ASK/MOVED happen meanwhile)."""
+        argv = [REDIS_CLI, "--cluster", "reshard", source.address,
+                "--cluster-from", self.node_id(source), "--cluster-to", self.node_id(target),
+                "--cluster-slots", str(slots), "--cluster-yes", "--cluster-pipeline",
+                str(pipeline)]
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=scaled(timeout))
+        out = res.stdout.decode(errors="replace")
+        if res.returncode != 0:
+            raise AssertionError(f"redis-cli --cluster reshard failed ({res.returncode}):\n"
+                                 f"{tail(out)}")
+        return out
+
+    def cluster_client(self, **kwargs):
+        """redis-py's RedisCluster straight to the cluster (for comparisons)."""
+        from redis.cluster import RedisCluster as PyRedisCluster
+        _scale_socket_timeouts(kwargs)
+        return PyRedisCluster(host=HOST, port=self.nodes[0].port, **kwargs)
+
+    def cleanup(self):
+        for n in self.nodes:
+            with contextlib.suppress(Exception):
+                n.cleanup()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+class ClusterLarder(Larder):
+    """Larder in front of a RedisCluster: redis.cluster.seeds instead of
+    redis.address (pass the cluster as `redis_server`)."""
+
+    def config_dict(self) -> dict:
+        cfg = super().config_dict()
+        cluster = self.redis_server
+        redis_cfg = {k: v for k, v in cfg["redis"].items() if k not in ("address", "db")}
+        seeds = cluster.seeds if isinstance(cluster, RedisCluster) else list(cluster)
+        extra = self.extra.get("redis", {}).get("cluster", {})
+        redis_cfg["cluster"] = _merge({"seeds": seeds}, extra)
+        cfg["redis"] = redis_cfg
+        return cfg
+
+
+def start_cluster_larder(test: "LarderTestCase", cluster, **kwargs) -> ClusterLarder:
+    """LarderTestCase.start_larder for a cluster: a started ClusterLarder
+    whose stop, log checks and cleanup run when `test` ends."""
+    larder = ClusterLarder(cluster, **kwargs)
+    test.addCleanup(larder.cleanup)
+    test.addCleanup(test._dump_log_on_failure, larder)
+    test.addCleanup(check_log_clean, larder)
+    test.addCleanup(larder.stop_gracefully)
+    return larder.start()

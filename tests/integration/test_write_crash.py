@@ -245,7 +245,10 @@ class CrashTest(LarderTestCase):
                     problems.append(f"{key} reads {through!r} through Larder, "
                                     f"PostgreSQL has {got} (Redis: type {direct.type(key)!r}, "
                                     f"{direct.hgetall(key) if kind == 'hctr' else cached!r}, "
-                                    f"marker {marker!r})")
+                                    f"marker {marker!r}, lease "
+                                    f"{direct.get(f'__larder:lease:{key}')!r} "
+                                    f"pttl {direct.pttl(f'__larder:lease:{key}')}, "
+                                    f"stats {load.larder.info_larder().get('keyspace_' + table)})")
             history = audit_history(table, ids)
             for rid, events in history.items():
                 values = [v for op, v in events if op != "DELETE"]

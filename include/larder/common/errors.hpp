@@ -150,5 +150,25 @@ std::string unknownLogLevel(std::string_view level);
 std::string aclWithLarderUsers(std::string_view subcommand);
 // ERR Larder: reload rejected, the running config is kept: <why>
 std::string reloadRejected(std::string_view why);
+// ------------------------------------- Redis Cluster backend (docs/cluster.md)
+// Redis' words (cluster.c, db.c):
+inline constexpr std::string_view kCrossSlot =
+    "CROSSSLOT Keys in request don't hash to the same slot";
+inline constexpr std::string_view kSlotNotServed = "CLUSTERDOWN Hash slot not served";
+inline constexpr std::string_view kInvalidCursor = "ERR invalid cursor";
+// ERR Unknown node <id>
+std::string unknownNode(std::string_view id);
+// Larder's:
+inline constexpr std::string_view kTrackingOnCluster =
+    "ERR Larder: CLIENT TRACKING is not supported with a Redis Cluster backend";
+inline constexpr std::string_view kScanCursorTooLarge =
+    "ERR Larder: a cluster node's SCAN cursor is too large to carry";
+inline constexpr std::string_view kClusterUnreadable =
+    "ERR Larder: the cluster router could not read the request";
+// ERR Larder: CLUSTER MEET is not supported through the proxy: Larder presents the cluster as one
+// node
+std::string clusterRefused(std::string_view subcommand);
+// ERR Larder: too many redirects for slot 3999 (redis.cluster.redirect_limit)
+std::string tooManyRedirects(int slot);
 
 }  // namespace larder::errors

@@ -37,8 +37,19 @@ struct RedisTlsConfig {
   std::string server_name;  // SNI and the name verified; empty: address.host
 };
 
+// Redis Cluster as the backend (docs/cluster.md): set instead of address.
+struct RedisClusterConfig {
+  std::vector<Endpoint> seeds;  // empty: one Redis at redis.address
+  // Reads (readonly commands outside transactions) go to replicas (READONLY).
+  bool read_from_replicas = false;
+  int redirect_limit = 5;         // MOVED/ASK followed per request at most
+  Millis retry_timeout{2000};     // TRYAGAIN, CLUSTERDOWN, a shard down: retried this long
+  Millis refresh_interval{5000};  // topology re-read this often (and on MOVED, lost connections)
+};
+
 struct RedisConfig {
   Endpoint address{"127.0.0.1", 6379};
+  RedisClusterConfig cluster;
   RedisTlsConfig tls;
   std::string username;                   // empty: AUTH <password> only
   std::string password;                   // empty: no AUTH
@@ -61,6 +72,8 @@ struct RedisConfig {
   // TCP keepalive: first probe after this much silence, then 3 probes this
   // far apart / 2 (a dead peer is noticed after about 2.5x this). 0: off.
   Millis keepalive{10000};
+
+  bool clusterMode() const { return !cluster.seeds.empty(); }
 };
 
 struct PostgresConfig {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -54,6 +55,9 @@ class Server : public ServerContext, public admin::AdminSource {
   cache::Loader* loader() override { return loader_.get(); }
   cache::WriteService* writes() override { return writes_.get(); }
   cache::Invalidator* invalidator() override { return invalidator_.get(); }
+  const cluster::Topology* clusterTopology() const override {
+    return cluster_map_ ? &*cluster_map_ : nullptr;
+  }
 
   // admin::AdminSource (server_metrics.cpp)
   std::string metricsText() const override;
@@ -64,8 +68,11 @@ class Server : public ServerContext, public admin::AdminSource {
   // Reads every mapped table's shape and checks the config against it; throws
   // (start-up) with a message naming keyspace, table and column.
   void buildKeyspaces();
+  // redis.cluster.seeds: the map at start-up (logged; workers start from it).
+  void discoverCluster();
   void startPostgresSide();
   void keyspaceFields(proxy::InfoFields& out) const;
+  void clusterFields(proxy::InfoFields& out) const;  // server_info.cpp
   std::uint64_t totalCommands() const;
   boost::asio::awaitable<void> sampleOps();
   void writeMetrics(admin::MetricsWriter& m, const cache::Keyspace& ks,
@@ -94,6 +101,7 @@ class Server : public ServerContext, public admin::AdminSource {
   bool reloading_ = false;  // on the reload's executor only
   Counter reloads_;
   cache::KeyspaceRegistry keyspaces_;
+  std::optional<cluster::Topology> cluster_map_;
   // The PostgreSQL side runs on its own thread (Loader, pool, fill connection).
   boost::asio::io_context pg_context_{1};
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>

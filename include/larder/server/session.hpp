@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "larder/cluster/cluster_backend.hpp"
 #include "larder/common/byte_buffer.hpp"
 #include "larder/proxy/pipeline.hpp"
 #include "larder/redis/backend_connection.hpp"
@@ -104,6 +105,7 @@ class Session : public redis::ReplySink,
   proxy::ConnectionFacts facts() const override;
 
   redis::BackendConnection& connection(proxy::Conn conn) const;
+  proxy::BackendPort& backendPort();
   // Completes `tag` later, from any thread, on the worker's.
   std::function<void(std::string)> replyLater(std::uint64_t tag);
   std::shared_ptr<ReplySink> self() { return shared_from_this(); }
@@ -122,6 +124,9 @@ class Session : public redis::ReplySink,
   const commands::Command* last_command_ = nullptr;  // the last non-container command
   bool parser_authenticated_ = false;
 
+  // Cluster mode: the pipeline's backend port instead of this session's own
+  // (declared before pipeline_, which is given a reference to it).
+  std::unique_ptr<cluster::ClusterBackend> cluster_;
   proxy::Pipeline pipeline_;
   std::string writing_;
   bool write_active_ = false;

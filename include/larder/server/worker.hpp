@@ -15,6 +15,7 @@
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
 #include "larder/cache/write_service.hpp"
+#include "larder/cluster/router.hpp"
 #include "larder/config/config.hpp"
 #include "larder/proxy/info.hpp"
 #include "larder/proxy/stats.hpp"
@@ -57,6 +58,9 @@ class Worker {
   NearCache* nearCache() { return near_cache_.get(); }
 
   redis::BackendConnection& sharedConnection(std::uint64_t session_id);
+  // With redis.cluster.seeds: the worker's cluster router (and no shared
+  // connections); null otherwise.
+  cluster::Router* router() { return router_.get(); }
   bool backendReady() const;
   // nullptr when redis.max_pinned_per_worker connections are already in use.
   std::shared_ptr<redis::BackendConnection> acquirePinned();
@@ -85,6 +89,7 @@ class Worker {
   proxy::WorkerStats stats_;
   std::shared_ptr<const redis::ClientIdentity> client_identity_;  // null: no keyspaces
   std::vector<std::shared_ptr<redis::BackendConnection>> shared_;
+  std::unique_ptr<cluster::Router> router_;  // cluster mode only
   std::vector<std::shared_ptr<redis::BackendConnection>> idle_pinned_;
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
   std::vector<std::shared_ptr<Session>> flushes_;   // sessions to flush at the end of the turn
@@ -121,6 +126,8 @@ class ServerContext {
   virtual cache::Loader* loader() = 0;            // nullptr when no keyspace is configured
   virtual cache::WriteService* writes() = 0;      // likewise
   virtual cache::Invalidator* invalidator() = 0;  // likewise
+  // The cluster's map found at start-up (redis.cluster.seeds); null: none.
+  virtual const cluster::Topology* clusterTopology() const { return nullptr; }
   // Re-reads the config file; `done` runs on another thread.
   virtual void reload(std::function<void(ReloadResult)> done) = 0;
 };

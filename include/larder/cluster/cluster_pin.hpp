@@ -1,0 +1,89 @@
+#pragma once
+// A client's dedicated connection when the backend is a cluster (MULTI/EXEC,
+// WATCH, blocking commands, pub/sub). It binds to one node, chosen by the
+// first key it carries, and takes its connection from that node's pool in
+// the router: never one new TCP connection per transaction.
+//
+//   WATCH k / BLPOP k / SSUBSCRIBE ch -> bound to the owner of k's (ch's) slot
+//   MULTI (no key yet)                -> bound to any node, provisionally; the
+//        first keyed command moves it: MULTI and the keyless commands queued
+//        so far are replayed on the key's node (replies dropped), the first
+//        node's transaction is discarded
+//   in a transaction, a key of another node  -> sent anyway: the node answers
+//        -MOVED, which the client sees as CROSSSLOT (and EXEC as EXECABORT),
+//        as Redis Cluster would refuse a cross-slot transaction
+//   outside a transaction, a key of another node -> not here: the shared path
+//   a lone request (a blocking call) answered -MOVED/-ASK -> resent on the
+//        right node's connection
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "larder/cluster/request_plan.hpp"
+#include "larder/cluster/router.hpp"
+#include "larder/redis/backend_connection.hpp"
+
+namespace larder::cluster {
+
+class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
+ public:
+  ClusterPin(Router& router, std::weak_ptr<redis::ReplySink> session);
+  ~ClusterPin();
+
+  enum class Outcome { Sent, Shared, Refused };
+  // A request the pipeline sends on its dedicated connection. Shared: it
+  // belongs on the shared path (a key of another node outside a
+  // transaction); Refused: no node to bind to (no map yet).
+  // `blocking`: the registry routes it as a blocking call (BLPOP, XREAD BLOCK, WAIT).
+  Outcome send(const Plan& plan, const commands::Command* command, bool blocking,
+               std::string_view bytes, std::uint64_t tag);
+  // Between MULTI and EXEC/DISCARD as far as the pin has seen.
+  bool inTransaction() const { return in_multi_; }
+  Outcome sendOnStream(const Plan& plan, std::string_view bytes);
+  void setStream(bool on);
+  bool saturated() const;
+  bool lost() const;
+  // Gives the connection back to its node's pool (clean) or closes it.
+  void release(bool clean);
+
+  // From the connection's replies (PinSink): true when a redirect of the
+  // lone request `tag` was followed here and the client sees nothing yet.
+  bool followed(std::uint64_t tag, const Redirect& r);
+
+ private:
+  class PinSink;
+
+  bool bind(int node);
+  // Leaves the current connection for one to `node`. The connection left
+  // keeps delivering what it still owes (replies find their client by tag)
+  // and goes back to its pool with the pin; one per node, reused if the pin
+  // comes back to that node.
+  bool switchTo(int node);
+  // A provisional MULTI follows its first key to `node`.
+  void moveTo(int node);
+  void track(const commands::Command* command);
+
+  Router& router_;
+  std::weak_ptr<redis::ReplySink> session_;
+  std::shared_ptr<PinSink> sink_;
+  std::shared_ptr<redis::BackendConnection> conn_;
+  int node_ = -1;
+  bool provisional_ = false;  // bound by a keyless MULTI: the first key may move it
+  bool in_multi_ = false;     // MULTI sent, EXEC/DISCARD not yet
+  bool watching_ = false;     // WATCH sent, not ended
+  bool stream_ = false;
+  std::vector<std::string> replay_;  // keyless requests queued in a provisional MULTI
+  // Connections the pin moved away from (switchTo).
+  std::vector<std::pair<int, std::shared_ptr<redis::BackendConnection>>> left_;
+  std::size_t replay_bytes_ = 0;
+  // The last request, kept while it may be resent elsewhere (no state on the
+  // connection, nothing else sent on it).
+  std::uint64_t last_tag_ = 0;
+  std::string last_request_;
+  bool last_resendable_ = false;
+  std::size_t sends_ = 0;  // on this connection since it was bound
+  int redirects_ = 0;
+};
+
+}  // namespace larder::cluster

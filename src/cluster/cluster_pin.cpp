@@ -1,0 +1,231 @@
+#include "larder/cluster/cluster_pin.hpp"
+
+#include "larder/common/errors.hpp"
+#include "larder/resp/reply_writer.hpp"
+
+namespace larder::cluster {
+
+namespace {
+
+constexpr std::string_view kMulti = "*1\r\n$5\r\nMULTI\r\n";
+constexpr std::string_view kDiscard = "*1\r\n$7\r\nDISCARD\r\n";
+constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
+constexpr std::size_t kMaxReplay = 256;
+constexpr std::size_t kMaxReplayBytes = 1024 * 1024;
+
+class DiscardSink : public redis::ReplySink {
+ public:
+  void deliver(std::uint64_t, std::string_view) override {}
+  void fail(std::uint64_t, const redis::BackendFailure&) override {}
+};
+
+const std::shared_ptr<redis::ReplySink>& discard() {
+  static const std::shared_ptr<redis::ReplySink> sink = std::make_shared<DiscardSink>();
+  return sink;
+}
+
+}  // namespace
+
+// Between the dedicated connection and the session: a redirect is followed
+// (a lone request) or becomes Redis' CROSSSLOT (a key of another node in a
+// transaction or among subscriptions); the rest passes through unchanged.
+class ClusterPin::PinSink : public redis::ReplySink {
+ public:
+  PinSink(Router& router, std::weak_ptr<redis::ReplySink> session, std::weak_ptr<ClusterPin> pin)
+      : router_(router), session_(std::move(session)), pin_(std::move(pin)) {}
+
+  int node = -1;  // the node of the connection whose frames come here
+
+  void deliver(std::uint64_t tag, std::string_view frame) override {
+    auto session = session_.lock();
+    if (!session) return;
+    if (!frame.empty() && frame.front() == '-') {
+      const Redirect r = classify(frame);
+      if (r.kind == Redirect::Kind::Moved || r.kind == Redirect::Kind::Ask) {
+        auto pin = pin_.lock();
+        if (pin && pin->followed(tag, r)) return;
+        router_.learn(r, node);
+        session->deliver(tag, resp::errorReply(errors::kCrossSlot));
+        return;
+      }
+    }
+    session->deliver(tag, frame);
+  }
+  void fail(std::uint64_t tag, const redis::BackendFailure& failure) override {
+    if (auto session = session_.lock()) session->fail(tag, failure);
+  }
+  void backendClosed() override {
+    if (auto session = session_.lock()) session->backendClosed();
+  }
+
+ private:
+  Router& router_;
+  std::weak_ptr<redis::ReplySink> session_;
+  std::weak_ptr<ClusterPin> pin_;
+};
+
+ClusterPin::ClusterPin(Router& router, std::weak_ptr<redis::ReplySink> session)
+    : router_(router), session_(std::move(session)) {}
+
+// Not a release: the session releases its pin when it closes, while the
+// router and the worker's io_context still run; a pin destroyed otherwise is
+// part of the worker's teardown, where its connections just go.
+ClusterPin::~ClusterPin() = default;
+
+bool ClusterPin::bind(int node) {
+  if (!sink_) sink_ = std::make_shared<PinSink>(router_, session_, weak_from_this());
+  conn_ = router_.acquireDedicated(node);
+  if (!conn_) return false;
+  node_ = node;
+  sink_->node = node;
+  sends_ = 0;
+  conn_->setOwner(sink_);
+  if (stream_) conn_->setStreamSink(sink_);
+  return true;
+}
+
+bool ClusterPin::switchTo(int node) {
+  std::shared_ptr<redis::BackendConnection> next;
+  for (auto it = left_.begin(); it != left_.end(); ++it) {
+    if (it->first == node) {
+      next = std::move(it->second);
+      left_.erase(it);
+      break;
+    }
+  }
+  if (!next) next = router_.acquireDedicated(node);
+  if (!next) return false;
+  conn_->setOwner({});
+  conn_->setStreamSink(nullptr);
+  left_.emplace_back(node_, std::move(conn_));
+  conn_ = std::move(next);
+  node_ = node;
+  sink_->node = node;
+  sends_ = 0;
+  conn_->setOwner(sink_);
+  if (stream_) conn_->setStreamSink(sink_);
+  return true;
+}
+
+void ClusterPin::moveTo(int node) {
+  if (!switchTo(node)) return;  // stays where it is: its keys then get CROSSSLOT
+  // The client has had MULTI's and the queued commands' replies from the
+  // first node; here they are sent again only to rebuild the transaction.
+  conn_->send(kMulti, discard(), 0);
+  for (const std::string& r : replay_) conn_->send(r, discard(), 0);
+  left_.back().second->send(kDiscard, discard(), 0);
+}
+
+void ClusterPin::track(const commands::Command* command) {
+  if (command == nullptr) return;
+  const std::string_view name = command->name();
+  if (name == "multi") {
+    in_multi_ = true;
+    replay_.clear();
+    replay_bytes_ = 0;
+  } else if (name == "exec" || name == "discard") {
+    in_multi_ = watching_ = false;
+  } else if (name == "watch") {
+    watching_ = true;
+  } else if (name == "unwatch") {
+    watching_ = false;
+  } else if (name == "reset") {
+    in_multi_ = watching_ = false;
+  }
+}
+
+ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* command,
+                                     bool blocking, std::string_view bytes, std::uint64_t tag) {
+  const int key_node = plan.first_slot >= 0 ? router_.ownerOf(plan.first_slot) : -1;
+  const bool several_slots = plan.kind == Plan::Kind::Split || plan.kind == Plan::Kind::CrossSlot ||
+                             plan.kind == Plan::Kind::AllPrimaries || plan.kind == Plan::Kind::Scan;
+  if (!in_multi_ && !stream_) {
+    // Outside a transaction only this node's own keys belong here; a
+    // blocking call must stay on a dedicated connection, so the pin follows
+    // it when it holds no WATCH.
+    if (several_slots) return Outcome::Shared;
+    if (conn_ && plan.first_slot >= 0 && key_node != node_) {
+      if (!blocking) return Outcome::Shared;
+      if (!watching_ && key_node >= 0 && !switchTo(key_node)) return Outcome::Refused;
+    }
+  }
+  if (!conn_) {
+    const int node = plan.first_slot >= 0 ? key_node : router_.anyNode();
+    if (node < 0 || !bind(node)) return Outcome::Refused;
+    provisional_ = plan.first_slot < 0;
+  } else if (provisional_ && plan.first_slot >= 0) {
+    provisional_ = false;
+    if (key_node >= 0 && key_node != node_) moveTo(key_node);
+  }
+  const bool stateless = !in_multi_ && !watching_;
+  // A MULTI on a connection holding no state (one the pin kept from an
+  // earlier transaction or call) may still move to its first key's node.
+  if (stateless && command != nullptr && command->name() == "multi") provisional_ = true;
+  track(command);
+  if (provisional_ && in_multi_ && !(command && command->name() == "multi")) {
+    replay_bytes_ += bytes.size();
+    if (replay_.size() >= kMaxReplay || replay_bytes_ > kMaxReplayBytes) {
+      provisional_ = false;  // too much to replay: the transaction stays here
+    } else {
+      replay_.emplace_back(bytes);
+    }
+  }
+  ++sends_;
+  last_tag_ = tag;
+  last_resendable_ = stateless && sends_ == 1 && plan.first_slot >= 0;
+  if (last_resendable_) {
+    last_request_.assign(bytes);
+    redirects_ = 0;
+  }
+  conn_->send(bytes, sink_, tag);
+  return Outcome::Sent;
+}
+
+ClusterPin::Outcome ClusterPin::sendOnStream(const Plan& plan, std::string_view bytes) {
+  if (!conn_) {
+    const int node = plan.first_slot >= 0 ? router_.ownerOf(plan.first_slot) : router_.anyNode();
+    if (node < 0 || !bind(node)) return Outcome::Refused;
+    provisional_ = false;
+  }
+  conn_->sendUntracked(bytes);
+  return Outcome::Sent;
+}
+
+bool ClusterPin::followed(std::uint64_t tag, const Redirect& r) {
+  if (!last_resendable_ || tag != last_tag_ || sends_ != 1 || stream_) return false;
+  if (++redirects_ > 5) return false;
+  if (r.kind == Redirect::Kind::Moved) router_.learn(r, node_);
+  const int target = router_.redirectTarget(r, node_);
+  // The connection answered its only request: it holds no state.
+  if (target < 0 || !switchTo(target)) return false;
+  if (r.kind == Redirect::Kind::Ask) conn_->send(kAsking, discard(), 0);
+  ++sends_;
+  conn_->send(last_request_, sink_, tag);
+  return true;
+}
+
+void ClusterPin::setStream(bool on) {
+  stream_ = on;
+  if (conn_) conn_->setStreamSink(on ? std::shared_ptr<redis::ReplySink>(sink_) : nullptr);
+}
+
+bool ClusterPin::saturated() const { return conn_ && conn_->saturated(); }
+
+bool ClusterPin::lost() const { return conn_ && conn_->closed(); }
+
+void ClusterPin::release(bool clean) {
+  if (!conn_) return;
+  std::shared_ptr<redis::BackendConnection> c = std::move(conn_);
+  c->setOwner({});  // its closing is ours, not news to report
+  c->setStreamSink(nullptr);
+  // What the pin sent decides too: a transaction it saw begin and not end
+  // would greet the pool's next user.
+  router_.releaseDedicated(node_, std::move(c), clean && !stream_ && !in_multi_ && !watching_);
+  for (auto& [node, left] : left_) router_.releaseDedicated(node, std::move(left), clean);
+  left_.clear();
+  node_ = -1;
+  in_multi_ = watching_ = provisional_ = false;
+  replay_.clear();
+}
+
+}  // namespace larder::cluster
