@@ -68,10 +68,10 @@ Loader::Loader(asio::io_context& context, pg::Pool& pool, const config::ReadThro
 Loader::~Loader() = default;
 
 void Loader::load(const Keyspace& ks, std::string key, std::vector<std::string> key_values,
-                  bool fill, LoadCallback done) {
+                  bool fill, LoadCallback done, For purpose) {
   asio::post(context_, [this, &ks, key = std::move(key), kv = std::move(key_values), fill,
-                        done = std::move(done)]() mutable {
-    enqueue(ks, std::move(key), std::move(kv), fill, std::move(done));
+                        done = std::move(done), purpose]() mutable {
+    enqueue(ks, std::move(key), std::move(kv), fill, std::move(done), purpose);
   });
 }
 
@@ -80,11 +80,13 @@ void Loader::forgetAsync(std::string key) {
 }
 
 void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::string> key_values,
-                     bool fill, LoadCallback done) {
+                     bool fill, LoadCallback done, For purpose) {
   LoaderStats& stats = *stats_[ks.id];
+  const bool for_write = purpose == For::Write;
   if (auto it = flights_.find(key); it != flights_.end()) {
     stats.joins.add();
     const FlightPtr& flight = it->second;
+    flight->for_write = flight->for_write || for_write;
     if (flight->answered) {
       done(flight->result);  // loaded, fill not yet acknowledged
     } else {
@@ -106,6 +108,7 @@ void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::strin
     flight->key = key;
     flight->key_values = std::move(key_values);
     flight->fill = true;
+    flight->for_write = for_write;
     flight->queried_at = Clock::now();
     flight->waiters.push_back({std::move(done), Clock::now()});
     flights_.emplace(std::move(key), flight);
@@ -125,6 +128,7 @@ void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::strin
   flight->key = key;
   flight->key_values = std::move(key_values);
   flight->fill = fill;
+  flight->for_write = for_write;
   flight->waiters.push_back({std::move(done), Clock::now()});
   flights_.emplace(std::move(key), flight);
   schedule(std::move(flight));
@@ -206,7 +210,7 @@ asio::awaitable<void> Loader::runBatch(std::vector<FlightPtr> batch) {
     } else if (flight->refresh && flight->waiters.empty()) {
       drop(flight);  // another instance refreshes it, or it is gone: a miss loads it
     } else if (outcome == Lease::Absent) {
-      rememberMissing(flight->key, ks);
+      rememberMissing(*flight);
       answer(flight, LoadResult{});
       drop(flight);
     } else {
@@ -232,7 +236,7 @@ asio::awaitable<std::vector<Loader::Lease>> Loader::takeLeases(
     keys.push_back(batch[i]->key);
     keys.push_back(leaseKey(batch[i]->key));
     keys.push_back(pendingMarker(batch[i]->key));
-    args.emplace_back(batch[i]->refresh ? "r" : "l");
+    args.emplace_back(batch[i]->refresh ? "r" : batch[i]->for_write ? "w" : "l");
     asked.push_back(i);
   }
   if (asked.empty()) co_return outcomes;
@@ -287,7 +291,7 @@ asio::awaitable<void> Loader::awaitPeer(FlightPtr flight, std::chrono::milliseco
       co_return;
     }
     if (value.integer == 2) {
-      rememberMissing(flight->key, ks);
+      rememberMissing(*flight);
       answer(flight, LoadResult{});
       drop(flight);
       co_return;
@@ -460,7 +464,7 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
   const bool store = flight->store && (unknown || Clock::now() - flight->queried_at < fill_window_);
   if (!flight->fill || !filler_ || !filler_->ready()) {
     // Redis is down: answer from PostgreSQL alone (pending writes are in Redis too).
-    if (!found) rememberMissing(flight->key, ks);
+    if (!found) rememberMissing(*flight);
     answer(flight, loaded);
     drop(flight);
     co_return;
@@ -481,10 +485,10 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
         co_await redis::callScript(*filler_, refreshScript(), std::move(keys), std::move(args));
     if (replaced == ":1\r\n" || replaced == ":2\r\n") {
       if (replaced == ":1\r\n") stats.refreshes_stored.add();
-      if (!found) rememberMissing(flight->key, ks);
+      if (!found) rememberMissing(*flight);
       answer(flight, loaded);
       drop(flight);
-      const char* outcome = found ? "stored" : "absent";
+      const char* outcome = found ? "stored" : flight->for_write ? "release" : "absent";
       co_await releaseLease(flight, outcome, loaded.ttl_ms);
       co_return;
     }
@@ -510,7 +514,7 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
     stats.fills.add();
   } else if (reply == ":0\r\n" || reply == ":-1\r\n") {
     if (found) stats.fills_skipped.add();  // a newer write is in the cache
-    if (!found && !unknown) rememberMissing(flight->key, ks);
+    if (!found && !unknown) rememberMissing(*flight);
   } else if (resp::decodeReply(reply, value) && value.isArray() && !value.elements.empty()) {
     // 2: pending writes decided the row; 3: a write landed since the miss and
     // the cached value is newer than anything loaded. Answer that.
@@ -542,7 +546,7 @@ asio::awaitable<void> Loader::settle(FlightPtr flight) {
       flights_.erase(it);  // never hand out this result again
     }
   }
-  const char* outcome = stored ? "stored" : absent ? "absent" : "release";
+  const char* outcome = stored ? "stored" : absent && !flight->for_write ? "absent" : "release";
   co_await releaseLease(flight, outcome, loaded.ttl_ms);
 }
 
@@ -626,7 +630,10 @@ bool Loader::negativeHit(const std::string& key, const Keyspace& ks) {
   return false;
 }
 
-void Loader::rememberMissing(const std::string& key, const Keyspace& ks) {
+void Loader::rememberMissing(const Flight& flight) {
+  if (flight.for_write) return;  // the write follows at once
+  const std::string& key = flight.key;
+  const Keyspace& ks = *flight.ks;
   if (ks.negative_ttl_ms.get() == 0) return;
   // A fresh entry keeps its expiry: a negative hit confirmed by the fill
   // script must not keep the row "missing" forever.

@@ -14,7 +14,8 @@ local token, px, n = ARGV[1], ARGV[2], #KEYS / 3
 local out = {}
 for i = 1, n do
   local key, lease, marker = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  if ARGV[2 + i] == 'l' and redis.call('EXISTS', key) == 1 then
+  -- ARGV[2 + i]: 'l' a reader's load, 'w' a writer's, 'r' a refresh.
+  if ARGV[2 + i] ~= 'r' and redis.call('EXISTS', key) == 1 then
     out[i] = 3
   elseif redis.call('SET', lease, token, 'NX', 'PX', px) then
     out[i] = 1
@@ -24,6 +25,9 @@ for i = 1, n do
       redis.call('SET', lease, token, 'PX', px)
       out[i] = 1
     else
+      -- A writer's write follows at once and makes "absent" wrong; its
+      -- marker may be flushed and gone before this lease would expire.
+      if ARGV[2 + i] == 'w' then redis.call('DEL', lease) end
       out[i] = 2
     end
   else

@@ -222,17 +222,19 @@ std::string aclWithLarderUsers(std::string_view subcommand) {
 
 std::string reloadRejected(std::string_view why) {
   return "ERR Larder: reload rejected, the running config is kept: " + std::string(why);
-  std::string unknownNode(std::string_view id) { return "ERR Unknown node " + std::string(id); }
+}
 
-  std::string clusterRefused(std::string_view subcommand) {
-    return "ERR Larder: CLUSTER " + upper(subcommand) +
-           " is not supported through the proxy: Larder presents the cluster as one node; run it "
-           "on the cluster's nodes";
-  }
+std::string unknownNode(std::string_view id) { return "ERR Unknown node " + std::string(id); }
 
-  std::string tooManyRedirects(int slot) {
-    return "ERR Larder: too many redirects for slot " + std::to_string(slot) +
-           " (redis.cluster.redirect_limit)";
-  }
+std::string clusterRefused(std::string_view subcommand) {
+  return "ERR Larder: CLUSTER " + upper(subcommand) +
+         " is not supported through the proxy: Larder presents the cluster as one node; run it "
+         "on the cluster's nodes";
+}
+
+std::string tooManyRedirects(int slot) {
+  return "ERR Larder: too many redirects for slot " + std::to_string(slot) +
+         " (redis.cluster.redirect_limit)";
+}
 
 }  // namespace larder::errors

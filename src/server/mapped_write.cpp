@@ -181,18 +181,20 @@ void MappedWrite::load(std::size_t i) {
   }
   paused_[i] = false;
   auto& context = worker_.context();
-  loader->load(*w.ks, w.key, w.key_values, true,
-               [self, i, &context](const cache::LoadResult& result) {
-                 boost::asio::post(context, [self, i, result] {
-                   using Status = cache::LoadResult::Status;
-                   if (result.status == Status::Error) {
-                     self->complete(i, resp::errorReply(result.error));
-                     return;
-                   }
-                   self->absent_[i] = result.status == Status::Missing;
-                   self->send(i);
-                 });
-               });
+  loader->load(
+      *w.ks, w.key, w.key_values, true,
+      [self, i, &context](const cache::LoadResult& result) {
+        boost::asio::post(context, [self, i, result] {
+          using Status = cache::LoadResult::Status;
+          if (result.status == Status::Error) {
+            self->complete(i, resp::errorReply(result.error));
+            return;
+          }
+          self->absent_[i] = result.status == Status::Missing;
+          self->send(i);
+        });
+      },
+      cache::Loader::For::Write);
 }
 
 void MappedWrite::retryWhenRoom(std::size_t i) {

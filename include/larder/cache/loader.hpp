@@ -80,8 +80,13 @@ class Loader {
   void setFillWindow(std::chrono::milliseconds window) { fill_window_ = window; }
 
   // Any thread. `fill`: store the row in Redis (false when Redis is down).
+  // Who asks: a writer's load (a write that needs the row) is followed by its
+  // write at once, so a missing row is not remembered as absent (neither in
+  // the negative cache nor as an "absent" lease in Redis: the write's marker
+  // may be gone, flushed, before such a lease would expire).
+  enum class For { Read, Write };
   void load(const Keyspace& ks, std::string key, std::vector<std::string> key_values, bool fill,
-            LoadCallback done);
+            LoadCallback done, For purpose = For::Read);
   // Any thread: a write changed the row. Forget that it was missing, and let
   // no load of it in flight (or lingering) answer anyone else or be stored.
   void forgetAsync(std::string key);
@@ -111,8 +116,9 @@ class Loader {
     bool fill = false;  // Redis is up: ask it (pending writes, newer values) and fill
     bool store = true;  // false once a write makes what was loaded stale
     bool answered = false;
-    bool refresh = false;  // replaces a cached value; waiters only if a miss joined
-    bool leased = false;   // holds this key's lease in Redis
+    bool refresh = false;    // replaces a cached value; waiters only if a miss joined
+    bool leased = false;     // holds this key's lease in Redis
+    bool for_write = false;  // a writer waits on it: "absent" is not remembered
     std::chrono::steady_clock::duration took{};  // how long the SELECT took (XFetch's delta)
     std::optional<std::chrono::steady_clock::time_point> filled_at;  // fill acknowledged
     std::chrono::steady_clock::time_point queried_at;                // SELECT sent
@@ -123,7 +129,7 @@ class Loader {
   using FlightPtr = std::shared_ptr<Flight>;
 
   void enqueue(const Keyspace& ks, std::string key, std::vector<std::string> key_values, bool fill,
-               LoadCallback done);
+               LoadCallback done, For purpose);
   void schedule(FlightPtr flight);  // into its keyspace's next batch
   void dispatch(int keyspace);
   // Takes the leases, leaves keys other instances load to awaitPeer, then loadBatch.
@@ -148,7 +154,8 @@ class Loader {
   boost::asio::awaitable<void> settle(FlightPtr flight);
   void sweepDeadlines();
   bool negativeHit(const std::string& key, const Keyspace& ks);
-  void rememberMissing(const std::string& key, const Keyspace& ks);
+  // The negative cache learns that the flight's key has no row (not for a writer's load).
+  void rememberMissing(const Flight& flight);
   long long ttlWithJitter(const Keyspace& ks);
   long long cacheTtl(const Keyspace& ks);  // with jitter and the stale window; -1: none
   long long absentLeaseMs(const Keyspace& ks) const;
