@@ -129,8 +129,9 @@ void BackendConnection::switchTo(As as) {
   stream_as_ = as;
 }
 
-void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink) {
+void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink, bool pushes_only) {
   stream_sink_ = std::move(sink);
+  pushes_only_ = pushes_only;
 }
 
 void BackendConnection::sendUntracked(std::string_view request) {
@@ -394,7 +395,7 @@ asio::awaitable<void> BackendConnection::readLoop() {
 }
 
 void BackendConnection::onFrame(std::string_view frame) {
-  if (stream_sink_) {
+  if (stream_sink_ && (!pushes_only_ || frame.front() == '>')) {
     auto sink = stream_sink_;  // deliver() may clear stream_sink_
     sink->deliver(0, frame);
     return;

@@ -8,6 +8,8 @@
 //
 // Replies that complete in order (the common case: one backend connection
 // answers FIFO) go straight to the output without being copied into a slot.
+// A slot reserved while the queue is silenced (CLIENT REPLY OFF / SKIP) keeps
+// its place in the order but its reply is dropped.
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -30,10 +32,14 @@ class ReplyQueue {
 
   // Slots reserved from now on answer this request.
   void stamp(Stamp s) { stamp_ = s; }
+  // Replies of slots reserved from now on are dropped (or no longer).
+  void silence(bool on) { silent_ = on; }
+  bool silenced() const { return silent_; }
 
   std::uint64_t reserve() {
     slots_.emplace_back();
     slots_.back().stamp = stamp_;
+    slots_.back().silent = silent_;
     return head_ + slots_.size() - 1;
   }
 
@@ -48,6 +54,7 @@ class ReplyQueue {
   std::size_t complete(std::uint64_t tag, std::string_view reply, std::string& out) {
     if (tag < head_ || tag - head_ >= slots_.size()) return 0;
     Slot& slot = slots_[tag - head_];
+    if (slot.silent) reply = {};
     if (tag != head_) {
       slot.bytes.assign(reply);
       slot.done = true;
@@ -79,12 +86,14 @@ class ReplyQueue {
   struct Slot {
     std::string bytes;
     bool done = false;
+    bool silent = false;
     Stamp stamp;
   };
   std::deque<Slot> slots_;  // slots_[0] has tag head_
   std::uint64_t head_ = 1;  // tag 0 is never reserved (see kStreamTag)
   std::size_t held_bytes_ = 0;
   Stamp stamp_;
+  bool silent_ = false;
 };
 
 }  // namespace larder::proxy

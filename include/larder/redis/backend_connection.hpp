@@ -11,7 +11,8 @@
 // backoff, while a pinned one (MULTI, pub/sub, blocking) reports to its owner.
 //
 // Stream mode (pub/sub): frames are not matched to requests; all of them go to
-// the stream sink in arrival order.
+// the stream sink in arrival order. With `pushes_only` (a RESP3 connection)
+// only push frames ('>') go there and replies are matched as usual.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -98,9 +99,9 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
     identity_ = std::move(identity);
   }
 
-  // Stream mode: every frame goes to `sink`; requests are sent untracked.
-  // An empty pointer returns the connection to request/reply matching.
-  void setStreamSink(std::shared_ptr<ReplySink> sink);
+  // Stream mode: every frame (or, with `pushes_only`, every push frame) goes
+  // to `sink`; an empty pointer returns the connection to request/reply matching.
+  void setStreamSink(std::shared_ptr<ReplySink> sink, bool pushes_only = false);
   // A pinned connection tells its owner when it closes (unless stop() was
   // called after the owner was cleared).
   void setOwner(std::weak_ptr<ReplySink> owner) { owner_ = std::move(owner); }
@@ -156,6 +157,7 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   std::string writing_;  // the batch being written
   std::deque<Pending> pending_;
   std::shared_ptr<ReplySink> stream_sink_;
+  bool pushes_only_ = false;
   std::weak_ptr<ReplySink> owner_;
   ByteBuffer in_;
   resp::ReplyScanner scanner_;

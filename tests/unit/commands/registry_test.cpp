@@ -91,8 +91,12 @@ TEST_CASE("routes: Larder's column, and blocking from Redis' flag", "[commands]"
   CHECK(route({"xreadgroup", "GROUP", "g", "c", "block", "10", "STREAMS", "s", ">"}) ==
         Route::Blocking);
   CHECK(route({"CLIENT", "TRACKING", "on"}) == Route::Sticky);
-  CHECK(route({"MONITOR"}) == Route::Refused);
-  CHECK(route({"CLIENT", "REPLY", "OFF"}) == Route::Refused);
+  CHECK(resolve({"MONITOR"})->handling.local == LocalCommand::Monitor);
+  CHECK(resolve({"CLIENT", "REPLY", "OFF"})->handling.local == LocalCommand::Client);
+  CHECK(resolve({"client", "kill", "id", "1"})->handling.local == LocalCommand::Client);
+  CHECK(route({"SCRIPT", "KILL"}) == Route::OutOfBand);
+  CHECK(route({"function", "kill"}) == Route::OutOfBand);
+  CHECK(resolve({"EVALSHA_RO", "x", "0"})->handling.script);
   CHECK(route({"shutdown"}) == Route::Refused);
 }
 
