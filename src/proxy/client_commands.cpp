@@ -81,12 +81,7 @@ Pipeline::Flow Pipeline::client(const resp::Request& req) {
       replyError(errors::kSyntax);
     }
   } else if (equalsLower(sub, "unblock")) {
-    // The blocked call runs on a Redis connection whose id is not the
-    // client's; Redis' CLIENT UNBLOCK cannot be pointed at it from here.
-    replyError(
-        errors::unsupported("client unblock",
-                            "a blocked client's call runs on a backend connection whose Redis id "
-                            "is not its CLIENT ID"));
+    return clientUnblock(req);
   } else {
     return forwardCurrent(req);  // HELP and subcommands Redis 7.0 does not have
   }
@@ -180,6 +175,36 @@ Pipeline::Flow Pipeline::clientKill(const resp::Request& req) {
   ports_.admin.clientKill(std::move(filter), self, old_form, queue_.reserve());
   if (self) endAfterReplies();
   return self ? Flow::Stop : Flow::Continue;
+}
+
+Pipeline::Flow Pipeline::clientUnblock(const resp::Request& req) {
+  // The blocked call runs on the client's dedicated connection, whose Redis
+  // id is not its CLIENT ID: the I/O shell finds that connection and Redis
+  // unblocks it (or answers 0). Redis' checks and their order first.
+  const auto& args = req.args;
+  bool error = false;
+  if (args.size() == 4) {
+    if (equalsLower(args[3], "error")) {
+      error = true;
+    } else if (!equalsLower(args[3], "timeout")) {
+      replyError(errors::kUnblockReason);
+      return Flow::Continue;
+    }
+  } else if (args.size() != 3) {
+    replyError(errors::arity("client|unblock"));
+    return Flow::Continue;
+  }
+  long long id = 0;
+  if (!parseInteger(args[2], id)) {
+    replyError(errors::kNotInteger);
+    return Flow::Continue;
+  }
+  if (id <= 0 || static_cast<std::uint64_t>(id) == id_) {
+    reply(":0\r\n");  // no such client, or this one, which is not blocked
+    return Flow::Continue;
+  }
+  ports_.admin.clientUnblock(static_cast<std::uint64_t>(id), error, queue_.reserve());
+  return Flow::Continue;
 }
 
 Pipeline::Flow Pipeline::clientReply(const resp::Request& req) {

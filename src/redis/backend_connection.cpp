@@ -10,6 +10,7 @@
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <charconv>
 #include <random>
 #include <vector>
 
@@ -280,6 +281,13 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     hello += request;
     ++expected;
   }
+  // Last, so that its reply is the last frame: a pinned connection's Redis
+  // id, for CLIENT UNBLOCK of the client holding it.
+  const bool ask_id = kind_ == ConnectionKind::Pinned;
+  if (ask_id) {
+    resp::appendMultibulk(hello, {"CLIENT", "ID"});
+    ++expected;
+  }
   if (expected == 0) co_return true;
   const asio::const_buffer hello_bytes = asio::buffer(hello);
   boost::system::error_code wec;
@@ -307,6 +315,11 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
         last_error_ = "handshake refused: " + std::string(frame.substr(1, frame.size() - 3));
         spdlog::error("redis backend {}: {}", config_.address.toString(), last_error_);
         co_return false;
+      }
+      if (ask_id && expected == 1 && frame.front() == ':') {
+        std::uint64_t id = 0;
+        std::from_chars(frame.data() + 1, frame.data() + frame.size() - 2, id);
+        redis_id_.store(id, std::memory_order_relaxed);
       }
       in_.consume(frame.size());
       --expected;

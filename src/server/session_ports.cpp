@@ -6,6 +6,7 @@
 
 #include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
+#include "larder/resp/request_parser.hpp"
 #include "larder/server/client_directory.hpp"
 #include "larder/server/mapped_read.hpp"
 #include "larder/server/mapped_write.hpp"
@@ -216,6 +217,24 @@ void Session::clientKill(proxy::ClientFilter filter, bool self_matched, bool old
         self->deliver(tag, out);
       });
 }
+
+void Session::clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) {
+  worker_.server().clients().pinnedRedisId(
+      id, worker_.context().get_executor(),
+      [self = shared_from_this(), error, tag](std::uint64_t redis_id) {
+        if (redis_id == 0) {
+          self->deliver(tag, ":0\r\n");
+          return;
+        }
+        // On the out-of-band connection: no busy script or blocked call holds it up.
+        std::string request;
+        const std::string rid = std::to_string(redis_id);
+        resp::appendMultibulk(request, {"CLIENT", "UNBLOCK", rid, error ? "ERROR" : "TIMEOUT"});
+        self->worker_.outOfBandConnection().send(request, self, tag);
+      });
+}
+
+std::uint64_t Session::pinnedRedisId() const { return pinned_ ? pinned_->redisId() : 0; }
 
 // ------------------------------------------------------------- ClientPort
 

@@ -72,6 +72,33 @@ class ClientsTest(LarderTestCase):
                      ("CLIENT", "PAUSE", "10", "SOME"), ("CLIENT", "NO-EVICT", "maybe")):
             self.assertEqual(larder.call(*args), direct.call(*args), args)
 
+    def test_unblock_like_redis(self):
+        # Redis' unit/type/list "client unblock tests": the blocked call runs
+        # on the client's dedicated connection, which Larder finds by CLIENT ID.
+        got = {}
+        for name, (r, rd) in (("larder", (self.conn(), self.conn())),
+                              ("redis", (self.conn(self.direct.port),
+                                         self.conn(self.direct.port)))):
+            seen = []
+            rid = rd.call("CLIENT", "ID")
+            r.call("DEL", "ul")
+            for mode in ((), ("TIMEOUT",), ("ERROR",)):
+                rd.send_command("BLPOP", "ul", "0")
+                harness.wait_until(lambda: r.call("CLIENT", "UNBLOCK", str(rid), *mode) == 1, 5,
+                                   "the client to be blocked")
+                seen.append(rd.read_reply())
+            seen.append(r.call("CLIENT", "UNBLOCK", "asd"))
+            seen.append(r.call("CLIENT", "UNBLOCK", str(rid), "maybe"))
+            seen.append(r.call("CLIENT", "UNBLOCK", str(r.call("CLIENT", "ID"))))
+            seen.append(r.call("CLIENT", "UNBLOCK", str(rid)))  # not blocked now
+            rd.send_command("BLPOP", "ul", "0")  # still usable
+            r.call("LPUSH", "ul", "foo")
+            seen.append(rd.read_reply())
+            got[name] = seen
+        self.assertEqual(got["larder"], got["redis"])
+        self.assertEqual(got["larder"][2],
+                         RespError("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
+
     def victims(self, n: int) -> list[tuple[RawClient, int, str]]:
         out = []
         for _ in range(n):

@@ -42,6 +42,8 @@ inline constexpr std::string_view kPauseMode = "ERR CLIENT PAUSE mode must be WR
 inline constexpr std::string_view kTimeoutNotInteger =
     "ERR timeout is not an integer or out of range";
 inline constexpr std::string_view kTimeoutNegative = "ERR timeout is negative";
+inline constexpr std::string_view kUnblockReason =
+    "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR";
 // What Redis answers every command but a few while a script keeps it busy.
 inline constexpr std::string_view kBusyScript =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
@@ -86,7 +88,7 @@ std::string writeInMulti(std::string_view keyspace);
 std::string flushInMulti(std::string_view command);
 // ERR Larder: AUTH cannot run inside MULTI
 std::string notInMulti(std::string_view command);
-// ERR Larder: CLIENT UNBLOCK is not supported through the proxy: <why>
+// ERR Larder: HELLO 2 is not supported through the proxy: <why>
 std::string unsupported(std::string_view command, std::string_view why);
 // ERR Larder: SWAPDB is refused while keyspaces are configured: <why>
 std::string refusedWithKeyspaces(std::string_view command, std::string_view why);

@@ -174,6 +174,7 @@ class Pipeline {
   Flow clientList(const resp::Request& req);
   Flow clientKill(const resp::Request& req);
   Flow clientReply(const resp::Request& req);
+  Flow clientUnblock(const resp::Request& req);
   Flow clientPause(const resp::Request& req);
   Flow monitor();
   void clearConnectionState();  // RESET: MONITOR, CLIENT REPLY

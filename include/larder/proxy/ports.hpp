@@ -119,6 +119,10 @@ class AdminPort {
   // client matched too (it is closed after the reply). The old form
   // (CLIENT KILL addr) answers +OK or an error, the new one a count.
   virtual void clientKill(ClientFilter filter, bool self, bool old_form, std::uint64_t tag) = 0;
+  // CLIENT UNBLOCK of Larder's client `id`: Redis unblocks the dedicated
+  // connection it is blocked on (TIMEOUT, or ERROR with `error`); Redis'
+  // :1 or :0 completes `tag`.
+  virtual void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) = 0;
 };
 
 // Facts about the client's connection that only the I/O shell knows, for

@@ -36,6 +36,10 @@ class ClientDirectory {
   // CLIENT KILL: closes every client matching `filter`; `done(count)` on `home`.
   void kill(proxy::ClientFilter filter, boost::asio::any_io_executor home,
             std::function<void(std::size_t)> done);
+  // CLIENT UNBLOCK: the Redis id of the dedicated connection client `id`
+  // holds (0: no such client, or none); `done(redis_id)` on `home`.
+  void pinnedRedisId(std::uint64_t id, boost::asio::any_io_executor home,
+                     std::function<void(std::uint64_t)> done);
 
  private:
   std::vector<Worker*> workers_;

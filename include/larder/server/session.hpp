@@ -64,6 +64,8 @@ class Session : public redis::ReplySink,
   std::string clientInfoLine() const { return pipeline_.clientInfoLine(); }
   // MONITOR: another client's command line, on this session's worker thread.
   void monitorLine(std::string_view line);
+  // CLIENT UNBLOCK: the Redis id of the dedicated connection held, or 0.
+  std::uint64_t pinnedRedisId() const;
   void closeOverOutputLimit();
 
  private:
@@ -115,6 +117,7 @@ class Session : public redis::ReplySink,
   proxy::PauseState& pause() override;
   void clientList(proxy::ClientFilter filter, std::string own, std::uint64_t tag) override;
   void clientKill(proxy::ClientFilter filter, bool self, bool old_form, std::uint64_t tag) override;
+  void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) override;
   // proxy::ClientPort
   proxy::ConnectionFacts facts() const override;
   std::string_view peerAddress() const override { return peer_; }

@@ -48,6 +48,10 @@ TEST_CASE("a request is looked up once, in any case", "[commands]") {
   CHECK(unknown_sub.command == r.find("config"));
   CHECK_FALSE(unknown_sub.known);
   CHECK_FALSE(r.resolve(Args{"config", "get|x"}).known);
+  // Redis' unit/other "Subcommand syntax error crash (issue #10070)".
+  for (std::string_view name : {"CONFIG|GET", "GET|", "GET|SET", "config|get"}) {
+    CHECK(resolve({name, "x"}) == nullptr);
+  }
   CHECK(resolve({"NOSUCHCOMMAND"}) == nullptr);
   CHECK(resolve({std::string_view("g\0t", 3)}) == nullptr);
   CHECK(resolve({std::string(1000, 'x')}) == nullptr);

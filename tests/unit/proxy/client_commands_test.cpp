@@ -161,3 +161,22 @@ TEST_CASE("while Redis is busy with another client's script, local answers say s
   CHECK(out.find("%7") == std::string::npos);
   CHECK(out.find("server") != std::string::npos);
 }
+
+TEST_CASE("CLIENT UNBLOCK: Redis' checks here, the blocked connection found by the shell",
+          "[proxy]") {
+  Fixture f(false);
+  f.send({"CLIENT", "UNBLOCK", "5", "maybe"});
+  CHECK(f.out() == "-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n");
+  f.send({"CLIENT", "UNBLOCK", "asd"});
+  CHECK(f.out() == "-ERR value is not an integer or out of range\r\n");
+  f.send({"CLIENT", "UNBLOCK", "-3"});
+  CHECK(f.out() == ":0\r\n");
+  CHECK(f.admin.unblocks.empty());
+  f.send({"CLIENT", "UNBLOCK", "42", "error"});
+  REQUIRE(f.admin.unblocks.size() == 1);
+  CHECK(f.admin.unblocks[0].id == 42);
+  CHECK(f.admin.unblocks[0].error);
+  CHECK(f.backend.sent.empty());  // never on this client's own connections
+  f.reply(f.admin.unblocks[0].tag, ":1\r\n");
+  CHECK(f.out() == ":1\r\n");
+}

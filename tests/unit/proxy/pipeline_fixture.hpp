@@ -163,6 +163,15 @@ struct FakeAdmin : AdminPort {
   void clientKill(ClientFilter filter, bool self, bool old_form, std::uint64_t tag) override {
     kills.push_back({std::move(filter), {}, self, old_form, tag});
   }
+  struct UnblockCall {
+    std::uint64_t id;
+    bool error;
+    std::uint64_t tag;
+  };
+  std::vector<UnblockCall> unblocks;
+  void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) override {
+    unblocks.push_back({id, error, tag});
+  }
 };
 
 struct FakeClient : ClientPort {
