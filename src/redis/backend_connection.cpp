@@ -310,6 +310,13 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     }
     if (scan == resp::ScanStatus::Complete) {
       std::string_view frame = in_.readable().substr(0, scanner_.frameSize());
+      if (frame.front() == '-' && ask_id && expected == 1) {
+        // CLIENT ID refused (a backend user without it): only CLIENT
+        // UNBLOCK of this connection's client is lost (it answers 0).
+        in_.consume(frame.size());
+        --expected;
+        continue;
+      }
       if (frame.front() == '-') {
         // The server's own words (never our password) say what went wrong.
         last_error_ = "handshake refused: " + std::string(frame.substr(1, frame.size() - 3));

@@ -130,6 +130,7 @@ run_unit() {
   # exec: $! is timeout itself, which passes a TERM from cleanup on to tclsh.
   (cd "$checkout" && exec timeout -k 10 "$limit" "$tclsh" tests/test_helper.tcl --host 127.0.0.1 \
     --port "$port" --singledb --ignore-encoding --timeout 120 --tags "$tags" --single "$unit" \
+    --skipfile "$here/larder_skips.txt" \
     </dev/null >"$dir.raw" 2>&1) &
   local runner=$!
   pids+=("$runner")
@@ -165,6 +166,7 @@ done
 echo
 echo "Redis 7.0.15 test units, direct vs through Larder ($(date -u +%Y-%m-%d), $(( ($(date +%s) - started) / 60 )) min)"
 echo "runtest --host H --port P --singledb --ignore-encoding --timeout 120 --tags \"$tags\" --single UNIT"
+echo "(both sides skip the tests in tests/conformance/larder_skips.txt)"
 echo
 printf '| %-22s | %-22s | %-22s | %-4s |\n' unit "direct (ok/failed)" "Larder (ok/failed)" same
 printf '|%s|%s|%s|%s|\n' "------------------------" "------------------------" "------------------------" "------"
