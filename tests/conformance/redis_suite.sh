@@ -62,7 +62,7 @@ default_units="unit/type/incr unit/type/string unit/type/list unit/type/list-2 u
 if [[ $# -gt 0 ]]; then
   units=("$@")
 else
-  read -r -a units <<<"$(echo ${SUITE_UNITS:-$default_units})"
+  read -r -d '' -a units <<<"${SUITE_UNITS:-$default_units}" || true  # words of all lines
 fi
 limit=${SUITE_UNIT_LIMIT:-900}
 # The issue's command line for an external server: no tests that need to
@@ -72,6 +72,7 @@ tags+=" -needs:config-resetstat -needs:pfdebug"
 
 work=$(mktemp -d /tmp/larder-suite-XXXXXX)
 pids=()
+# shellcheck disable=SC2317  # cleanup is called by the EXIT trap
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   if [[ ${SUITE_KEEP:-0} == 1 ]]; then echo "logs kept in $work"; else rm -rf "$work"; fi
@@ -144,7 +145,7 @@ run_unit() {
 
 # summary LOG -> "ok err state"
 summary() {
-  local log=$1 ok err state=done
+  local log=$1 ok err state="done"
   ok=$(grep -c '^\[ok\]:' "$log")
   err=$(grep -Ec '^\[(err|exception)\]:' "$log")
   if grep -q '^\[HUNG\]\|\[TIMEOUT\]' "$log"; then state=hung
@@ -195,7 +196,7 @@ for unit in "${units[@]}"; do
   if [[ -n $only || -n $hung ]]; then
     echo
     echo "$unit, through Larder only:"
-    [[ -n $only ]] && sed 's/^/  /' <<<"$only"
+    [[ -n $only ]] && echo "  ${only//$'\n'/$'\n'  }"
     [[ -n $hung ]] && echo "  $hung (last test: $(grep -E '^\[(ok|err)\]' "$f.larder.log" | tail -1))"
   fi
 done
