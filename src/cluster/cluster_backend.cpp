@@ -100,13 +100,13 @@ bool ClusterBackend::pin() {
   stats_.pinned_current.add();
   stats_.pinned_total.add();
   pin_ = std::make_shared<ClusterPin>(router_, session_);
-  if (stream_) pin_->setStream(true);
+  if (stream_ != proxy::Stream::Off) pin_->setStream(stream_);
   return true;
 }
 
-void ClusterBackend::setStream(bool on) {
-  stream_ = on;
-  if (pin_) pin_->setStream(on);
+void ClusterBackend::setStream(proxy::Stream mode) {
+  stream_ = mode;
+  if (pin_) pin_->setStream(mode);
 }
 
 void ClusterBackend::unpin(bool clean) {
@@ -114,7 +114,7 @@ void ClusterBackend::unpin(bool clean) {
   std::shared_ptr<ClusterPin> pin = std::move(pin_);
   pin->release(clean);
   stats_.pinned_current.sub();
-  stream_ = false;
+  stream_ = proxy::Stream::Off;
 }
 
 bool ClusterBackend::pinLost() const { return pin_ && pin_->lost(); }

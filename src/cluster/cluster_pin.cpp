@@ -80,7 +80,7 @@ bool ClusterPin::bind(int node) {
   sink_->node = node;
   sends_ = 0;
   conn_->setOwner(sink_);
-  if (stream_) conn_->setStreamSink(sink_);
+  if (stream_) conn_->setStreamSink(sink_, pushes_only_);
   return true;
 }
 
@@ -103,7 +103,7 @@ bool ClusterPin::switchTo(int node) {
   sink_->node = node;
   sends_ = 0;
   conn_->setOwner(sink_);
-  if (stream_) conn_->setStreamSink(sink_);
+  if (stream_) conn_->setStreamSink(sink_, pushes_only_);
   return true;
 }
 
@@ -204,9 +204,13 @@ bool ClusterPin::followed(std::uint64_t tag, const Redirect& r) {
   return true;
 }
 
-void ClusterPin::setStream(bool on) {
-  stream_ = on;
-  if (conn_) conn_->setStreamSink(on ? std::shared_ptr<redis::ReplySink>(sink_) : nullptr);
+void ClusterPin::setStream(proxy::Stream mode) {
+  stream_ = mode != proxy::Stream::Off;
+  pushes_only_ = mode == proxy::Stream::Pushes;
+  if (conn_) {
+    conn_->setStreamSink(stream_ ? std::shared_ptr<redis::ReplySink>(sink_) : nullptr,
+                         pushes_only_);
+  }
 }
 
 bool ClusterPin::saturated() const { return conn_ && conn_->saturated(); }

@@ -41,11 +41,16 @@ void describeHandling(HandlingBuilder& b) {
   local(b, "larder", LocalCommand::Larder);
   local(b, "flushall", LocalCommand::FlushAll);
   local(b, "flushdb", LocalCommand::FlushAll);
-  // The session's own name, id and info; CLIENT alone or with a subcommand
-  // Redis 7.0 does not have (SETINFO, sent by newer client libraries).
-  for (auto n : {"client", "client|setname", "client|getname", "client|id", "client|info"}) {
+  // The session's own name, id, info and reply mode, and Larder's clients
+  // (LIST, KILL, PAUSE): Redis' clients are Larder's backend connections.
+  // CLIENT alone or with a subcommand Redis 7.0 does not have (SETINFO, sent
+  // by newer client libraries) is looked at here too.
+  for (auto n : {"client", "client|setname", "client|getname", "client|id", "client|info",
+                 "client|list", "client|kill", "client|reply", "client|no-evict", "client|pause",
+                 "client|unpause", "client|unblock"}) {
     local(b, n, LocalCommand::Client);
   }
+  local(b, "monitor", LocalCommand::Monitor);
   // ACL: WHOAMI and, with `users:`, everything (acl_session.cpp decides).
   local(b, "acl", LocalCommand::Acl);
   b.eachSubcommand("acl", [](Handling& h) {
@@ -62,18 +67,28 @@ void describeHandling(HandlingBuilder& b) {
   }
   // WAIT has no `blocking` flag in Redis 7.0, yet blocks its connection.
   b["wait"].route = Route::Blocking;
-  for (auto n : {"client|tracking", "client|caching", "client|no-evict", "client|trackinginfo",
-                 "client|getredir"}) {
+  for (auto n : {"client|tracking", "client|caching", "client|trackinginfo", "client|getredir"}) {
     b[n].route = Route::Sticky;
   }
 
   // ---------------------------------------------------------------- refused
   // Replication and shutdown belong to the operator, on Redis itself.
-  for (auto n :
-       {"sync", "psync", "replconf", "shutdown", "replicaof", "slaveof", "failover", "monitor"}) {
+  for (auto n : {"sync", "psync", "replconf", "shutdown", "replicaof", "slaveof", "failover"}) {
     refused(b, n, {});  // "<NAME> is not supported through the proxy"
   }
-  refused(b, "client|reply", "CLIENT REPLY is not supported through the proxy");
+
+  // ------------------------------------------------------------ scripts
+  // A busy script holds up the connection it runs on; killing it must not
+  // queue behind it (docs/compatibility.md, "Busy scripts").
+  b["script|kill"].route = Route::OutOfBand;
+  b["function|kill"].route = Route::OutOfBand;
+  for (auto n : {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"}) {
+    b[n].script = true;
+  }
+  // Redis 7.0's CMD_MAY_REPLICATE (src/commands.c), not in COMMAND's flags.
+  for (auto n : {"eval", "evalsha", "fcall", "publish", "spublish", "pfcount"}) {
+    b[n].may_replicate = true;
+  }
   // With keyspaces: their effect on Larder's keys cannot be seen from their
   // arguments (docs/keyspaces.md, "Refused while keyspaces exist").
   b["swapdb"].guard = Guard::WithKeyspaces;

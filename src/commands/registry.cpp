@@ -68,7 +68,9 @@ const Command* Registry::lookup(std::string_view name, std::string_view sub) con
 }
 
 Resolved Registry::resolve(std::span<const std::string_view> args) const {
-  if (args.empty()) return {};
+  // A name with '|' is no command: Redis' lookup splits nothing ("CONFIG|GET x"
+  // is unknown, not config|get).
+  if (args.empty() || args[0].find('|') != std::string_view::npos) return {};
   const Command* command = lookup(args[0], {});
   if (command == nullptr || !command->isContainer() || args.size() < 2) {
     return {command, command != nullptr};

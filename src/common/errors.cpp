@@ -73,6 +73,19 @@ std::string unrecognizedOption(std::string_view option) {
   return "ERR Unrecognized option '" + std::string(option) + "'";
 }
 
+std::string unknownClientType(std::string_view type) {
+  return "ERR Unknown client type '" + std::string(type) + "'";
+}
+
+std::string noSuchUser(std::string_view user) {
+  return "ERR No such user '" + std::string(user) + "'";
+}
+
+std::string unsupported(std::string_view command, std::string_view why) {
+  return "ERR Larder: " + upper(command) +
+         " is not supported through the proxy: " + std::string(why);
+}
+
 std::string notThroughProxy(std::string_view command) {
   return "ERR Larder: " + upper(command) + " is not supported through the proxy";
 }

@@ -259,7 +259,7 @@ bool Pipeline::routeMapped(const resp::Request& req, const commands::Command& co
       return true;
     }
   }
-  const std::optional<Conn> conn = currentConnection();
+  const std::optional<Conn> conn = mappedConnection();
   if (!conn) {
     flow = Flow::Barrier;
     return true;
@@ -287,7 +287,7 @@ Pipeline::Flow Pipeline::routeWrite(const resp::Request& req, const commands::Co
   // A read pipelined before this write may still be loading: if the write ran
   // first, the load would answer with it.
   if (!queue_.empty() && queue_.headTag() < mapped_read_end_) return Flow::Barrier;
-  const std::optional<Conn> conn = currentConnection();
+  const std::optional<Conn> conn = mappedConnection();
   if (!conn) return Flow::Barrier;
   if (ports_.backend.saturated(*conn)) return Flow::Saturated;
   hold_ = ports_.reads.writeMayReorder(plan);

@@ -1,8 +1,6 @@
 // Commands Larder answers itself: connection state that must not leak onto a
 // shared backend connection (AUTH, SELECT, CLIENT SETNAME, HELLO, RESET) and
 // the cheap ones that need no backend (PING, ECHO).
-#include <charconv>
-
 #include "larder/common/errors.hpp"
 #include "larder/proxy/pipeline.hpp"
 #include "larder/resp/reply_writer.hpp"
@@ -13,12 +11,6 @@ namespace {
 
 using commands::equalsLower;
 using commands::LocalCommand;
-
-bool parseInteger(std::string_view s, long long& out) {
-  if (s.empty()) return false;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && ptr == s.data() + s.size();
-}
 
 // The enabled user `name` when `password` opens it (Redis' ACLCheckUserCredentials):
 // nopass takes any password, otherwise its SHA-256 must equal a stored digest
@@ -32,13 +24,6 @@ const config::UserConfig* checkCredentials(const std::vector<config::UserConfig>
   bool match = false;
   for (const acl::Digest& digest : user->passwords) match |= acl::digestEquals(given, digest);
   return match ? user : nullptr;
-}
-
-bool validClientName(std::string_view name) {
-  for (char c : name) {
-    if (c < '!' || c > '~') return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -72,6 +57,8 @@ Pipeline::Flow Pipeline::local(const resp::Request& req, LocalCommand command) {
       return flushAll(req);
     case LocalCommand::Client:
       return client(req);
+    case LocalCommand::Monitor:
+      return monitor();
     case LocalCommand::Acl:
       return acl(req);
     case LocalCommand::Exec:
@@ -141,6 +128,12 @@ Pipeline::Flow Pipeline::hello(const resp::Request& req) {
   }
   if (version != 2 && version != 3) {
     replyError(errors::kNoProto);
+    return Flow::Continue;
+  }
+  if (state_.push && version != 3) {
+    // Subscribed on a RESP3 connection (pubsub_resp3.cpp): its frames are
+    // RESP3 until the subscriptions end.
+    replyError(errors::unsupported("hello 2", "not while subscribed in RESP3; UNSUBSCRIBE first"));
     return Flow::Continue;
   }
   std::string_view user, password, name;
@@ -217,109 +210,11 @@ Pipeline::Flow Pipeline::reset(const resp::Request&) {
   dropPin();
   state_.db = ports_.admin.config().redis.db;
   state_.name.clear();
+  clearConnectionState();
   resetUser();
   setProtocol(false);  // RESET goes back to RESP2, as in Redis
   reply("+RESET\r\n");
   return Flow::Continue;
-}
-
-Pipeline::Flow Pipeline::client(const resp::Request& req) {
-  const auto& args = req.args;
-  if (args.size() < 2) return forwardCurrent(req);
-  const std::string_view sub = args[1];
-  auto arity = [&](std::size_t n) {
-    if (args.size() == n) return true;
-    std::string name = "client|" + std::string(sub);
-    replyError(errors::arity(name));
-    return false;
-  };
-  std::string out;
-  if (equalsLower(sub, "setname")) {
-    if (!validClientName(args[2])) {
-      replyError(errors::kBadClientName);
-      return Flow::Continue;
-    }
-    state_.name = args[2];
-    reply("+OK\r\n");
-  } else if (equalsLower(sub, "getname")) {
-    if (state_.name.empty()) {
-      resp::appendNil(out);
-    } else {
-      resp::appendBulk(out, state_.name);
-    }
-    reply(out);
-  } else if (equalsLower(sub, "id")) {
-    resp::appendInteger(out, static_cast<long long>(id_));
-    reply(out);
-  } else if (equalsLower(sub, "setinfo")) {
-    // Redis 7.2's; newer client libraries send it on connect.
-    if (!arity(4)) return Flow::Continue;
-    if (equalsLower(args[2], "lib-name")) {
-      state_.lib_name = args[3];
-    } else if (equalsLower(args[2], "lib-ver")) {
-      state_.lib_ver = args[3];
-    } else {
-      replyError(errors::unrecognizedOption(args[2]));
-      return Flow::Continue;
-    }
-    reply("+OK\r\n");
-  } else if (equalsLower(sub, "info")) {
-    resp::appendBulk(out, clientInfoLine());
-    reply(out);
-  } else {
-    return forwardCurrent(req);  // LIST, KILL, PAUSE, UNBLOCK, HELP...
-  }
-  return Flow::Continue;
-}
-
-std::string Pipeline::clientInfoLine() const {
-  // Every field Redis 7 prints, in its order: client libraries parse them all.
-  const ConnectionFacts f = ports_.client.facts();
-  const char* flags = state_.in_multi ? "x" : state_.stream ? "P" : "N";
-  std::string line;
-  line.reserve(400);
-  auto field = [&line](std::string_view key, const auto& value) {
-    if (!line.empty()) line += ' ';
-    line.append(key);
-    line += '=';
-    if constexpr (std::is_convertible_v<decltype(value), std::string_view>) {
-      line.append(value);
-    } else {
-      line += std::to_string(value);
-    }
-  };
-  field("id", id_);
-  field("addr", f.peer);
-  field("laddr", f.local);
-  field("fd", f.fd);
-  field("name", state_.name);
-  field("age", f.age_seconds);
-  field("idle", f.idle_seconds);
-  field("flags", flags);
-  field("db", state_.db);
-  field("sub", 0);
-  field("psub", 0);
-  field("ssub", 0);
-  field("multi", state_.in_multi ? 0 : -1);
-  field("qbuf", f.query_buffer);
-  field("qbuf-free", f.query_buffer_free);
-  field("argv-mem", 0);
-  field("multi-mem", 0);
-  field("rbs", f.query_buffer_capacity);
-  field("rbp", f.query_buffer_capacity);
-  field("obl", out_.size());
-  field("oll", queue_.outstanding());
-  field("omem", f.writing + queue_.heldBytes());
-  field("tot-mem", f.memory + out_.capacity());
-  field("events", "r");
-  field("cmd", "client|info");
-  field("user", state_.user ? std::string_view(state_.user->name) : std::string_view("default"));
-  field("redir", -1);
-  field("resp", state_.resp3 ? 3 : 2);
-  field("lib-name", state_.lib_name);
-  field("lib-ver", state_.lib_ver);
-  line += '\n';
-  return line;
 }
 
 }  // namespace larder::proxy

@@ -8,6 +8,7 @@
 
 #include "larder/common/errors.hpp"
 #include "larder/proxy/command_stats.hpp"
+#include "larder/proxy/monitor_line.hpp"
 #include "larder/resp/reply_writer.hpp"
 
 namespace larder::proxy {
@@ -16,7 +17,11 @@ using commands::LocalCommand;
 using commands::Route;
 
 Pipeline::Pipeline(Ports ports, std::uint64_t id)
-    : ports_(ports), id_(id), no_keyspaces_(ports.admin.keyspaces().empty()) {
+    : ports_(ports),
+      id_(id),
+      no_keyspaces_(ports.admin.keyspaces().empty()),
+      monitors_(ports.admin.monitors()),
+      pause_(ports.admin.pause()) {
   state_.db = ports_.admin.config().redis.db;
   resetUser();
 }
@@ -25,6 +30,16 @@ void Pipeline::begin(const resp::Request& req, const commands::Resolved& cmd,
                      std::chrono::steady_clock::time_point read_at) {
   ports_.admin.stats().commands.add();  // once per request, however often re-routed
   queue_.stamp({CommandStats::slotOf(cmd.command), read_at});
+  last_command_ = cmd.command;
+  // CLIENT REPLY OFF / SKIP: this request's replies keep their place but are dropped.
+  queue_.silence(state_.reply_off || state_.reply_skip);
+  state_.reply_skip = false;
+  feed_ = Feed::None;
+  if (monitors_.load(std::memory_order_relaxed) > 0 && cmd.known && monitorShows(cmd.command)) {
+    feed_ = Feed::Now;  // unless it is refused before it runs (afterStep)
+    feed_args_.clear();
+    appendMonitorArgs(feed_args_, cmd.command, req.args);
+  }
   if (state_.resp3 || reply_forms_.active()) {
     bool queued = state_.in_multi;
     for (const Unconfirmed& u : unconfirmed_) queued |= u.change == Change::Multi;
@@ -34,6 +49,12 @@ void Pipeline::begin(const resp::Request& req, const commands::Resolved& cmd,
 }
 
 Pipeline::Flow Pipeline::step(const resp::Request& req, const commands::Resolved& cmd) {
+  const Flow flow = stepRequest(req, cmd);
+  if (feed_ != Feed::None) afterStep(flow);
+  return flow;
+}
+
+Pipeline::Flow Pipeline::stepRequest(const resp::Request& req, const commands::Resolved& cmd) {
   const commands::Command* command = cmd.command;
   // The common case first: a plain command of a plain client, where every
   // gate below would let it through to the shared connection unchanged.
@@ -65,8 +86,21 @@ Pipeline::Flow Pipeline::step(const resp::Request& req, const commands::Resolved
   bool done = false;
   const Flow gated = gate(req, cmd, route, local, done);
   if (done) return gated;
+  if (paused(command, local)) return Flow::Paused;
+  if (state_.push) {
+    const Flow flow = stepPush(req, route, local, done);
+    if (done) return flow;
+  }
   if (state_.in_multi) return stepInMulti(req, command, local);
   return this->route(req, command, route, local);
+}
+
+bool Pipeline::paused(const commands::Command* command, LocalCommand local) {
+  // CLIENT PAUSE: checked where Redis checks it, after the command was
+  // found allowed and before it runs or is queued.
+  if (pause_.idle()) return false;
+  const bool write = pausedByWrite(command) || (local == LocalCommand::Exec && multi_writes_);
+  return pause_.pausedFor(write, std::chrono::steady_clock::now(), pause_left_) != PauseMode::None;
 }
 
 Pipeline::Flow Pipeline::gate(const resp::Request& req, const commands::Resolved& cmd, Route route,
@@ -145,7 +179,21 @@ Pipeline::Flow Pipeline::stepInMulti(const resp::Request& req, const commands::C
       refuse(refusal);
       return Flow::Continue;
     }
+    if (local == LocalCommand::Client || local == LocalCommand::Monitor) {
+      // Queued, they would run in Redis on the pinned connection: CLIENT
+      // REPLY would silence replies Larder waits for, CLIENT KILL and LIST
+      // would see Larder's backend connections.
+      if (command->name() != "client|setname" && command->name() != "client|getname") {
+        refuse(errors::notInMulti(req.args.size() > 1 && local == LocalCommand::Client
+                                      ? std::string(req.args[0]) + " " + std::string(req.args[1])
+                                      : std::string(req.args[0])));
+        return Flow::Continue;
+      }
+    }
   }
+  if (feed_ == Feed::Now) feed_ = Feed::Queued;  // shown at EXEC, as Redis shows it
+  ++multi_queued_;
+  multi_writes_ = multi_writes_ || pausedByWrite(command);
   return forward(req, Conn::Pinned);
 }
 
@@ -158,6 +206,7 @@ Pipeline::Flow Pipeline::stepStream(const resp::Request& req, const commands::Re
   // first asks Redis whether the subscriptions are over (syncStream).
   const bool pubsub_command = route == Route::PubSub || local == LocalCommand::Ping ||
                               local == LocalCommand::Quit || local == LocalCommand::Reset;
+  if (paused(cmd.command, local)) return Flow::Paused;
   // A denied command is answered here, once the stream is in step.
   std::string denial = restricted() && cmd.known ? aclDenial(req, cmd) : std::string();
   if (!pubsub_command || !state_.authenticated || !denial.empty()) {
@@ -165,14 +214,21 @@ Pipeline::Flow Pipeline::stepStream(const resp::Request& req, const commands::Re
     const bool subscribed = sync_ == StreamSync::Subscribed;
     sync_ = StreamSync::None;
     if (!subscribed) return step(req, cmd);  // the stream has ended: route as usual
+    feed_ = Feed::None;  // Redis refuses it in this context: not shown to monitors
     if (!denial.empty()) {
       replyError(denial);
       return Flow::Continue;
     }
+    // Redis' refusal is an ordinary reply, which CLIENT REPLY OFF drops.
+    if (queue_.silenced()) return Flow::Continue;
   }
+  // PING's reply is a reply too; the (un)subscribe confirmations are pushes
+  // and are written whatever CLIENT REPLY says.
+  if (local == LocalCommand::Ping && queue_.silenced()) return Flow::Continue;
   if (local == LocalCommand::Reset) {
     resetUser();
     state_.name.clear();
+    clearConnectionState();
     setProtocol(false);          // and returns to RESP2; its +RESET is the same in both
     state_.dirty_stream = true;  // RESET de-authenticates the backend connection too
   }
@@ -198,7 +254,16 @@ Pipeline::Flow Pipeline::route(const resp::Request& req, const commands::Command
   }
   switch (route) {
     case Route::Local:
+      if (command != nullptr && !command->flag(commands::kAllowBusy)) {
+        // Redis refuses it while a script keeps it busy; a local answer must too.
+        if (const std::string_view busy = ports_.backend.redisBusy(); !busy.empty()) {
+          refuse(busy);
+          return Flow::Continue;
+        }
+      }
       return this->local(req, local);
+    case Route::OutOfBand:
+      return outOfBand(req);
     case Route::Forward:
       return forwardCurrent(req);
     case Route::Refused:
@@ -217,6 +282,7 @@ Pipeline::Flow Pipeline::route(const resp::Request& req, const commands::Command
       }
       return forward(req, Conn::Pinned);
     case Route::PubSub:
+      if (state_.resp3) return subscribeResp3(req);
       if (!queue_.empty()) return Flow::Barrier;  // stream frames carry no tags
       if (!pin(true)) return Flow::Continue;
       sendOnStream(req);
@@ -241,9 +307,20 @@ Pipeline::Flow Pipeline::forwardCurrent(const resp::Request& req) {
   return conn ? forward(req, *conn) : Flow::Barrier;
 }
 
+Pipeline::Flow Pipeline::outOfBand(const resp::Request& req) {
+  // SCRIPT KILL, FUNCTION KILL: on a connection that no busy script holds
+  // up; after this client's own earlier requests, as on one connection.
+  if (!queue_.empty()) return Flow::Barrier;
+  return forward(req, Conn::OutOfBand);
+}
+
 Pipeline::Flow Pipeline::forward(const resp::Request& req, Conn conn) {
   if (ports_.backend.saturated(conn)) return Flow::Saturated;
   const std::uint64_t tag = queue_.reserve();
+  if (conn == Conn::Pinned && state_.push) native_.push_back(tag);  // already RESP3
+  if (conn == Conn::Shared && last_command_ != nullptr && last_command_->handling.script) {
+    ports_.backend.watchScript(tag);  // first: send() may answer at once
+  }
   if (req.inline_form) {
     scratch_.clear();
     resp::appendMultibulk(scratch_, req.args);
@@ -267,7 +344,13 @@ void Pipeline::sendOnStream(const resp::Request& req) {
 Pipeline::Flow Pipeline::forwardChanging(const resp::Request& req, Change change, long long db) {
   if (ports_.backend.saturated(Conn::Pinned)) return Flow::Saturated;
   // Registered first: a backend that is down answers inside send().
-  unconfirmed_.push_back({queue_.nextTag(), change, db});
+  unconfirmed_.push_back({queue_.nextTag(), change, db, {}});
+  if (feed_ == Feed::Now && (change == Change::Select || change == Change::EndMulti)) {
+    // Shown once Redis answers: SELECT with the db it leaves the client in,
+    // EXEC after the commands it ran.
+    unconfirmed_.back().monitor = std::move(feed_args_);
+    feed_ = Feed::AtConfirm;
+  }
   ++state_.unconfirmed;
   return forward(req, Conn::Pinned);
 }
@@ -282,13 +365,21 @@ bool Pipeline::pin(bool stream) {
   }
   if (stream && !state_.stream) {
     state_.stream = true;
-    ports_.backend.setStream(true);
+    ports_.backend.setStream(Stream::All);
   }
   return true;
 }
 
+std::optional<Conn> Pipeline::mappedConnection() {
+  // The RESP3 pinned connection (pub/sub) answers in RESP3, which the
+  // read-through side does not read: mapped keys use the shared connection,
+  // after this client's earlier requests.
+  if (state_.push) return queue_.empty() ? std::optional<Conn>(Conn::Shared) : std::nullopt;
+  return currentConnection();
+}
+
 bool Pipeline::releasable() const {
-  return state_.pinned && !state_.stream && !state_.in_multi && !state_.watching &&
+  return state_.pinned && !state_.stream && !state_.push && !state_.in_multi && !state_.watching &&
          !state_.sticky && state_.unconfirmed == 0 && state_.db == ports_.admin.config().redis.db;
 }
 
@@ -303,9 +394,15 @@ void Pipeline::dropPin() {
   if (!state_.pinned) return;
   ports_.backend.unpin(false);
   state_.pinned = state_.stream = state_.in_multi = state_.watching = state_.sticky =
-      state_.dirty_stream = state_.multi_aborted = false;
+      state_.dirty_stream = state_.multi_aborted = state_.push = false;
+  state_.subscriptions = {};
   state_.unconfirmed = 0;
   unconfirmed_.clear();
+  native_.clear();
+  hidden_.clear();
+  feed_multi_.clear();
+  multi_queued_ = 0;
+  multi_writes_ = false;
 }
 
 // ------------------------------------------------------------- pub/sub sync
@@ -329,7 +426,8 @@ void Pipeline::onStreamSync(std::string_view frame) {
   if (frame.front() == '$') {  // no subscriptions left: back to normal routing
     sync_ = StreamSync::Ended;
     state_.stream = false;
-    ports_.backend.setStream(false);
+    state_.subscriptions = {};
+    ports_.backend.setStream(Stream::Off);
     releasePin();
   } else {
     sync_ = StreamSync::Subscribed;
@@ -356,14 +454,18 @@ Pipeline::Flow Pipeline::rejectExec(std::string_view text) {
 
 void Pipeline::refuse(std::string_view text) {
   if (state_.in_multi) state_.multi_aborted = true;
+  feed_ = Feed::None;  // refused before it runs: Redis does not show it
   replyError(text);
 }
 
 bool Pipeline::plain() const {
   return no_keyspaces_ && state_.authenticated && !state_.pinned && !state_.in_multi &&
-         state_.unconfirmed == 0 && !hold_ && !restricted();
+         !state_.push && !state_.monitor && state_.unconfirmed == 0 && !hold_ && !restricted() &&
+         pause_.idle();
 }
 
-bool Pipeline::blocked() const { return state_.stream || (state_.pinned && !queue_.empty()); }
+bool Pipeline::blocked() const {
+  return state_.stream || state_.push || state_.monitor || (state_.pinned && !queue_.empty());
+}
 
 }  // namespace larder::proxy

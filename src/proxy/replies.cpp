@@ -2,6 +2,7 @@
 // order; a reply that answers a state-changing request confirms (or not) the
 // change it was waiting for.
 #include "larder/common/errors.hpp"
+#include "larder/proxy/monitor_line.hpp"
 #include "larder/proxy/pipeline.hpp"
 #include "larder/resp/reply_writer.hpp"
 
@@ -16,8 +17,25 @@ void Pipeline::observe(std::uint64_t tag) {
 
 void Pipeline::complete(std::uint64_t tag, std::string_view frame) {
   if (end_ == End::Now) return;
+  if (!hidden_.empty() && takeHidden(tag)) {  // Larder's own request: nobody sees its reply
+    queue_.complete(tag, {}, out_);
+    return;
+  }
   observe(tag);
   if (!unconfirmed_.empty()) confirm(tag, frame);
+  if (!native_.empty() && native_.front() == tag) {
+    // From the RESP3 pinned connection (pub/sub): already in the client's form.
+    native_.pop_front();
+    info_merges_.erase(tag);  // Redis' INFO as it is: its RESP3 form is not merged
+    if (auto it = replacements_.find(tag); it != replacements_.end()) {
+      const std::string replacement = std::move(it->second);
+      replacements_.erase(it);
+      queue_.complete(tag, replacement, out_);
+      return;
+    }
+    queue_.complete(tag, frame, out_);
+    return;
+  }
   if (!replacements_.empty()) {
     if (auto it = replacements_.find(tag); it != replacements_.end()) {
       const std::string replacement = std::move(it->second);
@@ -53,6 +71,7 @@ void Pipeline::confirm(std::uint64_t tag, std::string_view frame) {
   switch (u.change) {
     case Change::Select:
       if (ok) state_.db = u.db;
+      if (!u.monitor.empty()) feedMonitors(u.monitor, state_.db);
       break;
     case Change::Multi:
       if (ok) state_.in_multi = true;
@@ -60,8 +79,19 @@ void Pipeline::confirm(std::uint64_t tag, std::string_view frame) {
     case Change::EndMulti:
       // EXEC and DISCARD end the transaction whatever they answer (EXECABORT
       // included) and forget WATCH; EXEC without MULTI changes nothing.
+      if (!u.monitor.empty()) {
+        // An EXEC that ran (an array, not nil) shows its commands first.
+        const bool ran = frame.size() > 1 && frame[0] == '*' && frame[1] != '-';
+        if (ran) {
+          for (const std::string& queued : feed_multi_) feedMonitors(queued, state_.db);
+        }
+        feedMonitors(u.monitor, state_.db);
+      }
       if (state_.in_multi) {
         state_.in_multi = state_.watching = state_.multi_aborted = false;
+        feed_multi_.clear();
+        multi_queued_ = 0;
+        multi_writes_ = false;
       }
       break;
     case Change::Watch:
@@ -82,8 +112,32 @@ void Pipeline::streamFrame(std::string_view frame) {
     onStreamSync(frame);
     return;
   }
-  // Stream frames carry no slot: they are already in order.
-  out_.append(state_.resp3 ? reply_forms_.push(frame) : frame);
+  state_.subscriptions.observe(frame);
+  // Stream frames carry no slot: they are already in order. A RESP3 pinned
+  // connection sends them as pushes already.
+  out_.append(state_.resp3 && !state_.push ? reply_forms_.push(frame) : frame);
+}
+
+void Pipeline::monitorLine(std::string_view line) {
+  if (end_ == End::Now || state_.reply_off) return;
+  out_.append(line);
+}
+
+void Pipeline::feedMonitors(std::string_view args_part, long long db) {
+  ports_.admin.feedMonitors(proxy::monitorLine(std::chrono::system_clock::now(), db,
+                                               ports_.client.peerAddress(), args_part));
+}
+
+void Pipeline::afterStep(Flow flow) {
+  // A request is shown once it is past every refusal and on its way: not
+  // while it waits (it is stepped again), not when refused (feed_ cleared).
+  if (flow == Flow::Barrier || flow == Flow::Saturated || flow == Flow::Paused) return;
+  if (feed_ == Feed::Now) {
+    feedMonitors(feed_args_, state_.db);
+  } else if (feed_ == Feed::Queued) {
+    feed_multi_.push_back(std::move(feed_args_));
+  }
+  feed_ = Feed::None;
 }
 
 void Pipeline::pinClosed() {

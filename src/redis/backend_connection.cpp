@@ -13,6 +13,7 @@
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <charconv>
 #include <random>
 #include <vector>
 
@@ -158,8 +159,9 @@ void BackendConnection::resetForPool() {
   }
 }
 
-void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink) {
+void BackendConnection::setStreamSink(std::shared_ptr<ReplySink> sink, bool pushes_only) {
   stream_sink_ = std::move(sink);
+  pushes_only_ = pushes_only;
 }
 
 void BackendConnection::sendUntracked(std::string_view request) {
@@ -335,6 +337,13 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     hello += request;
     ++expected;
   }
+  // Last, so that its reply is the last frame: a pinned connection's Redis
+  // id, for CLIENT UNBLOCK of the client holding it.
+  const bool ask_id = kind_ == ConnectionKind::Pinned;
+  if (ask_id) {
+    resp::appendMultibulk(hello, {"CLIENT", "ID"});
+    ++expected;
+  }
   if (expected == 0) co_return true;
   const asio::const_buffer hello_bytes = asio::buffer(hello);
   boost::system::error_code wec;
@@ -357,11 +366,23 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     }
     if (scan == resp::ScanStatus::Complete) {
       std::string_view frame = in_.readable().substr(0, scanner_.frameSize());
+      if (frame.front() == '-' && ask_id && expected == 1) {
+        // CLIENT ID refused (a backend user without it): only CLIENT
+        // UNBLOCK of this connection's client is lost (it answers 0).
+        in_.consume(frame.size());
+        --expected;
+        continue;
+      }
       if (frame.front() == '-') {
         // The server's own words (never our password) say what went wrong.
         last_error_ = "handshake refused: " + std::string(frame.substr(1, frame.size() - 3));
         spdlog::error("redis backend {}: {}", config_.address.toString(), last_error_);
         co_return false;
+      }
+      if (ask_id && expected == 1 && frame.front() == ':') {
+        std::uint64_t id = 0;
+        std::from_chars(frame.data() + 1, frame.data() + frame.size() - 2, id);
+        redis_id_.store(id, std::memory_order_relaxed);
       }
       in_.consume(frame.size());
       --expected;
@@ -522,7 +543,7 @@ asio::awaitable<void> BackendConnection::readLoop() {
 }
 
 void BackendConnection::onFrame(std::string_view frame) {
-  if (stream_sink_) {
+  if (stream_sink_ && (!pushes_only_ || frame.front() == '>')) {
     auto sink = stream_sink_;  // deliver() may clear stream_sink_
     sink->deliver(0, frame);
     return;

@@ -48,6 +48,7 @@ Server::Server(const config::Config& config)
       current_(&config),
       acceptor_(context_),
       tls_acceptor_(context_),
+      monitors_(config.limits.client_output_limit),
       started_(std::chrono::steady_clock::now()) {
   redis_tls_ = redis::makeClientTlsContext(config_.redis.tls);  // throws naming the file
   buildKeyspaces();
@@ -58,6 +59,9 @@ Server::Server(const config::Config& config)
   for (int i = 0; i < threads; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, config_, *this));
   }
+  std::vector<Worker*> workers;
+  for (auto& w : workers_) workers.push_back(w.get());
+  clients_directory_.setWorkers(std::move(workers));
 }
 
 Server::~Server() {

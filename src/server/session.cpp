@@ -131,11 +131,14 @@ asio::awaitable<void> Session::run() {
         }
         pipeline_.begin(request_, cmd, read_at_);
         auto flow = pipeline_.step(request_, cmd);
-        while (flow == proxy::Pipeline::Flow::Barrier || flow == proxy::Pipeline::Flow::Saturated) {
+        while (flow == proxy::Pipeline::Flow::Barrier || flow == proxy::Pipeline::Flow::Saturated ||
+               flow == proxy::Pipeline::Flow::Paused) {
           if (flow == proxy::Pipeline::Flow::Barrier) {
             co_await waitOutstanding(0);
-          } else {
+          } else if (flow == proxy::Pipeline::Flow::Saturated) {
             co_await waitBackendCapacity();
+          } else {
+            co_await waitPause();
           }
           if (closed_) co_return;
           flow = pipeline_.step(request_, cmd);
@@ -233,6 +236,14 @@ asio::awaitable<void> Session::waitBackendCapacity() {
   co_await poll.async_wait(kUseTuple);
 }
 
+asio::awaitable<void> Session::waitPause() {
+  // CLIENT PAUSE: until it ends, looking again now and then for an UNPAUSE.
+  constexpr auto kRecheck = std::chrono::milliseconds(10);
+  asio::steady_timer wait(socket_.get_executor(), std::min<std::chrono::steady_clock::duration>(
+                                                      pipeline_.pauseLeft(), kRecheck));
+  co_await wait.async_wait(kUseTuple);
+}
+
 void Session::wakeReader() {
   if (waiting_ && pipeline_.outstanding() <= wake_at_) wake_.cancel();
 }
@@ -240,6 +251,10 @@ void Session::wakeReader() {
 // ---------------------------------------------------------------- replies
 
 void Session::deliver(std::uint64_t tag, std::string_view frame) {
+  if (!scripts_.empty() && scripts_.front() == tag) {
+    scripts_.pop_front();
+    worker_.scripts().finished(id_, tag);
+  }
   if (closed_) return;
   if (tag == proxy::kStreamTag) {
     pipeline_.streamFrame(frame);
@@ -251,6 +266,10 @@ void Session::deliver(std::uint64_t tag, std::string_view frame) {
 }
 
 void Session::fail(std::uint64_t tag, const redis::BackendFailure& failure) {
+  if (!scripts_.empty() && scripts_.front() == tag) {
+    scripts_.pop_front();
+    worker_.scripts().finished(id_, tag);
+  }
   if (closed_) return;
   pipeline_.fail(tag, failure);
   afterPipeline();
@@ -281,14 +300,25 @@ void Session::afterPipeline() {
   const std::string& out = pipeline_.output();
   if (out.size() + writing_.size() + pipeline_.heldBytes() >
       worker_.config().limits.client_output_limit) {
-    worker_.stats().output_limit_closes.add();
-    spdlog::warn("client {} ({}): output buffer over {} bytes, closing", id_, peer_,
-                 worker_.config().limits.client_output_limit);
-    close();
+    closeOverOutputLimit();
     return;
   }
   scheduleFlush();
   afterWrite();
+}
+
+void Session::closeOverOutputLimit() {
+  if (closed_) return;
+  worker_.stats().output_limit_closes.add();
+  spdlog::warn("client {} ({}): output buffer over {} bytes, closing", id_, peer_,
+               worker_.config().limits.client_output_limit);
+  close();
+}
+
+void Session::monitorLine(std::string_view line) {
+  if (closed_) return;
+  pipeline_.monitorLine(line);
+  afterPipeline();
 }
 
 void Session::scheduleFlush() {
@@ -376,6 +406,7 @@ void Session::close() {
   wake_.cancel();
   if (pinned_) unpin(false);
   if (cluster_) cluster_->close();
+  if (monitoring_) monitor(false);
   worker_.forget(id_);
 }
 

@@ -6,8 +6,11 @@
 
 #include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
+#include "larder/resp/request_parser.hpp"
+#include "larder/server/client_directory.hpp"
 #include "larder/server/mapped_read.hpp"
 #include "larder/server/mapped_write.hpp"
+#include "larder/server/monitor_feed.hpp"
 #include "larder/server/near_cache.hpp"
 #include "larder/server/session.hpp"
 #include "larder/server/worker.hpp"
@@ -38,10 +41,26 @@ std::string encodeReload(const ReloadResult& r) {
 // ------------------------------------------------------------ BackendPort
 
 redis::BackendConnection& Session::connection(proxy::Conn conn) const {
-  return conn == proxy::Conn::Pinned ? *pinned_ : *shared_;
+  switch (conn) {
+    case proxy::Conn::Pinned:
+      return *pinned_;
+    case proxy::Conn::OutOfBand:
+      return worker_.outOfBandConnection();
+    case proxy::Conn::Shared:
+      break;
+  }
+  return *shared_;
 }
 
 void Session::send(proxy::Conn conn, std::string_view request, std::uint64_t tag) {
+  if (conn == proxy::Conn::Shared && worker_.scripts().busy()) [[unlikely]] {
+    // Behind another client's busy script Redis would not read this request
+    // until the script ends; directly it would answer -BUSY at once.
+    if (const std::string_view busy = worker_.scripts().stuck(shared_, id_); !busy.empty()) {
+      deliver(tag, resp::errorReply(busy));
+      return;
+    }
+  }
   connection(conn).send(request, self(), tag);
 }
 
@@ -56,8 +75,23 @@ bool Session::pin() {
   return true;
 }
 
-void Session::setStream(bool on) {
-  pinned_->setStreamSink(on ? std::shared_ptr<ReplySink>(self()) : nullptr);
+void Session::setStream(proxy::Stream mode) {
+  if (mode == proxy::Stream::Off) {
+    pinned_->setStreamSink(nullptr);
+  } else {
+    pinned_->setStreamSink(self(), mode == proxy::Stream::Pushes);
+  }
+}
+
+void Session::watchScript(std::uint64_t tag) {
+  scripts_.push_back(tag);
+  worker_.scripts().started(shared_, id_, tag);
+}
+
+std::string_view Session::redisBusy() const {
+  // Behind its own script, this client's requests wait as they would in Redis.
+  if (!scripts_.empty()) return {};
+  return worker_.server().busyScripts().text();
 }
 
 void Session::unpin(bool clean) {
@@ -148,7 +182,77 @@ void Session::reload(std::uint64_t tag) {
   worker_.server().reload([done](const ReloadResult& r) { done(encodeReload(r)); });
 }
 
+const std::atomic<int>& Session::monitors() const { return worker_.server().monitors().count(); }
+
+void Session::feedMonitors(std::string line) {
+  worker_.server().monitors().publish(std::move(line));
+}
+
+proxy::PauseState& Session::pause() { return worker_.server().clients().pause(); }
+
+void Session::clientList(proxy::ClientFilter filter, std::string own, std::uint64_t tag) {
+  worker_.server().clients().list(std::move(filter), std::move(own),
+                                  worker_.context().get_executor(),
+                                  [self = shared_from_this(), tag](const std::string& text) {
+                                    std::string out;
+                                    resp::appendBulk(out, text);
+                                    self->deliver(tag, out);
+                                  });
+}
+
+void Session::clientKill(proxy::ClientFilter filter, bool self_matched, bool old_form,
+                         std::uint64_t tag) {
+  worker_.server().clients().kill(
+      std::move(filter), worker_.context().get_executor(),
+      [self = shared_from_this(), tag, self_matched, old_form](std::size_t killed) {
+        killed += self_matched ? 1 : 0;
+        std::string out;
+        if (!old_form) {
+          resp::appendInteger(out, static_cast<long long>(killed));
+        } else if (killed == 0) {
+          resp::appendError(out, errors::kNoSuchClient);
+        } else {
+          out = "+OK\r\n";
+        }
+        self->deliver(tag, out);
+      });
+}
+
+void Session::clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) {
+  worker_.server().clients().pinnedRedisId(
+      id, worker_.context().get_executor(),
+      [self = shared_from_this(), error, tag](std::uint64_t redis_id) {
+        if (redis_id == 0) {
+          self->deliver(tag, ":0\r\n");
+          return;
+        }
+        // On the out-of-band connection: no busy script or blocked call holds it up.
+        std::string request;
+        const std::string rid = std::to_string(redis_id);
+        resp::appendMultibulk(request, {"CLIENT", "UNBLOCK", rid, error ? "ERROR" : "TIMEOUT"});
+        self->worker_.outOfBandConnection().send(request, self, tag);
+      });
+}
+
+std::uint64_t Session::pinnedRedisId() const { return pinned_ ? pinned_->redisId() : 0; }
+
 // ------------------------------------------------------------- ClientPort
+
+void Session::monitor(bool on) {
+  if (on == monitoring_) return;
+  monitoring_ = on;
+  MonitorFeed& feed = worker_.server().monitors();
+  if (on) {
+    feed.add(id_, socket_.get_executor(), weak_from_this());
+  } else {
+    feed.remove(id_);
+  }
+}
+
+bool Session::matches(const proxy::ClientFilter& filter) const {
+  const proxy::ConnectionFacts f = facts();
+  return filter.matches(pipeline_.summary(f));
+}
 
 proxy::ConnectionFacts Session::facts() const {
   const auto now = std::chrono::steady_clock::now();

@@ -2,7 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+
 #include "larder/cache/write_scripts.hpp"
+#include "larder/common/logging.hpp"
+#include "larder/redis/call.hpp"
 #include "larder/server/near_cache_tracking.hpp"
 #include "larder/server/session.hpp"
 
@@ -13,6 +18,11 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr std::size_t kMaxIdlePinned = 8;
+// Once a client has needed a dedicated connection, this many wait ready in
+// the pool: a blocking call on a connection still being made would reach
+// Redis after calls other clients sent later, and Redis serves blocked
+// clients in the order their calls arrived.
+constexpr std::size_t kSparePinned = 2;
 
 }  // namespace
 
@@ -50,6 +60,16 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
     near.push_back({ks.config.near_cache, ks.key.prefix()});
     any_near = any_near || ks.config.near_cache.enabled;
   }
+  scripts_ = std::make_unique<ScriptWatch>(
+      context_.get_executor(), server.busyScripts(), [this](std::function<void(std::string)> done) {
+        asio::co_spawn(
+            context_,
+            [this, done = std::move(done)]() -> asio::awaitable<void> {
+              static const std::string ping = "*1\r\n$4\r\nPING\r\n";
+              done(co_await redis::call(outOfBandConnection(), ping));
+            },
+            logEscaped("busy script probe"));
+      });
   if (any_near) {
     near_cache_ = std::make_unique<NearCache>(std::move(near), stats_);
     near_tracking_ = std::make_shared<NearCacheTracking>(context_.get_executor(), config_.redis,
@@ -64,7 +84,13 @@ void Worker::start() {
   guard_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
       context_.get_executor());
   for (auto& c : shared_) c->start();
-  if (router_) router_->start();
+  if (router_) {
+    router_->start();  // a cluster's dedicated connections follow their key's node
+  } else {
+    // Dedicated connections wait ready from the start: the first blocking calls
+    // of two clients must not reach Redis in the order their connects finish.
+    while (idle_pinned_.size() < kSparePinned) idle_pinned_.push_back(newPinned());
+  }
   if (near_tracking_) near_tracking_->start();
   sweepIdle();
   thread_ = std::thread([this] {
@@ -83,26 +109,20 @@ void Worker::join() {
 void Worker::beginShutdown() {
   asio::post(context_, [this] {
     shutting_down_ = true;
-    std::vector<std::shared_ptr<Session>> live;
-    for (auto& [id, weak] : sessions_) {
-      if (auto s = weak.lock()) live.push_back(std::move(s));
-    }
-    for (auto& s : live) s->shutdown();
+    for (auto& s : liveSessions()) s->shutdown();
   });
 }
 
 void Worker::stop() {
   asio::post(context_, [this] {
-    std::vector<std::shared_ptr<Session>> live;
-    for (auto& [id, weak] : sessions_) {
-      if (auto s = weak.lock()) live.push_back(std::move(s));
-    }
-    for (auto& s : live) s->close();
+    for (auto& s : liveSessions()) s->close();
     for (auto& c : shared_) c->stop();
     if (router_) router_->stop();
     if (near_tracking_) near_tracking_->stop();
     for (auto& c : idle_pinned_) c->stop();
     idle_pinned_.clear();
+    scripts_->stop();
+    if (out_of_band_) out_of_band_->stop();
     sweep_.cancel();
     guard_.reset();
   });
@@ -127,18 +147,59 @@ std::shared_ptr<redis::BackendConnection> Worker::acquirePinned() {
   }
   stats_.pinned_current.add();
   stats_.pinned_total.add();
-  while (!idle_pinned_.empty()) {
-    auto c = std::move(idle_pinned_.back());
-    idle_pinned_.pop_back();
-    if (c->ready()) return c;
+  std::erase_if(idle_pinned_, [](const auto& c) {
+    if (!c->closed()) return false;
     c->stop();
+    return true;
+  });
+  // A ready connection first; else the one that began connecting first.
+  std::shared_ptr<redis::BackendConnection> c;
+  auto ready = std::find_if(idle_pinned_.rbegin(), idle_pinned_.rend(),
+                            [](const auto& conn) { return conn->ready(); });
+  if (ready != idle_pinned_.rend()) {
+    c = std::move(*ready);
+    idle_pinned_.erase(std::next(ready).base());
+  } else if (!idle_pinned_.empty()) {
+    c = std::move(idle_pinned_.front());
+    idle_pinned_.erase(idle_pinned_.begin());
+  } else {
+    c = newPinned();
   }
+  while (!shutting_down_ && idle_pinned_.size() < kSparePinned) {
+    idle_pinned_.push_back(newPinned());
+  }
+  return c;
+}
+
+std::shared_ptr<redis::BackendConnection> Worker::newPinned() {
   auto c = std::make_shared<redis::BackendConnection>(context_.get_executor(), config_.redis,
                                                       redis::ConnectionKind::Pinned, stats_.backend,
                                                       server_.redisTls());
   c->setClientIdentity(client_identity_);
   c->start();
   return c;
+}
+
+redis::BackendConnection& Worker::outOfBandConnection() {
+  if (!out_of_band_) {
+    // Shared kind: it reconnects by itself. As the client user, so that a
+    // client may kill only what it could kill directly.
+    out_of_band_ = std::make_shared<redis::BackendConnection>(
+        context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, stats_.backend,
+        server_.redisTls());
+    out_of_band_->setClientIdentity(client_identity_);
+    out_of_band_->start();
+  }
+  return *out_of_band_;
+}
+
+std::vector<std::shared_ptr<Session>> Worker::liveSessions() const {
+  std::vector<std::shared_ptr<Session>> live;
+  live.reserve(sessions_.size());
+  for (const auto& [id, weak] : sessions_) {
+    if (auto s = weak.lock()) live.push_back(std::move(s));
+  }
+  return live;
 }
 
 void Worker::releasePinned(std::shared_ptr<redis::BackendConnection> connection, bool clean) {

@@ -465,16 +465,38 @@ class Resp3Compare(LarderTestCase):
             self.assertEqual(conn.ask("RESET"), b"+RESET\r\n")
             self.assertEqual(conn.ask("HGETALL", "nokey"), b"*0\r\n")
 
-    def test_command_while_subscribed_is_a_known_gap(self):
-        # Redis runs any command for a subscribed RESP3 client; Larder's
-        # subscribed connection to Redis is RESP2, where Redis refuses them
-        # (docs/resp3.md, "Known gaps").
+    def test_commands_while_subscribed(self):
+        # Redis 7 runs any command for a subscribed RESP3 client, its pushes
+        # and replies in the order it writes them; Larder runs them on a RESP3
+        # connection of the client's own (src/proxy/pubsub_resp3.cpp).
         larder, direct = self.pair()
-        for conn in (larder, direct):
-            conn.send_command("SUBSCRIBE", "ch1")
-            conn.frame()
-        self.assertEqual(direct.ask("GET", "nokey"), b"_\r\n")
-        self.assertTrue(larder.ask("GET", "nokey").startswith(b"-ERR Can't execute 'get'"))
+        publisher = self.redis_server.client()
+        self.addCleanup(close_client, publisher)
+        self.setup_data()
+        pipeline = [("SET", "sub-k", "v"), ("GET", "sub-k"), ("PING",), ("PING", "x"),
+                    ("HGETALL", "h"), ("ZSCORE", "z", "a"), ("PUBLISH", "rch", "self"),
+                    ("SELECT", "2"), ("GET", "sub-k"), ("SELECT", "0"), ("PSUBSCRIBE", "r*"),
+                    ("GET", "nokey")]
+        frames = {}
+        for name, conn in (("larder", larder), ("redis", direct)):
+            got = []
+            conn.send_command("SUBSCRIBE", "rch")
+            got.append(conn.frame())
+            conn.send(b"".join(harness.encode_command(*args) for args in pipeline))
+            got += [conn.frame() for _ in range(len(pipeline) + 1)]  # PUBLISH: push + reply
+            self.assertEqual(publisher.publish("rch", "m1"), 2)  # rch and r*
+            got += [conn.frame(), conn.frame()]  # message and pmessage
+            got.append(conn.ask("GET", "sub-k"))
+            conn.send_command("UNSUBSCRIBE", "rch")
+            got.append(conn.frame())
+            got.append(conn.ask("PUNSUBSCRIBE"))
+            got.append(conn.ask("GET", "sub-k"))
+            got.append(conn.ask("HGETALL", "h"))
+            frames[name] = got
+        self.assertEqual(frames["larder"], frames["redis"])
+        self.assertEqual(frames["larder"][2], b"$1\r\nv\r\n")
+        self.assertEqual(frames["larder"][7], b">3\r\n$7\r\nmessage\r\n$3\r\nrch\r\n$4\r\nself\r\n")
+        self.assertEqual(frames["larder"][8], b":1\r\n")
 
     def test_pipeline_of_many(self):
         # A long RESP3 pipeline: order and forms hold when replies arrive in bulk.

@@ -37,9 +37,14 @@ class ClusterBackend : public proxy::BackendPort {
   void sendOnStream(std::string_view request) override;
   bool saturated(proxy::Conn conn) const override;
   bool pin() override;
-  void setStream(bool on) override;
+  void setStream(proxy::Stream mode) override;
   void unpin(bool clean) override;
   bool pinLost() const override;
+  // Busy scripts are watched on one Redis only (docs/compatibility.md): on a
+  // cluster a request behind a busy script waits for it on that node's
+  // connection, and SCRIPT KILL / FUNCTION KILL are routed like any command.
+  void watchScript(std::uint64_t) override {}
+  std::string_view redisBusy() const override { return {}; }
 
  private:
   // Plans `request` (one complete multibulk); false when it does not parse.
@@ -53,7 +58,7 @@ class ClusterBackend : public proxy::BackendPort {
   std::string local_;
   std::weak_ptr<redis::ReplySink> session_;
   std::shared_ptr<ClusterPin> pin_;
-  bool stream_ = false;
+  proxy::Stream stream_ = proxy::Stream::Off;
   resp::RequestParser parser_;
   resp::Request parsed_;
   std::vector<commands::KeyRef> keys_;

@@ -22,6 +22,7 @@
 
 #include "larder/cluster/request_plan.hpp"
 #include "larder/cluster/router.hpp"
+#include "larder/proxy/ports.hpp"
 #include "larder/redis/backend_connection.hpp"
 
 namespace larder::cluster {
@@ -41,7 +42,7 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   // Between MULTI and EXEC/DISCARD as far as the pin has seen.
   bool inTransaction() const { return in_multi_; }
   Outcome sendOnStream(const Plan& plan, std::string_view bytes);
-  void setStream(bool on);
+  void setStream(proxy::Stream mode);
   bool saturated() const;
   bool lost() const;
   // Gives the connection back to its node's pool (clean) or closes it.
@@ -69,10 +70,11 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   std::shared_ptr<PinSink> sink_;
   std::shared_ptr<redis::BackendConnection> conn_;
   int node_ = -1;
-  bool provisional_ = false;  // bound by a keyless MULTI: the first key may move it
-  bool in_multi_ = false;     // MULTI sent, EXEC/DISCARD not yet
-  bool watching_ = false;     // WATCH sent, not ended
-  bool stream_ = false;
+  bool provisional_ = false;         // bound by a keyless MULTI: the first key may move it
+  bool in_multi_ = false;            // MULTI sent, EXEC/DISCARD not yet
+  bool watching_ = false;            // WATCH sent, not ended
+  bool stream_ = false;              // replies or pushes go to the stream sink
+  bool pushes_only_ = false;         // RESP3: only pushes; replies still answer requests
   std::vector<std::string> replay_;  // keyless requests queued in a provisional MULTI
   // Connections the pin moved away from (switchTo).
   std::vector<std::pair<int, std::shared_ptr<redis::BackendConnection>>> left_;

@@ -16,6 +16,7 @@ enum class Route : std::uint8_t {
   Blocking,     // pinned for the call (BLPOP, WAIT; XREAD/XREADGROUP only with BLOCK)
   Sticky,       // changes connection state for good (CLIENT TRACKING): pinned until RESET
   Refused,      // not through the proxy: an error reply, the connection stays
+  OutOfBand,    // SCRIPT KILL, FUNCTION KILL: a connection no busy script holds up
 };
 
 enum class LocalCommand : std::uint8_t {
@@ -28,7 +29,8 @@ enum class LocalCommand : std::uint8_t {
   Auth,
   Select,
   Info,
-  Client,  // CLIENT SETNAME/GETNAME/ID/INFO/SETINFO: the session's own state
+  Client,   // CLIENT ID/INFO/LIST/KILL/REPLY/PAUSE...: Larder's clients, not Redis'
+  Monitor,  // MONITOR: Larder's own feed of what its clients send
   Exec,
   Discard,
   Unwatch,
@@ -134,6 +136,12 @@ struct Handling {
   ReplyShape reply = ReplyShape::Keep;
   Channels channels{};
   Guard guard = Guard::None;
+  // EVAL, EVALSHA, FCALL and their _RO forms: may keep Redis busy past its
+  // busy-reply threshold (server/script_watch.hpp).
+  bool script = false;
+  // Redis' may-replicate flag, which COMMAND does not show: CLIENT PAUSE
+  // WRITE holds these as it holds writes.
+  bool may_replicate = false;
   // Route::Refused, or Guard::WithKeyspaces: why, for the error reply.
   std::string_view refusal{};
 };

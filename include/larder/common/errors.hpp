@@ -35,6 +35,20 @@ inline constexpr std::string_view kKeyDenied =
     "NOPERM this user has no permissions to access one of the keys used as arguments";
 inline constexpr std::string_view kChannelDenied =
     "NOPERM this user has no permissions to access one of the channels used as arguments";
+inline constexpr std::string_view kClientIdPositive = "ERR client-id should be greater than 0";
+inline constexpr std::string_view kInvalidClientId = "ERR Invalid client ID";
+inline constexpr std::string_view kNoSuchClient = "ERR No such client";
+inline constexpr std::string_view kPauseMode = "ERR CLIENT PAUSE mode must be WRITE or ALL";
+inline constexpr std::string_view kTimeoutNotInteger =
+    "ERR timeout is not an integer or out of range";
+inline constexpr std::string_view kTimeoutNegative = "ERR timeout is negative";
+inline constexpr std::string_view kUnblockReason =
+    "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR";
+// What Redis answers every command but a few while a script keeps it busy.
+inline constexpr std::string_view kBusyScript =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+inline constexpr std::string_view kBusyFunction =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 
 // ERR wrong number of arguments for 'config|get' command
 std::string arity(std::string_view full_name);
@@ -48,6 +62,10 @@ std::string unknownSubcommand(std::string_view command, std::string_view subcomm
 std::string helloOption(std::string_view option);
 // ERR Unrecognized option 'x'
 std::string unrecognizedOption(std::string_view option);
+// ERR Unknown client type 'x'
+std::string unknownClientType(std::string_view type);
+// ERR No such user 'x'
+std::string noSuchUser(std::string_view user);
 
 // ---------------------------------------------------------- Larder's words
 inline constexpr std::string_view kReservedKey =
@@ -70,6 +88,8 @@ std::string writeInMulti(std::string_view keyspace);
 std::string flushInMulti(std::string_view command);
 // ERR Larder: AUTH cannot run inside MULTI
 std::string notInMulti(std::string_view command);
+// ERR Larder: HELLO 2 is not supported through the proxy: <why>
+std::string unsupported(std::string_view command, std::string_view why);
 // ERR Larder: SWAPDB is refused while keyspaces are configured: <why>
 std::string refusedWithKeyspaces(std::string_view command, std::string_view why);
 // ERR Larder: EVAL is refused while keyspaces are configured without redis.client_acl_user ...

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "larder/config/config.hpp"
+#include "larder/proxy/subscriptions.hpp"
 
 namespace larder::proxy {
 
@@ -30,6 +31,16 @@ struct ClientState {
   bool sticky = false;         // CLIENT TRACKING and friends: pinned until RESET
   bool dirty_stream = false;   // a RESET went through the stream connection
   unsigned unconfirmed = 0;    // state-changing requests Redis has not answered yet
+  // RESP3 pub/sub: the pinned connection speaks RESP3, so ordinary commands
+  // run between SUBSCRIBE and UNSUBSCRIBE as in Redis; push frames stream
+  // straight to the client, replies answer their requests (see `stream`).
+  bool push = false;
+  SubscriptionCounts subscriptions;  // from Redis' confirmations (CLIENT LIST)
+
+  bool monitor = false;     // MONITOR: every client's commands are fed to it
+  bool no_evict = false;    // CLIENT NO-EVICT ON: shown; Larder evicts no client anyway
+  bool reply_off = false;   // CLIENT REPLY OFF: replies are dropped, pushes are not
+  bool reply_skip = false;  // CLIENT REPLY SKIP: the next command's reply is dropped
 
   std::string name;  // CLIENT SETNAME
   std::string lib_name;

@@ -18,7 +18,9 @@
 // such a reply is outstanding, a request whose handling depends on that state
 // waits for it (Barrier), and only plain pass-through requests on the pinned
 // connection, whose handling is the same either way, go ahead.
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -38,8 +40,9 @@ namespace larder::proxy {
 class Pipeline {
  public:
   // Barrier: call step() again once outstanding() == 0. Saturated: again once
-  // the backend connection has room. Stop: read nothing more.
-  enum class Flow { Continue, Barrier, Saturated, Stop };
+  // the backend connection has room. Paused: again after pauseLeft() (CLIENT
+  // PAUSE; or sooner, UNPAUSE may end it). Stop: read nothing more.
+  enum class Flow { Continue, Barrier, Saturated, Paused, Stop };
   // How the connection should end. AfterBackend: read nothing more and wait
   // for the pinned connection to close (QUIT while subscribed: Redis answers
   // +OK on the stream and closes); then AfterReplies.
@@ -62,6 +65,8 @@ class Pipeline {
   void pinClosed();
   // A request the parser refused: answered, then the connection ends.
   void protocolError(std::string_view message);
+  // MONITOR: another client's command, for this (monitoring) client.
+  void monitorLine(std::string_view line);
 
   // Bytes ready for the client, in order; the shell takes them.
   std::string& output() { return out_; }
@@ -76,8 +81,12 @@ class Pipeline {
   // Subscribed, or waiting in a call on its dedicated connection: as in
   // Redis such a client is not idle, and at shutdown it has nothing to finish.
   bool blocked() const;
-  // CLIENT INFO's line for this client.
+  // CLIENT INFO's line for this client (with its trailing newline).
   std::string clientInfoLine() const;
+  // What CLIENT KILL and CLIENT LIST TYPE look at; views into `facts`.
+  ClientSummary summary(const ConnectionFacts& facts) const;
+  // How long a Paused step should wait at most before trying again.
+  std::chrono::steady_clock::duration pauseLeft() const { return pause_left_; }
 
  private:
   // A state change Redis' reply to `tag` confirms (or not).
@@ -85,14 +94,22 @@ class Pipeline {
   struct Unconfirmed {
     std::uint64_t tag;
     Change change;
-    long long db;  // Select
+    long long db;         // Select
+    std::string monitor;  // MONITOR: the request's arguments, fed when Redis answers
   };
+  // When the request being stepped is shown to monitors: not at all, once it
+  // is routed, when Redis' reply confirms it (SELECT shows the new db, EXEC
+  // its commands first), or at EXEC (a command queued in MULTI).
+  enum class Feed : std::uint8_t { None, Now, AtConfirm, Queued };
   struct InfoRequest {
     std::vector<std::string> overlays;  // Larder's sections laid over the backend's
     bool larder = false;                // "# Larder" appended
   };
 
   // pipeline.cpp: the gates and the route.
+  Flow stepRequest(const resp::Request& req, const commands::Resolved& cmd);
+  // CLIENT PAUSE holds this command now (pause_left_ says how long).
+  bool paused(const commands::Command* command, commands::LocalCommand local);
   Flow gate(const resp::Request& req, const commands::Resolved& cmd, commands::Route route,
             commands::LocalCommand local, bool& done);
   Flow stepInMulti(const resp::Request& req, const commands::Command* command,
@@ -101,6 +118,7 @@ class Pipeline {
                   commands::LocalCommand local);
   Flow route(const resp::Request& req, const commands::Command* command, commands::Route route,
              commands::LocalCommand local);
+  Flow outOfBand(const resp::Request& req);
   Flow forward(const resp::Request& req, Conn conn);
   Flow forwardCurrent(const resp::Request& req);
   void sendOnStream(const resp::Request& req);  // pub/sub: untracked, in order
@@ -108,6 +126,8 @@ class Pipeline {
   Flow forwardChanging(const resp::Request& req, Change change, long long db = 0);
   // The connection requests go to now, or nullopt when a barrier is due first.
   std::optional<Conn> currentConnection();
+  // The same for reads and writes of mapped keys (never the RESP3 pinned one).
+  std::optional<Conn> mappedConnection();
   bool needsBarrierToPin() const { return !state_.pinned && !queue_.empty(); }
   // No keyspaces, an authenticated unrestricted user, the shared connection,
   // nothing pending: step() may forward a plain command at once.
@@ -118,6 +138,16 @@ class Pipeline {
   void dropPin();
   Flow syncStream();
   void onStreamSync(std::string_view frame);
+  // RESP3 pub/sub (pubsub_resp3.cpp): SUBSCRIBE and friends on a RESP3
+  // pinned connection, every other command as usual on it; the connection
+  // is given up once Redis' confirmations say nothing is subscribed.
+  Flow subscribeResp3(const resp::Request& req);
+  Flow stepPush(const resp::Request& req, commands::Route route, commands::LocalCommand local,
+                bool& done);
+  // A request of Larder's own on the pinned connection whose reply nobody sees.
+  void sendHidden(std::string_view request);
+  bool takeHidden(std::uint64_t tag);
+  void leavePush();
   // Answers `text` as an error; inside MULTI the transaction is then
   // discarded at EXEC, as Redis does for a command refused while queueing.
   void refuse(std::string_view text);
@@ -144,13 +174,27 @@ class Pipeline {
   std::string aclDenial(const resp::Request& req, const commands::Resolved& cmd);
   Flow acl(const resp::Request& req);
 
+  // client_commands.cpp: CLIENT, MONITOR.
+  Flow client(const resp::Request& req);
+  Flow clientList(const resp::Request& req);
+  Flow clientKill(const resp::Request& req);
+  Flow clientReply(const resp::Request& req);
+  Flow clientUnblock(const resp::Request& req);
+  Flow clientPause(const resp::Request& req);
+  Flow monitor();
+  void clearConnectionState();  // RESET: MONITOR, CLIENT REPLY
+  bool subscribed() const;      // pub/sub type for CLIENT LIST and KILL
+
+  // monitor_feed (replies.cpp): this client's commands for the monitors.
+  void feedMonitors(std::string_view args_part, long long db);
+  void afterStep(Flow flow);
+
   // local_commands.cpp
   Flow local(const resp::Request& req, commands::LocalCommand command);
   Flow ping(const resp::Request& req);
   Flow hello(const resp::Request& req);
   Flow auth(const resp::Request& req);
   Flow select(const resp::Request& req);
-  Flow client(const resp::Request& req);
   Flow reset(const resp::Request& req);
   Flow quit();
 
@@ -196,6 +240,26 @@ class Pipeline {
   // One past the tag of the last mapped read: a mapped write waits for such
   // reads to be answered (a miss answered after the write ran would see it).
   std::uint64_t mapped_read_end_ = 0;
+
+  // RESP3 pub/sub: tags answered by the RESP3 pinned connection (their
+  // replies are already in RESP3), in send order; tags of Larder's own
+  // requests there; a (P|S)SUBSCRIBE family command sent since Redis last
+  // confirmed the counts.
+  std::deque<std::uint64_t> native_;
+  std::vector<std::uint64_t> hidden_;
+  bool push_unsynced_ = false;
+
+  // MONITOR
+  const std::atomic<int>& monitors_;  // clients monitoring, server-wide
+  PauseState& pause_;                 // CLIENT PAUSE, server-wide
+  Feed feed_ = Feed::None;
+  std::string feed_args_;                // the current request's quoted arguments
+  std::vector<std::string> feed_multi_;  // MULTI: queued commands, fed at EXEC
+
+  const commands::Command* last_command_ = nullptr;  // CLIENT LIST's cmd=
+  unsigned multi_queued_ = 0;                        // CLIENT LIST's multi=
+  bool multi_writes_ = false;  // a write is queued in MULTI: EXEC waits for CLIENT PAUSE WRITE
+  std::chrono::steady_clock::duration pause_left_{};
 };
 
 }  // namespace larder::proxy

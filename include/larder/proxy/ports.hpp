@@ -5,6 +5,7 @@
 // asynchronous answer comes back to the pipeline as Pipeline::complete(tag,
 // frame) or Pipeline::fail(tag, failure) for the tag the request was given,
 // on the pipeline's own thread.
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,14 +16,23 @@
 #include "larder/cache/write_plan.hpp"
 #include "larder/commands/handling.hpp"
 #include "larder/config/config.hpp"
+#include "larder/proxy/clients.hpp"
 #include "larder/proxy/info.hpp"
 #include "larder/proxy/stats.hpp"
 
 namespace larder::proxy {
 
-// Which backend connection: the worker's shared, multiplexed one, or the
-// dedicated one the client holds (MULTI, WATCH, SELECT, blocking, pub/sub).
-enum class Conn : std::uint8_t { Shared, Pinned };
+// Which backend connection: the worker's shared, multiplexed one, the
+// dedicated one the client holds (MULTI, WATCH, SELECT, blocking, pub/sub),
+// or the worker's out-of-band one that no client's script can hold up
+// (SCRIPT KILL, FUNCTION KILL).
+enum class Conn : std::uint8_t { Shared, Pinned, OutOfBand };
+
+// Which frames of the pinned connection stream straight to the client:
+// none (requests and replies), all (RESP2 pub/sub: no frame answers a
+// request), or only push frames (RESP3 pub/sub: the connection speaks RESP3,
+// replies still answer their requests in order).
+enum class Stream : std::uint8_t { Off, All, Pushes };
 
 class BackendPort {
  public:
@@ -36,13 +46,20 @@ class BackendPort {
   virtual bool saturated(Conn conn) const = 0;
   // Takes a dedicated connection; false when none can be had.
   virtual bool pin() = 0;
-  // Stream mode on the pinned connection (pub/sub) on or off.
-  virtual void setStream(bool on) = 0;
+  // Stream mode of the pinned connection (pub/sub).
+  virtual void setStream(Stream mode) = 0;
   // Gives the dedicated connection back: to the idle pool when `clean` (its
   // state is the pool's: default db, no MULTI, no subscriptions), else closed.
   virtual void unpin(bool clean) = 0;
   // True when the pinned connection closed under us (its state is gone).
   virtual bool pinLost() const = 0;
+  // A script call (EVAL, FCALL...) was sent with `tag` on the shared
+  // connection: if it keeps Redis busy, requests queued behind it on that
+  // connection would wait instead of getting Redis' -BUSY.
+  virtual void watchScript(std::uint64_t tag) = 0;
+  // Redis' -BUSY text while a script of another client keeps it busy (this
+  // client's requests would be refused by Redis); empty otherwise.
+  virtual std::string_view redisBusy() const = 0;
 };
 
 // A key of a mapped read: its argument and, when mapped, its keyspace and
@@ -87,6 +104,25 @@ class AdminPort {
   virtual bool flushAll(bool all, std::uint64_t tag) = 0;
   // Re-reads the config file; the encoded result completes `tag`.
   virtual void reload(std::uint64_t tag) = 0;
+
+  // MONITOR: how many clients monitor (read before every request, so it is
+  // an atomic, not a call), and a line for each of them.
+  virtual const std::atomic<int>& monitors() const = 0;
+  virtual void feedMonitors(std::string line) = 0;
+  // CLIENT PAUSE / UNPAUSE of Larder's clients, on every worker.
+  virtual PauseState& pause() = 0;
+  // CLIENT LIST of every other client of every worker matching `filter`,
+  // merged with `own` (this client's line, or ""), in id order, completes
+  // `tag` as a bulk string.
+  virtual void clientList(ClientFilter filter, std::string own, std::uint64_t tag) = 0;
+  // CLIENT KILL of every other matching client; `self` says whether this
+  // client matched too (it is closed after the reply). The old form
+  // (CLIENT KILL addr) answers +OK or an error, the new one a count.
+  virtual void clientKill(ClientFilter filter, bool self, bool old_form, std::uint64_t tag) = 0;
+  // CLIENT UNBLOCK of Larder's client `id`: Redis unblocks the dedicated
+  // connection it is blocked on (TIMEOUT, or ERROR with `error`); Redis'
+  // :1 or :0 completes `tag`.
+  virtual void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) = 0;
 };
 
 // Facts about the client's connection that only the I/O shell knows, for
@@ -108,6 +144,10 @@ class ClientPort {
  public:
   virtual ~ClientPort() = default;
   virtual ConnectionFacts facts() const = 0;
+  // "ip:port" of the client, as MONITOR shows it; cheap.
+  virtual std::string_view peerAddress() const = 0;
+  // MONITOR on (this client gets every client's commands) or off (RESET).
+  virtual void monitor(bool on) = 0;
 };
 
 struct Ports {

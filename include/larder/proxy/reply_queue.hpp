@@ -11,6 +11,8 @@
 // Slots live in a ring that grows to the most replies ever outstanding (the
 // session bounds them: limits.max_inflight_per_client), so a request costs no
 // allocation once the ring has grown.
+// A slot reserved while the queue is silenced (CLIENT REPLY OFF / SKIP) keeps
+// its place in the order but its reply is dropped.
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -33,11 +35,15 @@ class ReplyQueue {
 
   // Slots reserved from now on answer this request.
   void stamp(Stamp s) { stamp_ = s; }
+  // Replies of slots reserved from now on are dropped (or no longer).
+  void silence(bool on) { silent_ = on; }
+  bool silenced() const { return silent_; }
 
   std::uint64_t reserve() {
     if (count_ == ring_.size()) grow();
     Slot& slot = ring_[(first_ + count_) & (ring_.size() - 1)];
     slot.done = false;
+    slot.silent = silent_;
     slot.stamp = stamp_;
     ++count_;
     return head_ + count_ - 1;
@@ -53,8 +59,9 @@ class ReplyQueue {
   // number of replies released. Unknown tags (already released) are ignored.
   std::size_t complete(std::uint64_t tag, std::string_view reply, std::string& out) {
     if (tag < head_ || tag - head_ >= count_) return 0;
+    Slot& slot = at(tag - head_);
+    if (slot.silent) reply = {};
     if (tag != head_) {
-      Slot& slot = at(tag - head_);
       slot.bytes.assign(reply);
       slot.done = true;
       held_bytes_ += reply.size();
@@ -64,10 +71,10 @@ class ReplyQueue {
     pop();
     std::size_t released = 1;
     while (count_ > 0 && at(0).done) {
-      Slot& slot = at(0);
-      out.append(slot.bytes);
-      held_bytes_ -= slot.bytes.size();
-      release(slot);
+      Slot& next = at(0);
+      out.append(next.bytes);
+      held_bytes_ -= next.bytes.size();
+      release(next);
       pop();
       ++released;
     }
@@ -85,6 +92,7 @@ class ReplyQueue {
   struct Slot {
     std::string bytes;  // a reply that arrived before the ones ahead of it
     bool done = false;
+    bool silent = false;  // CLIENT REPLY OFF / SKIP: the reply is dropped
     Stamp stamp;
   };
 
@@ -115,6 +123,7 @@ class ReplyQueue {
   std::uint64_t head_ = 1;  // tag of the oldest slot; tag 0 is never reserved (kStreamTag)
   std::size_t held_bytes_ = 0;
   Stamp stamp_;
+  bool silent_ = false;
 };
 
 }  // namespace larder::proxy

@@ -11,7 +11,9 @@
 // backoff, while a pinned one (MULTI, pub/sub, blocking) reports to its owner.
 //
 // Stream mode (pub/sub): frames are not matched to requests; all of them go to
-// the stream sink in arrival order.
+// the stream sink in arrival order. With `pushes_only` (a RESP3 connection)
+// only push frames ('>') go there and replies are matched as usual.
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -115,9 +117,11 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
     identity_ = std::move(identity);
   }
 
-  // Stream mode: every frame goes to `sink`; requests are sent untracked.
-  // An empty pointer returns the connection to request/reply matching.
-  void setStreamSink(std::shared_ptr<ReplySink> sink);
+  // Pinned connections: their CLIENT ID in Redis, 0 before the handshake.
+  std::uint64_t redisId() const { return redis_id_.load(std::memory_order_relaxed); }
+  // Stream mode: every frame (or, with `pushes_only`, every push frame) goes
+  // to `sink`; an empty pointer returns the connection to request/reply matching.
+  void setStreamSink(std::shared_ptr<ReplySink> sink, bool pushes_only = false);
   // A pinned connection tells its owner when it closes (unless stop() was
   // called after the owner was cleared).
   void setOwner(std::weak_ptr<ReplySink> owner) { owner_ = std::move(owner); }
@@ -177,6 +181,9 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   boost::asio::any_io_executor executor_;
   const config::RedisConfig& config_;
   ConnectionKind kind_;
+  // A pinned connection's CLIENT ID in Redis, asked in the handshake (CLIENT
+  // UNBLOCK of the Larder client holding it); 0 until then.
+  std::atomic<std::uint64_t> redis_id_{0};
   BackendStats& stats_;
   boost::asio::ip::tcp::socket socket_;
   // TLS: a fresh stream over socket_ per connection (an SSL object is not reused).
@@ -191,6 +198,7 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   std::uint64_t generation_ = 0;  // bumped per connection: a late write completion is ignored
   std::deque<Pending> pending_;
   std::shared_ptr<ReplySink> stream_sink_;
+  bool pushes_only_ = false;
   std::weak_ptr<ReplySink> owner_;
   ByteBuffer in_;
   resp::ReplyScanner scanner_;

@@ -21,6 +21,9 @@
 #include "larder/common/counter.hpp"
 #include "larder/config/config.hpp"
 #include "larder/pg/pool.hpp"
+#include "larder/server/client_directory.hpp"
+#include "larder/server/monitor_feed.hpp"
+#include "larder/server/script_watch.hpp"
 #include "larder/server/worker.hpp"
 
 namespace boost::asio::ssl {
@@ -51,6 +54,9 @@ class Server : public ServerContext, public admin::AdminSource {
   void reload(std::function<void(ReloadResult)> done) override;
   proxy::InfoFields infoFields(std::string_view section) const override;  // server_info.cpp
   void clientClosed() override { clients_.fetch_sub(1, std::memory_order_relaxed); }
+  MonitorFeed& monitors() override { return monitors_; }
+  ClientDirectory& clients() override { return clients_directory_; }
+  BusyScripts& busyScripts() override { return busy_scripts_; }
   const cache::KeyspaceRegistry& keyspaces() const override { return keyspaces_; }
   cache::Loader* loader() override { return loader_.get(); }
   cache::WriteService* writes() override { return writes_.get(); }
@@ -121,6 +127,10 @@ class Server : public ServerContext, public admin::AdminSource {
   mutable std::mutex tls_mutex_;                 // reload swaps the context
   std::shared_ptr<boost::asio::ssl::context> tls_context_;
   std::unique_ptr<admin::AdminServer> admin_;
+  // Before the workers: their sessions use them until the workers are gone.
+  MonitorFeed monitors_;
+  ClientDirectory clients_directory_;
+  BusyScripts busy_scripts_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> clients_{0};
   std::uint64_t next_id_ = 1;

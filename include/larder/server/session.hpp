@@ -13,6 +13,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -60,12 +61,23 @@ class Session : public redis::ReplySink,
   // Redis' ACL DELUSER does. Worker sweep, once a second.
   void recheckUser();
 
+  // CLIENT LIST / KILL from any session (server/client_directory.cpp), on
+  // this session's worker thread.
+  bool matches(const proxy::ClientFilter& filter) const;
+  std::string clientInfoLine() const { return pipeline_.clientInfoLine(); }
+  // MONITOR: another client's command line, on this session's worker thread.
+  void monitorLine(std::string_view line);
+  // CLIENT UNBLOCK: the Redis id of the dedicated connection held, or 0.
+  std::uint64_t pinnedRedisId() const;
+  void closeOverOutputLimit();
+
  private:
   boost::asio::awaitable<void> run();
   // TLS only: the server handshake within tls.handshake_timeout; false: close.
   boost::asio::awaitable<bool> handshake();
   boost::asio::awaitable<void> waitOutstanding(std::size_t at_most);
   boost::asio::awaitable<void> waitBackendCapacity();
+  boost::asio::awaitable<void> waitPause();
   // Reads whatever else the socket holds; true when the client has gone.
   bool clientGone();
   // After the pipeline answered something: output limit, flush, end.
@@ -83,9 +95,11 @@ class Session : public redis::ReplySink,
   void sendOnStream(std::string_view request) override;
   bool saturated(proxy::Conn conn) const override;
   bool pin() override;
-  void setStream(bool on) override;
+  void setStream(proxy::Stream mode) override;
   void unpin(bool clean) override;
   bool pinLost() const override;
+  void watchScript(std::uint64_t tag) override;
+  std::string_view redisBusy() const override;
   // proxy::ReadThroughPort
   void read(proxy::Conn conn, commands::ReadKind kind, const std::vector<std::string_view>& args,
             std::vector<proxy::MappedKey> keys, std::uint64_t tag) override;
@@ -101,8 +115,16 @@ class Session : public redis::ReplySink,
   bool invalidateCommand(std::vector<std::string> args, std::uint64_t tag) override;
   bool flushAll(bool all, std::uint64_t tag) override;
   void reload(std::uint64_t tag) override;
+  const std::atomic<int>& monitors() const override;
+  void feedMonitors(std::string line) override;
+  proxy::PauseState& pause() override;
+  void clientList(proxy::ClientFilter filter, std::string own, std::uint64_t tag) override;
+  void clientKill(proxy::ClientFilter filter, bool self, bool old_form, std::uint64_t tag) override;
+  void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) override;
   // proxy::ClientPort
   proxy::ConnectionFacts facts() const override;
+  std::string_view peerAddress() const override { return peer_; }
+  void monitor(bool on) override;
 
   redis::BackendConnection& connection(proxy::Conn conn) const;
   proxy::BackendPort& backendPort();
@@ -139,6 +161,10 @@ class Session : public redis::ReplySink,
 
   redis::BackendConnection* shared_ = nullptr;
   std::shared_ptr<redis::BackendConnection> pinned_;
+  // Tags of script calls in flight on the shared connection, oldest first
+  // (server/script_watch.hpp).
+  std::deque<std::uint64_t> scripts_;
+  bool monitoring_ = false;
 
   bool reading_stopped_ = false;
   bool draining_ = false;  // server shutdown: finish what was sent, then close

@@ -21,6 +21,7 @@
 #include "larder/proxy/stats.hpp"
 #include "larder/redis/backend_connection.hpp"
 #include "larder/server/near_cache.hpp"
+#include "larder/server/script_watch.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -31,6 +32,8 @@ namespace larder::server {
 class Session;
 class ServerContext;
 class NearCacheTracking;
+class MonitorFeed;
+class ClientDirectory;
 
 class Worker {
  public:
@@ -67,6 +70,12 @@ class Worker {
   // Takes back a dedicated connection whose state is clean (no MULTI, no
   // subscriptions, default db); it may serve the next pinned session.
   void releasePinned(std::shared_ptr<redis::BackendConnection> connection, bool clean);
+  // SCRIPT KILL, FUNCTION KILL and the busy probe: a connection no client's
+  // script can hold up; made on first use, runs as the client user.
+  redis::BackendConnection& outOfBandConnection();
+  ScriptWatch& scripts() { return *scripts_; }
+  // The sessions still open, on the worker's thread.
+  std::vector<std::shared_ptr<Session>> liveSessions() const;
 
   // Called on the worker's thread.
   // `tls` null: a plain client; else the TLS listener's context.
@@ -79,6 +88,7 @@ class Worker {
 
  private:
   void sweepIdle();
+  std::shared_ptr<redis::BackendConnection> newPinned();
 
   int index_;
   const config::Config& config_;  // at start-up
@@ -91,6 +101,8 @@ class Worker {
   std::vector<std::shared_ptr<redis::BackendConnection>> shared_;
   std::unique_ptr<cluster::Router> router_;  // cluster mode only
   std::vector<std::shared_ptr<redis::BackendConnection>> idle_pinned_;
+  std::shared_ptr<redis::BackendConnection> out_of_band_;
+  std::unique_ptr<ScriptWatch> scripts_;
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
   std::vector<std::shared_ptr<Session>> flushes_;   // sessions to flush at the end of the turn
   std::vector<std::shared_ptr<Session>> flushing_;  // the list being run (kept for its capacity)
@@ -122,6 +134,10 @@ class ServerContext {
   // Larder's INFO fields for "server", "clients", "stats" or "larder".
   virtual proxy::InfoFields infoFields(std::string_view section) const = 0;
   virtual void clientClosed() = 0;
+  // MONITOR, CLIENT LIST/KILL/PAUSE and busy scripts, across workers.
+  virtual MonitorFeed& monitors() = 0;
+  virtual ClientDirectory& clients() = 0;
+  virtual BusyScripts& busyScripts() = 0;
   virtual const cache::KeyspaceRegistry& keyspaces() const = 0;
   virtual cache::Loader* loader() = 0;            // nullptr when no keyspace is configured
   virtual cache::WriteService* writes() = 0;      // likewise

@@ -48,6 +48,10 @@ TEST_CASE("a request is looked up once, in any case", "[commands]") {
   CHECK(unknown_sub.command == r.find("config"));
   CHECK_FALSE(unknown_sub.known);
   CHECK_FALSE(r.resolve(Args{"config", "get|x"}).known);
+  // Redis' unit/other "Subcommand syntax error crash (issue #10070)".
+  for (std::string_view name : {"CONFIG|GET", "GET|", "GET|SET", "config|get"}) {
+    CHECK(resolve({name, "x"}) == nullptr);
+  }
   CHECK(resolve({"NOSUCHCOMMAND"}) == nullptr);
   CHECK(resolve({std::string_view("g\0t", 3)}) == nullptr);
   CHECK(resolve({std::string(1000, 'x')}) == nullptr);
@@ -91,8 +95,12 @@ TEST_CASE("routes: Larder's column, and blocking from Redis' flag", "[commands]"
   CHECK(route({"xreadgroup", "GROUP", "g", "c", "block", "10", "STREAMS", "s", ">"}) ==
         Route::Blocking);
   CHECK(route({"CLIENT", "TRACKING", "on"}) == Route::Sticky);
-  CHECK(route({"MONITOR"}) == Route::Refused);
-  CHECK(route({"CLIENT", "REPLY", "OFF"}) == Route::Refused);
+  CHECK(resolve({"MONITOR"})->handling.local == LocalCommand::Monitor);
+  CHECK(resolve({"CLIENT", "REPLY", "OFF"})->handling.local == LocalCommand::Client);
+  CHECK(resolve({"client", "kill", "id", "1"})->handling.local == LocalCommand::Client);
+  CHECK(route({"SCRIPT", "KILL"}) == Route::OutOfBand);
+  CHECK(route({"function", "kill"}) == Route::OutOfBand);
+  CHECK(resolve({"EVALSHA_RO", "x", "0"})->handling.script);
   CHECK(route({"shutdown"}) == Route::Refused);
 }
 

@@ -24,11 +24,14 @@ struct FakeBackend : BackendPort {
   std::vector<Sent> sent;
   std::vector<std::string> streamed;
   bool pinned = false, stream = false, lost = false, refuse_pin = false, full = false;
+  Stream stream_mode = Stream::Off;
   int pins = 0;
-  std::vector<bool> unpins;  // `clean` of each unpin
+  std::vector<bool> unpins;            // `clean` of each unpin
+  std::vector<std::uint64_t> scripts;  // watchScript tags
+  std::string busy;                    // redisBusy()
 
   void send(Conn conn, std::string_view request, std::uint64_t tag) override {
-    REQUIRE((conn == Conn::Shared || pinned));
+    REQUIRE((conn != Conn::Pinned || pinned));
     sent.push_back({conn, std::string(request), tag});
   }
   void sendOnStream(std::string_view request) override {
@@ -42,12 +45,17 @@ struct FakeBackend : BackendPort {
     ++pins;
     return true;
   }
-  void setStream(bool on) override { stream = on; }
+  void setStream(Stream mode) override {
+    stream_mode = mode;
+    stream = mode != Stream::Off;
+  }
   void unpin(bool clean) override {
     pinned = stream = false;
     unpins.push_back(clean);
   }
   bool pinLost() const override { return lost; }
+  void watchScript(std::uint64_t tag) override { scripts.push_back(tag); }
+  std::string_view redisBusy() const override { return busy; }
 };
 
 struct FakeReads : ReadThroughPort {
@@ -136,15 +144,48 @@ struct FakeAdmin : AdminPort {
     return services;
   }
   void reload(std::uint64_t tag) override { commands.emplace_back("reload", tag); }
+
+  std::atomic<int> monitor_count{0};
+  std::vector<std::string> monitor_lines;
+  PauseState pause_state;
+  struct ClientsCall {
+    ClientFilter filter;
+    std::string own;                      // LIST
+    bool self = false, old_form = false;  // KILL
+    std::uint64_t tag;
+  };
+  std::vector<ClientsCall> lists, kills;
+
+  const std::atomic<int>& monitors() const override { return monitor_count; }
+  void feedMonitors(std::string line) override { monitor_lines.push_back(std::move(line)); }
+  PauseState& pause() override { return pause_state; }
+  void clientList(ClientFilter filter, std::string own, std::uint64_t tag) override {
+    lists.push_back({std::move(filter), std::move(own), false, false, tag});
+  }
+  void clientKill(ClientFilter filter, bool self, bool old_form, std::uint64_t tag) override {
+    kills.push_back({std::move(filter), {}, self, old_form, tag});
+  }
+  struct UnblockCall {
+    std::uint64_t id;
+    bool error;
+    std::uint64_t tag;
+  };
+  std::vector<UnblockCall> unblocks;
+  void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) override {
+    unblocks.push_back({id, error, tag});
+  }
 };
 
 struct FakeClient : ClientPort {
+  bool monitoring = false;
   ConnectionFacts facts() const override {
     ConnectionFacts f;
     f.peer = "127.0.0.1:1234";
     f.local = "127.0.0.1:6380";
     return f;
   }
+  std::string_view peerAddress() const override { return "127.0.0.1:1234"; }
+  void monitor(bool on) override { monitoring = on; }
 };
 
 class Fixture {

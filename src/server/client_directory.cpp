@@ -1,0 +1,106 @@
+// Larder's clients across workers (see client_directory.hpp).
+#include "larder/server/client_directory.hpp"
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <mutex>
+
+#include "larder/server/session.hpp"
+#include "larder/server/worker.hpp"
+
+namespace larder::server {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Answers from every worker, completed by the last one.
+template <class Part>
+struct Gather {
+  std::mutex mutex;
+  std::vector<Part> parts;
+  std::size_t left = 0;
+};
+
+}  // namespace
+
+void ClientDirectory::list(proxy::ClientFilter filter, std::string own, asio::any_io_executor home,
+                           std::function<void(std::string)> done) {
+  using Line = std::pair<std::uint64_t, std::string>;
+  auto gather = std::make_shared<Gather<Line>>();
+  gather->left = workers_.size();
+  if (!own.empty()) gather->parts.emplace_back(filter.skip, std::move(own));
+  auto finish = [gather, filter, home, done = std::move(done)]() mutable {
+    // Redis lists clients in connection order; Larder's ids follow it. LIST
+    // ID lists them in the order asked.
+    auto rank = [&filter](std::uint64_t id) {
+      if (filter.ids.empty()) return id;
+      return static_cast<std::uint64_t>(std::find(filter.ids.begin(), filter.ids.end(), id) -
+                                        filter.ids.begin());
+    };
+    std::sort(gather->parts.begin(), gather->parts.end(),
+              [&rank](const Line& a, const Line& b) { return rank(a.first) < rank(b.first); });
+    std::string text;
+    for (const Line& line : gather->parts) text += line.second;
+    asio::post(home, [done = std::move(done), text = std::move(text)] { done(text); });
+  };
+  for (Worker* worker : workers_) {
+    asio::post(worker->context(), [worker, gather, filter, finish]() mutable {
+      std::vector<Line> mine;
+      for (const auto& session : worker->liveSessions()) {
+        if (session->matches(filter)) mine.emplace_back(session->id(), session->clientInfoLine());
+      }
+      std::lock_guard lock(gather->mutex);
+      for (Line& line : mine) gather->parts.push_back(std::move(line));
+      if (--gather->left == 0) finish();
+    });
+  }
+}
+
+void ClientDirectory::kill(proxy::ClientFilter filter, asio::any_io_executor home,
+                           std::function<void(std::size_t)> done) {
+  auto gather = std::make_shared<Gather<std::size_t>>();
+  gather->left = workers_.size();
+  auto finish = [gather, home, done = std::move(done)]() mutable {
+    std::size_t killed = 0;
+    for (std::size_t n : gather->parts) killed += n;
+    asio::post(home, [done = std::move(done), killed] { done(killed); });
+  };
+  for (Worker* worker : workers_) {
+    asio::post(worker->context(), [worker, gather, filter, finish]() mutable {
+      std::size_t killed = 0;
+      for (const auto& session : worker->liveSessions()) {
+        if (!session->matches(filter)) continue;
+        session->close();
+        ++killed;
+      }
+      std::lock_guard lock(gather->mutex);
+      gather->parts.push_back(killed);
+      if (--gather->left == 0) finish();
+    });
+  }
+}
+
+void ClientDirectory::pinnedRedisId(std::uint64_t id, asio::any_io_executor home,
+                                    std::function<void(std::uint64_t)> done) {
+  auto gather = std::make_shared<Gather<std::uint64_t>>();
+  gather->left = workers_.size();
+  auto finish = [gather, home, done = std::move(done)]() mutable {
+    std::uint64_t redis_id = 0;
+    for (std::uint64_t n : gather->parts) redis_id = std::max(redis_id, n);
+    asio::post(home, [done = std::move(done), redis_id] { done(redis_id); });
+  };
+  for (Worker* worker : workers_) {
+    asio::post(worker->context(), [worker, gather, id, finish]() mutable {
+      std::uint64_t redis_id = 0;
+      for (const auto& session : worker->liveSessions()) {
+        if (session->id() == id) redis_id = session->pinnedRedisId();
+      }
+      std::lock_guard lock(gather->mutex);
+      gather->parts.push_back(redis_id);
+      if (--gather->left == 0) finish();
+    });
+  }
+}
+
+}  // namespace larder::server
