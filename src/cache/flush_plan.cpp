@@ -64,12 +64,10 @@ class RespCursor {
 
 }  // namespace
 
-bool decodeQueueRead(std::string_view reply, QueueRead& out) {
-  RespCursor c(reply);
-  long long n = 0, entries = 0;
+bool decodeQueueRead(std::string_view entries_reply, std::string_view meta, QueueRead& out) {
+  RespCursor c(entries_reply);
+  long long entries = 0;
   std::string_view text;
-  if (!c.array(n) || n != 7 || !c.bulk(text)) return false;
-  out.instance.assign(text);
   if (!c.array(entries)) return false;
   out.entries.clear();
   out.entries.reserve(static_cast<std::size_t>(entries));
@@ -77,7 +75,7 @@ bool decodeQueueRead(std::string_view reply, QueueRead& out) {
     long long pair = 0, fields = 0;
     std::string_view id_text;
     if (!c.array(pair) || pair != 2 || !c.bulk(id_text) || !c.array(fields)) return false;
-    QueueEntry entry;
+    QueueEntry& entry = out.entries.emplace_back();
     const auto id = StreamId::parse(id_text);
     for (long long f = 0; f + 1 < fields; f += 2) {
       std::string_view name, value;
@@ -89,14 +87,19 @@ bool decodeQueueRead(std::string_view reply, QueueRead& out) {
       }
     }
     if (fields % 2 != 0 && !c.bulk(text)) return false;
-    if (!id) continue;
+    if (!id) {
+      out.entries.pop_back();
+      continue;
+    }
     entry.id = *id;
-    out.entries.push_back(std::move(entry));
   }
-  long long depth = 0, now = 0;
+  RespCursor m(meta);
+  long long n = 0, depth = 0, now = 0;
   std::string_view newest, generated, oldest;
-  if (!c.bulk(newest) || !c.integer(depth) || !c.integer(now) || !c.bulk(generated) ||
-      !c.bulk(oldest)) {
+  if (!m.array(n) || n != 6 || !m.bulk(text)) return false;
+  out.instance.assign(text);
+  if (!m.bulk(newest) || !m.integer(depth) || !m.integer(now) || !m.bulk(generated) ||
+      !m.bulk(oldest)) {
     return false;
   }
   out.newest = StreamId::parse(newest);

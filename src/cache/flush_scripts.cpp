@@ -10,11 +10,13 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 )lua";
 
-// KEYS: queue, instance id. ARGV: start ('-' or '(<id>': after it), count.
-// Returns {instance id or '', entries, newest id or '', depth, now in ms,
-// the queue's last generated id or '', oldest id or ''}.
+// KEYS: queue, instance id. Sent right after the batch's XRANGE (a native
+// command: Lua turning a thousand entries into tables and back cost Redis
+// ~5 us per entry, XRANGE alone ~0.6), on the same connection, so everything
+// it reports is at or after what the XRANGE saw.
+// Returns {instance id or '', newest id or '', depth, now in ms, the queue's
+// last generated id or '', oldest id or ''}.
 constexpr const char* kReadLua = R"lua(
-local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
 local depth, generated, newest, oldest = 0, '', '', ''
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local info = redis.call('XINFO', 'STREAM', KEYS[1])
@@ -27,7 +29,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
 end
 local t = redis.call('TIME')
-return {redis.call('GET', KEYS[2]) or '', entries, newest, depth,
+return {redis.call('GET', KEYS[2]) or '', newest, depth,
         t[1] * 1000 + math.floor(t[2] / 1000), generated, oldest}
 )lua";
 

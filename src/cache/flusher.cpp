@@ -14,6 +14,7 @@
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/resp/reply_value.hpp"
+#include "larder/resp/request_parser.hpp"
 
 namespace larder::cache {
 
@@ -248,13 +249,20 @@ asio::awaitable<Flusher::Own> Flusher::own(const std::string& instance, pg::PgEr
 }
 
 asio::awaitable<std::optional<Flusher::Read>> Flusher::read(std::string start) {
+  // XRANGE natively, then the script for the queue's state, one after the
+  // other on the same connection: the state is read at or after the entries
+  // (a Redis flushed or replaced in between shows a new instance id).
+  std::string xrange;
+  const std::string count = std::to_string(config_.write_behind.max_batch);
+  resp::appendMultibulk(xrange, {"XRANGE", queueKey(ks_.name()), start, "+", "COUNT", count});
+  const std::string entries = co_await redis::call(*redis_, std::move(xrange));
   std::vector<std::string> keys{queueKey(ks_.name()), std::string(kInstanceIdKey)};
-  std::vector<std::string> args{std::move(start), std::to_string(config_.write_behind.max_batch)};
-  const std::string reply =
-      co_await redis::callScript(*redis_, readBatchScript(), std::move(keys), std::move(args));
+  const std::string meta =
+      co_await redis::callScript(*redis_, readBatchScript(), std::move(keys), {});
   Read r;
-  if (!decodeQueueRead(reply, r)) {
-    spdlog::debug("keyspace {}: reading the write queue: {}", ks_.name(), reply);
+  if (!decodeQueueRead(entries, meta, r)) {
+    spdlog::debug("keyspace {}: reading the write queue: {} / {}", ks_.name(),
+                  entries.substr(0, 200), meta);
     co_return std::nullopt;
   }
   for (const auto& field : r.unknown_fields) {

@@ -79,9 +79,9 @@ struct QueueEntry {
   Change change;
 };
 
-// The flusher's read script's reply (flush_scripts.hpp):
-//   *7: instance id, *N entries (each *2: id, *2k field/value), newest id,
-//   :depth, :now ms, last generated id, oldest id   ('' for none)
+// A flusher read: XRANGE's reply (*N entries, each *2: id, *2k field/value),
+// then the read script's (flush_scripts.hpp): *6: instance id, newest id,
+// :depth, :now ms, last generated id, oldest id   ('' for none)
 struct QueueRead {
   std::string instance;
   std::vector<QueueEntry> entries;
@@ -94,7 +94,7 @@ struct QueueRead {
 };
 // Decoded straight from the RESP bytes (no reply tree: a batch is thousands
 // of strings); false when the reply has another shape (an error, say).
-bool decodeQueueRead(std::string_view reply, QueueRead& out);
+bool decodeQueueRead(std::string_view entries, std::string_view meta, QueueRead& out);
 
 struct PartitionBatch {
   std::vector<PendingRow> rows;  // one per key, coalesced

@@ -2,10 +2,11 @@
 // The Lua scripts the Flusher runs in Redis (each atomic there):
 //
 //   claim   the Redis instance id (__larder:id), set once
-//   read    the next batch, after the lock is held: XRANGE from the cursor
-//           (exclusive), the queue's length, oldest and newest entry, its
-//           last generated id (below what PostgreSQL applied: Redis went
-//           back in time), Redis' time and the instance id
+//   read    after the lock is held, and after the batch's own XRANGE from
+//           the cursor (exclusive; a native command, no Lua copy of the
+//           entries): the queue's length, oldest and newest entry, its last
+//           generated id (below what PostgreSQL applied: Redis went back in
+//           time), Redis' time and the instance id
 //   ack     after COMMIT: linger each marker whose last write is flushed,
 //           drop the markers and cached values of replayed keys, and XTRIM
 //           the queue by id (everything below the batch's end is done)

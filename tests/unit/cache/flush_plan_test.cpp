@@ -214,16 +214,17 @@ TEST_CASE("keys that no longer fit the keyspace are set apart", "[cache][flush]"
   CHECK(b.last == StreamId{3, 0});
 }
 
-TEST_CASE("the read script's reply is decoded straight from RESP", "[cache][flush]") {
-  const std::string reply =
-      "*7\r\n$4\r\nabcd\r\n"
+TEST_CASE("a read (XRANGE, then the read script) is decoded straight from RESP",
+          "[cache][flush]") {
+  const std::string entries =
       "*2\r\n"
       "*2\r\n$3\r\n5-1\r\n*4\r\n$1\r\nk\r\n$6\r\nnote:1\r\n$6\r\nf:body\r\n$2\r\nv1\r\n"
       "*2\r\n$3\r\n6-0\r\n*6\r\n$1\r\nk\r\n$6\r\nnote:2\r\n$1\r\nd\r\n$1\r\n1\r\n$3\r\nx:y\r\n$"
-      "0\r\n\r\n"
-      "$3\r\n9-0\r\n:12\r\n:1700000000000\r\n$3\r\n9-0\r\n$3\r\n4-2\r\n";
+      "0\r\n\r\n";
+  const std::string meta =
+      "*6\r\n$4\r\nabcd\r\n$3\r\n9-0\r\n:12\r\n:1700000000000\r\n$3\r\n9-0\r\n$3\r\n4-2\r\n";
   cache::QueueRead r;
-  REQUIRE(cache::decodeQueueRead(reply, r));
+  REQUIRE(cache::decodeQueueRead(entries, meta, r));
   CHECK(r.instance == "abcd");
   REQUIRE(r.entries.size() == 2);
   CHECK(r.entries[0].id == StreamId{5, 1});
@@ -237,13 +238,15 @@ TEST_CASE("the read script's reply is decoded straight from RESP", "[cache][flus
   CHECK(r.generated == StreamId{9, 0});
   CHECK(r.oldest == StreamId{4, 2});
 
-  const std::string empty = "*7\r\n$0\r\n\r\n*0\r\n$0\r\n\r\n:0\r\n:5\r\n$0\r\n\r\n$0\r\n\r\n";
-  REQUIRE(cache::decodeQueueRead(empty, r));
+  const std::string empty_meta = "*6\r\n$0\r\n\r\n$0\r\n\r\n:0\r\n:5\r\n$0\r\n\r\n$0\r\n\r\n";
+  REQUIRE(cache::decodeQueueRead("*0\r\n", empty_meta, r));
   CHECK(r.entries.empty());
   CHECK_FALSE(r.newest);
   CHECK_FALSE(r.generated);
 
-  CHECK_FALSE(cache::decodeQueueRead("-ERR no\r\n", r));
-  CHECK_FALSE(cache::decodeQueueRead(reply.substr(0, reply.size() - 5), r));
-  CHECK_FALSE(cache::decodeQueueRead("*6\r\n", r));
+  CHECK_FALSE(cache::decodeQueueRead("-ERR no\r\n", meta, r));
+  CHECK_FALSE(cache::decodeQueueRead(entries, "-ERR no\r\n", r));
+  CHECK_FALSE(cache::decodeQueueRead(entries.substr(0, entries.size() - 5), meta, r));
+  CHECK_FALSE(cache::decodeQueueRead(entries, meta.substr(0, meta.size() - 5), r));
+  CHECK_FALSE(cache::decodeQueueRead(entries, "*7\r\n", r));
 }
