@@ -4,14 +4,14 @@
 // Answers that arrive on another thread are posted back onto the worker's.
 #include <boost/asio/post.hpp>
 
+#include "larder/cache/mapped_read.hpp"
+#include "larder/cache/mapped_write.hpp"
+#include "larder/cache/near_cache.hpp"
 #include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 #include "larder/server/client_directory.hpp"
-#include "larder/server/mapped_read.hpp"
-#include "larder/server/mapped_write.hpp"
 #include "larder/server/monitor_feed.hpp"
-#include "larder/server/near_cache.hpp"
 #include "larder/server/session.hpp"
 #include "larder/server/worker.hpp"
 
@@ -110,29 +110,29 @@ bool Session::pinLost() const { return pinned_ && pinned_->closed(); }
 void Session::read(proxy::Conn conn, commands::ReadKind kind,
                    const std::vector<std::string_view>& args, std::vector<proxy::MappedKey> keys,
                    std::uint64_t tag) {
-  std::vector<MappedRead::Key> read_keys;
+  std::vector<cache::MappedRead::Key> read_keys;
   read_keys.reserve(keys.size());
   for (auto& k : keys) read_keys.push_back({k.arg, k.ks, std::move(k.values)});
-  auto op = std::make_shared<MappedRead>(worker_, self(), tag, kind,
-                                         std::vector<std::string>(args.begin(), args.end()),
-                                         std::move(read_keys));
+  auto op = std::make_shared<cache::MappedRead>(worker_, self(), tag, kind,
+                                                std::vector<std::string>(args.begin(), args.end()),
+                                                std::move(read_keys));
   op->start(connection(conn));
 }
 
 const std::string* Session::nearValue(const cache::Keyspace& ks, std::string_view key) {
-  NearCache* near = worker_.nearCache();
+  cache::NearCache* near = worker_.nearCache();
   if (near == nullptr || !near->enabled(ks.id)) return nullptr;
-  const NearValue* v = near->lookup(ks.id, key, std::chrono::steady_clock::now());
+  const cache::NearValue* v = near->lookup(ks.id, key, std::chrono::steady_clock::now());
   return v ? &v->frame() : nullptr;
 }
 
 void Session::write(proxy::Conn conn, cache::WritePlan plan, std::uint64_t tag) {
-  auto op = std::make_shared<MappedWrite>(worker_, self(), tag, std::move(plan));
+  auto op = std::make_shared<cache::MappedWrite>(worker_, self(), tag, std::move(plan));
   op->start(connection(conn));
 }
 
 bool Session::writeMayReorder(const cache::WritePlan& plan) const {
-  return MappedWrite::mayReorder(plan, worker_.config());
+  return cache::MappedWrite::mayReorder(plan, worker_.config());
 }
 
 // -------------------------------------------------------------- AdminPort

@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 
+#include "larder/cache/near_cache_tracking.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
-#include "larder/server/near_cache_tracking.hpp"
 #include "larder/server/session.hpp"
 
 namespace larder::server {
@@ -53,7 +53,7 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
     }
   }
   // Near cache: only for keyspaces known at start (a reload cannot add prefixes).
-  std::vector<NearCache::Keyspace> near;
+  std::vector<cache::NearCache::Keyspace> near;
   bool any_near = false;
   for (std::size_t i = 0; i < server.keyspaces().size(); ++i) {
     const cache::Keyspace& ks = server.keyspaces().at(i);
@@ -71,10 +71,10 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
             logEscaped("busy script probe"));
       });
   if (any_near) {
-    near_cache_ = std::make_unique<NearCache>(std::move(near), stats_);
-    near_tracking_ = std::make_shared<NearCacheTracking>(context_.get_executor(), config_.redis,
-                                                         server.redisTls(), stats_.backend,
-                                                         *near_cache_, index_);
+    near_cache_ = std::make_unique<cache::NearCache>(std::move(near), stats_);
+    near_tracking_ = std::make_shared<cache::NearCacheTracking>(
+        context_.get_executor(), config_.redis, server.redisTls(), stats_.backend, *near_cache_,
+        index_);
   }
 }
 
@@ -225,6 +225,10 @@ void Worker::adopt(asio::ip::tcp::socket socket, std::shared_ptr<asio::ssl::cont
   }
   session->start();
 }
+
+cache::Loader* Worker::loader() { return server_.loader(); }
+
+cache::WriteService* Worker::writes() { return server_.writes(); }
 
 void Worker::forget(std::uint64_t id) {
   if (sessions_.erase(id) > 0) {

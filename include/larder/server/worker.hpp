@@ -14,28 +14,33 @@
 #include "larder/cache/invalidator.hpp"
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
+#include "larder/cache/near_cache.hpp"
+#include "larder/cache/read_through_host.hpp"
 #include "larder/cache/write_service.hpp"
 #include "larder/cluster/router.hpp"
 #include "larder/config/config.hpp"
 #include "larder/proxy/info.hpp"
 #include "larder/proxy/stats.hpp"
 #include "larder/redis/backend_connection.hpp"
-#include "larder/server/near_cache.hpp"
 #include "larder/server/script_watch.hpp"
 
 namespace boost::asio::ssl {
 class context;
 }
 
+namespace larder::cache {
+class NearCacheTracking;
+}
+
 namespace larder::server {
 
 class Session;
 class ServerContext;
-class NearCacheTracking;
 class MonitorFeed;
 class ClientDirectory;
 
-class Worker {
+// Also the host of the mapped reads and writes that run on its thread.
+class Worker final : public cache::ReadThroughHost {
  public:
   Worker(int index, const config::Config& config, ServerContext& server);
   ~Worker();
@@ -49,16 +54,19 @@ class Worker {
   // Closes everything still open and lets the thread end.
   void stop();
 
-  boost::asio::io_context& context() { return context_; }
+  boost::asio::io_context& context() override { return context_; }
   int index() const { return index_; }
   // The current configuration (a reload may replace it between two calls).
   // Backend connections keep the start-up one.
-  const config::Config& config() const;
+  const config::Config& config() const override;
   ServerContext& server() { return server_; }
   proxy::WorkerStats& stats() { return stats_; }
   const proxy::WorkerStats& stats() const { return stats_; }
   // nullptr when no keyspace has near_cache enabled (docs/near_cache.md).
-  NearCache* nearCache() { return near_cache_.get(); }
+  cache::NearCache* nearCache() override { return near_cache_.get(); }
+  cache::ReadPathStats& readStats() override { return stats_; }
+  cache::Loader* loader() override;
+  cache::WriteService* writes() override;
 
   redis::BackendConnection& sharedConnection(std::uint64_t session_id);
   // With redis.cluster.seeds: the worker's cluster router (and no shared
@@ -109,8 +117,8 @@ class Worker {
   boost::asio::steady_timer sweep_;
   bool shutting_down_ = false;
   const config::Config* users_checked_ = nullptr;  // sessions rechecked against it (reload)
-  std::unique_ptr<NearCache> near_cache_;
-  std::shared_ptr<NearCacheTracking> near_tracking_;
+  std::unique_ptr<cache::NearCache> near_cache_;
+  std::shared_ptr<cache::NearCacheTracking> near_tracking_;
 };
 
 // The outcome of a config reload (SIGHUP, LARDER RELOAD).

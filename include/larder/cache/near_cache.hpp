@@ -28,11 +28,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "larder/cache/read_stats.hpp"
 #include "larder/commands/handling.hpp"
 #include "larder/config/config.hpp"
-#include "larder/proxy/stats.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
 using ReadKind = commands::ReadKind;
 
@@ -97,7 +97,7 @@ class NearCache {
 
   // One per keyspace id at start; those with near_cache.enabled get a
   // partition. Counters go to stats.keyspace(id).
-  NearCache(std::vector<Keyspace> keyspaces, proxy::WorkerStats& stats);
+  NearCache(std::vector<Keyspace> keyspaces, ReadPathStats& stats);
   NearCache(const NearCache&) = delete;
   NearCache& operator=(const NearCache&) = delete;
 
@@ -173,7 +173,7 @@ class NearCache {
   void erase(Lru::iterator it, Why why);
   Partition* partition(int ks);
 
-  proxy::WorkerStats& stats_;
+  ReadPathStats& stats_;
   std::vector<Partition> partitions_;  // by keyspace id
   // std::hash<string_view> is not a "fast" hash to libstdc++: nodes cache it, so a
   // lookup compares keys only on a hash match.
@@ -184,4 +184,4 @@ class NearCache {
   bool usable_ = false;
 };
 
-}  // namespace larder::server
+}  // namespace larder::cache

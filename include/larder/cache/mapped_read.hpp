@@ -28,9 +28,9 @@
 #include "larder/commands/handling.hpp"
 #include "larder/redis/backend_connection.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
-class Worker;
+class ReadThroughHost;
 
 // Which mapped read: the registry row's read column.
 using ReadKind = commands::ReadKind;
@@ -42,11 +42,11 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
  public:
   struct Key {
     std::size_t arg;                  // index in args
-    const cache::Keyspace* ks;        // nullptr: unmapped (MGET/EXISTS mixes)
+    const Keyspace* ks;               // nullptr: unmapped (MGET/EXISTS mixes)
     std::vector<std::string> values;  // primary-key values
   };
 
-  MappedRead(Worker& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
+  MappedRead(ReadThroughHost& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
              ReadKind kind, std::vector<std::string> args, std::vector<Key> keys);
 
   void start(redis::BackendConnection& connection);
@@ -61,12 +61,12 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
   // A hit: refresh it early (XFetch) or because it is stale, if it is time.
   // Returns the soft TTL left (ms; -1 none), for the near cache.
   long long maybeRefresh(long long pttl, std::string_view delta_frame);
-  void onLoaded(std::size_t key, const cache::LoadResult& result);
+  void onLoaded(std::size_t key, const LoadResult& result);
   void finish();
   std::string format() const;
   void answer(std::string_view reply);
 
-  Worker& worker_;
+  ReadThroughHost& worker_;
   std::shared_ptr<redis::ReplySink> client_;
   std::uint64_t tag_;
   ReadKind kind_;
@@ -74,13 +74,13 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
   std::vector<Key> keys_;
   std::vector<std::string> replies_;  // one per sub-request
   std::size_t expected_ = 0;
-  bool fallback_ = false;                  // Redis down: PostgreSQL only
-  std::vector<bool> missed_;               // per key
-  std::vector<cache::LoadResult> loaded_;  // per key
+  bool fallback_ = false;           // Redis down: PostgreSQL only
+  std::vector<bool> missed_;        // per key
+  std::vector<LoadResult> loaded_;  // per key
   std::size_t loads_pending_ = 0;
   bool near_ = false;   // the near-cache path: replies_ = {value, PTTL[, delta]}
   bool probe_ = false;  // replies_ ends with PTTL and the delta (refresh)
   std::uint64_t near_ticket_ = 0;
 };
 
-}  // namespace larder::server
+}  // namespace larder::cache

@@ -1,22 +1,22 @@
-#include "larder/server/mapped_read.hpp"
+#include "larder/cache/mapped_read.hpp"
 
 #include <boost/asio/post.hpp>
 #include <cstdlib>
 #include <random>
 
+#include "larder/cache/near_cache.hpp"
+#include "larder/cache/read_through_host.hpp"
 #include "larder/cache/stampede.hpp"
 #include "larder/common/errors.hpp"
 #include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
-#include "larder/server/near_cache.hpp"
-#include "larder/server/worker.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
 namespace {
 
-using Status = cache::LoadResult::Status;
+using Status = LoadResult::Status;
 
 bool isHashKind(ReadKind k) {
   return k == ReadKind::HGet || k == ReadKind::HMGet || k == ReadKind::HGetAll ||
@@ -59,8 +59,9 @@ bool shapeFits(ReadKind kind, bool hash_keyspace) {
   return true;  // EXISTS, TTL, PTTL work on both
 }
 
-MappedRead::MappedRead(Worker& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
-                       ReadKind kind, std::vector<std::string> args, std::vector<Key> keys)
+MappedRead::MappedRead(ReadThroughHost& worker, std::shared_ptr<redis::ReplySink> client,
+                       std::uint64_t tag, ReadKind kind, std::vector<std::string> args,
+                       std::vector<Key> keys)
     : worker_(worker),
       client_(std::move(client)),
       tag_(tag),
@@ -87,7 +88,7 @@ void MappedRead::start(redis::BackendConnection& connection) {
     resp::appendMultibulk(requests.emplace_back(), views);
     if (probesExpiry()) {
       probe_ = true;
-      const std::string delta = cache::deltaKey(args_[1]);
+      const std::string delta = deltaKey(args_[1]);
       resp::appendMultibulk(requests.emplace_back(), {"PTTL", args_[1]});
       resp::appendMultibulk(requests.emplace_back(), {"GET", delta});
     }
@@ -103,9 +104,9 @@ void MappedRead::start(redis::BackendConnection& connection) {
 bool MappedRead::startNear(redis::BackendConnection& connection) {
   NearCache* near = worker_.nearCache();
   if (near == nullptr || keys_.size() != 1 || keys_[0].ks == nullptr) return false;
-  const cache::Keyspace& ks = *keys_[0].ks;
+  const Keyspace& ks = *keys_[0].ks;
   if (!near->enabled(ks.id) || !nearCacheable(kind_, args_.size(), ks.isHash())) return false;
-  auto& counters = worker_.stats().keyspace(ks.id);
+  auto& counters = worker_.readStats().keyspace(ks.id);
   const std::string& key = args_[1];
   if (const NearValue* v = near->lookup(ks.id, key, std::chrono::steady_clock::now())) {
     counters.near_hits.add();
@@ -124,7 +125,7 @@ bool MappedRead::startNear(redis::BackendConnection& connection) {
   resp::appendMultibulk(requests[0], {ks.isHash() ? "HGETALL" : "GET", key});
   resp::appendMultibulk(requests[1], {"PTTL", key});
   if (requests.size() > 2) {
-    const std::string delta = cache::deltaKey(key);
+    const std::string delta = deltaKey(key);
     resp::appendMultibulk(requests[2], {"GET", delta});
   }
   replies_.resize(requests.size());
@@ -139,7 +140,7 @@ bool MappedRead::startNear(redis::BackendConnection& connection) {
 // leave a miss, an error or a Redis outage to afterRedis as one reply it knows.
 bool MappedRead::afterNear() {
   NearCache& near = *worker_.nearCache();
-  const cache::Keyspace& ks = *keys_[0].ks;
+  const Keyspace& ks = *keys_[0].ks;
   const bool fresh = near.finishRead(args_[1], near_ticket_);
   std::string value = std::move(replies_[0]);
   long long pttl = -2;
@@ -160,7 +161,7 @@ bool MappedRead::afterNear() {
     replies_[0] = std::move(value);
     return false;
   }
-  worker_.stats().keyspace(ks.id).hits.add();
+  worker_.readStats().keyspace(ks.id).hits.add();
   answer(v->reply(kind_, args_));
   if (ks.refreshes() && pttl >= 0) {
     // Near entries live no longer than the soft TTL: a stale value is served
@@ -201,7 +202,7 @@ bool MappedRead::probesExpiry() const {
 }
 
 long long MappedRead::maybeRefresh(long long pttl, std::string_view delta_frame) {
-  const cache::Keyspace& ks = *keys_[0].ks;
+  const Keyspace& ks = *keys_[0].ks;
   double delta_ms = 0;
   // "$<n>\r\n<ms>\r\n"; anything else (nil, an error) leaves XFetch without a delta.
   if (delta_frame.size() > 4 && delta_frame.front() == '$') {
@@ -213,10 +214,10 @@ long long MappedRead::maybeRefresh(long long pttl, std::string_view delta_frame)
   thread_local std::minstd_rand rng{std::random_device{}()};
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   const double u = 1.0 - uniform(rng);  // (0, 1]
-  if (cache::shouldRefresh(pttl, stale, delta_ms, ks.early_refresh.get(), u)) {
-    auto& counters = worker_.stats().keyspace(ks.id);
+  if (shouldRefresh(pttl, stale, delta_ms, ks.early_refresh.get(), u)) {
+    auto& counters = worker_.readStats().keyspace(ks.id);
     (pttl <= stale ? counters.stale_hits : counters.early_refreshes).add();
-    if (cache::Loader* loader = worker_.server().loader()) {
+    if (Loader* loader = worker_.loader()) {
       loader->refresh(ks, args_[1], keys_[0].values);
     }
   }
@@ -279,7 +280,7 @@ void MappedRead::afterRedis() {
         break;
     }
   }
-  auto& counters = worker_.stats();
+  auto& counters = worker_.readStats();
   for (std::size_t i = 0; i < keys_.size(); ++i) {
     if (keys_[i].ks == nullptr) continue;
     auto& ks_stats = counters.keyspace(keys_[i].ks->id);
@@ -301,19 +302,19 @@ void MappedRead::afterRedis() {
     }
     return;
   }
-  cache::Loader* loader = worker_.server().loader();
+  Loader* loader = worker_.loader();
   auto self = shared_from_this();
   auto& context = worker_.context();
   for (std::size_t i = 0; i < keys_.size(); ++i) {
     if (!missed_[i]) continue;
     loader->load(*keys_[i].ks, args_[keys_[i].arg], keys_[i].values, !fallback_,
-                 [self, i, &context](const cache::LoadResult& result) {
+                 [self, i, &context](const LoadResult& result) {
                    boost::asio::post(context, [self, i, result] { self->onLoaded(i, result); });
                  });
   }
 }
 
-void MappedRead::onLoaded(std::size_t key, const cache::LoadResult& result) {
+void MappedRead::onLoaded(std::size_t key, const LoadResult& result) {
   loaded_[key] = result;
   if (--loads_pending_ == 0) finish();
 }
@@ -332,9 +333,9 @@ void MappedRead::finish() {
 
 std::string MappedRead::format() const {
   std::string out;
-  const cache::LoadResult& first = loaded_.front();
+  const LoadResult& first = loaded_.front();
   const bool found = first.status == Status::Found;
-  const cache::Keyspace* ks = keys_.front().ks;
+  const Keyspace* ks = keys_.front().ks;
   switch (kind_) {
     case ReadKind::Get:
     case ReadKind::GetEx:
@@ -416,4 +417,4 @@ void MappedRead::answer(std::string_view reply) {
   client_.reset();
 }
 
-}  // namespace larder::server
+}  // namespace larder::cache

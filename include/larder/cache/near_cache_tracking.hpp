@@ -21,11 +21,11 @@
 #include <string>
 #include <string_view>
 
+#include "larder/cache/near_cache.hpp"
 #include "larder/config/config.hpp"
 #include "larder/redis/backend_connection.hpp"
-#include "larder/server/near_cache.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
 class NearCacheTracking : public std::enable_shared_from_this<NearCacheTracking> {
  public:
@@ -80,4 +80,4 @@ class NearCacheTracking : public std::enable_shared_from_this<NearCacheTracking>
   boost::asio::steady_timer retry_;
 };
 
-}  // namespace larder::server
+}  // namespace larder::cache

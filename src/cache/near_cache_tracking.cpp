@@ -1,4 +1,4 @@
-#include "larder/server/near_cache_tracking.hpp"
+#include "larder/cache/near_cache_tracking.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -6,7 +6,7 @@
 
 #include "larder/resp/request_parser.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
 namespace {
 
@@ -233,4 +233,4 @@ void NearCacheTracking::tick(Clock::time_point now) {
   }
 }
 
-}  // namespace larder::server
+}  // namespace larder::cache

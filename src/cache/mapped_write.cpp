@@ -1,16 +1,17 @@
-#include "larder/server/mapped_write.hpp"
+#include "larder/cache/mapped_write.hpp"
 
 #include <boost/asio/post.hpp>
 
+#include "larder/cache/near_cache.hpp"
+#include "larder/cache/read_through_host.hpp"
+#include "larder/cache/write_batch.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/cache/write_service.hpp"
 #include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
-#include "larder/server/worker.hpp"
-#include "larder/server/write_batch.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
 namespace {
 
@@ -46,7 +47,7 @@ long long integerOf(std::string_view frame) {
 }
 
 // Drops the written keys from this worker's near cache (docs/near_cache.md).
-void evictNear(Worker& worker, const WritePlan& plan) {
+void evictNear(ReadThroughHost& worker, const WritePlan& plan) {
   if (NearCache* near = worker.nearCache()) {
     for (const KeyWrite& w : plan.writes) near->invalidate(w.key);
   }
@@ -54,7 +55,7 @@ void evictNear(Worker& worker, const WritePlan& plan) {
 
 }  // namespace
 
-MappedWrite::MappedWrite(Worker& worker, std::shared_ptr<redis::ReplySink> client,
+MappedWrite::MappedWrite(ReadThroughHost& worker, std::shared_ptr<redis::ReplySink> client,
                          std::uint64_t tag, WritePlan plan)
     : worker_(worker), client_(std::move(client)), tag_(tag), plan_(std::move(plan)) {
   const std::size_t n = plan_.writes.size();
@@ -97,23 +98,23 @@ void MappedWrite::send(std::size_t i) {
   const KeyWrite& w = plan_.writes[i];
   auto self = shared_from_this();
   if (!w.cache_only) {
-    if (cache::WriteService* service = worker_.server().writes()) {
-      const cache::WriteRefusal why = service->refusal(w.ks->id);
+    if (WriteService* service = worker_.writes()) {
+      const WriteRefusal why = service->refusal(w.ks->id);
       const bool applies =
-          why != cache::WriteRefusal::NotDurable || w.ks->config.write == config::WriteMode::Behind;
-      if (why != cache::WriteRefusal::None && applies) {
-        complete(i, resp::errorReply(cache::refusalText(why, w.ks->name())));
+          why != WriteRefusal::NotDurable || w.ks->config.write == config::WriteMode::Behind;
+      if (why != WriteRefusal::None && applies) {
+        complete(i, resp::errorReply(refusalText(why, w.ks->name())));
         return;
       }
     }
   }
   if (through(w)) {
-    cache::WriteService* service = worker_.server().writes();
+    WriteService* service = worker_.writes();
     if (service == nullptr) {
       complete(i, resp::errorReply(errors::kNoPostgres));
       return;
     }
-    cache::ThroughWrite tw{w.ks, w.key, w.key_values, w.change, w.op, w.op_args};
+    ThroughWrite tw{w.ks, w.key, w.key_values, w.change, w.op, w.op_args};
     auto& context = worker_.context();
     service->writeThrough(std::move(tw), [self, i, &context](std::string reply) {
       boost::asio::post(
@@ -130,7 +131,7 @@ void MappedWrite::send(std::size_t i) {
 std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
   const KeyWrite& w = plan_.writes[i];
   const config::Config& config = worker_.config();
-  cache::WriteCall call('b', config.invalidation.publish_channel, config.write_behind.max_queue);
+  WriteCall call('b', config.invalidation.publish_channel, config.write_behind.max_queue);
   call.add(w.key, w.ks->name(), w.op, absent_[i], w.ks->hardTtlMs(w.ks->ttl_ms.get()), w.op_args);
   return call.request(body);
 }
@@ -148,24 +149,24 @@ void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
                       sub, redis::As::Larder);
     return;
   }
-  if (frame == cache::kMissReply) {
+  if (frame == kMissReply) {
     load(sub);
     return;
   }
-  if (frame == cache::kFullReply) {
+  if (frame == kFullReply) {
     retryWhenRoom(sub);
     return;
   }
   if (!isError(frame) && !w.cache_only) {
-    if (cache::Loader* loader = worker_.server().loader()) loader->forgetAsync(w.key);
-    worker_.stats().keyspace(w.ks->id).writes.add();
+    if (Loader* loader = worker_.loader()) loader->forgetAsync(w.key);
+    worker_.readStats().keyspace(w.ks->id).writes.add();
   }
   complete(sub, std::string(frame));
 }
 
 void MappedWrite::load(std::size_t i) {
   const KeyWrite& w = plan_.writes[i];
-  cache::Loader* loader = worker_.server().loader();
+  Loader* loader = worker_.loader();
   if (loader == nullptr || ++loads_[i] > kMaxLoads) {
     complete(i, resp::errorReply(errors::rowKeptChanging(w.key)));
     return;
@@ -183,9 +184,9 @@ void MappedWrite::load(std::size_t i) {
   auto& context = worker_.context();
   loader->load(
       *w.ks, w.key, w.key_values, true,
-      [self, i, &context](const cache::LoadResult& result) {
+      [self, i, &context](const LoadResult& result) {
         boost::asio::post(context, [self, i, result] {
-          using Status = cache::LoadResult::Status;
+          using Status = LoadResult::Status;
           if (result.status == Status::Error) {
             self->complete(i, resp::errorReply(result.error));
             return;
@@ -194,7 +195,7 @@ void MappedWrite::load(std::size_t i) {
           self->send(i);
         });
       },
-      cache::Loader::For::Write);
+      Loader::For::Write);
 }
 
 void MappedWrite::retryWhenRoom(std::size_t i) {
@@ -202,7 +203,7 @@ void MappedWrite::retryWhenRoom(std::size_t i) {
   const config::WriteBehindConfig& wb = worker_.config().write_behind;
   const auto now = std::chrono::steady_clock::now();
   if (full_since_[i] == std::chrono::steady_clock::time_point{}) full_since_[i] = now;
-  worker_.stats().keyspace(w.ks->id).queue_full.add();
+  worker_.readStats().keyspace(w.ks->id).queue_full.add();
   if (wb.on_full == config::QueueFullPolicy::Error || now - full_since_[i] >= wb.block_timeout) {
     complete(i, resp::errorReply(errors::queueFull(w.ks->name(), wb.max_queue)));
     return;
@@ -249,4 +250,4 @@ void MappedWrite::finish() {
   client_->deliver(tag_, out);
 }
 
-}  // namespace larder::server
+}  // namespace larder::cache

@@ -19,14 +19,12 @@
 #include <utility>
 #include <vector>
 
+#include "larder/cache/write_plan.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/config/config.hpp"
 #include "larder/redis/backend_connection.hpp"
-#include "larder/cache/write_plan.hpp"
 
-namespace larder::server {
-
-using cache::KeyWrite;
+namespace larder::cache {
 
 class WriteBatch : public redis::RequestCoalescer, public std::enable_shared_from_this<WriteBatch> {
  public:
@@ -52,11 +50,11 @@ class WriteBatch : public redis::RequestCoalescer, public std::enable_shared_fro
   };
   std::weak_ptr<redis::BackendConnection> connection_;
   boost::asio::any_io_executor executor_;
-  std::optional<cache::WriteCall> open_;
+  std::optional<WriteCall> open_;
   std::vector<Waiter> waiters_;
   int wait_replicas_ = 0;
   long long wait_timeout_ms_ = 0;
   bool scheduled_ = false;
 };
 
-}  // namespace larder::server
+}  // namespace larder::cache

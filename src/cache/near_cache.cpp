@@ -1,13 +1,13 @@
-#include "larder/server/near_cache.hpp"
+#include "larder/cache/near_cache.hpp"
 
 #include <algorithm>
 
+#include "larder/cache/mapped_read.hpp"
 #include "larder/common/errors.hpp"
 #include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
-#include "larder/server/mapped_read.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
 namespace {
 
@@ -163,7 +163,7 @@ InvalidationFrame parseInvalidationFrame(std::string_view frame) {
 
 // ------------------------------------------------------------------ NearCache
 
-NearCache::NearCache(std::vector<Keyspace> keyspaces, proxy::WorkerStats& stats) : stats_(stats) {
+NearCache::NearCache(std::vector<Keyspace> keyspaces, ReadPathStats& stats) : stats_(stats) {
   partitions_.resize(keyspaces.size());
   for (std::size_t i = 0; i < keyspaces.size(); ++i) {
     Partition& p = partitions_[i];
@@ -250,7 +250,7 @@ void NearCache::store(int ks, std::string_view key, NearValue value, long long p
   it->fifo = p->fifo.insert(p->fifo.end(), it);
   index_.emplace(std::string_view(it->key), it);
   p->bytes += bytes;
-  proxy::KeyspaceCounters& counters = stats_.keyspace(ks);
+  KeyspaceCounters& counters = stats_.keyspace(ks);
   counters.near_bytes.add(bytes);
   counters.near_entries.add();
   while (p->bytes > p->max_bytes && !p->lru.empty()) erase(std::prev(p->lru.end()), Why::Capacity);
@@ -286,7 +286,7 @@ void NearCache::sweep(Clock::time_point now) {
 
 void NearCache::erase(Lru::iterator it, Why why) {
   Partition& p = partitions_[static_cast<std::size_t>(it->ks)];
-  proxy::KeyspaceCounters& counters = stats_.keyspace(it->ks);
+  KeyspaceCounters& counters = stats_.keyspace(it->ks);
   switch (why) {
     case Why::Invalidation:
       counters.near_evicted_invalidation.add();
@@ -317,4 +317,4 @@ std::size_t NearCache::entries(int ks) const {
   return enabled(ks) ? partitions_[static_cast<std::size_t>(ks)].lru.size() : 0;
 }
 
-}  // namespace larder::server
+}  // namespace larder::cache

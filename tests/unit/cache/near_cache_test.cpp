@@ -1,15 +1,15 @@
-#include "larder/server/near_cache.hpp"
+#include "larder/cache/near_cache.hpp"
 
 #include <catch2/catch.hpp>
 #include <memory>
 
-#include "larder/server/mapped_read.hpp"
+#include "larder/cache/mapped_read.hpp"
 
-using larder::proxy::WorkerStats;
-using larder::server::InvalidationFrame;
-using larder::server::NearCache;
-using larder::server::NearValue;
-using larder::server::ReadKind;
+using larder::cache::NearCache;
+using larder::cache::ReadPathStats;
+using larder::cache::InvalidationFrame;
+using larder::cache::NearValue;
+using larder::cache::ReadKind;
 using namespace std::chrono_literals;
 
 namespace {
@@ -19,13 +19,13 @@ constexpr int kNotes = 1;  // string keyspace, near-cached
 constexpr int kPlain = 2;  // not near-cached
 
 struct Fixture {
-  WorkerStats stats;
+  ReadPathStats stats;
   std::unique_ptr<NearCache> cache;
   NearCache::Clock::time_point t0 = NearCache::Clock::now();
 
   explicit Fixture(std::size_t max_bytes = 1 << 20, larder::config::Millis max_ttl = 10s) {
     for (int i = 0; i < 3; ++i) {
-      stats.keyspaces.push_back(std::make_unique<larder::proxy::KeyspaceCounters>());
+      stats.keyspaces.push_back(std::make_unique<larder::cache::KeyspaceCounters>());
     }
     larder::config::NearCacheConfig on;
     on.enabled = true;
@@ -98,7 +98,7 @@ TEST_CASE("near cache: values worth keeping", "[server][near_cache]") {
 }
 
 TEST_CASE("near cache: which reads are near-cacheable", "[server][near_cache]") {
-  using larder::server::nearCacheable;
+  using larder::cache::nearCacheable;
   CHECK(nearCacheable(ReadKind::Get, 2, false));
   CHECK_FALSE(nearCacheable(ReadKind::Get, 2, true));
   CHECK_FALSE(nearCacheable(ReadKind::Get, 3, false));  // arity errors come from Redis
@@ -241,22 +241,22 @@ TEST_CASE("near cache: a second store of a key replaces the first", "[server][ne
 
 TEST_CASE("near cache: invalidation messages", "[server][near_cache]") {
   using Type = InvalidationFrame::Type;
-  auto keys = larder::server::parseInvalidationFrame(
+  auto keys = larder::cache::parseInvalidationFrame(
       "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*2\r\n$6\r\nuser:1\r\n$6\r\nuser:"
       "2\r\n");
   CHECK(keys.type == Type::Keys);
   CHECK(keys.keys == std::vector<std::string>{"user:1", "user:2"});
-  CHECK(larder::server::parseInvalidationFrame(
+  CHECK(larder::cache::parseInvalidationFrame(
             "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n")
             .type == Type::FlushAll);
-  CHECK(larder::server::parseInvalidationFrame(
+  CHECK(larder::cache::parseInvalidationFrame(
             "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*-1\r\n")
             .type == Type::FlushAll);
-  CHECK(larder::server::parseInvalidationFrame(
+  CHECK(larder::cache::parseInvalidationFrame(
             "*3\r\n$9\r\nsubscribe\r\n$20\r\n__redis__:invalidate\r\n:1\r\n")
             .type == Type::Subscribed);
-  CHECK(larder::server::parseInvalidationFrame("*2\r\n$4\r\npong\r\n$0\r\n\r\n").type ==
+  CHECK(larder::cache::parseInvalidationFrame("*2\r\n$4\r\npong\r\n$0\r\n\r\n").type ==
         Type::Pong);
-  CHECK(larder::server::parseInvalidationFrame("-ERR x\r\n").type == Type::Other);
-  CHECK(larder::server::parseInvalidationFrame("*3\r\n$7\r\nmessage\r\n").type == Type::Other);
+  CHECK(larder::cache::parseInvalidationFrame("-ERR x\r\n").type == Type::Other);
+  CHECK(larder::cache::parseInvalidationFrame("*3\r\n$7\r\nmessage\r\n").type == Type::Other);
 }

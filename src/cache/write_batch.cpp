@@ -1,4 +1,4 @@
-#include "larder/server/write_batch.hpp"
+#include "larder/cache/write_batch.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -6,13 +6,12 @@
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
 namespace {
 
 bool isStatusOrError(std::string_view frame) {
-  return frame.empty() || frame.front() == '-' || frame == cache::kMissReply ||
-         frame == cache::kFullReply;
+  return frame.empty() || frame.front() == '-' || frame == kMissReply || frame == kFullReply;
 }
 
 // The replies of one sealed call, handed out to the writes that made it.
@@ -58,7 +57,7 @@ class SentBatch : public redis::ReplySink {
   // One element of the *N reply per waiter; an error reply (the connection
   // failed, BUSY, NOSCRIPT) goes to every waiter as it is.
   void split(std::string_view frame, const std::string& unconfirmed) {
-    const std::vector<std::string_view> elements = cache::splitWriteReplies(frame);
+    const std::vector<std::string_view> elements = splitWriteReplies(frame);
     if (elements.size() != waiters_.size()) {
       const std::string broken = resp::errorReply(errors::kScriptReplyMismatch);
       const bool whole = frame.empty() || frame.front() != '*';
@@ -139,4 +138,4 @@ void WriteBatch::seal() {
   }
 }
 
-}  // namespace larder::server
+}  // namespace larder::cache

@@ -19,17 +19,13 @@
 #include "larder/cache/write_plan.hpp"
 #include "larder/redis/backend_connection.hpp"
 
-namespace larder::server {
+namespace larder::cache {
 
-class Worker;
-
-using cache::Combine;
-using cache::KeyWrite;
-using cache::WritePlan;
+class ReadThroughHost;
 
 class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this<MappedWrite> {
  public:
-  MappedWrite(Worker& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
+  MappedWrite(ReadThroughHost& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
               WritePlan plan);
 
   void start(redis::BackendConnection& connection);
@@ -49,7 +45,7 @@ class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this
   void complete(std::size_t i, std::string reply);
   void finish();
 
-  Worker& worker_;
+  ReadThroughHost& worker_;
   std::shared_ptr<redis::ReplySink> client_;
   std::uint64_t tag_;
   WritePlan plan_;
@@ -63,4 +59,4 @@ class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this
   std::size_t left_ = 0;
 };
 
-}  // namespace larder::server
+}  // namespace larder::cache
