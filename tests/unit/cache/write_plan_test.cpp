@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "larder/commands/keys.hpp"
+#include "test_keyspaces.hpp"
 
 using namespace larder;
 using cache::Combine;
@@ -19,38 +20,8 @@ const std::string kSyntax = "ERR syntax error";
 const std::string kNotInteger = "ERR value is not an integer or out of range";
 const std::string kSetExpire = "ERR invalid expire time in 'set' command";
 
-// users: hash, user:{id}, bigint id; name text, email text, age integer NOT NULL.
-// notes: string, note:{id}, bigint id; body text.
 const cache::KeyspaceRegistry& registry() {
-  static const cache::KeyspaceRegistry r = [] {
-    pg::TableInfo users;
-    users.schema = "public";
-    users.name = "users";
-    users.columns = {{"id", "bigint", true, 1, false, ""},
-                     {"name", "text", false, 0, false, ""},
-                     {"email", "text", false, 0, false, ""},
-                     {"age", "integer", true, 0, false, ""}};
-    config::KeyspaceConfig u;
-    u.name = "users";
-    u.key = "user:{id}";
-    u.table = "public.users";
-    u.shape = config::KeyShape::Hash;
-
-    pg::TableInfo notes;
-    notes.schema = "public";
-    notes.name = "notes";
-    notes.columns = {{"id", "bigint", true, 1, false, ""}, {"body", "text", false, 0, false, ""}};
-    config::KeyspaceConfig n;
-    n.name = "notes";
-    n.key = "note:{id}";
-    n.table = "public.notes";
-    n.shape = config::KeyShape::String;
-
-    std::vector<cache::Keyspace> all;
-    all.push_back(cache::buildKeyspace(0, u, users));
-    all.push_back(cache::buildKeyspace(1, n, notes));
-    return cache::KeyspaceRegistry(std::move(all));
-  }();
+  static const cache::KeyspaceRegistry r(cache::testing::testKeyspaces());
   return r;
 }
 

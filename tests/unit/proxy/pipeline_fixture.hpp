@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../cache/test_keyspaces.hpp"
 #include "larder/pg/catalog.hpp"
 #include "larder/proxy/pipeline.hpp"
 #include "larder/resp/reply_writer.hpp"
@@ -91,26 +92,7 @@ struct FakeReads : ReadThroughPort {
 
 // users: hash, user:{id}; notes: string, note:{id} (both bigint ids).
 inline void addTestKeyspaces(cache::KeyspaceRegistry& registry) {
-  pg::TableInfo users;
-  users.schema = "public";
-  users.name = "users";
-  users.columns = {{"id", "bigint", true, 1, false, ""}, {"name", "text", false, 0, false, ""}};
-  config::KeyspaceConfig u;
-  u.name = "users";
-  u.key = "user:{id}";
-  u.table = "public.users";
-  u.shape = config::KeyShape::Hash;
-  pg::TableInfo notes;
-  notes.schema = "public";
-  notes.name = "notes";
-  notes.columns = {{"id", "bigint", true, 1, false, ""}, {"body", "text", false, 0, false, ""}};
-  config::KeyspaceConfig n;
-  n.name = "notes";
-  n.key = "note:{id}";
-  n.table = "public.notes";
-  n.shape = config::KeyShape::String;
-  registry.add(cache::buildKeyspace(0, u, users));
-  registry.add(cache::buildKeyspace(1, n, notes));
+  for (cache::Keyspace& ks : cache::testing::testKeyspaces()) registry.add(std::move(ks));
 }
 
 struct FakeAdmin : AdminPort {
