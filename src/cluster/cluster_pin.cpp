@@ -74,14 +74,19 @@ ClusterPin::~ClusterPin() = default;
 
 bool ClusterPin::bind(int node) {
   if (!sink_) sink_ = std::make_shared<PinSink>(router_, session_, weak_from_this());
-  conn_ = router_.acquireDedicated(node);
-  if (!conn_) return false;
+  std::shared_ptr<redis::BackendConnection> conn = router_.acquireDedicated(node);
+  if (!conn) return false;
+  take(std::move(conn), node);
+  return true;
+}
+
+void ClusterPin::take(std::shared_ptr<redis::BackendConnection> conn, int node) {
+  conn_ = std::move(conn);
   node_ = node;
   sink_->node = node;
   sends_ = 0;
   conn_->setOwner(sink_);
   if (stream_) conn_->setStreamSink(sink_, pushes_only_);
-  return true;
 }
 
 bool ClusterPin::switchTo(int node) {
@@ -98,12 +103,7 @@ bool ClusterPin::switchTo(int node) {
   conn_->setOwner({});
   conn_->setStreamSink(nullptr);
   left_.emplace_back(node_, std::move(conn_));
-  conn_ = std::move(next);
-  node_ = node;
-  sink_->node = node;
-  sends_ = 0;
-  conn_->setOwner(sink_);
-  if (stream_) conn_->setStreamSink(sink_, pushes_only_);
+  take(std::move(next), node);
   return true;
 }
 

@@ -56,6 +56,8 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   class PinSink;
 
   bool bind(int node);
+  // Makes `conn` (to `node`) the pin's connection: owner, stream mode, counts.
+  void take(std::shared_ptr<redis::BackendConnection> conn, int node);
   // Leaves the current connection for one to `node`. The connection left
   // keeps delivering what it still owes (replies find their client by tag)
   // and goes back to its pool with the pin; one per node, reused if the pin

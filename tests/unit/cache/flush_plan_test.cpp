@@ -214,8 +214,7 @@ TEST_CASE("keys that no longer fit the keyspace are set apart", "[cache][flush]"
   CHECK(b.last == StreamId{3, 0});
 }
 
-TEST_CASE("a read (XRANGE, then the read script) is decoded straight from RESP",
-          "[cache][flush]") {
+TEST_CASE("a read (XRANGE, then the read script) is decoded straight from RESP", "[cache][flush]") {
   const std::string entries =
       "*2\r\n"
       "*2\r\n$3\r\n5-1\r\n*4\r\n$1\r\nk\r\n$6\r\nnote:1\r\n$6\r\nf:body\r\n$2\r\nv1\r\n"

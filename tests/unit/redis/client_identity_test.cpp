@@ -23,9 +23,8 @@ bool allowed(const std::vector<std::string>& patterns, std::string_view key) {
 TEST_CASE("the client user's patterns allow every key but the reserved ones", "[redis]") {
   const auto patterns = redis::keyPatternsExcluding("__larder:");
   CHECK(patterns.size() == 18);
-  for (std::string_view key :
-       {"", "a", "_", "__", "__l", "__larder", "__larderx", "_x", "__lx", "x__larder:",
-        "user:1", "__LARDER:q", "\xff", "__larde"}) {
+  for (std::string_view key : {"", "a", "_", "__", "__l", "__larder", "__larderx", "_x", "__lx",
+                               "x__larder:", "user:1", "__LARDER:q", "\xff", "__larde"}) {
     INFO(key);
     CHECK(allowed(patterns, key));
   }
@@ -41,7 +40,8 @@ TEST_CASE("the client user's patterns allow every key but the reserved ones", "[
     const int n = static_cast<int>(rng() % 14);
     for (int j = 0; j < n; ++j) {
       // Mostly the prefix's own bytes, so that near misses are common.
-      key += j < 9 && rng() % 4 != 0 ? std::string("__larder:")[j] : alphabet[rng() % alphabet.size()];
+      key +=
+          j < 9 && rng() % 4 != 0 ? std::string("__larder:")[j] : alphabet[rng() % alphabet.size()];
     }
     INFO(key);
     CHECK(allowed(patterns, key) != (key.rfind("__larder:", 0) == 0));
