@@ -27,6 +27,9 @@ namespace {
 
 constexpr Millis kLockRetry{500};
 constexpr Millis kRedisRetry{100};
+// The gauges are read on their own when no read of the queue came for this
+// long (or flush_interval, if longer).
+constexpr Millis kGaugePeriod{1000};
 
 std::string randomId() {
   std::random_device device;
@@ -69,7 +72,8 @@ Flusher::Flusher(asio::io_context& context, const Keyspace& ks, const config::Co
       partitions_(static_cast<std::size_t>(std::max(1, config.write_behind.apply_connections))),
       marks_(partitions_),
       candidate_id_(randomId()),
-      timer_(context) {}
+      timer_(context),
+      gauge_timer_(context) {}
 
 Flusher::~Flusher() = default;
 
@@ -79,11 +83,13 @@ void Flusher::start() {
     running_ = false;
     if (e) logEscaped("flusher")(e);
   });
+  asio::co_spawn(context_, watchGauges(), logEscaped("flusher gauges"));
 }
 
 void Flusher::stop() {
   stopping_ = true;
   timer_.cancel();
+  gauge_timer_.cancel();
   // A batch blocked in PostgreSQL (a lock, an outage) must not hold up the
   // exit: ending the statement rolls the batch back; it stays queued.
   for (auto& c : apply_) {
@@ -272,6 +278,34 @@ asio::awaitable<std::optional<Flusher::Read>> Flusher::read(std::string start) {
   co_return r;
 }
 
+void Flusher::showGauges(const Read& r) {
+  gauges_at_ = Clock::now();
+  stats_.queue_depth.sub(stats_.queue_depth.get());
+  stats_.queue_depth.add(static_cast<std::uint64_t>(std::max(0LL, r.depth)));
+  stats_.oldest_age_ms.sub(stats_.oldest_age_ms.get());
+  if (r.oldest && static_cast<std::uint64_t>(r.now_ms) > r.oldest->ms) {
+    stats_.oldest_age_ms.add(static_cast<std::uint64_t>(r.now_ms) - r.oldest->ms);
+  }
+}
+
+// The gauges come from each read of the queue. While a batch is stuck (a lock
+// or an outage in PostgreSQL, a long backoff) nothing reads it, and they would
+// stand still as the queue grows: then the queue's state alone is read.
+asio::awaitable<void> Flusher::watchGauges() {
+  const Millis every = std::max(config_.write_behind.flush_interval, kGaugePeriod);
+  while (!stopping_ && running_) {  // a drained flusher's run ends on its own
+    gauge_timer_.expires_after(every);
+    co_await gauge_timer_.async_wait(kUseTuple);
+    if (stopping_) break;
+    if (Clock::now() - gauges_at_ < every) continue;
+    std::vector<std::string> keys{queueKey(ks_.name()), std::string(kInstanceIdKey)};
+    const std::string meta =
+        co_await redis::callScript(*redis_, readBatchScript(), std::move(keys), {});
+    Read r;
+    if (!stopping_ && decodeQueueRead("*0\r\n", meta, r)) showGauges(r);
+  }
+}
+
 asio::awaitable<void> Flusher::run() {
   const config::WriteBehindConfig& wb = config_.write_behind;
   std::optional<Read> prefetched;
@@ -325,12 +359,7 @@ asio::awaitable<void> Flusher::run() {
       dropOwnership();
       continue;
     }
-    stats_.queue_depth.sub(stats_.queue_depth.get());
-    stats_.queue_depth.add(static_cast<std::uint64_t>(std::max(0LL, r.depth)));
-    stats_.oldest_age_ms.sub(stats_.oldest_age_ms.get());
-    if (r.oldest && static_cast<std::uint64_t>(r.now_ms) > r.oldest->ms) {
-      stats_.oldest_age_ms.add(static_cast<std::uint64_t>(r.now_ms) - r.oldest->ms);
-    }
+    showGauges(r);
     settleWaiters(&r);
     // Every id PostgreSQL applied came from this queue, so its generator is
     // past them all, unless Redis went back in time.

@@ -131,6 +131,9 @@ class Flusher {
   boost::asio::awaitable<bool> dropCachedValues();
   boost::asio::awaitable<bool> dropAppliedMarkers();
 
+  // The depth and age gauges between reads of the queue (flusher.cpp).
+  boost::asio::awaitable<void> watchGauges();
+  void showGauges(const Read& read);
   void settleWaiters(const Read* read);
   void failedStep(const pg::PgError& error);  // pause bookkeeping and the log line
   void recovered();
@@ -151,6 +154,8 @@ class Flusher {
   StreamId acked_;             // newest entry this flusher acknowledged
   std::size_t dead_rows_ = 0;  // rows of the batch being applied that were refused
   boost::asio::steady_timer timer_;
+  boost::asio::steady_timer gauge_timer_;
+  std::chrono::steady_clock::time_point gauges_at_{};  // when the queue was last read
   std::vector<Waiter> waiters_;
   std::uint64_t next_waiter_ = 0;
   FlusherStats stats_;
