@@ -1,9 +1,14 @@
 #include "larder/cluster/cluster_pin.hpp"
 
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
 #include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
 
 namespace larder::cluster {
+
+namespace asio = boost::asio;
 
 namespace {
 
@@ -12,6 +17,8 @@ constexpr std::string_view kDiscard = "*1\r\n$7\r\nDISCARD\r\n";
 constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
 constexpr std::size_t kMaxReplay = 256;
 constexpr std::size_t kMaxReplayBytes = 1024 * 1024;
+// How often a pin waiting for its shard looks for the slot's owner.
+constexpr std::chrono::milliseconds kWaitStep{50};
 
 class DiscardSink : public redis::ReplySink {
  public:
@@ -29,22 +36,29 @@ const std::shared_ptr<redis::ReplySink>& discard() {
 // Between the dedicated connection and the session: a redirect is followed
 // (a lone request) or becomes Redis' CROSSSLOT (a key of another node in a
 // transaction or among subscriptions); the rest passes through unchanged.
+// Between one of the pin's connections and the session (one per connection,
+// so that what a connection says is known to be its own): a redirect is
+// followed (a lone request) or becomes Redis' CROSSSLOT (a key of another
+// node in a transaction or among subscriptions); the rest passes through.
 class ClusterPin::PinSink : public redis::ReplySink {
  public:
-  PinSink(Router& router, std::weak_ptr<redis::ReplySink> session, std::weak_ptr<ClusterPin> pin)
-      : router_(router), session_(std::move(session)), pin_(std::move(pin)) {}
+  PinSink(Router& router, std::weak_ptr<redis::ReplySink> session, std::weak_ptr<ClusterPin> pin,
+          int node)
+      : router_(router), session_(std::move(session)), pin_(std::move(pin)), node_(node) {}
 
-  int node = -1;  // the node of the connection whose frames come here
+  // The pin left this connection for good: what it still says goes nowhere.
+  void detach() { detached_ = true; }
 
   void deliver(std::uint64_t tag, std::string_view frame) override {
     auto session = session_.lock();
-    if (!session) return;
+    if (!session || detached_) return;
+    auto pin = pin_.lock();
+    if (pin) pin->connected(this);
     if (!frame.empty() && frame.front() == '-') {
       const Redirect r = classify(frame);
       if (r.kind == Redirect::Kind::Moved || r.kind == Redirect::Kind::Ask) {
-        auto pin = pin_.lock();
         if (pin && pin->followed(tag, r)) return;
-        router_.learn(r, node);
+        router_.learn(r, node_);
         session->deliver(tag, resp::errorReply(errors::kCrossSlot));
         return;
       }
@@ -52,9 +66,17 @@ class ClusterPin::PinSink : public redis::ReplySink {
     session->deliver(tag, frame);
   }
   void fail(std::uint64_t tag, const redis::BackendFailure& failure) override {
+    if (detached_) return;
+    if (failure.kind == redis::BackendFailure::Kind::Unavailable) {
+      auto pin = pin_.lock();
+      if (pin && pin->holdUnwritten(this, tag, failure)) return;
+    }
     if (auto session = session_.lock()) session->fail(tag, failure);
   }
   void backendClosed() override {
+    if (detached_) return;
+    auto pin = pin_.lock();
+    if (pin && pin->waiting()) return;  // a connection to the shard's new owner comes
     if (auto session = session_.lock()) session->backendClosed();
   }
 
@@ -62,6 +84,8 @@ class ClusterPin::PinSink : public redis::ReplySink {
   Router& router_;
   std::weak_ptr<redis::ReplySink> session_;
   std::weak_ptr<ClusterPin> pin_;
+  const int node_;  // the node of the connection
+  bool detached_ = false;
 };
 
 ClusterPin::ClusterPin(Router& router, std::weak_ptr<redis::ReplySink> session)
@@ -73,7 +97,6 @@ ClusterPin::ClusterPin(Router& router, std::weak_ptr<redis::ReplySink> session)
 ClusterPin::~ClusterPin() = default;
 
 bool ClusterPin::bind(int node) {
-  if (!sink_) sink_ = std::make_shared<PinSink>(router_, session_, weak_from_this());
   std::shared_ptr<redis::BackendConnection> conn = router_.acquireDedicated(node);
   if (!conn) return false;
   take(std::move(conn), node);
@@ -83,8 +106,11 @@ bool ClusterPin::bind(int node) {
 void ClusterPin::take(std::shared_ptr<redis::BackendConnection> conn, int node) {
   conn_ = std::move(conn);
   node_ = node;
-  sink_->node = node;
+  sink_ = std::make_shared<PinSink>(router_, session_, weak_from_this(), node);
   sends_ = 0;
+  // Until it answers, what is sent on a new connection may never be written.
+  dropUnwritten();
+  keep_unwritten_ = !conn_->ready();
   conn_->setOwner(sink_);
   if (stream_) conn_->setStreamSink(sink_, pushes_only_);
 }
@@ -110,9 +136,14 @@ bool ClusterPin::switchTo(int node) {
 void ClusterPin::moveTo(int node) {
   if (!switchTo(node)) return;  // stays where it is: its keys then get CROSSSLOT
   // The client has had MULTI's and the queued commands' replies from the
-  // first node; here they are sent again only to rebuild the transaction.
-  conn_->send(kMulti, discard(), 0);
-  for (const std::string& r : replay_) conn_->send(r, discard(), 0);
+  // first node; here they are sent again only to rebuild the transaction
+  // (and kept with the rest, should this connection not connect).
+  auto silently = [this](std::string_view r) {
+    if (keep_unwritten_ && !keepUnwritten(0, r, true)) dropUnwritten();
+    conn_->send(r, discard(), 0);
+  };
+  silently(kMulti);
+  for (const std::string& r : replay_) silently(r);
   left_.back().second->send(kDiscard, discard(), 0);
 }
 
@@ -136,6 +167,15 @@ void ClusterPin::track(const commands::Command* command) {
 
 ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* command,
                                      bool blocking, std::string_view bytes, std::uint64_t tag) {
+  if (waiting_) {
+    // Behind the kept requests, in order; they go together or fail together.
+    track(command);
+    if (keepUnwritten(tag, bytes)) return Outcome::Sent;
+    asio::post(router_.executor(), [weak = weak_from_this()] {
+      if (auto pin = weak.lock(); pin && pin->waiting_) pin->giveUp();
+    });
+    return Outcome::Refused;
+  }
   const int key_node = plan.first_slot >= 0 ? router_.ownerOf(plan.first_slot) : -1;
   const bool several_slots = plan.kind == Plan::Kind::Split || plan.kind == Plan::Kind::CrossSlot ||
                              plan.kind == Plan::Kind::AllPrimaries || plan.kind == Plan::Kind::Scan;
@@ -146,15 +186,20 @@ ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* 
     if (several_slots) return Outcome::Shared;
     if (conn_ && plan.first_slot >= 0 && key_node != node_) {
       if (!blocking) return Outcome::Shared;
-      if (!watching_ && key_node >= 0 && !switchTo(key_node)) return Outcome::Refused;
+      if (!watching_ && key_node >= 0) {
+        if (!switchTo(key_node)) return Outcome::Refused;
+        wait_slot_ = plan.first_slot;
+      }
     }
   }
   if (!conn_) {
     const int node = plan.first_slot >= 0 ? key_node : router_.anyNode();
     if (node < 0 || !bind(node)) return Outcome::Refused;
     provisional_ = plan.first_slot < 0;
+    wait_slot_ = plan.first_slot;
   } else if (provisional_ && plan.first_slot >= 0) {
     provisional_ = false;
+    wait_slot_ = plan.first_slot;
     if (key_node >= 0 && key_node != node_) moveTo(key_node);
   }
   const bool stateless = !in_multi_ && !watching_;
@@ -177,8 +222,99 @@ ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* 
     last_request_.assign(bytes);
     redirects_ = 0;
   }
+  if (keep_unwritten_ && !keepUnwritten(tag, bytes)) dropUnwritten();
   conn_->send(bytes, sink_, tag);
   return Outcome::Sent;
+}
+
+bool ClusterPin::keepUnwritten(std::uint64_t tag, std::string_view bytes, bool silent) {
+  if (unwritten_.size() >= kMaxReplay || unwritten_bytes_ + bytes.size() > kMaxReplayBytes) {
+    return false;
+  }
+  unwritten_bytes_ += bytes.size();
+  unwritten_.push_back(Unwritten{tag, std::string(bytes), silent});
+  return true;
+}
+
+void ClusterPin::dropUnwritten() {
+  unwritten_.clear();
+  unwritten_bytes_ = 0;
+  keep_unwritten_ = false;
+}
+
+void ClusterPin::connected(const PinSink* from) {
+  if (!keep_unwritten_ || from != sink_.get()) return;
+  dropUnwritten();
+  wait_deadline_ = {};
+}
+
+bool ClusterPin::holdUnwritten(const PinSink* from, std::uint64_t tag,
+                               const redis::BackendFailure& failure) {
+  if (!keep_unwritten_ || from != sink_.get()) return false;
+  const bool kept = std::any_of(unwritten_.begin(), unwritten_.end(),
+                                [tag](const Unwritten& u) { return !u.silent && u.tag == tag; });
+  if (!kept) return false;
+  if (!waiting_) {
+    waiting_ = true;
+    wait_detail_.assign(failure.detail);
+    const auto now = std::chrono::steady_clock::now();
+    if (wait_deadline_ == std::chrono::steady_clock::time_point{}) {
+      wait_deadline_ = now + router_.retryTimeout();
+    }
+    armWait();  // not now: the connection is still failing its requests
+  }
+  return true;
+}
+
+void ClusterPin::armWait() {
+  if (!wait_timer_) wait_timer_ = std::make_unique<asio::steady_timer>(router_.executor());
+  wait_timer_->expires_after(kWaitStep);
+  wait_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto pin = weak.lock(); pin && pin->waiting_) pin->retryUnwritten();
+  });
+}
+
+void ClusterPin::retryUnwritten() {
+  const int node = wait_slot_ >= 0 ? router_.ownerOf(wait_slot_) : router_.anyNode();
+  std::shared_ptr<redis::BackendConnection> next;
+  if (router_.nodeUp(node)) next = router_.acquireDedicated(node);
+  if (!next) {
+    if (std::chrono::steady_clock::now() < wait_deadline_) {
+      armWait();
+    } else {
+      giveUp();
+    }
+    return;
+  }
+  if (conn_) {
+    sink_->detach();  // it never connected: it owes the client nothing
+    conn_->setOwner({});
+    conn_->setStreamSink(nullptr);
+    conn_->stop();
+  }
+  std::vector<Unwritten> kept = std::move(unwritten_);
+  waiting_ = false;
+  take(std::move(next), node);
+  sends_ = kept.size();
+  for (Unwritten& u : kept) {
+    if (keep_unwritten_ && !keepUnwritten(u.tag, u.bytes, u.silent)) dropUnwritten();
+    conn_->send(u.bytes, u.silent ? discard() : sink_, u.tag);
+  }
+}
+
+void ClusterPin::giveUp() {
+  std::vector<Unwritten> kept = std::move(unwritten_);
+  dropUnwritten();
+  waiting_ = false;
+  wait_deadline_ = {};
+  auto session = session_.lock();
+  if (!session) return;
+  const redis::BackendFailure failure{redis::BackendFailure::Kind::Unavailable, wait_detail_};
+  for (const Unwritten& u : kept) {
+    if (!u.silent) session->fail(u.tag, failure);
+  }
+  session->backendClosed();  // the pin's connection is gone, as the client would have heard
 }
 
 ClusterPin::Outcome ClusterPin::sendOnStream(const Plan& plan, std::string_view bytes) {
@@ -215,10 +351,15 @@ void ClusterPin::setStream(proxy::Stream mode) {
 
 bool ClusterPin::saturated() const { return conn_ && conn_->saturated(); }
 
-bool ClusterPin::lost() const { return conn_ && conn_->closed(); }
+bool ClusterPin::lost() const { return !waiting_ && conn_ && conn_->closed(); }
 
 void ClusterPin::release(bool clean) {
+  if (wait_timer_) wait_timer_->cancel();
+  const bool waited = waiting_;
+  waiting_ = false;
+  dropUnwritten();
   if (!conn_) return;
+  if (waited) clean = false;  // its connection never connected
   std::shared_ptr<redis::BackendConnection> c = std::move(conn_);
   c->setOwner({});  // its closing is ours, not news to report
   c->setStreamSink(nullptr);

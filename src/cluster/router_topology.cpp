@@ -118,6 +118,12 @@ int Router::anyNode() const {
   return firsts.empty() ? -1 : map_.owner(firsts.front());
 }
 
+bool Router::nodeUp(int node) const {
+  if (node < 0 || static_cast<std::size_t>(node) >= links_.size()) return false;
+  const Link& link = *links_[static_cast<std::size_t>(node)];
+  return link.shared && link.shared->ready();
+}
+
 std::shared_ptr<redis::BackendConnection> Router::acquireDedicated(int node) {
   if (node < 0 || static_cast<std::size_t>(node) >= links_.size()) return nullptr;
   Link& link = *links_[static_cast<std::size_t>(node)];

@@ -175,8 +175,34 @@ class ClusterChangesTest(LarderTestCase):
                 time.sleep(0.01)
             harness.close_client(c)
 
+        # Another starts a transaction on that shard every 20 ms: one started
+        # while the shard has no primary waits for the promotion, as a plain
+        # write does, rather than failing at once.
+        tx_key = next(f"txprobe:{i}" for i in range(10000)
+                      if cluster.owner_of(f"txprobe:{i}") is victim)
+        tx = {"ok": [], "errors": []}
+
+        def run_tx_probe():
+            c = larder.client(socket_timeout=harness.scaled(15))
+            n = 0
+            while not probe_stop.is_set():
+                n += 1
+                started = time.monotonic()
+                try:
+                    p = c.pipeline(transaction=True)
+                    p.set(tx_key, n)
+                    p.get(tx_key)
+                    self.assertEqual(p.execute(), [True, str(n).encode()])
+                    tx["ok"].append((started, time.monotonic()))
+                except (redis.RedisError, OSError) as e:
+                    tx["errors"].append((started, str(e)))
+                time.sleep(0.02)
+            harness.close_client(c)
+
         prober = threading.Thread(target=run_probe, daemon=True)
         prober.start()
+        tx_prober = threading.Thread(target=run_tx_probe, daemon=True)
+        tx_prober.start()
         time.sleep(1.0)
         cluster.kill(victim)  # SIGKILL, and waits until it is gone
         killed = time.monotonic()
@@ -188,6 +214,7 @@ class ClusterChangesTest(LarderTestCase):
         time.sleep(1.0)
         probe_stop.set()
         prober.join(harness.scaled(20))
+        tx_prober.join(harness.scaled(20))
         load.finish()
 
         def sequence(value):  # "thread:n" -> n; "init" (never overwritten) -> 0
@@ -216,6 +243,17 @@ class ClusterChangesTest(LarderTestCase):
               f"{len(load.acked)} keys, lost {len(lost)} (acked up to {window_ms:.0f} ms "
               f"before the kill); WAIT-acked {len(load.waited)} keys, "
               f"lost {len(lost_waited)}", file=sys.stderr)
+        # Only a transaction on the wire at the kill may fail (its connection
+        # broke); every one started later waited for the new primary.
+        tx_waited = [t for t in tx["ok"] if killed < t[0] < promoted]
+        print(f"ledger failover: transactions started during the outage: "
+              f"{[(round(a - killed, 2), round(b - killed, 2)) for a, b in tx_waited]} "
+              f"(started, answered; s after the kill) waited and succeeded; "
+              f"{len(tx['errors'])} failed ({[(round(t - killed, 2), e[:60]) for t, e in tx['errors']]})",
+              file=sys.stderr)
+        self.assertEqual([e for e in tx["errors"] if e[0] > killed + 0.2], [],
+                         "a transaction started while the shard had no primary failed")
+        self.assertGreater(len(tx["ok"]), 0)
         self.assertEqual(lost_waited, [], "a write a replica acknowledged was lost")
         self.assertEqual(errors_after, [], "errors after the failover was over")
         self.assertLess(resumed_at - killed, harness.scaled(20))

@@ -15,6 +15,13 @@
 //   outside a transaction, a key of another node -> not here: the shared path
 //   a lone request (a blocking call) answered -MOVED/-ASK -> resent on the
 //        right node's connection
+//   a new connection that cannot connect (the shard's primary is down and
+//        not yet replaced): what was sent on it was never written, so it is
+//        kept and sent again on a connection to the slot's owner once that
+//        node is up (a promoted replica), until retry_timeout, as the shared
+//        path waits; then the client gets the error
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,6 +62,14 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
  private:
   class PinSink;
 
+  // From a connection's sink: a reply came, so it is connected.
+  void connected(const PinSink* from);
+  // From a connection's sink: `tag` was never written (it could not
+  // connect). True when the pin keeps it to send again.
+  bool holdUnwritten(const PinSink* from, std::uint64_t tag, const redis::BackendFailure& failure);
+  // Waiting for the shard's node: the connection's closing is not the client's news.
+  bool waiting() const { return waiting_; }
+
   bool bind(int node);
   // Makes `conn` (to `node`) the pin's connection: owner, stream mode, counts.
   void take(std::shared_ptr<redis::BackendConnection> conn, int node);
@@ -66,6 +81,13 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   // A provisional MULTI follows its first key to `node`.
   void moveTo(int node);
   void track(const commands::Command* command);
+  // Kept requests: wait for the slot's owner, then send them again there.
+  bool keepUnwritten(std::uint64_t tag, std::string_view bytes, bool silent = false);
+  void dropUnwritten();
+  void armWait();
+  void retryUnwritten();
+  // The wait ran out (or the kept requests outgrew their bound): they get the error.
+  void giveUp();
 
   Router& router_;
   std::weak_ptr<redis::ReplySink> session_;
@@ -88,6 +110,22 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   bool last_resendable_ = false;
   std::size_t sends_ = 0;  // on this connection since it was bound
   int redirects_ = 0;
+
+  // Requests sent on a connection not yet known to be connected, kept (up to
+  // kMaxReplay, kMaxReplayBytes) until its first reply.
+  struct Unwritten {
+    std::uint64_t tag;
+    std::string bytes;
+    bool silent;  // sent for the pin's own sake (a MULTI rebuilt): its reply is dropped
+  };
+  std::vector<Unwritten> unwritten_;
+  std::size_t unwritten_bytes_ = 0;
+  bool keep_unwritten_ = false;
+  bool waiting_ = false;  // the connection could not connect: waiting for the node
+  int wait_slot_ = -1;    // the slot whose owner the kept requests go to; -1 any node
+  std::chrono::steady_clock::time_point wait_deadline_{};
+  std::string wait_detail_;  // the connection error the kept requests get at the deadline
+  std::unique_ptr<boost::asio::steady_timer> wait_timer_;
 };
 
 }  // namespace larder::cluster

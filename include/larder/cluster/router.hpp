@@ -79,7 +79,12 @@ class Router {
   const ClusterStats& clusterStats() const { return cluster_stats_; }
 
   // ------------------------------------------- dedicated connections (pins)
+  boost::asio::any_io_executor executor() const { return executor_; }
+  // How long a request waits for a shard to be served again.
+  std::chrono::milliseconds retryTimeout() const { return config_.cluster.retry_timeout; }
   int ownerOf(int slot) const { return map_.owner(slot); }
+  // `node`'s shared connection is up: a dedicated connection made now would connect.
+  bool nodeUp(int node) const;
   // Where keyless requests go: the owner of the lowest slot with one; -1 none.
   int anyNode() const;
   // A ready idle connection to `node` or a new one; null when no such node.
