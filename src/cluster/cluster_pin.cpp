@@ -33,9 +33,6 @@ const std::shared_ptr<redis::ReplySink>& discard() {
 
 }  // namespace
 
-// Between the dedicated connection and the session: a redirect is followed
-// (a lone request) or becomes Redis' CROSSSLOT (a key of another node in a
-// transaction or among subscriptions); the rest passes through unchanged.
 // Between one of the pin's connections and the session (one per connection,
 // so that what a connection says is known to be its own): a redirect is
 // followed (a lone request) or becomes Redis' CROSSSLOT (a key of another
@@ -53,7 +50,10 @@ class ClusterPin::PinSink : public redis::ReplySink {
     auto session = session_.lock();
     if (!session || detached_) return;
     auto pin = pin_.lock();
-    if (pin) pin->connected(this);
+    if (pin) {
+      pin->connected(this);
+      if (pin->multi_open_ && tag == pin->multi_tag_ && pin->firstMulti(frame, nullptr)) return;
+    }
     if (!frame.empty() && frame.front() == '-') {
       const Redirect r = classify(frame);
       if (r.kind == Redirect::Kind::Moved || r.kind == Redirect::Kind::Ask) {
@@ -67,16 +67,20 @@ class ClusterPin::PinSink : public redis::ReplySink {
   }
   void fail(std::uint64_t tag, const redis::BackendFailure& failure) override {
     if (detached_) return;
-    if (failure.kind == redis::BackendFailure::Kind::Unavailable) {
-      auto pin = pin_.lock();
-      if (pin && pin->holdUnwritten(this, tag, failure)) return;
+    auto pin = pin_.lock();
+    if (pin) {
+      const bool unwritten = failure.kind == redis::BackendFailure::Kind::Unavailable;
+      if (unwritten && pin->holdUnwritten(this, tag, failure)) return;
+      if (pin->multi_open_ && tag == pin->multi_tag_ && pin->firstMulti({}, &failure)) return;
     }
     if (auto session = session_.lock()) session->fail(tag, failure);
   }
   void backendClosed() override {
     if (detached_) return;
     auto pin = pin_.lock();
-    if (pin && pin->waiting()) return;  // a connection to the shard's new owner comes
+    // A connection the pin has left holds none of the client's state (what it
+    // still owed has failed one by one); one waiting for its shard is replaced.
+    if (pin && (pin->sink_.get() != this || pin->waiting())) return;
     if (auto session = session_.lock()) session->backendClosed();
   }
 
@@ -86,6 +90,22 @@ class ClusterPin::PinSink : public redis::ReplySink {
   std::weak_ptr<ClusterPin> pin_;
   const int node_;  // the node of the connection
   bool detached_ = false;
+};
+
+// The MULTI that rebuilds a moved transaction on its key's node: its answer
+// stands in for the client's MULTI should the first node fail that one.
+class ClusterPin::StandInSink : public redis::ReplySink {
+ public:
+  explicit StandInSink(std::weak_ptr<ClusterPin> pin) : pin_(std::move(pin)) {}
+  void deliver(std::uint64_t, std::string_view frame) override {
+    if (auto pin = pin_.lock()) pin->standIn(frame, nullptr);
+  }
+  void fail(std::uint64_t, const redis::BackendFailure& failure) override {
+    if (auto pin = pin_.lock()) pin->standIn({}, &failure);
+  }
+
+ private:
+  std::weak_ptr<ClusterPin> pin_;
 };
 
 ClusterPin::ClusterPin(Router& router, std::weak_ptr<redis::ReplySink> session)
@@ -138,12 +158,16 @@ void ClusterPin::moveTo(int node) {
   // The client has had MULTI's and the queued commands' replies from the
   // first node; here they are sent again only to rebuild the transaction
   // (and kept with the rest, should this connection not connect).
-  auto silently = [this](std::string_view r) {
-    if (keep_unwritten_ && !keepUnwritten(0, r, true)) dropUnwritten();
-    conn_->send(r, discard(), 0);
+  auto silently = [this](std::string_view r, const std::shared_ptr<redis::ReplySink>& sink) {
+    if (keep_unwritten_ && !keepUnwritten(0, r, sink)) dropUnwritten();
+    conn_->send(r, sink, 0);
   };
-  silently(kMulti);
-  for (const std::string& r : replay_) silently(r);
+  // The first node has not answered the client's MULTI yet: should it fail
+  // it, this node's answer is the client's (MULTI must not fail while EXEC runs).
+  first_ = multi_open_ ? First::Pending : First::None;
+  standin_arrived_ = false;
+  silently(kMulti, multi_open_ ? std::make_shared<StandInSink>(weak_from_this()) : discard());
+  for (const std::string& r : replay_) silently(r, discard());
   left_.back().second->send(kDiscard, discard(), 0);
 }
 
@@ -168,7 +192,12 @@ void ClusterPin::track(const commands::Command* command) {
 ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* command,
                                      bool blocking, std::string_view bytes, std::uint64_t tag) {
   if (waiting_) {
-    // Behind the kept requests, in order; they go together or fail together.
+    // Behind the kept requests, in order; they go together or fail together
+    // (a provisional MULTI's with its first key, to that key's node).
+    if (provisional_ && plan.first_slot >= 0) {
+      provisional_ = false;
+      wait_slot_ = plan.first_slot;
+    }
     track(command);
     if (keepUnwritten(tag, bytes)) return Outcome::Sent;
     asio::post(router_.executor(), [weak = weak_from_this()] {
@@ -206,6 +235,11 @@ ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* 
   // A MULTI on a connection holding no state (one the pin kept from an
   // earlier transaction or call) may still move to its first key's node.
   if (stateless && command != nullptr && command->name() == "multi") provisional_ = true;
+  if (command != nullptr && command->name() == "multi" && !in_multi_) {
+    multi_tag_ = tag;  // (a nested MULTI is an error that changes nothing)
+    multi_open_ = true;
+    first_ = First::None;
+  }
   track(command);
   if (provisional_ && in_multi_ && !(command && command->name() == "multi")) {
     replay_bytes_ += bytes.size();
@@ -227,12 +261,13 @@ ClusterPin::Outcome ClusterPin::send(const Plan& plan, const commands::Command* 
   return Outcome::Sent;
 }
 
-bool ClusterPin::keepUnwritten(std::uint64_t tag, std::string_view bytes, bool silent) {
+bool ClusterPin::keepUnwritten(std::uint64_t tag, std::string_view bytes,
+                               std::shared_ptr<redis::ReplySink> sink) {
   if (unwritten_.size() >= kMaxReplay || unwritten_bytes_ + bytes.size() > kMaxReplayBytes) {
     return false;
   }
   unwritten_bytes_ += bytes.size();
-  unwritten_.push_back(Unwritten{tag, std::string(bytes), silent});
+  unwritten_.push_back(Unwritten{tag, std::string(bytes), std::move(sink)});
   return true;
 }
 
@@ -252,7 +287,7 @@ bool ClusterPin::holdUnwritten(const PinSink* from, std::uint64_t tag,
                                const redis::BackendFailure& failure) {
   if (!keep_unwritten_ || from != sink_.get()) return false;
   const bool kept = std::any_of(unwritten_.begin(), unwritten_.end(),
-                                [tag](const Unwritten& u) { return !u.silent && u.tag == tag; });
+                                [tag](const Unwritten& u) { return !u.sink && u.tag == tag; });
   if (!kept) return false;
   if (!waiting_) {
     waiting_ = true;
@@ -298,8 +333,52 @@ void ClusterPin::retryUnwritten() {
   take(std::move(next), node);
   sends_ = kept.size();
   for (Unwritten& u : kept) {
-    if (keep_unwritten_ && !keepUnwritten(u.tag, u.bytes, u.silent)) dropUnwritten();
-    conn_->send(u.bytes, u.silent ? discard() : sink_, u.tag);
+    if (keep_unwritten_ && !keepUnwritten(u.tag, u.bytes, u.sink)) dropUnwritten();
+    conn_->send(u.bytes, u.sink ? u.sink : sink_, u.tag);
+  }
+}
+
+bool ClusterPin::firstMulti(std::string_view frame, const redis::BackendFailure* failure) {
+  multi_open_ = false;
+  const bool ok = failure == nullptr && frame == "+OK\r\n";
+  if (first_ != First::Pending) {
+    // Not moved: a MULTI Redis refused (or never got) begins no transaction.
+    if (!ok && in_multi_) {
+      in_multi_ = provisional_ = false;
+      replay_.clear();
+      replay_bytes_ = 0;
+    }
+    return false;
+  }
+  if (ok) {
+    first_ = First::Ok;  // the client has its +OK; the stand-in's answer goes
+    return false;
+  }
+  first_ = First::Failed;
+  if (standin_arrived_) answerWithStandIn();
+  return true;
+}
+
+void ClusterPin::standIn(std::string_view frame, const redis::BackendFailure* failure) {
+  standin_arrived_ = true;
+  standin_failed_ = failure != nullptr;
+  if (failure) {
+    standin_.assign(failure->detail);
+    standin_kind_ = failure->kind;
+  } else {
+    standin_.assign(frame);
+  }
+  if (first_ == First::Failed) answerWithStandIn();
+}
+
+void ClusterPin::answerWithStandIn() {
+  first_ = First::None;
+  auto session = session_.lock();
+  if (!session) return;
+  if (standin_failed_) {
+    session->fail(multi_tag_, redis::BackendFailure{standin_kind_, standin_});
+  } else {
+    session->deliver(multi_tag_, standin_);
   }
 }
 
@@ -312,7 +391,11 @@ void ClusterPin::giveUp() {
   if (!session) return;
   const redis::BackendFailure failure{redis::BackendFailure::Kind::Unavailable, wait_detail_};
   for (const Unwritten& u : kept) {
-    if (!u.silent) session->fail(u.tag, failure);
+    if (u.sink) {
+      u.sink->fail(u.tag, failure);
+    } else {
+      session->fail(u.tag, failure);
+    }
   }
   session->backendClosed();  // the pin's connection is gone, as the client would have heard
 }
@@ -369,7 +452,8 @@ void ClusterPin::release(bool clean) {
   for (auto& [node, left] : left_) router_.releaseDedicated(node, std::move(left), clean);
   left_.clear();
   node_ = -1;
-  in_multi_ = watching_ = provisional_ = false;
+  in_multi_ = watching_ = provisional_ = multi_open_ = false;
+  first_ = First::None;
   replay_.clear();
 }
 

@@ -61,6 +61,7 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
 
  private:
   class PinSink;
+  class StandInSink;
 
   // From a connection's sink: a reply came, so it is connected.
   void connected(const PinSink* from);
@@ -82,12 +83,19 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   void moveTo(int node);
   void track(const commands::Command* command);
   // Kept requests: wait for the slot's owner, then send them again there.
-  bool keepUnwritten(std::uint64_t tag, std::string_view bytes, bool silent = false);
+  bool keepUnwritten(std::uint64_t tag, std::string_view bytes,
+                     std::shared_ptr<redis::ReplySink> sink = nullptr);
   void dropUnwritten();
   void armWait();
   void retryUnwritten();
   // The wait ran out (or the kept requests outgrew their bound): they get the error.
   void giveUp();
+  // The node the client's MULTI went to answered it (a null `failure`: with
+  // `frame`). True when the answer is not the client's (a stand-in's is).
+  bool firstMulti(std::string_view frame, const redis::BackendFailure* failure);
+  // The MULTI that rebuilt a moved transaction was answered.
+  void standIn(std::string_view frame, const redis::BackendFailure* failure);
+  void answerWithStandIn();
 
   Router& router_;
   std::weak_ptr<redis::ReplySink> session_;
@@ -116,7 +124,8 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   struct Unwritten {
     std::uint64_t tag;
     std::string bytes;
-    bool silent;  // sent for the pin's own sake (a MULTI rebuilt): its reply is dropped
+    // Null: the client's request; else where the reply goes (a MULTI rebuilt).
+    std::shared_ptr<redis::ReplySink> sink;
   };
   std::vector<Unwritten> unwritten_;
   std::size_t unwritten_bytes_ = 0;
@@ -126,6 +135,18 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   std::chrono::steady_clock::time_point wait_deadline_{};
   std::string wait_detail_;  // the connection error the kept requests get at the deadline
   std::unique_ptr<boost::asio::steady_timer> wait_timer_;
+
+  // The client's MULTI and, once a provisional MULTI moved, who answers it:
+  // the first node, or, should that one fail it, the MULTI that rebuilt the
+  // transaction on the key's node (a client must not see MULTI fail and EXEC run).
+  enum class First : std::uint8_t { None, Pending, Ok, Failed };
+  std::uint64_t multi_tag_ = 0;
+  bool multi_open_ = false;  // the client's MULTI has no answer yet
+  First first_ = First::None;
+  bool standin_arrived_ = false;
+  bool standin_failed_ = false;
+  redis::BackendFailure::Kind standin_kind_ = redis::BackendFailure::Kind::Unavailable;
+  std::string standin_;  // its reply, or the failure's detail
 };
 
 }  // namespace larder::cluster
