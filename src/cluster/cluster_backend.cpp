@@ -69,7 +69,7 @@ void ClusterBackend::send(proxy::Conn conn, std::string_view request, std::uint6
     reply(sink, tag, resp::errorReply(errors::kCrossSlot));
     return;
   }
-  router_.dispatch(p, parsed_.args, request, sink, tag);
+  router_.dispatch(p, parsed_.args, request, sink, tag, conn == proxy::Conn::OutOfBand);
 }
 
 void ClusterBackend::sendOnStream(std::string_view request) {

@@ -134,6 +134,12 @@ std::string mergeInfoText(const std::vector<std::string_view>& texts) {
 std::string mergeReplies(Merge merge, const std::vector<std::string>& replies,
                          const std::vector<std::vector<std::uint32_t>>& positions,
                          std::size_t keys) {
+  if (merge == Merge::OneSucceeded) {
+    for (const std::string& r : replies) {
+      if (!isError(r)) return r;
+    }
+    return replies.empty() ? unexpected("an empty request") : replies.front();
+  }
   for (const std::string& r : replies) {
     if (isError(r)) return r;
   }
@@ -142,6 +148,7 @@ std::string mergeReplies(Merge merge, const std::vector<std::string>& replies,
   switch (merge) {
     case Merge::None:
     case Merge::First:
+    case Merge::OneSucceeded:
       return replies.empty() ? unexpected("an empty request") : replies.front();
     case Merge::AllOk:
       for (const std::string& r : replies) {

@@ -59,6 +59,9 @@ const Table& table() {
     set("script|load", {Role::AllPrimaries, Merge::First});
     set("function|load", {Role::AllPrimaries, Merge::First});
     set("script|exists", {Role::AllPrimaries, Merge::ScriptExists});
+    // Only the node running the script can kill it; the others say NOTBUSY.
+    set("script|kill", {Role::AllPrimaries, Merge::OneSucceeded});
+    set("function|kill", {Role::AllPrimaries, Merge::OneSucceeded});
     set("info", {Role::Info, Merge::Info});
     set("scan", {Role::Scan});
     set("spublish", {Role::ShardChannel});

@@ -41,7 +41,7 @@ std::uint32_t Router::allocExchange() {
   x.slot = 0;
   x.ask = x.node = -1;
   x.redirects = 0;
-  x.keyed = x.readonly = x.retrying = x.scan = false;
+  x.keyed = x.readonly = x.retrying = x.scan = x.out_of_band = false;
   ++live_;
   return id;
 }
@@ -61,7 +61,7 @@ bool Router::saturated() const {
 
 void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
                       std::string_view bytes, const std::shared_ptr<redis::ReplySink>& sink,
-                      std::uint64_t tag) {
+                      std::uint64_t tag, bool out_of_band) {
   if (stopping_) {
     sink->fail(tag, redis::BackendFailure{redis::BackendFailure::Kind::Closed, {}});
     return;
@@ -109,6 +109,7 @@ void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
       x.slot = parts[i].slot;
       x.keyed = plan.kind == Plan::Kind::Split;
       x.readonly = plan.readonly;
+      x.out_of_band = out_of_band;
       ids.push_back(id);
     }
     // Sent once every part exists: a part answered at once (a node down)
@@ -129,6 +130,7 @@ void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
     x.slot = firsts.empty() ? 0 : firsts.front();
   }
   x.readonly = plan.readonly;
+  x.out_of_band = out_of_band;
   send(id);
 }
 
@@ -190,8 +192,12 @@ void Router::send(std::uint32_t id) {
   x.node = node;
   // Held here: a failure answered inside send() may retire nothing, but the
   // exchange itself may be finished and reused before send() returns.
-  const std::shared_ptr<redis::BackendConnection> c =
-      links_[static_cast<std::size_t>(node)]->shared;
+  Link& link = *links_[static_cast<std::size_t>(node)];
+  const std::shared_ptr<redis::BackendConnection> c = link.shared;
+  if (x.out_of_band) {
+    outOfBand(link).send(x.request, sink_, id);
+    return;
+  }
   if (asking) c->send(kAsking, sink_, kAskingTag);
   c->send(x.request, sink_, id);
 }

@@ -67,11 +67,7 @@ void Router::stop() {
   retry_timer_.cancel();
   tick_.cancel();
   vote_.reset();
-  for (auto& link : links_) {
-    if (link->shared) link->shared->stop();  // fails what is in flight
-    for (auto& c : link->idle) c->stop();
-    link->idle.clear();
-  }
+  for (auto& link : links_) stopLink(*link);
   std::vector<Parked> parked;
   parked.swap(parked_);
   for (const Parked& p : parked) {
@@ -116,6 +112,22 @@ int Router::nodeAt(const config::Endpoint& address) {
 int Router::anyNode() const {
   const std::vector<int>& firsts = map_.firstSlots();
   return firsts.empty() ? -1 : map_.owner(firsts.front());
+}
+
+void Router::stopLink(Link& link) {
+  if (link.shared) link.shared->stop();  // fails what is in flight
+  if (link.out_of_band) link.out_of_band->stop();
+  link.out_of_band.reset();
+  for (auto& c : link.idle) c->stop();
+  link.idle.clear();
+}
+
+redis::BackendConnection& Router::outOfBand(Link& link) {
+  if (!link.out_of_band || link.out_of_band->closed()) {
+    link.out_of_band = makeConnection(link, redis::ConnectionKind::Shared);
+    link.out_of_band->start();
+  }
+  return *link.out_of_band;
 }
 
 bool Router::nodeUp(int node) const {
@@ -218,10 +230,8 @@ void Router::adopt(const Topology& t) {
     const bool in_cluster = i < named.size() && named[i];
     if (in_cluster || !link.shared || map_.references(static_cast<int>(i))) continue;
     spdlog::debug("redis cluster: {} is no longer in the cluster", link.address.toString());
-    link.shared->stop();
+    stopLink(link);
     link.shared.reset();
-    for (auto& c : link.idle) c->stop();
-    link.idle.clear();
     link.replicas.clear();
   }
   updateReady();

@@ -1347,18 +1347,20 @@ class RedisCluster:
         self.replicas_count = replicas
         self.node_timeout_ms = node_timeout_ms
         self.nodes: list[RedisServer] = []
+        taken: set = set()  # every port is picked before any node binds it
         for _ in range(primaries * (1 + replicas)):
-            port = self._free_cluster_port()
+            port = self._free_cluster_port(taken)
+            taken.update((port, port + 10000))
             self.nodes.append(RedisServer(port=port, extra_args=[
                 "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
                 "--cluster-node-timeout", str(node_timeout_ms), "--appendonly", "no",
                 *extra_args]))
 
     @staticmethod
-    def _free_cluster_port() -> int:
+    def _free_cluster_port(taken: set) -> int:
         for _ in range(200):
             port = free_port()
-            if port + 10000 > 65535:
+            if port + 10000 > 65535 or port in taken or port + 10000 in taken:
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 try:

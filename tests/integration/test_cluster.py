@@ -311,6 +311,40 @@ class ClusterTest(LarderTestCase):
             self.assertEqual(self.r.evalsha(sha, 1, k), k.encode())
         self.assertEqual(self.r.script_exists(sha, "0" * 40), [True, False])
 
+    # ---------------------------------------------------------- busy scripts
+    def test_script_and_function_kill_reach_the_busy_node(self):
+        # The busy node's shared connection is stuck behind the script, and
+        # only that node can kill it: SCRIPT KILL and FUNCTION KILL go to
+        # every primary on connections of their own and succeed when one
+        # node killed something; with nothing running, Redis' NOTBUSY.
+        lib = ("#!lua name=clusterbusy\n"
+               "redis.register_function('spin', function(keys) while true do end end)")
+        primaries = self.cluster.primaries()
+        with harness.RawClient(self.larder.port) as admin:
+            self.assertEqual(admin.call("CONFIG", "SET", "busy-reply-threshold", "50"), "OK")
+            self.addCleanup(lambda: [self.cluster.ask(n, "CONFIG", "SET", "busy-reply-threshold",
+                                                      "5000") for n in primaries])
+            self.assertEqual(admin.call("FUNCTION", "LOAD", "REPLACE", lib), b"clusterbusy")
+            for kill in (("SCRIPT", "KILL"), ("FUNCTION", "KILL")):
+                with harness.RawClient(primaries[0].port) as direct:
+                    self.assertEqual(admin.call(*kill), direct.call(*kill))
+            keys = keys_on_every_shard(self.cluster, "busy", per_shard=1)
+            for key, (run, kill) in zip(keys, [(("EVAL", "while true do end", "1"), "SCRIPT"),
+                                               (("FCALL", "spin", "1"), "FUNCTION"),
+                                               (("EVAL", "while true do end", "1"), "SCRIPT")]):
+                with harness.RawClient(self.larder.port) as runner:
+                    runner.send_command(*run, key)
+                    node = self.cluster.owner_of(key)
+                    harness.wait_until(
+                        lambda: "BUSY" in str(self.cluster.ask(node, "PING", timeout=5)), 10,
+                        f"{run[0]} to keep {node.port} busy")
+                    started = time.monotonic()
+                    self.assertEqual(admin.call(kill, "KILL"), "OK", f"{kill} KILL of {key}")
+                    self.assertIn("killed by user", str(runner.read_reply()))
+                    self.assertLess(time.monotonic() - started, harness.scaled(5))
+                self.assertEqual(admin.call("PING"), "PONG")
+            self.assertEqual(admin.call("FUNCTION", "DELETE", "clusterbusy"), "OK")
+
     # --------------------------------------------------------- replica reads
     def test_reads_from_replicas_when_asked(self):
         # A replica that has not synced yet (health "loading") is not read

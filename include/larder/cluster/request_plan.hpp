@@ -31,6 +31,7 @@ enum class Merge : std::uint8_t {
   First,         // the first reply unless a part failed (SCRIPT LOAD, FUNCTION LOAD)
   ScriptExists,  // 1 where every node has the script
   Info,          // the first node's INFO with the keyspace lines added up
+  OneSucceeded,  // +OK when some part says so, else the first error (SCRIPT KILL, FUNCTION KILL)
 };
 
 // What Larder answers itself in cluster mode.

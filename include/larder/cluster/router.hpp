@@ -69,9 +69,12 @@ class Router {
   void stop();
 
   // One client request and its plan (not Local, not CrossSlot); its final
-  // reply goes to sink->deliver(tag), exactly once.
+  // reply goes to sink->deliver(tag), exactly once. `out_of_band`: on each
+  // node's out-of-band connection, which nothing else queues on (SCRIPT KILL
+  // must not wait behind the busy script it kills).
   void dispatch(const Plan& plan, std::span<const std::string_view> args, std::string_view bytes,
-                const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag);
+                const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag,
+                bool out_of_band = false);
   bool saturated() const;
   // Any thread: every slot has an owner whose connection is up.
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
@@ -104,8 +107,9 @@ class Router {
 
   struct Link {
     config::Endpoint address;
-    std::unique_ptr<config::RedisConfig> config;       // its connections keep a reference
-    std::shared_ptr<redis::BackendConnection> shared;  // null: retired (not in the cluster)
+    std::unique_ptr<config::RedisConfig> config;            // its connections keep a reference
+    std::shared_ptr<redis::BackendConnection> shared;       // null: retired (not in the cluster)
+    std::shared_ptr<redis::BackendConnection> out_of_band;  // made on first use
     std::vector<std::shared_ptr<redis::BackendConnection>> idle;  // dedicated, ready for a pin
     std::vector<int> replicas;  // usable replicas, when this node is a primary
   };
@@ -126,6 +130,7 @@ class Router {
     bool readonly = false;
     bool retrying = false;
     bool scan = false;
+    bool out_of_band = false;
     bool in_use = false;
   };
   struct Gather {
@@ -178,6 +183,9 @@ class Router {
   void housekeeping();
   void updateReady();
   std::shared_ptr<redis::BackendConnection> makeConnection(Link& link, redis::ConnectionKind kind);
+  redis::BackendConnection& outOfBand(Link& link);
+  // Stops every connection of `link` (in-flight requests fail).
+  static void stopLink(Link& link);
 
   boost::asio::any_io_executor executor_;
   const config::RedisConfig& config_;
