@@ -72,6 +72,7 @@ Pipeline::Flow Pipeline::stepRequest(const resp::Request& req, const commands::R
     if (!queue_.empty()) return Flow::Barrier;
     hold_ = false;
   }
+  if (protocol_tag_ != 0) return Flow::Barrier;  // HELLO 2 on a RESP3 pinned connection
   if (state_.user && state_.user_config != &ports_.admin.config() && !refreshUser()) {
     end_ = End::Now;  // its user was removed or disabled by a reload
     return Flow::Stop;

@@ -56,6 +56,8 @@ Pipeline::Flow Pipeline::sticky(const resp::Request& req, const commands::Comman
     const std::optional<std::size_t> at = redirectArg(req.args);
     long long id = 0;
     if (at && parseInteger(req.args[*at], id)) {  // else Redis' "not an integer"
+      // An answer for another request (one refused after its lookup) is stale.
+      if (lookup_.done && lookup_.larder != id) lookup_ = {};
       if (!lookup_.done) {
         if (lookup_.tag == 0) {
           lookup_.larder = id;
@@ -175,10 +177,10 @@ Pipeline::Flow Pipeline::helloPinned(bool resp3, std::string reply) {
     state_.dirty_stream = true;
     ports_.backend.setStream(Stream::Pushes);
   } else {
-    // Pushes may still come before Redis' reply; once it is in, a subscribed
-    // connection streams RESP2 messages (confirmed(): protocol_tag_).
+    // RESP3 pushes may still come before Redis' reply, and the confirmations
+    // of (un)subscriptions sent before it: nothing more is sent until it is
+    // in (stepRequest), then the frames are RESP2 (protocolSwitched).
     state_.push = false;
-    state_.stream = state_.subscriptions.any();
     protocol_tag_ = tag;
   }
   return Flow::Continue;
@@ -187,6 +189,9 @@ Pipeline::Flow Pipeline::helloPinned(bool resp3, std::string reply) {
 void Pipeline::protocolSwitched(std::uint64_t tag) {
   if (protocol_tag_ == 0 || tag != protocol_tag_) return;
   protocol_tag_ = 0;
+  // Every confirmation sent before HELLO 2 is in: the counts are Redis'.
+  push_unsynced_ = false;
+  state_.stream = state_.subscriptions.any();  // a RESP2 subscriber now
   ports_.backend.setStream(state_.stream ? Stream::All : Stream::Off);
 }
 

@@ -247,7 +247,8 @@ void Session::clientRedirect(std::uint64_t id, std::uint64_t tag) {
 }
 
 std::uint64_t Session::redirectTargetId() {
-  if (closed_ || !pipeline_.becomeRedirectTarget()) return 0;
+  // A cluster's connections belong to its nodes: no one Redis client to name.
+  if (closed_ || cluster_ || !pipeline_.becomeRedirectTarget()) return 0;
   afterPipeline();  // it may have sent a request of its own (HELLO 3)
   return pinnedRedisId();
 }

@@ -89,8 +89,10 @@ TEST_CASE("RESP3: HELLO 2 while subscribed switches the connection to RESP2 pub/
   CHECK(f.lastSentCommand() == "HELLO 2");
   CHECK(f.backend.sent.back().conn == Conn::Pinned);
   CHECK(f.backend.stream_mode == Stream::Pushes);  // RESP3 pushes may still come first
+  const std::uint64_t hello = f.backend.sent.back().tag;
+  CHECK(f.send({"PING"}) == Flow::Barrier);  // nothing more until Redis has switched
   f.pipeline.streamFrame(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\na\r\n");
-  f.replyLast("*14\r\n");  // Redis' own HELLO reply is replaced by Larder's
+  f.reply(hello, "*14\r\n");  // Redis' own HELLO reply is replaced by Larder's
   CHECK(f.backend.stream_mode == Stream::All);
   const std::string out = f.out();
   CHECK(out.starts_with(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\na\r\n*14\r\n$6\r\nserver"));
@@ -99,4 +101,7 @@ TEST_CASE("RESP3: HELLO 2 while subscribed switches the connection to RESP2 pub/
   CHECK_FALSE(f.pipeline.state().push);
   f.pipeline.streamFrame("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nb\r\n");
   CHECK(f.out() == "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nb\r\n");
+  // PING while subscribed in RESP2: on the stream, as Redis allows it.
+  CHECK(f.retry() == Flow::Continue);
+  CHECK(f.backend.streamed.back() == "*1\r\n$4\r\nPING\r\n");
 }
