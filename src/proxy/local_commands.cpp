@@ -89,6 +89,19 @@ Pipeline::Flow Pipeline::ping(const resp::Request& req) {
 }
 
 Pipeline::Flow Pipeline::quit() {
+  if (state_.pinned && !state_.in_multi &&
+      (state_.push || state_.sticky || state_.redirect_target)) {
+    // Redis answers and closes the dedicated connection, so once the client
+    // has the +OK, Redis no longer knows the client other clients' tracking
+    // redirects to (they get tracking-redir-broken), as directly.
+    resp::Request quit;
+    quit.args = {"QUIT"};
+    quit.inline_form = true;
+    const Flow flow = forward(quit, Conn::Pinned);
+    if (flow != Flow::Continue) return flow;
+    end_ = End::AfterBackend;
+    return Flow::Stop;
+  }
   reply("+OK\r\n");
   endAfterReplies();  // commands pipelined after QUIT are not executed
   return Flow::Stop;
@@ -130,12 +143,8 @@ Pipeline::Flow Pipeline::hello(const resp::Request& req) {
     replyError(errors::kNoProto);
     return Flow::Continue;
   }
-  if (state_.push && version != 3) {
-    // Subscribed on a RESP3 connection (pubsub_resp3.cpp): its frames are
-    // RESP3 until the subscriptions end.
-    replyError(errors::unsupported("hello 2", "not while subscribed in RESP3; UNSUBSCRIBE first"));
-    return Flow::Continue;
-  }
+  // The pinned connection follows the protocol (below): room for the HELLO first.
+  if (state_.pinned && ports_.backend.saturated(Conn::Pinned)) return Flow::Saturated;
   std::string_view user, password, name;
   bool has_auth = false, has_name = false;
   for (std::size_t i = 2; i < args.size(); ++i) {
@@ -183,7 +192,15 @@ Pipeline::Flow Pipeline::hello(const resp::Request& req) {
     resp::appendBulk(out, s);
   }
   resp::appendArrayHeader(out, 0);
-  setProtocol(version == 3);  // the reply itself is in the new protocol (a map in RESP3)
+  const bool resp3 = version == 3;
+  // A RESP3 pinned connection (pub/sub, tracking) back to RESP2, or a
+  // tracking connection (or a redirect target's) to RESP3: Redis pushes
+  // invalidations and messages in the protocol of the connection.
+  if (state_.pinned && !state_.stream &&
+      (state_.push ? !resp3 : resp3 && (state_.sticky || state_.redirect_target))) {
+    return helloPinned(resp3, std::move(out));
+  }
+  setProtocol(resp3);  // the reply itself is in the new protocol (a map in RESP3)
   reply(out);
   return Flow::Continue;
 }

@@ -72,6 +72,7 @@ Pipeline::Flow Pipeline::stepRequest(const resp::Request& req, const commands::R
     if (!queue_.empty()) return Flow::Barrier;
     hold_ = false;
   }
+  if (protocol_tag_ != 0) return Flow::Barrier;  // HELLO 2 on a RESP3 pinned connection
   if (state_.user && state_.user_config != &ports_.admin.config() && !refreshUser()) {
     end_ = End::Now;  // its user was removed or disabled by a reload
     return Flow::Stop;
@@ -276,7 +277,7 @@ Pipeline::Flow Pipeline::route(const resp::Request& req, const commands::Command
     case Route::Sticky:
       if (needsBarrierToPin()) return Flow::Barrier;
       if (!pin(false)) return Flow::Continue;
-      if (route == Route::Sticky) return forwardChanging(req, Change::Sticky);
+      if (route == Route::Sticky) return sticky(req, *command);
       if (route == Route::Transaction) {
         return forwardChanging(req, command->name() == "multi" ? Change::Multi : Change::Watch);
       }
@@ -380,26 +381,28 @@ std::optional<Conn> Pipeline::mappedConnection() {
 
 bool Pipeline::releasable() const {
   return state_.pinned && !state_.stream && !state_.push && !state_.in_multi && !state_.watching &&
-         !state_.sticky && state_.unconfirmed == 0 && state_.db == ports_.admin.config().redis.db;
+         !state_.sticky && !state_.redirect_target && state_.unconfirmed == 0 &&
+         state_.db == ports_.admin.config().redis.db;
 }
 
 void Pipeline::releasePin() {
   const bool clean = releasable() && !state_.dirty_stream;
   ports_.backend.unpin(clean);
   state_.pinned = state_.stream = state_.in_multi = state_.watching = state_.sticky =
-      state_.dirty_stream = false;
+      state_.redirect_target = state_.dirty_stream = false;
 }
 
 void Pipeline::dropPin() {
   if (!state_.pinned) return;
   ports_.backend.unpin(false);
   state_.pinned = state_.stream = state_.in_multi = state_.watching = state_.sticky =
-      state_.dirty_stream = state_.multi_aborted = state_.push = false;
+      state_.redirect_target = state_.dirty_stream = state_.multi_aborted = state_.push = false;
   state_.subscriptions = {};
   state_.unconfirmed = 0;
   unconfirmed_.clear();
   native_.clear();
   hidden_.clear();
+  protocol_tag_ = 0;
   feed_multi_.clear();
   multi_queued_ = 0;
   multi_writes_ = false;
@@ -428,7 +431,8 @@ void Pipeline::onStreamSync(std::string_view frame) {
     state_.stream = false;
     state_.subscriptions = {};
     ports_.backend.setStream(Stream::Off);
-    releasePin();
+    // Other state (tracking, a redirect target, a db) keeps the connection.
+    if (releasable()) releasePin();
   } else {
     sync_ = StreamSync::Subscribed;
   }

@@ -27,13 +27,7 @@ Pipeline::Flow Pipeline::subscribeResp3(const resp::Request& req) {
     if (needsBarrierToPin()) return Flow::Barrier;
     if (state_.pinned && ports_.backend.saturated(Conn::Pinned)) return Flow::Saturated;
     if (!pin(false)) return Flow::Continue;
-    // Requests already on the pinned connection (SELECT, WATCH) were made
-    // in RESP2 and are answered so; everything after HELLO 3 in RESP3.
-    static const std::string hello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
-    sendHidden(hello3);
-    state_.push = true;
-    state_.dirty_stream = true;  // never back to the pool: it speaks RESP3
-    ports_.backend.setStream(Stream::Pushes);
+    speakResp3();
   }
   push_unsynced_ = true;
   sendOnStream(req);
@@ -43,13 +37,16 @@ Pipeline::Flow Pipeline::subscribeResp3(const resp::Request& req) {
 Pipeline::Flow Pipeline::stepPush(const resp::Request&, Route route, LocalCommand local,
                                   bool& done) {
   done = false;
-  if (route == Route::PubSub || local == LocalCommand::Quit || local == LocalCommand::Reset) {
+  // CLIENT TRACKING and friends want this connection too (tracking.cpp).
+  if (route == Route::PubSub || route == Route::Sticky || local == LocalCommand::Quit ||
+      local == LocalCommand::Reset) {
     return Flow::Continue;
   }
   if (state_.subscriptions.any()) return Flow::Continue;  // still subscribed: run it here
   // Other state keeps the connection (and so its RESP3) pinned anyway.
   const bool other_state = state_.in_multi || state_.watching || state_.sticky ||
-                           state_.unconfirmed > 0 || state_.db != ports_.admin.config().redis.db;
+                           state_.redirect_target || state_.unconfirmed > 0 ||
+                           state_.db != ports_.admin.config().redis.db;
   if (other_state) return Flow::Continue;
   done = true;
   if (push_unsynced_) {

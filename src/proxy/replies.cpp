@@ -17,11 +17,20 @@ void Pipeline::observe(std::uint64_t tag) {
 
 void Pipeline::complete(std::uint64_t tag, std::string_view frame) {
   if (end_ == End::Now) return;
+  if (lookupAnswered(tag, frame)) return;  // CLIENT TRACKING REDIRECT's target
+  if (protocol_tag_ != 0) protocolSwitched(tag);
   if (!hidden_.empty() && takeHidden(tag)) {  // Larder's own request: nobody sees its reply
     queue_.complete(tag, {}, out_);
     return;
   }
   observe(tag);
+  if (!redirect_replies_.empty()) {
+    if (auto it = std::find(redirect_replies_.begin(), redirect_replies_.end(), tag);
+        it != redirect_replies_.end()) {
+      redirect_replies_.erase(it);
+      frame = larderRedirect(frame);  // Redis' id of the target -> its Larder id
+    }
+  }
   if (!unconfirmed_.empty()) confirm(tag, frame);
   if (!native_.empty() && native_.front() == tag) {
     // From the RESP3 pinned connection (pub/sub): already in the client's form.
@@ -115,7 +124,11 @@ void Pipeline::streamFrame(std::string_view frame) {
   state_.subscriptions.observe(frame);
   // Stream frames carry no slot: they are already in order. A RESP3 pinned
   // connection sends them as pushes already.
-  out_.append(state_.resp3 && !state_.push ? reply_forms_.push(frame) : frame);
+  if (state_.push) {
+    out_.append(larderPush(frame));
+  } else {
+    out_.append(state_.resp3 ? reply_forms_.push(frame) : frame);
+  }
 }
 
 void Pipeline::monitorLine(std::string_view line) {

@@ -83,21 +83,36 @@ void ClientDirectory::kill(proxy::ClientFilter filter, asio::any_io_executor hom
 
 void ClientDirectory::pinnedRedisId(std::uint64_t id, asio::any_io_executor home,
                                     std::function<void(std::uint64_t)> done) {
+  askClient(
+      id, [](Session& session) { return session.pinnedRedisId(); }, std::move(home),
+      std::move(done));
+}
+
+void ClientDirectory::redirectTarget(std::uint64_t id, asio::any_io_executor home,
+                                     std::function<void(std::uint64_t)> done) {
+  askClient(
+      id, [](Session& session) { return session.redirectTargetId(); }, std::move(home),
+      std::move(done));
+}
+
+void ClientDirectory::askClient(std::uint64_t id, std::function<std::uint64_t(Session&)> ask,
+                                asio::any_io_executor home,
+                                std::function<void(std::uint64_t)> done) {
   auto gather = std::make_shared<Gather<std::uint64_t>>();
   gather->left = workers_.size();
   auto finish = [gather, home, done = std::move(done)]() mutable {
-    std::uint64_t redis_id = 0;
-    for (std::uint64_t n : gather->parts) redis_id = std::max(redis_id, n);
-    asio::post(home, [done = std::move(done), redis_id] { done(redis_id); });
+    std::uint64_t answer = 0;
+    for (std::uint64_t n : gather->parts) answer = std::max(answer, n);
+    asio::post(home, [done = std::move(done), answer] { done(answer); });
   };
   for (Worker* worker : workers_) {
-    asio::post(worker->context(), [worker, gather, id, finish]() mutable {
-      std::uint64_t redis_id = 0;
+    asio::post(worker->context(), [worker, gather, id, ask, finish]() mutable {
+      std::uint64_t answer = 0;
       for (const auto& session : worker->liveSessions()) {
-        if (session->id() == id) redis_id = session->pinnedRedisId();
+        if (session->id() == id) answer = ask(*session);
       }
       std::lock_guard lock(gather->mutex);
-      gather->parts.push_back(redis_id);
+      gather->parts.push_back(answer);
       if (--gather->left == 0) finish();
     });
   }

@@ -236,6 +236,23 @@ void Session::clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) {
 
 std::uint64_t Session::pinnedRedisId() const { return pinned_ ? pinned_->redisId() : 0; }
 
+void Session::clientRedirect(std::uint64_t id, std::uint64_t tag) {
+  worker_.server().clients().redirectTarget(
+      id, worker_.context().get_executor(),
+      [self = shared_from_this(), tag](std::uint64_t redis_id) {
+        std::string out;
+        resp::appendInteger(out, static_cast<long long>(redis_id));
+        self->deliver(tag, out);
+      });
+}
+
+std::uint64_t Session::redirectTargetId() {
+  // A cluster's connections belong to its nodes: no one Redis client to name.
+  if (closed_ || cluster_ || !pipeline_.becomeRedirectTarget()) return 0;
+  afterPipeline();  // it may have sent a request of its own (HELLO 3)
+  return pinnedRedisId();
+}
+
 // ------------------------------------------------------------- ClientPort
 
 void Session::monitor(bool on) {

@@ -29,8 +29,12 @@ struct ClientState {
   bool multi_aborted = false;  // a command was refused while queueing: EXEC discards
   bool watching = false;       // Redis answered WATCH
   bool sticky = false;         // CLIENT TRACKING and friends: pinned until RESET
-  bool dirty_stream = false;   // a RESET went through the stream connection
-  unsigned unconfirmed = 0;    // state-changing requests Redis has not answered yet
+  // Another client's CLIENT TRACKING REDIRECTs to this one: its dedicated
+  // connection is the Redis client named, so it stays (never pooled) until
+  // RESET or the end of the connection (proxy/tracking.cpp).
+  bool redirect_target = false;
+  bool dirty_stream = false;  // a RESET went through the stream connection
+  unsigned unconfirmed = 0;   // state-changing requests Redis has not answered yet
   // RESP3 pub/sub: the pinned connection speaks RESP3, so ordinary commands
   // run between SUBSCRIBE and UNSUBSCRIBE as in Redis; push frames stream
   // straight to the client, replies answer their requests (see `stream`).

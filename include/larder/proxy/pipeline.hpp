@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -81,6 +82,10 @@ class Pipeline {
   // Subscribed, or waiting in a call on its dedicated connection: as in
   // Redis such a client is not idle, and at shutdown it has nothing to finish.
   bool blocked() const;
+  // Another client's CLIENT TRACKING REDIRECTs to this one (tracking.cpp):
+  // it takes a dedicated connection now if it has none and keeps it; false
+  // when it cannot (requests outstanding, none to be had, ending).
+  bool becomeRedirectTarget();
   // CLIENT INFO's line for this client (with its trailing newline).
   std::string clientInfoLine() const;
   // What CLIENT KILL and CLIENT LIST TYPE look at; views into `facts`.
@@ -146,6 +151,9 @@ class Pipeline {
                 bool& done);
   // A request of Larder's own on the pinned connection whose reply nobody sees.
   void sendHidden(std::string_view request);
+  // The pinned connection switches to RESP3 (HELLO 3, unseen); its pushes
+  // stream to the client.
+  void speakResp3();
   bool takeHidden(std::uint64_t tag);
   void leavePush();
   // Answers `text` as an error; inside MULTI the transaction is then
@@ -154,6 +162,21 @@ class Pipeline {
   // Redis' rejection of EXEC itself (its arity, NOAUTH, NOPERM): the
   // transaction is discarded and the error worded as EXECABORT.
   Flow rejectExec(std::string_view text);
+
+  // tracking.cpp: CLIENT TRACKING and friends on the dedicated connection.
+  Flow sticky(const resp::Request& req, const commands::Command& command);
+  // The answer to clientRedirect(); false: `tag` is not the lookup's.
+  bool lookupAnswered(std::uint64_t tag, std::string_view frame);
+  // GETREDIR / TRACKINGINFO (a redirect field) with Redis' id of a client
+  // this one redirected to replaced by its Larder id.
+  std::string_view larderRedirect(std::string_view frame);
+  // A tracking-redir-broken push, the same.
+  std::string_view larderPush(std::string_view frame);
+  // HELLO of a client whose pinned connection must follow its protocol
+  // (tracking pushes, RESP3 pub/sub): `reply` answers once Redis has switched.
+  Flow helloPinned(bool resp3, std::string reply);
+  // Redis answered the HELLO 2 of helloPinned: frames from now on are RESP2.
+  void protocolSwitched(std::uint64_t tag);
 
   // keyspace_guard.cpp: Larder's reserved keys and mapped keys.
   // "" when the request may run; else why not (an error text).
@@ -248,6 +271,22 @@ class Pipeline {
   std::deque<std::uint64_t> native_;
   std::vector<std::uint64_t> hidden_;
   bool push_unsynced_ = false;
+
+  // CLIENT TRACKING ... REDIRECT: the lookup of the Larder id in flight or
+  // answered (tag 0 and not done: none); the Redis ids this client
+  // redirected to, with the Larder ids it named (the last few, oldest
+  // first); the tags of GETREDIR and TRACKINGINFO replies to map back.
+  struct Lookup {
+    std::uint64_t tag = 0;
+    long long larder = 0;
+    std::uint64_t redis = 0;  // 0: no such client
+    bool done = false;
+  };
+  Lookup lookup_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> redirects_;  // redis id, larder id
+  std::vector<std::uint64_t> redirect_replies_;
+  std::string rewrite_;
+  std::uint64_t protocol_tag_ = 0;  // HELLO 2 sent on a RESP3 pinned connection
 
   // MONITOR
   const std::atomic<int>& monitors_;  // clients monitoring, server-wide

@@ -123,6 +123,11 @@ class AdminPort {
   // connection it is blocked on (TIMEOUT, or ERROR with `error`); Redis'
   // :1 or :0 completes `tag`.
   virtual void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) = 0;
+  // CLIENT TRACKING ... REDIRECT `id`: the Redis id of the dedicated
+  // connection of Larder's client `id`, which from now on keeps it
+  // (Pipeline::becomeRedirectTarget), completes `tag` as an integer reply;
+  // :0 when there is no such client or it cannot have one.
+  virtual void clientRedirect(std::uint64_t id, std::uint64_t tag) = 0;
 };
 
 // Facts about the client's connection that only the I/O shell knows, for

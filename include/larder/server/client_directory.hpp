@@ -20,6 +20,7 @@
 
 namespace larder::server {
 
+class Session;
 class Worker;
 
 class ClientDirectory {
@@ -40,8 +41,17 @@ class ClientDirectory {
   // holds (0: no such client, or none); `done(redis_id)` on `home`.
   void pinnedRedisId(std::uint64_t id, boost::asio::any_io_executor home,
                      std::function<void(std::uint64_t)> done);
+  // CLIENT TRACKING REDIRECT: the Redis id of the dedicated connection
+  // client `id` keeps from now on (Session::redirectTargetId; 0: no such
+  // client, or it cannot have one); `done(redis_id)` on `home`.
+  void redirectTarget(std::uint64_t id, boost::asio::any_io_executor home,
+                      std::function<void(std::uint64_t)> done);
 
  private:
+  // Asks client `id`, on its worker, for a number (0 from every other worker).
+  void askClient(std::uint64_t id, std::function<std::uint64_t(Session&)> ask,
+                 boost::asio::any_io_executor home, std::function<void(std::uint64_t)> done);
+
   std::vector<Worker*> workers_;
   proxy::PauseState pause_;
 };

@@ -69,6 +69,9 @@ class Session : public redis::ReplySink,
   void monitorLine(std::string_view line);
   // CLIENT UNBLOCK: the Redis id of the dedicated connection held, or 0.
   std::uint64_t pinnedRedisId() const;
+  // CLIENT TRACKING REDIRECT to this client: the Redis id of the dedicated
+  // connection it now keeps (Pipeline::becomeRedirectTarget), or 0.
+  std::uint64_t redirectTargetId();
   void closeOverOutputLimit();
 
  private:
@@ -121,6 +124,7 @@ class Session : public redis::ReplySink,
   void clientList(proxy::ClientFilter filter, std::string own, std::uint64_t tag) override;
   void clientKill(proxy::ClientFilter filter, bool self, bool old_form, std::uint64_t tag) override;
   void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) override;
+  void clientRedirect(std::uint64_t id, std::uint64_t tag) override;
   // proxy::ClientPort
   proxy::ConnectionFacts facts() const override;
   std::string_view peerAddress() const override { return peer_; }

@@ -156,6 +156,14 @@ struct FakeAdmin : AdminPort {
   void clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) override {
     unblocks.push_back({id, error, tag});
   }
+  struct RedirectCall {
+    std::uint64_t id;
+    std::uint64_t tag;
+  };
+  std::vector<RedirectCall> redirects;
+  void clientRedirect(std::uint64_t id, std::uint64_t tag) override {
+    redirects.push_back({id, tag});
+  }
 };
 
 struct FakeClient : ClientPort {

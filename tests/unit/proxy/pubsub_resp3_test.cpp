@@ -46,8 +46,6 @@ TEST_CASE("RESP3: a subscribed client runs commands on a RESP3 connection", "[pr
   f.replyLast("+PONG\r\n");
   CHECK(f.retry() == Flow::Continue);
   CHECK(f.out().find(" flags=P ") != std::string::npos);
-  f.send({"HELLO", "2"});
-  CHECK(f.out().find("not while subscribed in RESP3") != std::string::npos);
 
   // Once nothing is subscribed, a PING of Larder's own makes sure, then the
   // connection goes (it speaks RESP3) and routing is as before.
@@ -76,4 +74,34 @@ TEST_CASE("RESP3: still subscribed after the check, commands stay on the connect
   CHECK(f.send({"GET", "k"}) == Flow::Continue);  // b is left
   CHECK(f.backend.sent.back().conn == Conn::Pinned);
   CHECK(f.backend.unpins.empty());
+}
+
+TEST_CASE("RESP3: HELLO 2 while subscribed switches the connection to RESP2 pub/sub", "[proxy]") {
+  // Redis 7.0 allows it; its messages then come as RESP2 arrays on the same
+  // client (CLIENT TRACKING REDIRECT targets in Redis' unit/tracking).
+  Fixture f(false);
+  f.send({"HELLO", "3"});
+  f.send({"SUBSCRIBE", "ch"});
+  f.reply(f.backend.sent[0].tag, "%0\r\n");
+  f.pipeline.streamFrame(">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n");
+  f.out();
+  CHECK(f.send({"HELLO", "2"}) == Flow::Continue);
+  CHECK(f.lastSentCommand() == "HELLO 2");
+  CHECK(f.backend.sent.back().conn == Conn::Pinned);
+  CHECK(f.backend.stream_mode == Stream::Pushes);  // RESP3 pushes may still come first
+  const std::uint64_t hello = f.backend.sent.back().tag;
+  CHECK(f.send({"PING"}) == Flow::Barrier);  // nothing more until Redis has switched
+  f.pipeline.streamFrame(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\na\r\n");
+  f.reply(hello, "*14\r\n");  // Redis' own HELLO reply is replaced by Larder's
+  CHECK(f.backend.stream_mode == Stream::All);
+  const std::string out = f.out();
+  CHECK(out.starts_with(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\na\r\n*14\r\n$6\r\nserver"));
+  CHECK(out.find("proto\r\n:2\r\n") != std::string::npos);
+  CHECK(f.pipeline.state().stream);
+  CHECK_FALSE(f.pipeline.state().push);
+  f.pipeline.streamFrame("*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nb\r\n");
+  CHECK(f.out() == "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nb\r\n");
+  // PING while subscribed in RESP2: on the stream, as Redis allows it.
+  CHECK(f.retry() == Flow::Continue);
+  CHECK(f.backend.streamed.back() == "*1\r\n$4\r\nPING\r\n");
 }
