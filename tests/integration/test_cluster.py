@@ -324,6 +324,9 @@ class ClusterTest(LarderTestCase):
             self.assertEqual(admin.call("CONFIG", "SET", "busy-reply-threshold", "50"), "OK")
             self.addCleanup(lambda: [self.cluster.ask(n, "CONFIG", "SET", "busy-reply-threshold",
                                                       "5000") for n in primaries])
+            # Should the test fail with a script running, the next tests must not meet it.
+            self.addCleanup(lambda: [self.cluster.ask(n, kill, "KILL") for n in primaries
+                                     for kill in ("SCRIPT", "FUNCTION")])
             self.assertEqual(admin.call("FUNCTION", "LOAD", "REPLACE", lib), b"clusterbusy")
             for kill in (("SCRIPT", "KILL"), ("FUNCTION", "KILL")):
                 with harness.RawClient(primaries[0].port) as direct:
@@ -332,9 +335,9 @@ class ClusterTest(LarderTestCase):
             for key, (run, kill) in zip(keys, [(("EVAL", "while true do end", "1"), "SCRIPT"),
                                                (("FCALL", "spin", "1"), "FUNCTION"),
                                                (("EVAL", "while true do end", "1"), "SCRIPT")]):
+                node = self.cluster.owner_of(key)  # asked before the node is busy
                 with harness.RawClient(self.larder.port) as runner:
                     runner.send_command(*run, key)
-                    node = self.cluster.owner_of(key)
                     harness.wait_until(
                         lambda: "BUSY" in str(self.cluster.ask(node, "PING", timeout=5)), 10,
                         f"{run[0]} to keep {node.port} busy")
