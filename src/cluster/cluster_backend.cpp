@@ -1,5 +1,7 @@
 #include "larder/cluster/cluster_backend.hpp"
 
+#include <utility>
+
 #include "larder/cluster/one_node.hpp"
 #include "larder/common/errors.hpp"
 #include "larder/proxy/reply_queue.hpp"
@@ -36,6 +38,7 @@ void ClusterBackend::reply(const std::shared_ptr<redis::ReplySink>& sink, std::u
 }
 
 void ClusterBackend::send(proxy::Conn conn, std::string_view request, std::uint64_t tag) {
+  const bool script = std::exchange(script_next_, false) && script_tag_ == tag;
   const std::shared_ptr<redis::ReplySink> sink = session_.lock();
   if (!sink) return;
   Plan p;
@@ -69,7 +72,7 @@ void ClusterBackend::send(proxy::Conn conn, std::string_view request, std::uint6
     reply(sink, tag, resp::errorReply(errors::kCrossSlot));
     return;
   }
-  router_.dispatch(p, parsed_.args, request, sink, tag, conn == proxy::Conn::OutOfBand);
+  router_.dispatch(p, parsed_.args, request, sink, tag, conn == proxy::Conn::OutOfBand, script);
 }
 
 void ClusterBackend::sendOnStream(std::string_view request) {

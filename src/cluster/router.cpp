@@ -41,7 +41,7 @@ std::uint32_t Router::allocExchange() {
   x.slot = 0;
   x.ask = x.node = -1;
   x.redirects = 0;
-  x.keyed = x.readonly = x.retrying = x.scan = x.out_of_band = false;
+  x.keyed = x.readonly = x.retrying = x.scan = x.out_of_band = x.script = false;
   ++live_;
   return id;
 }
@@ -61,7 +61,7 @@ bool Router::saturated() const {
 
 void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
                       std::string_view bytes, const std::shared_ptr<redis::ReplySink>& sink,
-                      std::uint64_t tag, bool out_of_band) {
+                      std::uint64_t tag, bool out_of_band, bool script) {
   if (stopping_) {
     sink->fail(tag, redis::BackendFailure{redis::BackendFailure::Kind::Closed, {}});
     return;
@@ -131,6 +131,7 @@ void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
   }
   x.readonly = plan.readonly;
   x.out_of_band = out_of_band;
+  x.script = script;
   send(id);
 }
 
@@ -198,6 +199,13 @@ void Router::send(std::uint32_t id) {
     outOfBand(link).send(x.request, sink_, id);
     return;
   }
+  if (!link.busy.empty()) [[unlikely]] {
+    if (const std::string_view busy = stuck(x, node); !busy.empty()) {
+      finish(id, busy);  // Redis would not read it until the script ends
+      return;
+    }
+  }
+  if (x.script) scriptSent(id, node);
   if (asking) c->send(kAsking, sink_, kAskingTag);
   c->send(x.request, sink_, id);
 }
@@ -206,6 +214,10 @@ void Router::send(std::uint32_t id) {
 
 void Router::onReply(std::uint64_t tag, std::string_view frame) {
   if ((tag & kInternal) != 0) {
+    if ((tag & kVoteTag) != kVoteTag && (tag & kProbeTag) == kProbeTag) {
+      onProbe(static_cast<int>(tag & 0xFFFF), frame);
+      return;
+    }
     if ((tag & kVoteTag) == kVoteTag) {
       Topology t;
       std::string error = parseShards(frame, voter_, config_.tls.enabled, t);
@@ -219,6 +231,7 @@ void Router::onReply(std::uint64_t tag, std::string_view frame) {
   }
   const auto id = static_cast<std::uint32_t>(tag);
   if (id >= exchanges_.size() || !exchanges_[id].in_use) return;
+  if (!scripts_.empty()) scriptAnswered(id);
   if (frame.empty() || frame.front() != '-') {
     finish(id, frame);
     return;
@@ -264,11 +277,16 @@ void Router::onReply(std::uint64_t tag, std::string_view frame) {
 
 void Router::onFailure(std::uint64_t tag, const redis::BackendFailure& failure) {
   if ((tag & kInternal) != 0) {
-    if ((tag & kVoteTag) == kVoteTag) onVoteAnswer(tag & ~kVoteTag, std::nullopt);
+    if ((tag & kVoteTag) == kVoteTag) {
+      onVoteAnswer(tag & ~kVoteTag, std::nullopt);
+    } else if ((tag & kProbeTag) == kProbeTag) {
+      onProbe(static_cast<int>(tag & 0xFFFF), {});
+    }
     return;
   }
   const auto id = static_cast<std::uint32_t>(tag);
   if (id >= exchanges_.size() || !exchanges_[id].in_use) return;
+  if (!scripts_.empty()) scriptAnswered(id);
   std::string error = resp::errorReply(failure.errorText());
   requestRefresh();
   // Not sent at all: safe to send again. Sent, and the connection broke: a

@@ -42,6 +42,7 @@ Router::Router(boost::asio::any_io_executor executor, const config::RedisConfig&
       tls_(std::move(tls)),
       sink_(std::make_shared<Sink>(*this)),
       retry_timer_(executor),
+      script_timer_(executor),
       tick_(executor),
       worker_(worker) {
   if (initial != nullptr) {
@@ -65,6 +66,7 @@ void Router::start() {
 void Router::stop() {
   stopping_ = true;
   retry_timer_.cancel();
+  script_timer_.cancel();
   tick_.cancel();
   vote_.reset();
   for (auto& link : links_) stopLink(*link);

@@ -331,16 +331,24 @@ class ClusterTest(LarderTestCase):
             for kill in (("SCRIPT", "KILL"), ("FUNCTION", "KILL")):
                 with harness.RawClient(primaries[0].port) as direct:
                     self.assertEqual(admin.call(*kill), direct.call(*kill))
-            keys = keys_on_every_shard(self.cluster, "busy", per_shard=1)
-            for key, (run, kill) in zip(keys, [(("EVAL", "while true do end", "1"), "SCRIPT"),
-                                               (("FCALL", "spin", "1"), "FUNCTION"),
-                                               (("EVAL", "while true do end", "1"), "SCRIPT")]):
-                node = self.cluster.owner_of(key)  # asked before the node is busy
+            keys = keys_on_every_shard(self.cluster, "busy", per_shard=2)
+            owner = {k: self.cluster.owner_of(k) for k in keys}  # asked before any is busy
+            runs = [(("EVAL", "while true do end", "1"), "SCRIPT"), (("FCALL", "spin", "1"), "FUNCTION"),
+                    (("EVAL", "while true do end", "1"), "SCRIPT")]
+            for node, (run, kill) in zip(self.cluster.primaries(), runs):
+                key, neighbour = [k for k in keys if owner[k] is node][:2]
+                elsewhere = next(k for k in keys if owner[k] is not node)
                 with harness.RawClient(self.larder.port) as runner:
                     runner.send_command(*run, key)
                     harness.wait_until(
-                        lambda: "BUSY" in str(self.cluster.ask(node, "PING", timeout=5)), 10,
-                        f"{run[0]} to keep {node.port} busy")
+                        lambda: "BUSY" in str(self.cluster.ask(node, "GET", neighbour, timeout=5)),
+                        10, f"{run[0]} to keep {node.port} busy")
+                    # Other clients: the node's own -BUSY for its keys, at once;
+                    # the other nodes answer as usual.
+                    with harness.RawClient(self.larder.port) as other:
+                        self.assertEqual(other.call("GET", neighbour),
+                                         self.cluster.ask(node, "GET", neighbour, timeout=5))
+                        self.assertIsNone(other.call("GET", elsewhere))
                     started = time.monotonic()
                     self.assertEqual(admin.call(kill, "KILL"), "OK", f"{kill} KILL of {key}")
                     self.assertIn("killed by user", str(runner.read_reply()))

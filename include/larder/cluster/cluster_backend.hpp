@@ -43,7 +43,11 @@ class ClusterBackend : public proxy::BackendPort {
   // Busy scripts are watched on one Redis only (docs/compatibility.md): on a
   // cluster a request behind a busy script waits for it on that node's
   // connection, and SCRIPT KILL / FUNCTION KILL are routed like any command.
-  void watchScript(std::uint64_t) override {}
+  // The next request sent is a script call (router_scripts.cpp watches it).
+  void watchScript(std::uint64_t tag) override {
+    script_tag_ = tag;
+    script_next_ = true;
+  }
   std::string_view redisBusy() const override { return {}; }
 
  private:
@@ -59,6 +63,8 @@ class ClusterBackend : public proxy::BackendPort {
   std::weak_ptr<redis::ReplySink> session_;
   std::shared_ptr<ClusterPin> pin_;
   proxy::Stream stream_ = proxy::Stream::Off;
+  std::uint64_t script_tag_ = 0;
+  bool script_next_ = false;
   resp::RequestParser parser_;
   resp::Request parsed_;
   std::vector<commands::KeyRef> keys_;

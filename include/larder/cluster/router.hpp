@@ -72,9 +72,11 @@ class Router {
   // reply goes to sink->deliver(tag), exactly once. `out_of_band`: on each
   // node's out-of-band connection, which nothing else queues on (SCRIPT KILL
   // must not wait behind the busy script it kills).
+  // `script`: a script call (EVAL, FCALL...) whose node other clients'
+  // requests must not wait behind once Redis says it is busy (router_scripts.cpp).
   void dispatch(const Plan& plan, std::span<const std::string_view> args, std::string_view bytes,
                 const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag,
-                bool out_of_band = false);
+                bool out_of_band = false, bool script = false);
   bool saturated() const;
   // Any thread: every slot has an owner whose connection is up.
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
@@ -110,6 +112,8 @@ class Router {
     std::unique_ptr<config::RedisConfig> config;            // its connections keep a reference
     std::shared_ptr<redis::BackendConnection> shared;       // null: retired (not in the cluster)
     std::shared_ptr<redis::BackendConnection> out_of_band;  // made on first use
+    std::string busy;      // Redis' -BUSY reply while a script keeps the node busy
+    bool probing = false;  // a PING asks whether it is
     std::vector<std::shared_ptr<redis::BackendConnection>> idle;  // dedicated, ready for a pin
     std::vector<int> replicas;  // usable replicas, when this node is a primary
   };
@@ -131,6 +135,7 @@ class Router {
     bool retrying = false;
     bool scan = false;
     bool out_of_band = false;
+    bool script = false;
     bool in_use = false;
   };
   struct Gather {
@@ -174,6 +179,24 @@ class Router {
   std::string scanFinal(const Exchange& x, std::string_view frame) const;
   int replicaFor(int primary);
 
+  // router_scripts.cpp: busy scripts
+  static constexpr std::uint64_t kProbeTag = (std::uint64_t{1} << 63) | (std::uint64_t{1} << 61);
+  static constexpr std::chrono::milliseconds kProbeAfter{20};
+  struct Watched {
+    std::uint32_t id;
+    int node;
+    const void* client;  // the session that sent it: its own requests wait, as in Redis
+    std::chrono::steady_clock::time_point since;
+  };
+  const void* clientOf(const Exchange& x) const;
+  void scriptSent(std::uint32_t id, int node);
+  void scriptAnswered(std::uint32_t id);
+  // Redis' -BUSY reply for `x` on `node`, "" when it may be sent there.
+  std::string_view stuck(const Exchange& x, int node) const;
+  void armScriptProbe();
+  void probeScripts();
+  void onProbe(int node, std::string_view frame);
+
   // router_topology.cpp: links, maps, refresh
   void adopt(const Topology& t);
   void requestRefresh();
@@ -206,6 +229,9 @@ class Router {
   std::vector<Parked> parked_;
   boost::asio::steady_timer retry_timer_;
   bool retry_armed_ = false;
+  std::vector<Watched> scripts_;  // script calls in flight on shared connections
+  boost::asio::steady_timer script_timer_;
+  bool script_armed_ = false;
   boost::asio::steady_timer tick_;
 
   // Topology refresh: one vote at a time.
