@@ -1250,6 +1250,15 @@ class LarderTestCase(unittest.TestCase):
         cls.addClassCleanup(cls.larder.stop_gracefully)
         cls.larder.start()
 
+    @classmethod
+    def start_shared_and_direct(cls, larder_kwargs=None):
+        """start_shared, plus `cls.direct`: a redis-server of its own to compare
+        Larder's answers with."""
+        cls.start_shared(larder_kwargs=larder_kwargs)
+        cls.direct = RedisServer()
+        cls.addClassCleanup(cls.direct.cleanup)
+        cls.direct.start()
+
     # -- assertions
     def assertFast(self, started: float, limit: float, what: str):
         """`limit` is scaled by LARDER_TEST_SLOW."""

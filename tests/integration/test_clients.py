@@ -30,10 +30,7 @@ class ClientsTest(LarderTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.start_shared(larder_kwargs={"threads": 2})
-        cls.direct = harness.RedisServer()
-        cls.addClassCleanup(cls.direct.cleanup)
-        cls.direct.start()
+        cls.start_shared_and_direct(larder_kwargs={"threads": 2})
 
     def conn(self, port: int | None = None) -> RawClient:
         c = RawClient(port or self.larder.port)

@@ -54,10 +54,7 @@ class NodeClientTest(LarderTestCase):
     @classmethod
     def setUpClass(cls):
         cls.modules = node_modules()
-        cls.start_shared(larder_kwargs={"threads": 2})
-        cls.direct = harness.RedisServer()
-        cls.addClassCleanup(cls.direct.cleanup)
-        cls.direct.start()
+        cls.start_shared_and_direct(larder_kwargs={"threads": 2})
 
     def run_check(self, port: int) -> dict:
         env = dict(os.environ, NODE_PATH=self.modules)

@@ -15,6 +15,8 @@
 
 namespace larder::proxy::testing {
 
+inline const std::string kHello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+
 struct Sent {
   Conn conn;
   std::string bytes;

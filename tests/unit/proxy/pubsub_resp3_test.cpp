@@ -9,7 +9,6 @@ using Flow = Pipeline::Flow;
 
 namespace {
 
-const std::string kHello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 const std::string kPing = "*1\r\n$4\r\nPING\r\n";
 
 }  // namespace

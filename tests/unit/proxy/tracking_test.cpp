@@ -8,12 +8,6 @@ using namespace larder::proxy;
 using namespace larder::proxy::testing;
 using Flow = Pipeline::Flow;
 
-namespace {
-
-const std::string kHello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
-
-}  // namespace
-
 TEST_CASE("TRACKING REDIRECT: the Larder id is sent as the target's Redis id", "[proxy]") {
   Fixture f(false);
   CHECK(f.send({"CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", "5", "PREFIX", "a"}) ==
