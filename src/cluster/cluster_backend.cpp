@@ -122,4 +122,8 @@ void ClusterBackend::unpin(bool clean) {
 
 bool ClusterBackend::pinLost() const { return pin_ && pin_->lost(); }
 
+proxy::PinnedConnection ClusterBackend::pinnedConnection() const {
+  return pin_ ? pin_->pinnedConnection() : proxy::PinnedConnection{};
+}
+
 }  // namespace larder::cluster

@@ -434,6 +434,11 @@ void ClusterPin::setStream(proxy::Stream mode) {
 
 bool ClusterPin::saturated() const { return conn_ && conn_->saturated(); }
 
+proxy::PinnedConnection ClusterPin::pinnedConnection() const {
+  if (!conn_ || waiting_) return {};
+  return {conn_->redisId(), router_.addressOf(node_)};
+}
+
 bool ClusterPin::lost() const { return !waiting_ && conn_ && conn_->closed(); }
 
 void ClusterPin::release(bool clean) {

@@ -132,6 +132,11 @@ redis::BackendConnection& Router::outOfBand(Link& link) {
   return *link.out_of_band;
 }
 
+void Router::sendOutOfBand(const config::Endpoint& address, std::string_view request,
+                           const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag) {
+  outOfBand(*links_[static_cast<std::size_t>(nodeAt(address))]).send(request, sink, tag);
+}
+
 bool Router::nodeUp(int node) const {
   if (node < 0 || static_cast<std::size_t>(node) >= links_.size()) return false;
   const Link& link = *links_[static_cast<std::size_t>(node)];

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <mutex>
+#include <optional>
 
 #include "larder/server/session.hpp"
 #include "larder/server/worker.hpp"
@@ -81,38 +82,38 @@ void ClientDirectory::kill(proxy::ClientFilter filter, asio::any_io_executor hom
   }
 }
 
-void ClientDirectory::pinnedRedisId(std::uint64_t id, asio::any_io_executor home,
-                                    std::function<void(std::uint64_t)> done) {
-  askClient(
-      id, [](Session& session) { return session.pinnedRedisId(); }, std::move(home),
+void ClientDirectory::pinnedConnection(std::uint64_t id, asio::any_io_executor home,
+                                       std::function<void(PinnedConnection)> done) {
+  askClient<PinnedConnection>(
+      id, [](Session& session) { return session.pinnedConnection(); }, std::move(home),
       std::move(done));
 }
 
 void ClientDirectory::redirectTarget(std::uint64_t id, asio::any_io_executor home,
                                      std::function<void(std::uint64_t)> done) {
-  askClient(
+  askClient<std::uint64_t>(
       id, [](Session& session) { return session.redirectTargetId(); }, std::move(home),
       std::move(done));
 }
 
-void ClientDirectory::askClient(std::uint64_t id, std::function<std::uint64_t(Session&)> ask,
-                                asio::any_io_executor home,
-                                std::function<void(std::uint64_t)> done) {
-  auto gather = std::make_shared<Gather<std::uint64_t>>();
+template <class T>
+void ClientDirectory::askClient(std::uint64_t id, std::function<T(Session&)> ask,
+                                asio::any_io_executor home, std::function<void(T)> done) {
+  auto gather = std::make_shared<Gather<T>>();
   gather->left = workers_.size();
   auto finish = [gather, home, done = std::move(done)]() mutable {
-    std::uint64_t answer = 0;
-    for (std::uint64_t n : gather->parts) answer = std::max(answer, n);
-    asio::post(home, [done = std::move(done), answer] { done(answer); });
+    T answer{};
+    if (!gather->parts.empty()) answer = std::move(gather->parts.front());
+    asio::post(home, [done = std::move(done), answer = std::move(answer)] { done(answer); });
   };
   for (Worker* worker : workers_) {
     asio::post(worker->context(), [worker, gather, id, ask, finish]() mutable {
-      std::uint64_t answer = 0;
+      std::optional<T> mine;
       for (const auto& session : worker->liveSessions()) {
-        if (session->id() == id) answer = ask(*session);
+        if (session->id() == id) mine = ask(*session);  // ids are unique
       }
       std::lock_guard lock(gather->mutex);
-      gather->parts.push_back(answer);
+      if (mine) gather->parts.push_back(std::move(*mine));
       if (--gather->left == 0) finish();
     });
   }

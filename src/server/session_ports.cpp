@@ -219,19 +219,29 @@ void Session::clientKill(proxy::ClientFilter filter, bool self_matched, bool old
 }
 
 void Session::clientUnblock(std::uint64_t id, bool error, std::uint64_t tag) {
-  worker_.server().clients().pinnedRedisId(
+  worker_.server().clients().pinnedConnection(
       id, worker_.context().get_executor(),
-      [self = shared_from_this(), error, tag](std::uint64_t redis_id) {
-        if (redis_id == 0) {
+      [self = shared_from_this(), error, tag](const proxy::PinnedConnection& pinned) {
+        if (pinned.redis_id == 0) {
           self->deliver(tag, ":0\r\n");
           return;
         }
-        // On the out-of-band connection: no busy script or blocked call holds it up.
+        // On an out-of-band connection (to the client's node, on a cluster):
+        // no busy script or blocked call holds it up.
         std::string request;
-        const std::string rid = std::to_string(redis_id);
+        const std::string rid = std::to_string(pinned.redis_id);
         resp::appendMultibulk(request, {"CLIENT", "UNBLOCK", rid, error ? "ERROR" : "TIMEOUT"});
-        self->worker_.outOfBandConnection().send(request, self, tag);
+        if (cluster::Router* router = self->worker_.router()) {
+          router->sendOutOfBand(pinned.node, request, self, tag);
+        } else {
+          self->worker_.outOfBandConnection().send(request, self, tag);
+        }
       });
+}
+
+proxy::PinnedConnection Session::pinnedConnection() const {
+  if (cluster_) return cluster_->pinnedConnection();
+  return {pinnedRedisId(), {}};
 }
 
 std::uint64_t Session::pinnedRedisId() const { return pinned_ ? pinned_->redisId() : 0; }

@@ -254,6 +254,31 @@ class ClusterTest(LarderTestCase):
         self.assertEqual(result.get("v"), (k.encode(), b"x"))
         self.assertIsNone(self.r.blpop(["{blk}empty"], timeout=1))
 
+    def test_client_unblock_reaches_the_node_of_the_blocked_client(self):
+        # The blocked client's dedicated connection is on its key's node, under
+        # a Redis id of that node: CLIENT UNBLOCK goes there, out of band, and
+        # answers as the node itself does for its own client.
+        key = "unblock:list"
+        node = self.cluster.owner_of(key)
+        seen = {}
+        for where, port in (("larder", self.larder.port), ("node", node.port)):
+            with harness.RawClient(port) as blocked, harness.RawClient(port) as admin:
+                cid = blocked.call("CLIENT", "ID")
+                for mode in ("TIMEOUT", "ERROR"):
+                    before = int(self.cluster.info(node, "clients")["blocked_clients"])
+                    blocked.send_command("BLPOP", key, "0")
+                    harness.wait_until(
+                        lambda: int(self.cluster.info(node, "clients")["blocked_clients"]) > before,
+                        10, f"BLPOP to block on {node.port}")
+                    seen[where, mode] = (admin.call("CLIENT", "UNBLOCK", cid, mode),
+                                         blocked.read_reply())
+                seen[where, "none"] = (admin.call("CLIENT", "UNBLOCK", cid), None)
+                seen[where, "unknown"] = (admin.call("CLIENT", "UNBLOCK", "987654321"), None)
+        for case in ("TIMEOUT", "ERROR", "none", "unknown"):
+            self.assertEqual(seen["larder", case], seen["node", case], case)
+        self.assertEqual(seen["larder", "TIMEOUT"], (1, None))
+        self.assertEqual(seen["larder", "ERROR"][0], 1)
+
     def test_blocking_call_after_a_transaction_on_another_node(self):
         # After EXEC the client still holds its dedicated connection; a
         # blocking call on another node's key must move it, not go the

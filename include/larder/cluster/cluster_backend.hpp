@@ -40,6 +40,8 @@ class ClusterBackend : public proxy::BackendPort {
   void setStream(proxy::Stream mode) override;
   void unpin(bool clean) override;
   bool pinLost() const override;
+  // CLIENT UNBLOCK: the client's dedicated connection and its node.
+  proxy::PinnedConnection pinnedConnection() const;
   // Busy scripts are watched on one Redis only (docs/compatibility.md): on a
   // cluster a request behind a busy script waits for it on that node's
   // connection, and SCRIPT KILL / FUNCTION KILL are routed like any command.

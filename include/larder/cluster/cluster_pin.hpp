@@ -52,6 +52,8 @@ class ClusterPin : public std::enable_shared_from_this<ClusterPin> {
   void setStream(proxy::Stream mode);
   bool saturated() const;
   bool lost() const;
+  // CLIENT UNBLOCK: the Redis id of the connection and its node.
+  proxy::PinnedConnection pinnedConnection() const;
   // Gives the connection back to its node's pool (clean) or closes it.
   void release(bool clean);
 

@@ -90,6 +90,13 @@ class Router {
   int ownerOf(int slot) const { return map_.owner(slot); }
   // `node`'s shared connection is up: a dedicated connection made now would connect.
   bool nodeUp(int node) const;
+  const config::Endpoint& addressOf(int node) const {
+    return links_[static_cast<std::size_t>(node)]->address;
+  }
+  // `request` on the out-of-band connection of the node at `address` (CLIENT
+  // UNBLOCK of a client blocked there); its reply goes to sink->deliver(tag).
+  void sendOutOfBand(const config::Endpoint& address, std::string_view request,
+                     const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag);
   // Where keyless requests go: the owner of the lowest slot with one; -1 none.
   int anyNode() const;
   // A ready idle connection to `node` or a new one; null when no such node.

@@ -14,8 +14,15 @@
 #include <vector>
 
 #include "larder/commands/registry.hpp"
+#include "larder/config/config.hpp"
 
 namespace larder::proxy {
+
+// A client's dedicated connection as Redis knows it (CLIENT UNBLOCK).
+struct PinnedConnection {
+  std::uint64_t redis_id = 0;  // 0: no such client, or it holds none
+  config::Endpoint node;       // on a cluster, the node it is to; else unused
+};
 
 // Redis' client types (getClientType). Larder's clients are normal or
 // pub/sub; MASTER and REPLICA name none of them.

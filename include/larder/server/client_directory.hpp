@@ -23,6 +23,8 @@ namespace larder::server {
 class Session;
 class Worker;
 
+using proxy::PinnedConnection;
+
 class ClientDirectory {
  public:
   // Before any client connects; the workers outlive every request.
@@ -37,10 +39,9 @@ class ClientDirectory {
   // CLIENT KILL: closes every client matching `filter`; `done(count)` on `home`.
   void kill(proxy::ClientFilter filter, boost::asio::any_io_executor home,
             std::function<void(std::size_t)> done);
-  // CLIENT UNBLOCK: the Redis id of the dedicated connection client `id`
-  // holds (0: no such client, or none); `done(redis_id)` on `home`.
-  void pinnedRedisId(std::uint64_t id, boost::asio::any_io_executor home,
-                     std::function<void(std::uint64_t)> done);
+  // CLIENT UNBLOCK: the dedicated connection client `id` holds; `done` on `home`.
+  void pinnedConnection(std::uint64_t id, boost::asio::any_io_executor home,
+                        std::function<void(PinnedConnection)> done);
   // CLIENT TRACKING REDIRECT: the Redis id of the dedicated connection
   // client `id` keeps from now on (Session::redirectTargetId; 0: no such
   // client, or it cannot have one); `done(redis_id)` on `home`.
@@ -48,9 +49,11 @@ class ClientDirectory {
                       std::function<void(std::uint64_t)> done);
 
  private:
-  // Asks client `id`, on its worker, for a number (0 from every other worker).
-  void askClient(std::uint64_t id, std::function<std::uint64_t(Session&)> ask,
-                 boost::asio::any_io_executor home, std::function<void(std::uint64_t)> done);
+  // Asks client `id`, on its worker, for an answer (the other workers have
+  // none); `done` on `home` with it, or with T{} when no worker has the client.
+  template <class T>
+  void askClient(std::uint64_t id, std::function<T(Session&)> ask,
+                 boost::asio::any_io_executor home, std::function<void(T)> done);
 
   std::vector<Worker*> workers_;
   proxy::PauseState pause_;

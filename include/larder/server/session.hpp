@@ -69,6 +69,7 @@ class Session : public redis::ReplySink,
   void monitorLine(std::string_view line);
   // CLIENT UNBLOCK: the Redis id of the dedicated connection held, or 0.
   std::uint64_t pinnedRedisId() const;
+  proxy::PinnedConnection pinnedConnection() const;  // CLIENT UNBLOCK
   // CLIENT TRACKING REDIRECT to this client: the Redis id of the dedicated
   // connection it now keeps (Pipeline::becomeRedirectTarget), or 0.
   std::uint64_t redirectTargetId();
