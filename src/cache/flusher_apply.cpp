@@ -236,11 +236,9 @@ asio::awaitable<bool> Flusher::resync() {
   co_return co_await dropCachedValues();
 }
 
-asio::awaitable<bool> Flusher::dropCachedValues() {
-  if (!co_await dropAppliedMarkers()) co_return false;
-  const std::string pattern = globPrefix(ks_.key.prefix());
+asio::awaitable<bool> Flusher::scanEach(
+    std::string pattern, std::function<asio::awaitable<bool>(const resp::ReplyValue&)> page) {
   std::string cursor = "0";
-  std::vector<std::string_view> values;
   do {
     std::string scan;
     resp::appendMultibulk(scan, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
@@ -248,60 +246,59 @@ asio::awaitable<bool> Flusher::dropCachedValues() {
     resp::ReplyValue v;
     if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) co_return false;
     cursor = v.elements[0].str();
-    std::vector<std::string> page{"UNLINK"};
-    for (const auto& element : v.elements[1].elements) {
-      if (!ks_.match(element.str(), values)) continue;  // another keyspace's, or unmapped
-      page.push_back(element.str());
-    }
-    if (page.size() > 1) {
-      std::string request;
-      const std::vector<std::string_view> parts(page.begin(), page.end());
-      resp::appendMultibulk(request, parts);
-      const std::string r = co_await redis::call(*redis_, std::move(request));
-      if (r.empty() || r.front() != ':') co_return false;
-    }
+    if (!co_await page(v.elements[1])) co_return false;
   } while (cursor != "0" && !stopping_);
   co_return true;
 }
 
-}  // namespace larder::cache
-
-namespace larder::cache {
+asio::awaitable<bool> Flusher::dropCachedValues() {
+  if (!co_await dropAppliedMarkers()) co_return false;
+  co_return co_await scanEach(
+      globPrefix(ks_.key.prefix()), [this](const resp::ReplyValue& keys) -> asio::awaitable<bool> {
+        std::vector<std::string_view> values;
+        std::vector<std::string> page{"UNLINK"};
+        for (const auto& element : keys.elements) {
+          if (!ks_.match(element.str(), values)) continue;  // another keyspace's, or unmapped
+          page.push_back(element.str());
+        }
+        if (page.size() == 1) co_return true;
+        std::string request;
+        const std::vector<std::string_view> parts(page.begin(), page.end());
+        resp::appendMultibulk(request, parts);
+        const std::string r = co_await redis::call(*redis_, std::move(request));
+        co_return !r.empty() && r.front() == ':';
+      });
+}
 
 // A marker that came back with Redis' older state and names an entry
 // PostgreSQL already applied would lay that older write over the newer row
 // at the next load: such markers go (markers of newer writes stay).
 asio::awaitable<bool> Flusher::dropAppliedMarkers() {
   const std::string marker_prefix = pendingMarker("");
-  const std::string pattern = globPrefix(marker_prefix + ks_.key.prefix());
-  std::string cursor = "0";
-  std::vector<std::string_view> values;
-  do {
-    std::string scan;
-    resp::appendMultibulk(scan, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-    const std::string reply = co_await redis::call(*redis_, std::move(scan));
-    resp::ReplyValue v;
-    if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) co_return false;
-    cursor = v.elements[0].str();
-    for (const auto& element : v.elements[1].elements) {
-      const std::string marker = element.str();
-      const std::string key = marker.substr(marker_prefix.size());
-      if (!ks_.match(key, values)) continue;
-      std::string get;
-      resp::appendMultibulk(get, {"HGET", marker, "_id"});
-      resp::ReplyValue id;
-      if (!resp::decodeReply(co_await redis::call(*redis_, std::move(get)), id)) co_return false;
-      const auto entry = StreamId::parse(id.str());
-      if (!entry || !marks_.applied(key, *entry)) continue;
-      // Only if it still names that entry (a write may have come meanwhile).
-      std::vector<std::string> keys{marker};
-      std::vector<std::string> args{id.str()};
-      const std::string r =
-          co_await redis::callScript(*redis_, dropMarkerScript(), std::move(keys), std::move(args));
-      if (r.empty() || r.front() != ':') co_return false;
-    }
-  } while (cursor != "0" && !stopping_);
-  co_return true;
+  co_return co_await scanEach(
+      globPrefix(marker_prefix + ks_.key.prefix()),
+      [this, &marker_prefix](const resp::ReplyValue& markers) -> asio::awaitable<bool> {
+        std::vector<std::string_view> values;
+        for (const auto& element : markers.elements) {
+          const std::string marker = element.str();
+          const std::string key = marker.substr(marker_prefix.size());
+          if (!ks_.match(key, values)) continue;
+          std::string get;
+          resp::appendMultibulk(get, {"HGET", marker, "_id"});
+          resp::ReplyValue id;
+          if (!resp::decodeReply(co_await redis::call(*redis_, std::move(get)), id))
+            co_return false;
+          const auto entry = StreamId::parse(id.str());
+          if (!entry || !marks_.applied(key, *entry)) continue;
+          // Only if it still names that entry (a write may have come meanwhile).
+          std::vector<std::string> keys{marker};
+          std::vector<std::string> args{id.str()};
+          const std::string r = co_await redis::callScript(*redis_, dropMarkerScript(),
+                                                           std::move(keys), std::move(args));
+          if (r.empty() || r.front() != ':') co_return false;
+        }
+        co_return true;
+      });
 }
 
 }  // namespace larder::cache

@@ -103,15 +103,9 @@ void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::strin
     // "No such row" holds only while no write to the key is pending (another
     // instance may have written it, or its cached value was evicted): no
     // SELECT, but the fill script still looks at the key and its marker.
-    auto flight = std::make_shared<Flight>();
-    flight->ks = &ks;
-    flight->key = key;
-    flight->key_values = std::move(key_values);
-    flight->fill = true;
-    flight->for_write = for_write;
+    FlightPtr flight =
+        takeOff(ks, std::move(key), std::move(key_values), true, for_write, std::move(done));
     flight->queried_at = Clock::now();
-    flight->waiters.push_back({std::move(done), Clock::now()});
-    flights_.emplace(std::move(key), flight);
     if (!sweeping_) sweepDeadlines();
     asio::co_spawn(context_, settle(std::move(flight)), logFailure("loader fill"));
     return;
@@ -123,6 +117,12 @@ void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::strin
       return;
     }
   }
+  schedule(takeOff(ks, std::move(key), std::move(key_values), fill, for_write, std::move(done)));
+}
+
+Loader::FlightPtr Loader::takeOff(const Keyspace& ks, std::string key,
+                                  std::vector<std::string> key_values, bool fill, bool for_write,
+                                  LoadCallback done) {
   auto flight = std::make_shared<Flight>();
   flight->ks = &ks;
   flight->key = key;
@@ -131,7 +131,7 @@ void Loader::enqueue(const Keyspace& ks, std::string key, std::vector<std::strin
   flight->for_write = for_write;
   flight->waiters.push_back({std::move(done), Clock::now()});
   flights_.emplace(std::move(key), flight);
-  schedule(std::move(flight));
+  return flight;
 }
 
 void Loader::refresh(const Keyspace& ks, std::string key, std::vector<std::string> key_values) {

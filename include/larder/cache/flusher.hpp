@@ -45,6 +45,7 @@
 #include "larder/config/config.hpp"
 #include "larder/pg/connection.hpp"
 #include "larder/redis/backend_connection.hpp"
+#include "larder/resp/reply_value.hpp"
 
 namespace larder::cache {
 
@@ -130,6 +131,11 @@ class Flusher {
   boost::asio::awaitable<bool> resync();
   boost::asio::awaitable<bool> dropCachedValues();
   boost::asio::awaitable<bool> dropAppliedMarkers();
+  // SCAN MATCH `pattern` to the end (or until a stop); `page` gets each
+  // page's keys; false when Redis or `page` fails.
+  boost::asio::awaitable<bool> scanEach(
+      std::string pattern,
+      std::function<boost::asio::awaitable<bool>(const resp::ReplyValue&)> page);
 
   // The depth and age gauges between reads of the queue (flusher.cpp).
   boost::asio::awaitable<void> watchGauges();

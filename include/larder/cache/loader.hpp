@@ -130,6 +130,9 @@ class Loader {
 
   void enqueue(const Keyspace& ks, std::string key, std::vector<std::string> key_values, bool fill,
                LoadCallback done, For purpose);
+  // A new flight for `key`, its first waiter `done`, in flights_.
+  FlightPtr takeOff(const Keyspace& ks, std::string key, std::vector<std::string> key_values,
+                    bool fill, bool for_write, LoadCallback done);
   void schedule(FlightPtr flight);  // into its keyspace's next batch
   void dispatch(int keyspace);
   // Takes the leases, leaves keys other instances load to awaitPeer, then loadBatch.
