@@ -7,6 +7,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "larder/cache/key_names.hpp"
+#include "larder/cache/stampede.hpp"
 #include "larder/common/errors.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
@@ -25,16 +27,16 @@ constexpr auto kNotifyWait = std::chrono::milliseconds(1000);
 constexpr auto kRetryMin = std::chrono::milliseconds(200);
 constexpr auto kRetryMax = std::chrono::milliseconds(5000);
 
-// UNLINKs KEYS and their load leases (a lease may say the row is absent, or
-// belong to a load that read the row before the change), then PUBLISHes each
-// key on ARGV[1] when it is not empty.
+// KEYS: key, its load lease, key, its lease ... UNLINKs them (a lease may say
+// the row is absent, or belong to a load that read the row before the
+// change), then PUBLISHes each key on ARGV[1] when it is not empty.
 const redis::Script& dropScript() {
   static const redis::Script script = redis::makeScript(R"lua(
-for i = 1, #KEYS do redis.call('UNLINK', KEYS[i], '__larder:lease:' .. KEYS[i]) end
+redis.call('UNLINK', unpack(KEYS))
 if ARGV[1] ~= '' then
-  for i = 1, #KEYS do redis.call('PUBLISH', ARGV[1], KEYS[i]) end
+  for i = 1, #KEYS, 2 do redis.call('PUBLISH', ARGV[1], KEYS[i]) end
 end
-return #KEYS
+return #KEYS / 2
 )lua");
   return script;
 }
@@ -305,7 +307,7 @@ $fn$;
 
 Invalidator::Invalidator(asio::io_context& context, Loader& loader,
                          const KeyspaceRegistry& registry, const config::Config& config,
-                         std::shared_ptr<redis::BackendConnection> redis)
+                         std::shared_ptr<redis::Route> redis)
     : context_(context),
       loader_(loader),
       registry_(registry),
@@ -439,19 +441,27 @@ asio::awaitable<void> Invalidator::apply(const std::vector<pg::Notification>& ba
 
 asio::awaitable<bool> Invalidator::drop(std::vector<std::string> keys) {
   bool ok = true;
-  for (std::size_t at = 0; at < keys.size(); at += kDropPage) {
-    const std::size_t end = std::min(keys.size(), at + kDropPage);
-    std::vector<std::string> page(keys.begin() + static_cast<long>(at),
-                                  keys.begin() + static_cast<long>(end));
-    std::vector<std::string> args{config_.invalidation.publish_channel};
-    const std::string reply =
-        co_await redis::callScript(*redis_, dropScript(), std::move(page), std::move(args));
-    if (reply.empty() || reply.front() != ':') {
-      spdlog::warn("dropping {} invalidated key(s) from Redis failed: {}", end - at, reply);
-      ok = false;
-      continue;
+  const std::vector<std::string_view> views(keys.begin(), keys.end());
+  // One script call per slot on a cluster, of at most kDropPage keys each.
+  for (const std::vector<std::size_t>& group : groupBySlot(views, redis_->sharded())) {
+    for (std::size_t at = 0; at < group.size(); at += kDropPage) {
+      const std::size_t end = std::min(group.size(), at + kDropPage);
+      std::vector<std::string> page;
+      page.reserve(2 * (end - at));
+      for (std::size_t i = at; i < end; ++i) {
+        page.push_back(keys[group[i]]);
+        page.push_back(leaseKey(keys[group[i]]));
+      }
+      std::vector<std::string> args{config_.invalidation.publish_channel};
+      const std::string reply =
+          co_await redis::callScript(*redis_, dropScript(), std::move(page), std::move(args));
+      if (reply.empty() || reply.front() != ':') {
+        spdlog::warn("dropping {} invalidated key(s) from Redis failed: {}", end - at, reply);
+        ok = false;
+        continue;
+      }
+      stats_.keys_dropped.add(end - at);
     }
-    stats_.keys_dropped.add(end - at);
   }
   co_return ok;
 }

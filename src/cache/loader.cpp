@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <random>
 
+#include "larder/cache/key_names.hpp"
 #include "larder/cache/stampede.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/common/errors.hpp"
@@ -228,29 +229,36 @@ asio::awaitable<std::vector<Loader::Lease>> Loader::takeLeases(
   const Keyspace& ks = *batch.front()->ks;
   const auto lease_ms = ks.lease_ms.get();
   if (lease_ms <= 0 || !filler_ || !filler_->ready()) co_return outcomes;
-  std::vector<std::string> keys;
-  std::vector<std::string> args{lease_token_, std::to_string(lease_ms)};
   std::vector<std::size_t> asked;
+  std::vector<std::string_view> asked_keys;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (!batch[i]->fill) continue;  // Redis was down at the miss: no lease to share
-    keys.push_back(batch[i]->key);
-    keys.push_back(leaseKey(batch[i]->key));
-    keys.push_back(pendingMarker(batch[i]->key));
-    args.emplace_back(batch[i]->refresh ? "r" : batch[i]->for_write ? "w" : "l");
     asked.push_back(i);
+    asked_keys.push_back(batch[i]->key);
   }
-  if (asked.empty()) co_return outcomes;
-  const std::string reply =
-      co_await redis::callScript(*filler_, leaseScript(), std::move(keys), std::move(args));
-  resp::ReplyValue value;
-  if (!resp::decodeReply(reply, value) || !value.isArray() ||
-      value.elements.size() != asked.size()) {
-    spdlog::debug("keyspace {}: no lease taken ({}); loading without", ks.name(), reply);
-    co_return outcomes;
-  }
-  for (std::size_t j = 0; j < asked.size(); ++j) {
-    const long long said = value.elements[j].integer;
-    if (said >= 0 && said <= 3) outcomes[asked[j]] = static_cast<Lease>(said);
+  // One script call per slot on a cluster: each names one slot's keys.
+  for (const std::vector<std::size_t>& group : groupBySlot(asked_keys, filler_->sharded())) {
+    std::vector<std::string> keys;
+    std::vector<std::string> args{lease_token_, std::to_string(lease_ms)};
+    for (std::size_t j : group) {
+      const Flight& flight = *batch[asked[j]];
+      keys.push_back(flight.key);
+      keys.push_back(leaseKey(flight.key));
+      keys.push_back(pendingMarker(flight.key));
+      args.emplace_back(flight.refresh ? "r" : flight.for_write ? "w" : "l");
+    }
+    const std::string reply =
+        co_await redis::callScript(*filler_, leaseScript(), std::move(keys), std::move(args));
+    resp::ReplyValue value;
+    if (!resp::decodeReply(reply, value) || !value.isArray() ||
+        value.elements.size() != group.size()) {
+      spdlog::debug("keyspace {}: no lease taken ({}); loading without", ks.name(), reply);
+      continue;
+    }
+    for (std::size_t j = 0; j < group.size(); ++j) {
+      const long long said = value.elements[j].integer;
+      if (said >= 0 && said <= 3) outcomes[asked[group[j]]] = static_cast<Lease>(said);
+    }
   }
   co_return outcomes;
 }

@@ -71,8 +71,8 @@ MappedRead::MappedRead(ReadThroughHost& worker, std::shared_ptr<redis::ReplySink
       missed_(keys_.size(), false),
       loaded_(keys_.size()) {}
 
-void MappedRead::start(redis::BackendConnection& connection) {
-  if (startNear(connection)) return;
+void MappedRead::start(redis::Route& route) {
+  if (startNear(route)) return;
   // Size everything before the first send: a backend that is down answers
   // synchronously, inside send().
   std::vector<std::string> requests;
@@ -98,10 +98,10 @@ void MappedRead::start(redis::BackendConnection& connection) {
   auto self = shared_from_this();
   // The delta key is Larder's own: a probe runs as Larder, a plain read as the client.
   const redis::As as = probe_ ? redis::As::Larder : redis::As::Client;
-  for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i, as);
+  for (std::size_t i = 0; i < requests.size(); ++i) route.send(requests[i], self, i, as);
 }
 
-bool MappedRead::startNear(redis::BackendConnection& connection) {
+bool MappedRead::startNear(redis::Route& route) {
   NearCache* near = worker_.nearCache();
   if (near == nullptr || keys_.size() != 1 || keys_[0].ks == nullptr) return false;
   const Keyspace& ks = *keys_[0].ks;
@@ -132,7 +132,7 @@ bool MappedRead::startNear(redis::BackendConnection& connection) {
   expected_ = requests.size();
   auto self = shared_from_this();
   const redis::As as = requests.size() > 2 ? redis::As::Larder : redis::As::Client;
-  for (std::size_t i = 0; i < requests.size(); ++i) connection.send(requests[i], self, i, as);
+  for (std::size_t i = 0; i < requests.size(); ++i) route.send(requests[i], self, i, as);
   return true;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "larder/cache/key_names.hpp"
 #include "larder/cache/write_scripts.hpp"
 
 namespace larder::cache {
@@ -94,13 +95,9 @@ return 1
 
 }  // namespace
 
-std::string leaseKey(std::string_view key) {
-  return std::string(kReservedPrefix) + "lease:" + std::string(key);
-}
+std::string leaseKey(std::string_view key) { return internalKey("lease", key); }
 
-std::string deltaKey(std::string_view key) {
-  return std::string(kReservedPrefix) + "delta:" + std::string(key);
-}
+std::string deltaKey(std::string_view key) { return internalKey("delta", key); }
 
 const redis::Script& leaseScript() {
   static const redis::Script s = redis::makeScript(kLeaseLua);

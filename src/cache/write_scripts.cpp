@@ -1,5 +1,6 @@
 #include "larder/cache/write_scripts.hpp"
 
+#include "larder/cache/key_names.hpp"
 #include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
@@ -343,9 +344,7 @@ std::string deadKeysKey(std::string_view keyspace) {
   return std::string(kReservedPrefix) + "deadkeys:" + std::string(keyspace);
 }
 
-std::string pendingMarker(std::string_view key) {
-  return std::string(kReservedPrefix) + "pending:" + std::string(key);
-}
+std::string pendingMarker(std::string_view key) { return internalKey("pending", key); }
 
 const Script& writeScript() {
   static const Script s = redis::makeScript(kWriteLua);

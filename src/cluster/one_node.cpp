@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "larder/cluster/slot.hpp"
+#include "larder/redis/slot.hpp"
 #include "larder/common/errors.hpp"
 #include "larder/resp/reply_writer.hpp"
 

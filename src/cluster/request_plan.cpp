@@ -6,7 +6,7 @@
 #include <array>
 #include <charconv>
 
-#include "larder/cluster/slot.hpp"
+#include "larder/redis/slot.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 

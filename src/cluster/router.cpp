@@ -42,6 +42,7 @@ std::uint32_t Router::allocExchange() {
   x.ask = x.node = -1;
   x.redirects = 0;
   x.keyed = x.readonly = x.retrying = x.scan = x.out_of_band = x.script = false;
+  x.as = redis::As::Client;
   ++live_;
   return id;
 }
@@ -61,7 +62,7 @@ bool Router::saturated() const {
 
 void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
                       std::string_view bytes, const std::shared_ptr<redis::ReplySink>& sink,
-                      std::uint64_t tag, bool out_of_band, bool script) {
+                      std::uint64_t tag, bool out_of_band, bool script, redis::As as) {
   if (stopping_) {
     sink->fail(tag, redis::BackendFailure{redis::BackendFailure::Kind::Closed, {}});
     return;
@@ -110,6 +111,7 @@ void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
       x.keyed = plan.kind == Plan::Kind::Split;
       x.readonly = plan.readonly;
       x.out_of_band = out_of_band;
+      x.as = as;
       ids.push_back(id);
     }
     // Sent once every part exists: a part answered at once (a node down)
@@ -132,6 +134,7 @@ void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
   x.readonly = plan.readonly;
   x.out_of_band = out_of_band;
   x.script = script;
+  x.as = as;
   send(id);
 }
 
@@ -206,8 +209,10 @@ void Router::send(std::uint32_t id) {
     }
   }
   if (x.script) scriptSent(id, node);
-  if (asking) c->send(kAsking, sink_, kAskingTag);
-  c->send(x.request, sink_, id);
+  // ASKING holds for the next command only: sent as the request is, so that
+  // no AUTH that switches identity comes between them.
+  if (asking) c->send(kAsking, sink_, kAskingTag, x.as);
+  c->send(x.request, sink_, id, x.as);
 }
 
 // -------------------------------------------------------------- replies

@@ -86,7 +86,13 @@ std::shared_ptr<redis::BackendConnection> Router::makeConnection(Link& link,
   auto c = std::make_shared<redis::BackendConnection>(executor_, *link.config, kind, stats_.backend,
                                                       tls_);
   // Replica reads need READONLY on every (re)connect; harmless on a primary.
-  if (config_.cluster.read_from_replicas) c->setPreload({std::string(kReadOnly)});
+  // The shared connection also loads the cache layer's scripts (setPreload).
+  std::vector<std::string> preload;
+  if (config_.cluster.read_from_replicas) preload.emplace_back(kReadOnly);
+  if (kind == redis::ConnectionKind::Shared) {
+    preload.insert(preload.end(), preload_.begin(), preload_.end());
+  }
+  if (!preload.empty()) c->setPreload(std::move(preload));
   return c;
 }
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "larder/cluster/merge.hpp"
-#include "larder/cluster/slot.hpp"
+#include "larder/redis/slot.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
 

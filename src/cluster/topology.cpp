@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <charconv>
 
-#include "larder/cluster/slot.hpp"
+#include "larder/redis/slot.hpp"
 #include "larder/resp/reply_value.hpp"
 
 namespace larder::cluster {

@@ -540,12 +540,21 @@ class Loader {
     if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
       fail("postgres.dsn", "is required when keyspaces are configured");
     }
-    if (!config.keyspaces.empty() && config.redis.clusterMode()) {
-      // Each write script must stay single-slot: not yet (docs/cluster.md).
-      fail("keyspaces",
-           "are not supported yet with redis.cluster.seeds: their write scripts and "
-           "write-behind queue are not yet kept to one cluster slot; use redis.address, or "
-           "remove keyspaces to run Larder as a pass-through proxy (docs/cluster.md)");
+    for (const KeyspaceConfig& ks : config.keyspaces) {
+      if (!config.redis.clusterMode()) break;
+      // Read-through runs on a cluster; the write path's scripts and queues
+      // are not yet kept to one slot (docs/cluster.md, "Keyspaces on a cluster").
+      const std::string path = "keyspaces." + ks.name;
+      if (ks.write != WriteMode::None) {
+        fail(path + ".write",
+             "must be none with redis.cluster.seeds: write-through and write-behind keyspaces "
+             "are not supported on a Redis Cluster yet, read-only ones are (docs/cluster.md)");
+      }
+      if (ks.near_cache.enabled) {
+        fail(path + ".near_cache",
+             "is not supported with redis.cluster.seeds yet: its tracking connection follows "
+             "one Redis (docs/cluster.md)");
+      }
     }
   }
 

@@ -145,7 +145,10 @@ Pipeline::Flow Pipeline::larder(const resp::Request& req) {
 Pipeline::Flow Pipeline::flushAll(const resp::Request& req) {
   const bool all = equalsLower(req.args[0], "flushall");
   const long long home = ports_.admin.config().redis.db;
-  if (ports_.admin.keyspaces().empty() || (!all && state_.db != home)) {
+  // On a cluster keyspaces are read-only (docs/cluster.md): no pending
+  // writes to flush first, so Redis' own FLUSHALL too.
+  if (ports_.admin.keyspaces().empty() || (!all && state_.db != home) ||
+      ports_.admin.config().redis.clusterMode()) {
     return forwardCurrent(req);  // no mapped keys there: Redis' own FLUSHDB
   }
   if (req.args.size() > 2 || (req.args.size() == 2 && !equalsLower(req.args[1], "async") &&

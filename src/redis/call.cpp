@@ -30,28 +30,28 @@ class CallSink : public ReplySink {
 
 }  // namespace
 
-asio::awaitable<std::string> call(BackendConnection& connection, std::string request) {
+asio::awaitable<std::string> call(Route& route, std::string request) {
   auto executor = co_await asio::this_coro::executor;
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::string)>(
-      [&connection, &request, executor](auto handler) {
+      [&route, &request, executor](auto handler) {
         auto sink = std::make_shared<CallSink<decltype(handler)>>(executor, std::move(handler));
-        connection.send(request, sink, 0);
+        route.send(request, sink, 0, As::Client);
       },
       asio::use_awaitable);
 }
 
-asio::awaitable<std::string> callScript(BackendConnection& connection, const Script& script,
+asio::awaitable<std::string> callScript(Route& route, const Script& script,
                                         std::vector<std::string> keys,
                                         std::vector<std::string> args) {
   const std::vector<std::string_view> key_views(keys.begin(), keys.end());
   const std::vector<std::string_view> arg_views(args.begin(), args.end());
   std::string request;
   appendScriptCall(request, script, false, key_views, arg_views);
-  std::string reply = co_await call(connection, std::move(request));
+  std::string reply = co_await call(route, std::move(request));
   if (reply.rfind("-NOSCRIPT", 0) == 0) {
     request.clear();
     appendScriptCall(request, script, true, key_views, arg_views);
-    reply = co_await call(connection, std::move(request));
+    reply = co_await call(route, std::move(request));
   }
   co_return reply;
 }

@@ -121,7 +121,7 @@ asio::awaitable<void> Server::runReload(std::function<void(ReloadResult)> done) 
   }
   for (auto& ks : built) {
     const cache::Keyspace& added = keyspaces_.add(std::move(ks));
-    writes_->addKeyspace(added);
+    if (writes_) writes_->addKeyspace(added);  // none on a cluster (read-only keyspaces)
     spdlog::info("keyspace {}: {} -> {}.{} ({} shape, {} value column(s)), added by reload",
                  added.name(), added.config.key, added.schema, added.table,
                  added.isHash() ? "hash" : "string", added.value_columns.size());

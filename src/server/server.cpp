@@ -12,7 +12,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <thread>
 
+#include "larder/cache/key_names.hpp"
 #include "larder/cache/write_scripts.hpp"
+#include "larder/cluster/cluster_route.hpp"
 #include "larder/cluster/discovery.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/tls_client.hpp"
@@ -51,6 +53,9 @@ Server::Server(const config::Config& config)
       monitors_(config.limits.client_output_limit),
       started_(std::chrono::steady_clock::now()) {
   redis_tls_ = redis::makeClientTlsContext(config_.redis.tls);  // throws naming the file
+  // Before any thread that names an internal key runs.
+  cache::setNameLayout(config_.redis.clusterMode() ? cache::NameLayout::Cluster
+                                                   : cache::NameLayout::OneRedis);
   buildKeyspaces();
   discoverCluster();
   int threads =
@@ -72,6 +77,7 @@ Server::~Server() {
       if (writes_) writes_->stop();
       if (queue_conn_) queue_conn_->stop();
       if (filler_) filler_->stop();
+      if (cache_router_) cache_router_->stop();
       if (pg_pool_) pg_pool_->close();
       pg_guard_.reset();
     });
@@ -123,11 +129,26 @@ void Server::startPostgresSide() {
       pg_context_.get_executor());
   pg_pool_ = std::make_unique<pg::Pool>(pg_context_.get_executor(), config_.postgres);
   loader_ = std::make_unique<cache::Loader>(pg_context_, *pg_pool_, config_.read_through);
+  loader_->setFillWindow(cache::loadWindow(config_));
+  if (config_.redis.clusterMode()) {
+    startClusterCacheSide();
+  } else {
+    startOneRedisCacheSide();
+  }
+  pg_thread_ = std::thread([this] {
+    try {
+      pg_context_.run();
+    } catch (const std::exception& e) {
+      spdlog::critical("PostgreSQL thread stopped by an exception: {}", e.what());
+    }
+  });
+}
+
+void Server::startOneRedisCacheSide() {
   filler_ = std::make_shared<redis::BackendConnection>(pg_context_.get_executor(), config_.redis,
                                                        redis::ConnectionKind::Shared, filler_stats_,
                                                        redis_tls_);
   loader_->setFiller(filler_);
-  loader_->setFillWindow(cache::loadWindow(config_));
   queue_conn_ = std::make_shared<redis::BackendConnection>(
       pg_context_.get_executor(), config_.redis, redis::ConnectionKind::Shared, queue_stats_,
       redis_tls_);
@@ -147,12 +168,22 @@ void Server::startPostgresSide() {
     writes_->start();
     invalidator_->start();
   });
-  pg_thread_ = std::thread([this] {
-    try {
-      pg_context_.run();
-    } catch (const std::exception& e) {
-      spdlog::critical("PostgreSQL thread stopped by an exception: {}", e.what());
-    }
+}
+
+// Read-only keyspaces (config/loader.cpp): fills, leases and invalidations go
+// by a router of this thread's own to each key's slot owner; no write service.
+void Server::startClusterCacheSide() {
+  cache_router_ = std::make_unique<cluster::OwnRouter>(pg_context_.get_executor(), config_.redis,
+                                                       redis_tls_, clusterTopology());
+  cache_router_->router().setPreload(cache::preloadRequests({&cache::fillScript()}));
+  loader_->setFiller(cache_router_->route());
+  // One route for both: per slot, its order puts an UNLINK after any fill of
+  // that key sent before it (one connection per node).
+  invalidator_ = std::make_unique<cache::Invalidator>(pg_context_, *loader_, keyspaces_, config_,
+                                                      cache_router_->route());
+  asio::post(pg_context_, [this] {
+    cache_router_->start();
+    invalidator_->start();
   });
 }
 

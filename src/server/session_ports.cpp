@@ -116,6 +116,13 @@ void Session::read(proxy::Conn conn, commands::ReadKind kind,
   auto op = std::make_shared<cache::MappedRead>(worker_, self(), tag, kind,
                                                 std::vector<std::string>(args.begin(), args.end()),
                                                 std::move(read_keys));
+  // On a cluster by the router, whatever `conn`: a read-only keyspace's keys
+  // change only by fills and invalidations, never by this client's requests
+  // on its dedicated connection (config/loader.cpp refuses other modes).
+  if (cluster_) {
+    op->start(worker_.cacheRoute());
+    return;
+  }
   op->start(connection(conn));
 }
 
@@ -127,6 +134,12 @@ const std::string* Session::nearValue(const cache::Keyspace& ks, std::string_vie
 }
 
 void Session::write(proxy::Conn conn, cache::WritePlan plan, std::uint64_t tag) {
+  if (cluster_) {
+    // Read-only keyspaces only, on a cluster: what is left are cache-only
+    // writes (EXPIRE, PERSIST ...), which run the write script (docs/cluster.md).
+    deliver(tag, resp::errorReply(errors::kMappedWriteOnCluster));
+    return;
+  }
   auto op = std::make_shared<cache::MappedWrite>(worker_, self(), tag, std::move(plan));
   op->start(connection(conn));
 }

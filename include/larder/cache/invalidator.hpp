@@ -54,7 +54,7 @@ std::string triggerSql(const std::vector<const Keyspace*>& keyspaces, const std:
 class Invalidator {
  public:
   Invalidator(boost::asio::io_context& context, Loader& loader, const KeyspaceRegistry& registry,
-              const config::Config& config, std::shared_ptr<redis::BackendConnection> redis);
+              const config::Config& config, std::shared_ptr<redis::Route> redis);
   ~Invalidator();
 
   void start();
@@ -80,7 +80,7 @@ class Invalidator {
   Loader& loader_;
   const KeyspaceRegistry& registry_;
   const config::Config& config_;
-  std::shared_ptr<redis::BackendConnection> redis_;
+  std::shared_ptr<redis::Route> redis_;
   std::unique_ptr<pg::Connection> listener_;
   boost::asio::steady_timer backoff_;
   bool stopping_ = false;

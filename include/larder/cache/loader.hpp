@@ -74,7 +74,7 @@ class Loader {
 
   // Fills go through this connection (on the loader's context). Without one,
   // rows are returned but not stored.
-  void setFiller(std::shared_ptr<redis::BackendConnection> filler) { filler_ = std::move(filler); }
+  void setFiller(std::shared_ptr<redis::Route> filler) { filler_ = std::move(filler); }
   // A row read longer ago than this is answered but never stored: a flushed
   // write's marker may be gone by then (flusher.hpp, markerLinger).
   void setFillWindow(std::chrono::milliseconds window) { fill_window_ = window; }
@@ -166,7 +166,7 @@ class Loader {
   boost::asio::io_context& context_;
   pg::Pool& pool_;
   const config::ReadThroughConfig& config_;
-  std::shared_ptr<redis::BackendConnection> filler_;
+  std::shared_ptr<redis::Route> filler_;
   std::chrono::milliseconds fill_window_{7000};
   std::string lease_token_;  // this instance's value in the leases it holds
   std::vector<std::unique_ptr<LoaderStats>> stats_;

@@ -49,12 +49,12 @@ class MappedRead : public redis::ReplySink, public std::enable_shared_from_this<
   MappedRead(ReadThroughHost& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
              ReadKind kind, std::vector<std::string> args, std::vector<Key> keys);
 
-  void start(redis::BackendConnection& connection);
+  void start(redis::Route& route);
   void deliver(std::uint64_t sub, std::string_view frame) override;
   void fail(std::uint64_t sub, const redis::BackendFailure& failure) override;
 
  private:
-  bool startNear(redis::BackendConnection& connection);
+  bool startNear(redis::Route& route);
   bool afterNear();
   void afterRedis();
   bool probesExpiry() const;

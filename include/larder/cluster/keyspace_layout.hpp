@@ -21,16 +21,9 @@
 #include <vector>
 
 #include "larder/cluster/slot_map.hpp"
+#include "larder/redis/slot.hpp"
 
 namespace larder::cluster {
-
-// The shortest string of [0-9a-z] (at most 4 characters) whose slot is
-// `slot`; stable across runs and builds.
-std::string_view slotTag(int slot);
-
-// `prefix` + "{" + slotTag(keySlot(key)) + "}" + key: in the slot of `key`
-// whatever `key` contains. `prefix` must hold no '{'.
-std::string taggedKey(std::string_view prefix, std::string_view key);
 
 class QueueLayout {
  public:

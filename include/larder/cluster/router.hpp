@@ -74,9 +74,13 @@ class Router {
   // must not wait behind the busy script it kills).
   // `script`: a script call (EVAL, FCALL...) whose node other clients'
   // requests must not wait behind once Redis says it is busy (router_scripts.cpp).
+  // `as`: Larder's own requests (the cache layer's, cluster_route.hpp) run as Larder.
   void dispatch(const Plan& plan, std::span<const std::string_view> args, std::string_view bytes,
                 const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag,
-                bool out_of_band = false, bool script = false);
+                bool out_of_band = false, bool script = false, redis::As as = redis::As::Client);
+  // Requests every node's shared connection sends first on each (re)connect
+  // (BackendConnection::setPreload): the cache layer's scripts. Before start().
+  void setPreload(std::vector<std::string> requests) { preload_ = std::move(requests); }
   bool saturated() const;
   // Any thread: every slot has an owner whose connection is up.
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
@@ -144,6 +148,7 @@ class Router {
     bool out_of_band = false;
     bool script = false;
     bool in_use = false;
+    redis::As as = redis::As::Client;
   };
   struct Gather {
     std::shared_ptr<redis::ReplySink> sink;
@@ -257,6 +262,7 @@ class Router {
   std::atomic<bool> ready_{false};
   std::atomic<int> slots_known_{0};
   bool stopping_ = false;
+  std::vector<std::string> preload_;
 };
 
 }  // namespace larder::cluster

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "larder/cluster/slot.hpp"
+#include "larder/redis/slot.hpp"
 
 namespace larder::cluster {
 

@@ -31,14 +31,10 @@
 #include "larder/common/counter.hpp"
 #include "larder/config/config.hpp"
 #include "larder/redis/client_identity.hpp"
+#include "larder/redis/route.hpp"
 #include "larder/resp/reply_scanner.hpp"
 
 namespace larder::redis {
-
-// Who a request runs as in Redis (client_identity.hpp): client traffic as the
-// restricted client user when the connection has one, Larder's own requests
-// (write scripts, refresh probes) as the configured user.
-enum class As : std::uint8_t { Client, Larder };
 
 // Why a request got no reply from Redis: a typed failure, not a made-up
 // error frame. `errorText()` words it for a client (common/errors.hpp style).
@@ -86,7 +82,8 @@ struct BackendStats {
 
 enum class ConnectionKind { Shared, Pinned };
 
-class BackendConnection : public std::enable_shared_from_this<BackendConnection> {
+class BackendConnection final : public Route,
+                                public std::enable_shared_from_this<BackendConnection> {
  public:
   // `tls`: the context from makeClientTlsContext (redis.tls.enabled), else null.
   BackendConnection(boost::asio::any_io_executor executor, const config::RedisConfig& config,
@@ -104,7 +101,10 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   // client identity, a request `as` the other identity is preceded by an
   // AUTH that switches to it (checked, never seen by the sink).
   void send(std::string_view request, std::shared_ptr<ReplySink> sink, std::uint64_t tag,
-            As as = As::Client);
+            As as) override;
+  void send(std::string_view request, std::shared_ptr<ReplySink> sink, std::uint64_t tag) {
+    send(request, std::move(sink), tag, As::Client);
+  }
 
   // Makes the connection's state in Redis the pool's again: RESET (it ends
   // MULTI, WATCH, tracking and subscriptions, and logs the connection out),
@@ -134,14 +134,15 @@ class BackendConnection : public std::enable_shared_from_this<BackendConnection>
   void setCoalescer(std::shared_ptr<RequestCoalescer> c) { coalescer_ = std::move(c); }
   RequestCoalescer* coalescer() const { return coalescer_.get(); }
 
-  bool ready() const { return state_ == State::Ready; }
+  bool ready() const override { return state_ == State::Ready; }
+  bool sharded() const override { return false; }
   // Connections made so far by connections sharing these stats: a change
   // means a reconnect (possibly to another Redis).
   std::uint64_t connects() const { return stats_.connects.get(); }
   bool closed() const { return state_ == State::Closed || stopping_; }
   // Too many requests in flight: callers should wait before sending more, so
   // that Redis never buffers unbounded replies for us.
-  bool saturated() const {
+  bool saturated() const override {
     return pending_.size() >= static_cast<std::size_t>(config_.max_pending_per_connection);
   }
 

@@ -1,7 +1,7 @@
 #pragma once
-// Awaitable request/reply on a BackendConnection, for the PostgreSQL-side
+// Awaitable request/reply on a Route (one Redis or a cluster), for the PostgreSQL-side
 // services (Flusher, operator commands) that talk to Redis one step at a time.
-// The coroutine must run on the connection's executor.
+// The coroutine must run on the route's executor.
 #include <boost/asio/awaitable.hpp>
 #include <string>
 #include <string_view>
@@ -14,10 +14,10 @@ namespace larder::redis {
 
 // Sends one request and returns its reply frame (an error frame when the
 // connection is down).
-boost::asio::awaitable<std::string> call(BackendConnection& connection, std::string request);
+boost::asio::awaitable<std::string> call(Route& route, std::string request);
 
 // EVALSHA, then EVAL once if Redis does not have the script (NOSCRIPT).
-boost::asio::awaitable<std::string> callScript(BackendConnection& connection, const Script& script,
+boost::asio::awaitable<std::string> callScript(Route& route, const Script& script,
                                                std::vector<std::string> keys,
                                                std::vector<std::string> args);
 

@@ -77,6 +77,8 @@ class Server : public ServerContext, public admin::AdminSource {
   // redis.cluster.seeds: the map at start-up (logged; workers start from it).
   void discoverCluster();
   void startPostgresSide();
+  void startOneRedisCacheSide();  // startPostgresSide: redis.address
+  void startClusterCacheSide();   // startPostgresSide: redis.cluster.seeds
   void keyspaceFields(proxy::InfoFields& out) const;
   void clusterFields(proxy::InfoFields& out) const;  // server_info.cpp
   std::uint64_t totalCommands() const;
@@ -119,6 +121,7 @@ class Server : public ServerContext, public admin::AdminSource {
   std::shared_ptr<redis::BackendConnection> filler_;
   redis::BackendStats queue_stats_;
   std::shared_ptr<redis::BackendConnection> queue_conn_;  // flushers, operator commands
+  std::unique_ptr<cluster::OwnRouter> cache_router_;      // instead of both, on a cluster
   std::unique_ptr<cache::WriteService> writes_;
   std::unique_ptr<cache::Invalidator> invalidator_;
   boost::asio::io_context context_{1};

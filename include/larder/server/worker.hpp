@@ -17,6 +17,7 @@
 #include "larder/cache/near_cache.hpp"
 #include "larder/cache/read_through_host.hpp"
 #include "larder/cache/write_service.hpp"
+#include "larder/cluster/cluster_route.hpp"
 #include "larder/cluster/router.hpp"
 #include "larder/config/config.hpp"
 #include "larder/proxy/info.hpp"
@@ -72,6 +73,8 @@ class Worker final : public cache::ReadThroughHost {
   // With redis.cluster.seeds: the worker's cluster router (and no shared
   // connections); null otherwise.
   cluster::Router* router() { return router_.get(); }
+  // With redis.cluster.seeds: mapped reads' way to the slot owners.
+  redis::Route& cacheRoute() { return *cache_route_; }
   bool backendReady() const;
   // nullptr when redis.max_pinned_per_worker connections are already in use.
   std::shared_ptr<redis::BackendConnection> acquirePinned();
@@ -107,7 +110,8 @@ class Worker final : public cache::ReadThroughHost {
   proxy::WorkerStats stats_;
   std::shared_ptr<const redis::ClientIdentity> client_identity_;  // null: no keyspaces
   std::vector<std::shared_ptr<redis::BackendConnection>> shared_;
-  std::unique_ptr<cluster::Router> router_;  // cluster mode only
+  std::unique_ptr<cluster::Router> router_;             // cluster mode only
+  std::unique_ptr<cluster::ClusterRoute> cache_route_;  // cluster mode only, on router_
   std::vector<std::shared_ptr<redis::BackendConnection>> idle_pinned_;
   std::shared_ptr<redis::BackendConnection> out_of_band_;
   std::unique_ptr<ScriptWatch> scripts_;

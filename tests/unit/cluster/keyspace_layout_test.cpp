@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "larder/cluster/slot.hpp"
+#include "larder/redis/slot.hpp"
 
 using namespace larder::cluster;
 

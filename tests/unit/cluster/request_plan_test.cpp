@@ -5,7 +5,7 @@
 #include "larder/cluster/merge.hpp"
 #include "larder/cluster/one_node.hpp"
 #include "larder/cluster/scan.hpp"
-#include "larder/cluster/slot.hpp"
+#include "larder/redis/slot.hpp"
 
 using namespace larder;
 using namespace larder::cluster;

@@ -1,4 +1,4 @@
-#include "larder/cluster/slot.hpp"
+#include "larder/redis/slot.hpp"
 
 #include <catch2/catch.hpp>
 

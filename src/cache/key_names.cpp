@@ -1,0 +1,47 @@
+#include "larder/cache/key_names.hpp"
+
+#include <atomic>
+#include <unordered_map>
+
+#include "larder/cache/write_scripts.hpp"
+#include "larder/redis/slot.hpp"
+
+namespace larder::cache {
+
+namespace {
+// Written once at start-up, before the threads that read it exist.
+std::atomic<NameLayout> g_layout{NameLayout::OneRedis};
+}  // namespace
+
+void setNameLayout(NameLayout layout) { g_layout.store(layout, std::memory_order_relaxed); }
+
+NameLayout nameLayout() { return g_layout.load(std::memory_order_relaxed); }
+
+std::string internalKey(std::string_view kind, std::string_view key) {
+  std::string prefix;
+  prefix.reserve(kReservedPrefix.size() + kind.size() + 1);
+  prefix.append(kReservedPrefix).append(kind).push_back(':');
+  if (nameLayout() == NameLayout::Cluster) return cluster::taggedKey(prefix, key);
+  prefix.append(key);
+  return prefix;
+}
+
+std::vector<std::vector<std::size_t>> groupBySlot(const std::vector<std::string_view>& keys,
+                                                  bool sharded) {
+  std::vector<std::vector<std::size_t>> groups;
+  if (!sharded) {
+    if (keys.empty()) return groups;
+    auto& all = groups.emplace_back();
+    for (std::size_t i = 0; i < keys.size(); ++i) all.push_back(i);
+    return groups;
+  }
+  std::unordered_map<std::uint16_t, std::size_t> group_of;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto [it, fresh] = group_of.try_emplace(cluster::keySlot(keys[i]), groups.size());
+    if (fresh) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+  return groups;
+}
+
+}  // namespace larder::cache

@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""Read-only keyspaces on a Redis Cluster (docs/cluster.md, "Keyspaces on a
+cluster"): misses load from PostgreSQL and fill the owner of each key's slot;
+stampede leases live beside their key, in its slot, so one load serves two
+Larder instances; PostgreSQL's changes drop keys on whichever primary holds
+them; a whole keyspace is dropped by SCAN over every primary. Write modes are
+refused by the config (tests/unit/config/loader_test.cpp), and what a
+read-only keyspace refuses is refused here in the same words.
+
+One cluster (3 primaries, 1 replica each), one PostgreSQL and one Larder
+serve the file; each test uses its own rows.
+"""
+
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+import harness  # noqa: E402
+from harness import ClusterLarder, LarderTestCase, RedisCluster, RespError  # noqa: E402
+
+DB = "app"
+CHANNEL = "larder_changes"
+PUBLISH = "larder:invalidate"
+PG = None
+CLUSTER = None
+
+
+def setUpModule():
+    global PG, CLUSTER
+    PG = harness.module_postgres(
+        DB, "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text);"
+            "CREATE TABLE names (id bigint PRIMARY KEY, name text NOT NULL);"
+            "INSERT INTO users SELECT g, 'user' || g, NULL FROM generate_series(1, 300) g;"
+            "INSERT INTO names SELECT g, 'name' || g FROM generate_series(1, 300) g;")
+    CLUSTER = RedisCluster()
+    unittest.addModuleCleanup(CLUSTER.cleanup)
+    CLUSTER.start()
+
+
+def config(**stampede):
+    users = {"key": "user:{id}", "table": "public.users", "write": "none", "ttl": "1h",
+             "negative_ttl": "30s"}
+    if stampede:
+        users["stampede"] = stampede
+    return {
+        "postgres": {"dsn": PG.dsn(DB)},
+        "invalidation": {"listen": CHANNEL, "publish": PUBLISH},
+        "keyspaces": {
+            "users": users,
+            "names": {"key": "name:{id}", "table": "public.names", "shape": "string",
+                      "write": "none"},
+        },
+    }
+
+
+class ClusterKeyspaceTest(LarderTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.larder = ClusterLarder(CLUSTER, config=config())
+        cls.addClassCleanup(cls.larder.cleanup)
+        cls.addClassCleanup(harness.check_log_clean, cls.larder)
+        cls.addClassCleanup(cls.larder.stop_gracefully)
+        cls.larder.start()
+        out = subprocess.run([cls.larder.binary, "--config", cls.larder.config_path,
+                              "--install-triggers"], capture_output=True, text=True,
+                             timeout=harness.scaled(60))
+        if out.returncode != 0:
+            raise AssertionError(out.stderr)
+        harness.wait_until(lambda: "listening on PostgreSQL channel" in cls.larder.log(), 10,
+                           "Larder to LISTEN")
+
+    def setUp(self):
+        self.r = self.client(self.larder)
+
+    def owner(self, key):
+        return CLUSTER.owner_of(key)
+
+    def on_owner(self, *args):
+        """args[1] is a key: the command on the node that owns its slot."""
+        return CLUSTER.ask(self.owner(args[1]), *args)
+
+    def internal_keys(self):
+        """Every __larder:* key of every primary, as (node, key)."""
+        found = []
+        for node in CLUSTER.primaries():
+            cursor = b"0"
+            while True:
+                cursor, keys = CLUSTER.ask(node, "SCAN", cursor, "MATCH", "__larder:*",
+                                           "COUNT", "1000")
+                found.extend((node, k) for k in keys)
+                if cursor == b"0":
+                    break
+        return found
+
+    def stats(self, keyspace):
+        return self.larder.info_larder()[f"keyspace_{keyspace}"]
+
+    # ------------------------------------------------------------ read-through
+    def test_misses_fill_the_owner_of_each_keys_slot(self):
+        ids = range(1, 61)
+        owners = {self.owner(f"user:{i}").port for i in ids}
+        self.assertEqual(len(owners), 3, "the keys span every primary")
+        for i in ids:
+            self.assertEqual(self.r.hgetall(f"user:{i}"), {b"name": f"user{i}".encode()})
+        for i in ids:
+            self.assertEqual(self.on_owner("HGET", f"user:{i}", "name"), f"user{i}".encode())
+        # A second read is a hit: no more queries.
+        before = self.stats("users")["queries"]
+        for i in ids:
+            self.assertEqual(self.r.hget(f"user:{i}", "name"), f"user{i}".encode())
+        self.assertEqual(self.stats("users")["queries"], before)
+        # A row that does not exist: nil, and no key anywhere.
+        self.assertEqual(self.r.hgetall("user:100000"), {})
+        self.assertEqual(self.on_owner("EXISTS", "user:100000"), 0)
+
+    def test_mget_across_slots_loads_each_missing_key(self):
+        keys = [f"name:{i}" for i in range(1, 31)] + ["name:99999", "unmapped:x"]
+        self.r.get("name:3")  # one hit among the misses
+        got = self.r.mget(keys)
+        want = [f"name{i}".encode() for i in range(1, 31)] + [None, None]
+        self.assertEqual(got, want)
+        for i in range(1, 31):
+            self.assertEqual(self.on_owner("GET", f"name:{i}"), f"name{i}".encode())
+        self.assertEqual(self.r.exists(*keys), 30)
+
+    def test_internal_keys_share_their_keys_slot(self):
+        # A missing row leaves its lease saying "absent" for negative_ttl.
+        for i in range(200001, 200021):
+            self.assertIsNone(self.r.hget(f"user:{i}", "name"))
+        leases = [(n, k) for n, k in self.internal_keys() if b":lease:" in k]
+        self.assertGreaterEqual(len(leases), 20)
+        for node, key in leases:
+            # __larder:lease:{<tag>}<key>: the tag puts it in <key>'s slot.
+            self.assertTrue(key.startswith(b"__larder:lease:{"), key)
+            user_key = key[key.index(b"}") + 1:]
+            slot = CLUSTER.ask(node, "CLUSTER", "KEYSLOT", key)
+            self.assertEqual(slot, CLUSTER.ask(node, "CLUSTER", "KEYSLOT", user_key), key)
+            self.assertEqual(node.port, self.owner(user_key.decode()).port)
+        # Reserved from clients all the same, tag or not.
+        self.assertEqual(self.raw(self.larder).call("GET", leases[0][1]),
+                         RespError("ERR Larder: keys under '__larder:' are reserved for Larder"))
+
+    def test_read_only_keyspace_refuses_writes_in_its_own_words(self):
+        raw = self.raw(self.larder)
+        self.assertEqual(raw.call("HSET", "user:5", "name", "x"),
+                         RespError("READONLY Larder: keyspace 'users' is read-only (write: none)"))
+        # A cache-only write (EXPIRE) runs the write script: not yet on a cluster.
+        self.assertEqual(raw.call("EXPIRE", "user:5", "100"),
+                         RespError("ERR Larder: this write to a mapped key is not supported yet "
+                                   "with a Redis Cluster backend"))
+        # Unmapped keys are not touched by any of this.
+        self.assertTrue(self.r.set("plain:1", "v"))
+        self.assertEqual(self.r.get("plain:1"), b"v")
+
+    # ------------------------------------------------------------ invalidation
+    def test_changes_in_postgresql_drop_keys_on_every_primary(self):
+        ids = list(range(101, 161))
+        for i in ids:
+            self.assertEqual(self.r.hget(f"user:{i}", "name"), f"user{i}".encode())
+        harness.wait_until(lambda: all(self.on_owner("EXISTS", f"user:{i}") for i in ids), 5,
+                           "the fills")
+        started = time.monotonic()
+        PG.psql("UPDATE users SET name = 'changed' || id WHERE id BETWEEN 101 AND 160",
+                dbname=DB)
+        harness.wait_until(
+            lambda: all(self.r.hget(f"user:{i}", "name") == f"changed{i}".encode() for i in ids),
+            10, "every UPDATE to show through Larder")
+        self.assertLess(time.monotonic() - started, harness.scaled(5.0))
+        PG.psql("DELETE FROM users WHERE id BETWEEN 101 AND 110", dbname=DB)
+        harness.wait_until(lambda: all(self.r.hget(f"user:{i}", "name") is None
+                                       for i in range(101, 111)), 10, "the DELETEs to show")
+        for i in range(111, 161):
+            self.assertEqual(self.r.hget(f"user:{i}", "name"), f"changed{i}".encode())
+
+    def test_larder_invalidate_a_whole_keyspace_scans_every_primary(self):
+        ids = list(range(201, 261))
+        for i in ids:
+            self.assertEqual(self.r.get(f"name:{i}"), f"name{i}".encode())
+        harness.wait_until(lambda: all(self.on_owner("EXISTS", f"name:{i}") for i in ids), 5,
+                           "the fills")
+        dropped = self.r.execute_command("LARDER", "INVALIDATE", "names")
+        self.assertGreaterEqual(dropped, len(ids))
+        for i in ids:
+            self.assertEqual(self.on_owner("EXISTS", f"name:{i}"), 0, f"name:{i}")
+        # By key, too: the key's own node.
+        self.assertEqual(self.r.get("name:201"), b"name201")
+        self.assertEqual(self.r.execute_command("LARDER", "INVALIDATE", "names", "name:201"), 1)
+        self.assertEqual(self.on_owner("EXISTS", "name:201"), 0)
+        self.assertEqual(self.r.get("name:201"), b"name201")
+
+
+class ClusterStampedeTest(LarderTestCase):
+    def test_two_instances_load_a_cold_key_once(self):
+        """The lease of a cold key lives in its slot: of two Larders missing it
+        at once, one loads and fills, the other waits for the fill."""
+        cfg = config(lease="5s")
+        a = harness.start_cluster_larder(self, CLUSTER, config=cfg)
+        b = harness.start_cluster_larder(self, CLUSTER, config=cfg)
+        keys = [f"user:{i}" for i in range(261, 291)]
+        results = {}
+        errors = []
+
+        def read(larder, name):
+            c = larder.client(socket_timeout=10)
+            try:
+                results[name] = [c.hget(k, "name") for k in keys]
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+            finally:
+                harness.close_client(c)
+
+        threads = [threading.Thread(target=read, args=(larder, f"{tag}{n}"))
+                   for n in range(3) for tag, larder in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(harness.scaled(30))
+        self.assertEqual(errors, [])
+        want = [f"user{i}".encode() for i in range(261, 291)]
+        for name, got in results.items():
+            self.assertEqual(got, want, name)
+        self.assertEqual(len(results), 6)
+        sa = a.info_larder()["keyspace_users"]
+        sb = b.info_larder()["keyspace_users"]
+        # Each key was queried by at most one instance... unless a lease ran
+        # out, which 5 s do not; the winners' count is the keys' count.
+        self.assertEqual(sa["leases_won"] + sb["leases_won"], len(keys))
+        self.assertEqual(sa["keys_queried"] + sb["keys_queried"], len(keys))
+
+
+if __name__ == "__main__":
+    unittest.main()
