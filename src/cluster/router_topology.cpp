@@ -81,18 +81,29 @@ void Router::stop() {
 
 // ------------------------------------------------------------------ links
 
-std::shared_ptr<redis::BackendConnection> Router::makeConnection(Link& link,
-                                                                 redis::ConnectionKind kind) {
-  auto c = std::make_shared<redis::BackendConnection>(executor_, *link.config, kind, stats_.backend,
-                                                      tls_);
+std::vector<std::string> Router::preloadFor(redis::ConnectionKind kind) const {
   // Replica reads need READONLY on every (re)connect; harmless on a primary.
-  // The shared connection also loads the cache layer's scripts (setPreload).
+  // The shared connections also load the cache layer's scripts (setPreload).
   std::vector<std::string> preload;
   if (config_.cluster.read_from_replicas) preload.emplace_back(kReadOnly);
   if (kind == redis::ConnectionKind::Shared) {
     preload.insert(preload.end(), preload_.begin(), preload_.end());
   }
-  if (!preload.empty()) c->setPreload(std::move(preload));
+  return preload;
+}
+
+void Router::setPreload(std::vector<std::string> requests) {
+  preload_ = std::move(requests);
+  for (auto& link : links_) {  // the initial map's, made by the constructor
+    if (link->shared) link->shared->setPreload(preloadFor(redis::ConnectionKind::Shared));
+  }
+}
+
+std::shared_ptr<redis::BackendConnection> Router::makeConnection(Link& link,
+                                                                 redis::ConnectionKind kind) {
+  auto c = std::make_shared<redis::BackendConnection>(executor_, *link.config, kind, stats_.backend,
+                                                      tls_);
+  c->setPreload(preloadFor(kind));
   return c;
 }
 

@@ -34,7 +34,9 @@ def setUpModule():
         DB, "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text);"
             "CREATE TABLE names (id bigint PRIMARY KEY, name text NOT NULL);"
             "INSERT INTO users SELECT g, 'user' || g, NULL FROM generate_series(1, 300) g;"
-            "INSERT INTO names SELECT g, 'name' || g FROM generate_series(1, 300) g;")
+            "INSERT INTO names SELECT g, 'name' || g FROM generate_series(1, 300) g;"
+            "CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL);"
+            "INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 600) g;")
     CLUSTER = RedisCluster()
     unittest.addModuleCleanup(CLUSTER.cleanup)
     CLUSTER.start()
@@ -52,8 +54,20 @@ def config(**stampede):
             "users": users,
             "names": {"key": "name:{id}", "table": "public.names", "shape": "string",
                       "write": "none"},
+            "items": {"key": "item:{id}", "table": "public.items", "shape": "string",
+                      "write": "none", "ttl": "1h"},
         },
     }
+
+
+def install_triggers(larder):
+    """larder --install-triggers for every keyspace, then waits for LISTEN."""
+    out = subprocess.run([larder.binary, "--config", larder.config_path, "--install-triggers"],
+                         capture_output=True, text=True, timeout=harness.scaled(60))
+    if out.returncode != 0:
+        raise AssertionError(out.stderr)
+    harness.wait_until(lambda: "listening on PostgreSQL channel" in larder.log(), 10,
+                       "Larder to LISTEN")
 
 
 class ClusterKeyspaceTest(LarderTestCase):
@@ -64,13 +78,7 @@ class ClusterKeyspaceTest(LarderTestCase):
         cls.addClassCleanup(harness.check_log_clean, cls.larder)
         cls.addClassCleanup(cls.larder.stop_gracefully)
         cls.larder.start()
-        out = subprocess.run([cls.larder.binary, "--config", cls.larder.config_path,
-                              "--install-triggers"], capture_output=True, text=True,
-                             timeout=harness.scaled(60))
-        if out.returncode != 0:
-            raise AssertionError(out.stderr)
-        harness.wait_until(lambda: "listening on PostgreSQL channel" in cls.larder.log(), 10,
-                           "Larder to LISTEN")
+        install_triggers(cls.larder)
 
     def setUp(self):
         self.r = self.client(self.larder)
@@ -229,6 +237,160 @@ class ClusterStampedeTest(LarderTestCase):
         # out, which 5 s do not; the winners' count is the keys' count.
         self.assertEqual(sa["leases_won"] + sb["leases_won"], len(keys))
         self.assertEqual(sa["keys_queried"] + sb["keys_queried"], len(keys))
+
+
+class Readers:
+    """Threads reading item:1..600 through Larder in a loop until finish();
+    every reply is checked against the values the row has had."""
+
+    def __init__(self, larder, history, threads=3):
+        self.larder, self.history = larder, history
+        self.stop = threading.Event()
+        self.errors, self.wrong = [], []
+        self.ops = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(n,), daemon=True)
+                        for n in range(threads)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def run(self, n):
+        c = self.larder.client(socket_timeout=harness.scaled(20))
+        i = n
+        while not self.stop.is_set():
+            i = (i * 7 + 13) % 600 + 1
+            try:
+                got = c.get(f"item:{i}")
+                with self.lock:
+                    self.ops += 1
+                    if got not in self.history[i]:
+                        self.wrong.append((i, got))
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                with self.lock:
+                    self.errors.append((time.monotonic(), repr(e)))
+        harness.close_client(c)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(harness.scaled(30))
+
+
+class ClusterKeyspaceChangesTest(LarderTestCase):
+    """A reshard and a primary killed while clients read a keyspace and
+    PostgreSQL changes its rows: no error reaches a client, no read answers
+    a value the row never had, and once settled every key reads as its row."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = RedisCluster(node_timeout_ms=1000)
+        cls.addClassCleanup(cls.cluster.cleanup)
+        cls.cluster.start()
+
+    def changing_rows(self, history, stop):
+        """Rows of items change every 50 ms (each value kept in `history`)."""
+        n = 0
+        while not stop.is_set():
+            n += 1
+            i = (n * 37) % 600 + 1
+            value = f"v{i}.{n}"
+            history[i].add(value.encode())
+            PG.psql(f"UPDATE items SET v = '{value}' WHERE id = {i}", dbname=DB)
+            time.sleep(0.05)
+
+    def settled(self, larder):
+        """Every item reads as its row now, through Larder and on its owner."""
+        rows = dict(line.split("|") for line in PG.psql(
+            "SELECT id, v FROM items", dbname=DB).split() if "|" in line)
+        c = self.client(larder)
+
+        def stale():
+            return {i: (v, c.get(f"item:{i}")) for i, v in rows.items()
+                    if c.get(f"item:{i}") != v.encode()}
+        try:
+            harness.wait_until(lambda: not stale(), 15, "every key to read as its row")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {list(stale().items())[:5]}") from None
+        for i, v in rows.items():
+            cached = self.cluster.ask(self.cluster.owner_of(f"item:{i}"), "GET", f"item:{i}")
+            self.assertIn(cached, (None, v.encode()), i)
+
+    def run_under_change(self, larder, change):
+        PG.psql("UPDATE items SET v = 'v' || id", dbname=DB)
+        history = {i: {f"v{i}".encode()} for i in range(1, 601)}
+        stop = threading.Event()
+        writer = threading.Thread(target=self.changing_rows, args=(history, stop), daemon=True)
+        readers = Readers(larder, history).start()
+        writer.start()
+        time.sleep(0.5)
+        took = change()
+        time.sleep(1.0)
+        stop.set()
+        writer.join(harness.scaled(30))
+        readers.finish()
+        return readers, took
+
+    def start_larder(self, **redis_cfg):
+        cfg = config()
+        cfg["invalidation"] = {"listen": CHANNEL}
+        cfg["redis"] = redis_cfg
+        larder = harness.start_cluster_larder(self, self.cluster, config=cfg)
+        install_triggers(larder)
+        return larder
+
+    # test_1_, test_2_: unittest runs them in name order, the kill last.
+    def test_0_reads_under_changes(self):
+        larder = self.start_larder()
+        readers, took = self.run_under_change(larder, lambda: time.sleep(3) or 3)
+        self.assertEqual(readers.errors[:5], [])
+        self.assertEqual(readers.wrong[:5], [])
+        self.settled(larder)
+
+    def test_1_reshard_under_reads_and_changes(self):
+        cluster = self.cluster
+        cluster.wait_healthy()
+        larder = self.start_larder()
+        source, target = cluster.primaries()[0], cluster.primaries()[1]
+
+        def reshard():
+            started = time.monotonic()
+            cluster.reshard(source, target, 1500, pipeline=5)
+            return time.monotonic() - started
+
+        readers, took = self.run_under_change(larder, reshard)
+        info = larder.info_larder()
+        print(f"\nkeyspace reshard: 1500 slots in {took:.1f}s, {readers.ops} reads, "
+              f"{len(readers.errors)} errors, {len(readers.wrong)} wrong, "
+              f"moved={info['cluster_moved']} ask={info['cluster_ask']}", file=sys.stderr)
+        self.assertEqual(readers.errors[:5], [])
+        self.assertEqual(readers.wrong[:5], [])
+        self.assertGreater(readers.ops, 100)
+        self.settled(larder)
+
+    def test_2_primary_killed_under_reads_and_changes(self):
+        cluster = self.cluster
+        cluster.wait_healthy()
+        # Reads of the dead shard wait for the promotion (retry_timeout).
+        larder = self.start_larder(cluster={"retry_timeout": "8s"}, connect_timeout="500ms",
+                                   reconnect_max="500ms")
+        victim = cluster.owner_of("item:1")
+        replicas = cluster.replicas_of(victim)
+
+        def kill():
+            killed = time.monotonic()
+            cluster.kill(victim)
+            cluster.wait_promoted(replicas, timeout=30)
+            return time.monotonic() - killed
+
+        readers, took = self.run_under_change(larder, kill)
+        print(f"\nkeyspace failover: promoted {took:.1f}s after the kill, {readers.ops} reads, "
+              f"{len(readers.errors)} errors, {len(readers.wrong)} wrong", file=sys.stderr)
+        self.assertEqual(readers.errors[:5], [])
+        self.assertEqual(readers.wrong[:5], [])
+        self.settled(larder)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ class Router {
                 bool out_of_band = false, bool script = false, redis::As as = redis::As::Client);
   // Requests every node's shared connection sends first on each (re)connect
   // (BackendConnection::setPreload): the cache layer's scripts. Before start().
-  void setPreload(std::vector<std::string> requests) { preload_ = std::move(requests); }
+  void setPreload(std::vector<std::string> requests);
   bool saturated() const;
   // Any thread: every slot has an owner whose connection is up.
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
@@ -217,6 +217,7 @@ class Router {
   void onVoteAnswer(std::uint64_t serial, std::optional<Topology> t);
   void housekeeping();
   void updateReady();
+  std::vector<std::string> preloadFor(redis::ConnectionKind kind) const;
   std::shared_ptr<redis::BackendConnection> makeConnection(Link& link, redis::ConnectionKind kind);
   redis::BackendConnection& outOfBand(Link& link);
   // Stops every connection of `link` (in-flight requests fail).
