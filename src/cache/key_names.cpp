@@ -26,6 +26,13 @@ std::string internalKey(std::string_view kind, std::string_view key) {
   return prefix;
 }
 
+std::string writeQueueKey(std::string_view keyspace, std::string_view key) {
+  if (nameLayout() == NameLayout::OneRedis) return queueKey(keyspace);
+  std::string out(kReservedPrefix);
+  out.append("q:{").append(cluster::slotTag(cluster::keySlot(key))).append("}:").append(keyspace);
+  return out;
+}
+
 std::vector<std::vector<std::size_t>> groupBySlot(const std::vector<std::string_view>& keys,
                                                   bool sharded) {
   std::vector<std::vector<std::size_t>> groups;

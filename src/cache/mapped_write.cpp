@@ -83,13 +83,23 @@ bool MappedWrite::through(const KeyWrite& w) const {
 
 void MappedWrite::start(redis::BackendConnection& connection) {
   connection_ = connection.shared_from_this();
+  route_ = connection_.get();
+  begin();
+}
+
+void MappedWrite::start(redis::Route& route) {
+  route_ = &route;
+  begin();
+}
+
+void MappedWrite::begin() {
   evictNear(worker_, plan_);  // a read pipelined after this write must not see the old value
   auto self = shared_from_this();
   if (!plan_.unmapped.empty()) {
     std::string request;
     const std::vector<std::string_view> args(plan_.unmapped.begin(), plan_.unmapped.end());
     resp::appendMultibulk(request, args);
-    connection_->send(request, self, plan_.writes.size());
+    route_->send(request, self, plan_.writes.size(), redis::As::Client);
   }
   for (std::size_t i = 0; i < plan_.writes.size(); ++i) send(i);
 }
@@ -124,6 +134,12 @@ void MappedWrite::send(std::size_t i) {
   }
   // With the other behind writes of this loop turn on this connection: one
   // script call for all of them (write_batch.hpp).
+  if (!connection_) {
+    // A cluster: writes of different clients are in different slots.
+    route_->send(scriptRequest(i, false), std::make_shared<SingleWrite>(self), i,
+                 redis::As::Larder);
+    return;
+  }
   WriteBatch::of(*connection_, worker_.context().get_executor())
       .add(w, absent_[i], worker_.config(), self, i);
 }
@@ -145,8 +161,8 @@ void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
   if (frame.rfind("-NOSCRIPT", 0) == 0) {
     // Redis lost its scripts (SCRIPT FLUSH): send the body once, alone; its
     // reply is a one-element array.
-    connection_->send(scriptRequest(sub, true), std::make_shared<SingleWrite>(shared_from_this()),
-                      sub, redis::As::Larder);
+    route_->send(scriptRequest(sub, true), std::make_shared<SingleWrite>(shared_from_this()), sub,
+                 redis::As::Larder);
     return;
   }
   if (frame == kMissReply) {

@@ -284,19 +284,29 @@ void WriteCall::add(std::string_view key, std::string_view keyspace, std::string
     args_.reserve(1024);
   }
   resp::appendBulk(keys_, key);
-  // __larder:pending:<key> and __larder:q:<keyspace>, without building them.
-  const std::string_view prefix = kReservedPrefix;
-  resp::appendNumberLine(keys_, '$', static_cast<long long>(prefix.size() + 8 + key.size()));
-  keys_.append(prefix).append("pending:").append(key).append("\r\n");
-  resp::appendNumberLine(keys_, '$', static_cast<long long>(prefix.size() + 2 + keyspace.size()));
-  keys_.append(prefix).append("q:").append(keyspace).append("\r\n");
+  if (nameLayout() == NameLayout::Cluster) {  // the names in the key's slot (key_names.hpp)
+    resp::appendBulk(keys_, pendingMarker(key));
+    resp::appendBulk(keys_, writeQueueKey(keyspace, key));
+  } else {
+    appendOneRedisNames(key, keyspace);
+  }
   resp::appendBulk(args_, op);
+
   resp::appendBulk(args_, absent ? "1" : "0");
   resp::appendBulk(args_, std::to_string(ttl_ms));
   resp::appendBulk(args_, std::to_string(op_args.size()));
   for (const auto& a : op_args) resp::appendBulk(args_, a);
   ++writes_;
   arg_count_ += 4 + op_args.size();
+}
+
+void WriteCall::appendOneRedisNames(std::string_view key, std::string_view keyspace) {
+  // __larder:pending:<key> and __larder:q:<keyspace>, without building them.
+  const std::string_view prefix = kReservedPrefix;
+  resp::appendNumberLine(keys_, '$', static_cast<long long>(prefix.size() + 8 + key.size()));
+  keys_.append(prefix).append("pending:").append(key).append("\r\n");
+  resp::appendNumberLine(keys_, '$', static_cast<long long>(prefix.size() + 2 + keyspace.size()));
+  keys_.append(prefix).append("q:").append(keyspace).append("\r\n");
 }
 
 std::string WriteCall::request(bool body) const {

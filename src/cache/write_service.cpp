@@ -32,7 +32,7 @@ std::string upper(std::string s) {
 WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& loader,
                            const KeyspaceRegistry& registry, const config::Config& config,
                            std::shared_ptr<redis::BackendConnection> redis,
-                           std::shared_ptr<redis::BackendConnection> cache)
+                           std::shared_ptr<redis::Route> cache)
     : context_(context),
       pool_(pool),
       loader_(loader),
@@ -41,8 +41,10 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
       redis_(std::move(redis)),
       cache_(cache),
       through_(context, pool, loader, registry, config, std::move(cache)) {
-  audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, redis_,
-                                        [this](int keyspace) { drainOldQueue(keyspace); });
+  if (redis_) {
+    audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, redis_,
+                                          [this](int keyspace) { drainOldQueue(keyspace); });
+  }
   for (std::size_t i = 0; i < registry.size(); ++i) addKeyspace(registry.at(i));
 }
 
@@ -57,7 +59,8 @@ void WriteService::addKeyspace(const Keyspace& ks) {
           ks.name(), type);
     }
   }
-  if (ks.config.write != config::WriteMode::Behind) return;
+  // No queue connection (a cluster): the config admits no behind keyspace.
+  if (ks.config.write != config::WriteMode::Behind || !redis_) return;
   Flusher* f = flushers_.set(static_cast<std::size_t>(ks.id),
                              std::make_unique<Flusher>(context_, ks, config_, redis_));
   f->onCacheDropped([this](int keyspace) { loader_.forgetKeyspace(keyspace); });
@@ -76,14 +79,14 @@ void WriteService::drainOldQueue(int keyspace) {
 
 void WriteService::start() {
   started_ = true;
-  audit_->start();
+  if (audit_) audit_->start();
   for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
     if (Flusher* f = flushers_.get(i)) f->start();
   }
 }
 
 void WriteService::stop() {
-  audit_->stop();
+  if (audit_) audit_->stop();
   for (std::size_t i = 0; i < flushers_.capacity(); ++i) {
     if (Flusher* f = flushers_.get(i)) f->stop();
   }
@@ -154,6 +157,10 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
                        done(ok ? std::string("+OK\r\n")
                                : resp::errorReply(errors::queueNotDrained(limit.count())));
                      });
+      return;
+    }
+    if (!redis_ && (sub == "PENDING" || sub == "DEADLETTERS")) {
+      done(resp::errorReply(errors::kNoWriteBehindOnCluster));
       return;
     }
     if (sub == "PENDING" && args.size() == 1) {

@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "larder/cache/flush_plan.hpp"
+#include "larder/cache/key_names.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/common/errors.hpp"
 #include "larder/common/logging.hpp"
@@ -47,7 +48,7 @@ std::string defaultReply(const ThroughWrite& w) {
 
 WriteThrough::WriteThrough(asio::io_context& context, pg::Pool& pool, Loader& loader,
                            const KeyspaceRegistry& registry, const config::Config& config,
-                           std::shared_ptr<redis::BackendConnection> cache)
+                           std::shared_ptr<redis::Route> cache)
     : context_(context),
       pool_(pool),
       loader_(loader),
@@ -147,36 +148,45 @@ asio::awaitable<void> WriteThrough::updateCache(const Keyspace& ks, std::vector<
                                                 std::vector<Outcome>& out,
                                                 std::vector<std::string>& replies) {
   // Committed: no load read before the commit may be stored, and the cache
-  // gets the new values, all in one call of the write script.
-  WriteCall update('c', config_.invalidation.publish_channel, 0);
+  // gets the new values, in one call of the write script (one per slot on a
+  // cluster).
   std::vector<std::size_t> updated;
+  std::vector<std::string_view> keys;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (!replies[i].empty()) continue;
-    const ThroughWrite& w = batch[i].write;
-    loader_.forget(w.key);
-    update.add(w.key, ks.name(), w.op, false, ks.hardTtlMs(ks.ttl_ms.get()), w.op_args);
+    loader_.forget(batch[i].write.key);
     updated.push_back(i);
+    keys.push_back(batch[i].write.key);
   }
-  if (updated.empty()) co_return;
-  std::string reply = co_await redis::call(*cache_, update.request(false));
-  if (reply.rfind("-NOSCRIPT", 0) == 0) reply = co_await redis::call(*cache_, update.request(true));
-  const std::vector<std::string_view> elements = splitWriteReplies(reply);
   std::vector<std::string>
       dropped;  // the row is committed; a cache that cannot take it loses the key
-  for (std::size_t j = 0; j < updated.size(); ++j) {
-    const std::size_t i = updated[j];
-    const ThroughWrite& w = batch[i].write;
-    const std::string_view element =
-        elements.size() == updated.size() ? elements[j] : std::string_view();
-    if (w.op == "del") {
-      resp::appendInteger(replies[i], out[i].existed ? 1 : 0);
-    } else if (element.empty() || element.front() == '-') {
-      dropped.push_back(w.key);
-      replies[i] = defaultReply(w);
-    } else {
-      replies[i] = std::string(element);
+  for (const std::vector<std::size_t>& group : groupBySlot(keys, cache_->sharded())) {
+    WriteCall update('c', config_.invalidation.publish_channel, 0);
+    for (std::size_t j : group) {
+      const ThroughWrite& w = batch[updated[j]].write;
+      update.add(w.key, ks.name(), w.op, false, ks.hardTtlMs(ks.ttl_ms.get()), w.op_args);
+    }
+    std::string reply = co_await redis::call(*cache_, update.request(false));
+    if (reply.rfind("-NOSCRIPT", 0) == 0) {
+      reply = co_await redis::call(*cache_, update.request(true));
+    }
+    const std::vector<std::string_view> elements = splitWriteReplies(reply);
+    for (std::size_t g = 0; g < group.size(); ++g) {
+      const std::size_t i = updated[group[g]];
+      const ThroughWrite& w = batch[i].write;
+      const std::string_view element =
+          elements.size() == group.size() ? elements[g] : std::string_view();
+      if (w.op == "del") {
+        resp::appendInteger(replies[i], out[i].existed ? 1 : 0);
+      } else if (element.empty() || element.front() == '-') {
+        dropped.push_back(w.key);
+        replies[i] = defaultReply(w);
+      } else {
+        replies[i] = std::string(element);
+      }
     }
   }
+  // DEL of many keys: a cluster's router splits it per slot.
   if (!dropped.empty()) {
     std::string del;
     std::vector<std::string_view> args{"DEL"};

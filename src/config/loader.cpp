@@ -542,13 +542,13 @@ class Loader {
     }
     for (const KeyspaceConfig& ks : config.keyspaces) {
       if (!config.redis.clusterMode()) break;
-      // Read-through runs on a cluster; the write path's scripts and queues
+      // Read-through and write-through run on a cluster; write-behind's queues
       // are not yet kept to one slot (docs/cluster.md, "Keyspaces on a cluster").
       const std::string path = "keyspaces." + ks.name;
-      if (ks.write != WriteMode::None) {
+      if (ks.write == WriteMode::Behind) {
         fail(path + ".write",
-             "must be none with redis.cluster.seeds: write-through and write-behind keyspaces "
-             "are not supported on a Redis Cluster yet, read-only ones are (docs/cluster.md)");
+             "must be through or none with redis.cluster.seeds: write-behind keyspaces are "
+             "not supported on a Redis Cluster yet (docs/cluster.md)");
       }
       if (ks.near_cache.enabled) {
         fail(path + ".near_cache",

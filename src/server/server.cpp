@@ -170,19 +170,24 @@ void Server::startOneRedisCacheSide() {
   });
 }
 
-// Read-only keyspaces (config/loader.cpp): fills, leases and invalidations go
-// by a router of this thread's own to each key's slot owner; no write service.
+// Read-only and write-through keyspaces (config/loader.cpp): fills, leases,
+// write-through's cache updates and invalidations go by a router of this
+// thread's own to each key's slot owner; no queue, no flusher.
 void Server::startClusterCacheSide() {
   cache_router_ = std::make_unique<cluster::OwnRouter>(pg_context_.get_executor(), config_.redis,
                                                        redis_tls_, clusterTopology());
-  cache_router_->router().setPreload(cache::preloadRequests({&cache::fillScript()}));
+  cache_router_->router().setPreload(
+      cache::preloadRequests({&cache::fillScript(), &cache::writeScript()}));
   loader_->setFiller(cache_router_->route());
+  writes_ = std::make_unique<cache::WriteService>(pg_context_, *pg_pool_, *loader_, keyspaces_,
+                                                  config_, nullptr, cache_router_->route());
   // One route for both: per slot, its order puts an UNLINK after any fill of
   // that key sent before it (one connection per node).
   invalidator_ = std::make_unique<cache::Invalidator>(pg_context_, *loader_, keyspaces_, config_,
                                                       cache_router_->route());
   asio::post(pg_context_, [this] {
     cache_router_->start();
+    writes_->start();
     invalidator_->start();
   });
 }

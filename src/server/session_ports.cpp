@@ -116,9 +116,9 @@ void Session::read(proxy::Conn conn, commands::ReadKind kind,
   auto op = std::make_shared<cache::MappedRead>(worker_, self(), tag, kind,
                                                 std::vector<std::string>(args.begin(), args.end()),
                                                 std::move(read_keys));
-  // On a cluster by the router, whatever `conn`: a read-only keyspace's keys
-  // change only by fills and invalidations, never by this client's requests
-  // on its dedicated connection (config/loader.cpp refuses other modes).
+  // On a cluster by the router, whatever `conn`: a mapped key changes only by
+  // fills, invalidations and mapped writes, which go by the router too, never
+  // by this client's requests on its dedicated connection.
   if (cluster_) {
     op->start(worker_.cacheRoute());
     return;
@@ -134,13 +134,13 @@ const std::string* Session::nearValue(const cache::Keyspace& ks, std::string_vie
 }
 
 void Session::write(proxy::Conn conn, cache::WritePlan plan, std::uint64_t tag) {
+  auto op = std::make_shared<cache::MappedWrite>(worker_, self(), tag, std::move(plan));
+  // On a cluster by the router, whatever `conn` (see read() above): write-
+  // through and cache-only writes, each script call to its key's slot owner.
   if (cluster_) {
-    // Read-only keyspaces only, on a cluster: what is left are cache-only
-    // writes (EXPIRE, PERSIST ...), which run the write script (docs/cluster.md).
-    deliver(tag, resp::errorReply(errors::kMappedWriteOnCluster));
+    op->start(worker_.cacheRoute());
     return;
   }
-  auto op = std::make_shared<cache::MappedWrite>(worker_, self(), tag, std::move(plan));
   op->start(connection(conn));
 }
 

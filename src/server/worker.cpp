@@ -42,6 +42,9 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
     router_ = std::make_unique<cluster::Router>(context_.get_executor(), config_.redis, stats_,
                                                 server.redisTls(), server.clusterTopology(), index);
     cache_route_ = std::make_unique<cluster::ClusterRoute>(*router_);
+    if (!server.keyspaces().empty()) {
+      router_->setPreload(cache::preloadRequests({&cache::writeScript()}));
+    }
   }
   const int n = router_ ? 0 : std::max(1, config.redis.connections_per_worker);
   for (int i = 0; i < n; ++i) {

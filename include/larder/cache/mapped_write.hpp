@@ -28,7 +28,11 @@ class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this
   MappedWrite(ReadThroughHost& worker, std::shared_ptr<redis::ReplySink> client, std::uint64_t tag,
               WritePlan plan);
 
+  // One Redis: the session's connection; behind writes join its WriteBatch.
   void start(redis::BackendConnection& connection);
+  // A sharded route (a cluster, which outlives the op): each script call
+  // alone, to its key's slot owner.
+  void start(redis::Route& route);
   void deliver(std::uint64_t sub, std::string_view frame) override;
 
   // True when the write may be retried (or waits on PostgreSQL), so that the
@@ -49,9 +53,11 @@ class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this
   std::shared_ptr<redis::ReplySink> client_;
   std::uint64_t tag_;
   WritePlan plan_;
-  std::shared_ptr<redis::BackendConnection> connection_;
-  std::vector<std::string> replies_;  // one per write, then the unmapped part
-  std::vector<bool> absent_;          // the Loader found no row
+  void begin();
+  std::shared_ptr<redis::BackendConnection> connection_;  // one Redis: kept while in flight
+  redis::Route* route_ = nullptr;                         // connection_, or a cluster's route
+  std::vector<std::string> replies_;                      // one per write, then the unmapped part
+  std::vector<bool> absent_;                              // the Loader found no row
   std::vector<int> loads_;
   std::vector<char> paused_;  // a pause before the next load has run
   std::vector<std::chrono::steady_clock::time_point> full_since_;

@@ -50,6 +50,8 @@ class WriteCall {
   std::string request(bool body) const;
 
  private:
+  void appendOneRedisNames(std::string_view key, std::string_view keyspace);
+
   std::string header_args_;  // mode, channel, bound: RESP bulks
   std::string keys_;         // RESP bulks, 3 per write
   std::string args_;         // RESP bulks

@@ -28,10 +28,13 @@ namespace larder::cache {
 
 class WriteService {
  public:
+  // `redis`: the queue connection (flushers, the persistence audit, LARDER
+  // PENDING and DEADLETTERS); null on a cluster, where no keyspace writes
+  // behind yet. `cache`: where write-through updates the cache.
   WriteService(boost::asio::io_context& context, pg::Pool& pool, Loader& loader,
                const KeyspaceRegistry& registry, const config::Config& config,
                std::shared_ptr<redis::BackendConnection> redis,
-               std::shared_ptr<redis::BackendConnection> cache);
+               std::shared_ptr<redis::Route> cache);
   ~WriteService();
 
   void start();
@@ -54,9 +57,11 @@ class WriteService {
   // nullptr for keyspaces not in `behind` mode (unless an old queue drains).
   const Flusher* flusher(int keyspace) const { return flushers_.get(keyspace); }
   // Any thread: why writes to the keyspace are refused now (redis_audit.hpp).
-  WriteRefusal refusal(int keyspace) const { return audit_->refusal(keyspace); }
+  WriteRefusal refusal(int keyspace) const {
+    return audit_ ? audit_->refusal(keyspace) : WriteRefusal::None;
+  }
   // Any thread: queues nothing will flush, for /readyz; empty: none.
-  std::string strandedQueues() const { return audit_->strandedSummary(); }
+  std::string strandedQueues() const { return audit_ ? audit_->strandedSummary() : std::string(); }
   const ThroughStats& throughStats(int keyspace) const { return through_.stats(keyspace); }
 
  private:
@@ -74,9 +79,9 @@ class WriteService {
   const KeyspaceRegistry& registry_;
   const config::Config& config_;
   std::shared_ptr<redis::BackendConnection> redis_;
-  std::shared_ptr<redis::BackendConnection> cache_;
+  std::shared_ptr<redis::Route> cache_;
   Slots<Flusher, config::kMaxKeyspaces> flushers_;
-  std::unique_ptr<RedisAudit> audit_;
+  std::unique_ptr<RedisAudit> audit_;  // null without a queue connection
   bool started_ = false;
   WriteThrough through_;
 };

@@ -58,7 +58,7 @@ class WriteThrough {
  public:
   WriteThrough(boost::asio::io_context& context, pg::Pool& pool, Loader& loader,
                const KeyspaceRegistry& registry, const config::Config& config,
-               std::shared_ptr<redis::BackendConnection> cache);
+               std::shared_ptr<redis::Route> cache);
 
   // Any thread.
   void write(ThroughWrite write, ReplyFn done);
@@ -97,7 +97,7 @@ class WriteThrough {
   Loader& loader_;
   const KeyspaceRegistry& registry_;
   const config::Config& config_;
-  std::shared_ptr<redis::BackendConnection> cache_;
+  std::shared_ptr<redis::Route> cache_;
   std::vector<std::deque<Item>> queues_;
   std::vector<bool> running_;
   std::vector<std::unique_ptr<ThroughStats>> stats_;

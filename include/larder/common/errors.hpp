@@ -183,8 +183,8 @@ inline constexpr std::string_view kTrackingOnCluster =
     "ERR Larder: CLIENT TRACKING is not supported with a Redis Cluster backend";
 inline constexpr std::string_view kScanCursorTooLarge =
     "ERR Larder: a cluster node's SCAN cursor is too large to carry";
-inline constexpr std::string_view kMappedWriteOnCluster =
-    "ERR Larder: this write to a mapped key is not supported yet with a Redis Cluster backend";
+inline constexpr std::string_view kNoWriteBehindOnCluster =
+    "ERR Larder: there is no write-behind queue with a Redis Cluster backend";
 inline constexpr std::string_view kClusterUnreadable =
     "ERR Larder: the cluster router could not read the request";
 // ERR Larder: CLUSTER MEET is not supported through the proxy: Larder presents the cluster as one

@@ -343,7 +343,7 @@ TEST_CASE("redis and postgres ranges", "[config]") {
                     "test.yaml: postgres.connect_timeout: must be greater than 0");
 }
 
-TEST_CASE("redis.cluster: exclusive with redis.address; read-only keyspaces only",
+TEST_CASE("redis.cluster: exclusive with redis.address; no write-behind keyspace",
           "[config][cluster]") {
   const std::string seeds = "redis:\n  cluster:\n    seeds: [127.0.0.1:7000, 127.0.0.1:7001]\n";
   const Config config = load(seeds);
@@ -353,19 +353,21 @@ TEST_CASE("redis.cluster: exclusive with redis.address; read-only keyspaces only
         "test.yaml: redis.address: and redis.cluster.seeds are exclusive: give one Redis or a "
         "cluster's seeds");
   const std::string base = "    key: user:{id}\n    table: public.users\n";
-  // The write path's scripts and queues are not yet single-slot (docs/cluster.md).
-  for (const char* mode : {"", "    write: behind\n", "    write: through\n"}) {
+  // Write-behind's queues are not yet single-slot (docs/cluster.md).
+  for (const char* mode : {"", "    write: behind\n"}) {
     CHECK(errorOf(seeds + keyspaceYaml("users", base + mode)) ==
-          "test.yaml: keyspaces.users.write: must be none with redis.cluster.seeds: "
-          "write-through and write-behind keyspaces are not supported on a Redis Cluster yet, "
-          "read-only ones are (docs/cluster.md)");
+          "test.yaml: keyspaces.users.write: must be through or none with "
+          "redis.cluster.seeds: write-behind keyspaces are not supported on a Redis Cluster "
+          "yet (docs/cluster.md)");
   }
   CHECK(errorOf(seeds + keyspaceYaml("users", base + "    write: none\n    near_cache: {}\n")) ==
         "test.yaml: keyspaces.users.near_cache: is not supported with redis.cluster.seeds yet: "
         "its tracking connection follows one Redis (docs/cluster.md)");
-  const Config read_only = load(seeds + keyspaceYaml("users", base + "    write: none\n"));
-  REQUIRE(read_only.keyspaces.size() == 1);
-  CHECK(read_only.keyspaces[0].write == WriteMode::None);
+  for (auto [text, mode] : {std::pair{"none", WriteMode::None}, {"through", WriteMode::Through}}) {
+    const Config c = load(seeds + keyspaceYaml("users", base + "    write: " + text + "\n"));
+    REQUIRE(c.keyspaces.size() == 1);
+    CHECK(c.keyspaces[0].write == mode);
+  }
   // Any mode loads against one Redis.
   CHECK(load(keyspaceYaml("users", base)).keyspaces.size() == 1);
 }
