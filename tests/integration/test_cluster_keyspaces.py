@@ -332,6 +332,38 @@ class Readers:
             t.join(harness.scaled(30))
 
 
+class Writer:
+    """A thread writing account:1..300's balance through Larder (write-through)
+    until finish(); remembers each id's last acknowledged balance."""
+
+    def __init__(self, larder):
+        self.larder = larder
+        self.stop = threading.Event()
+        self.errors, self.acked = [], {}
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def run(self):
+        c = self.larder.client(socket_timeout=harness.scaled(20))
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            i = (n * 7) % 300 + 1
+            try:
+                c.hset(f"account:{i}", "balance", n)
+                self.acked[i] = n
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                self.errors.append((time.monotonic(), repr(e)))
+        harness.close_client(c)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(harness.scaled(30))
+
+
 class ClusterKeyspaceChangesTest(LarderTestCase):
     """A reshard and a primary killed while clients read a keyspace and
     PostgreSQL changes its rows: no error reaches a client, no read answers
@@ -377,6 +409,7 @@ class ClusterKeyspaceChangesTest(LarderTestCase):
         stop = threading.Event()
         writer = threading.Thread(target=self.changing_rows, args=(history, stop), daemon=True)
         readers = Readers(larder, history).start()
+        through = Writer(larder).start()
         writer.start()
         time.sleep(0.5)
         took = change()
@@ -384,6 +417,17 @@ class ClusterKeyspaceChangesTest(LarderTestCase):
         stop.set()
         writer.join(harness.scaled(30))
         readers.finish()
+        through.finish()
+        # Every acknowledged write-through is in PostgreSQL and reads back.
+        self.assertEqual(through.errors[:5], [])
+        self.assertGreater(len(through.acked), 10)
+        balances = dict(line.split("|") for line in PG.psql(
+            "SELECT id, balance FROM accounts WHERE id BETWEEN 1 AND 300", dbname=DB).split())
+        c = self.client(larder)
+        for i, n in through.acked.items():
+            self.assertEqual(balances[str(i)], str(n), i)
+            self.assertEqual(c.hget(f"account:{i}", "balance"), str(n).encode(), i)
+        readers.writes = len(through.acked)
         return readers, took
 
     def start_larder(self, **redis_cfg):
@@ -416,6 +460,7 @@ class ClusterKeyspaceChangesTest(LarderTestCase):
         readers, took = self.run_under_change(larder, reshard)
         info = larder.info_larder()
         print(f"\nkeyspace reshard: 1500 slots in {took:.1f}s, {readers.ops} reads, "
+              f"{readers.writes} keys written through, "
               f"{len(readers.errors)} errors, {len(readers.wrong)} wrong, "
               f"moved={info['cluster_moved']} ask={info['cluster_ask']}", file=sys.stderr)
         self.assertEqual(readers.errors[:5], [])
@@ -440,6 +485,7 @@ class ClusterKeyspaceChangesTest(LarderTestCase):
 
         readers, took = self.run_under_change(larder, kill)
         print(f"\nkeyspace failover: promoted {took:.1f}s after the kill, {readers.ops} reads, "
+              f"{readers.writes} keys written through, "
               f"{len(readers.errors)} errors, {len(readers.wrong)} wrong", file=sys.stderr)
         self.assertEqual(readers.errors[:5], [])
         self.assertEqual(readers.wrong[:5], [])
