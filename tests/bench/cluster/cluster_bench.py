@@ -53,9 +53,12 @@ BENCH = "redis-benchmark"
 GOALS = {1: 0.9, 16: 0.7}
 
 
-def bench(port, args, n, cluster=False, pipeline=1):
+def bench(port, args, n, cluster=False, pipeline=1, options=()):
+    """redis-benchmark's --csv rows as {test: requests per second}; `options`
+    go before the command (such as -r)."""
     argv = NICE + [BENCH, "-h", "127.0.0.1", "-p", str(port), "-c", str(CLIENTS), "-n", str(n),
-                   "-P", str(pipeline), "--csv"] + (["--cluster"] if cluster else []) + args
+                   "-P", str(pipeline), "--csv", *options] + \
+        (["--cluster"] if cluster else []) + args
     res = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {res.stderr[-500:]}")
@@ -161,12 +164,18 @@ def main():
             print(f"| {p} | {statistics.median(cpu[('larder', p)]):.1f} | "
                   f"{statistics.median(cpu[('larder-single', p)]):.1f} |")
     finally:
-        for proc in (larder, plain):
-            if proc is not None:
-                proc.kill()
-                harness.remove_tmpdir(proc.dir)
-        single.cleanup()
-        cluster.cleanup()
+        stop_everything((larder, plain), single, cluster)
+
+
+def stop_everything(larders, *servers):
+    """Larders killed (not drained: a benchmark's state is not kept) and
+    their directories removed, then the servers cleaned up."""
+    for proc in larders:
+        if proc is not None:
+            proc.kill()
+            harness.remove_tmpdir(proc.dir)
+    for server in servers:
+        server.cleanup()
 
 
 if __name__ == "__main__":

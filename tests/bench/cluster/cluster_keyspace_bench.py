@@ -34,27 +34,18 @@ REPLICAS [0] (per primary), NICE [0].
 Everything listens on 127.0.0.1; every process started here is stopped.
 """
 
-import csv
-import io
 import os
 import statistics
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.dont_write_bytecode = True
-import harness  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The settings (LARDER_BIN, ROUNDS, N_P1 ...), redis-benchmark and the CPU
+# clock are cluster_bench.py's.
+from cluster_bench import (CLIENTS, LARDER_BIN, N, REPLICAS, ROUNDS, THREADS,  # noqa: E402
+                           cpu_seconds, harness, stop_everything)
+from cluster_bench import bench as run_bench  # noqa: E402
 
-LARDER_BIN = os.environ.get("LARDER_BIN", os.path.join(ROOT, "build", "larder"))
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
-N = {1: int(os.environ.get("N_P1", "50000")), 16: int(os.environ.get("N_P16", "300000"))}
-CLIENTS = int(os.environ.get("CLIENTS", "50"))
-THREADS = int(os.environ.get("THREADS", "2"))
-REPLICAS = int(os.environ.get("REPLICAS", "0"))
-NICE = ["nice", "-n", os.environ.get("NICE", "0")]
-BENCH = "redis-benchmark"
 KEYS = 10000  # -r: __rand_int__ is 000000000000 .. 000000009999
 VALUE = "x" * 16
 DB = "bench"
@@ -71,29 +62,9 @@ TARGETS = {  # target -> (redis-benchmark command, --cluster)
 
 
 def bench(port, args, n, cluster=False, pipeline=1):
-    argv = NICE + [BENCH, "-h", "127.0.0.1", "-p", str(port), "-c", str(CLIENTS), "-n", str(n),
-                   "-P", str(pipeline), "-r", str(KEYS), "--csv"] + \
-        (["--cluster"] if cluster else []) + args
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {res.stderr[-500:]}")
-    rows = {}
-    for row in csv.reader(io.StringIO(res.stdout)):
-        if len(row) >= 2 and row[0] != "test":
-            try:
-                rows[row[0]] = float(row[1])
-            except ValueError:
-                pass
-    if not rows:
-        raise RuntimeError(f"no results from {' '.join(argv)}: {res.stdout[-500:]}")
+    """requests per second of the one command in `args`."""
+    rows = run_bench(port, args, n, cluster=cluster, pipeline=pipeline, options=["-r", str(KEYS)])
     return next(iter(rows.values()))
-
-
-def cpu_seconds(pid):
-    """user + system CPU seconds of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def keyspace_config(pg):
@@ -277,13 +248,7 @@ def main():
                   f"{a['hits'] - b['hits']:,} | {a['misses'] - b['misses']:,} | "
                   f"{a['queries'] - b['queries']:,} |")
     finally:
-        for proc in (larder, plain):
-            if proc is not None:
-                proc.kill()
-                harness.remove_tmpdir(proc.dir)
-        single.cleanup()
-        cluster.cleanup()
-        pg.cleanup()
+        stop_everything((larder, plain), single, cluster, pg)
 
 
 if __name__ == "__main__":
