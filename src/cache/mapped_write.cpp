@@ -124,6 +124,12 @@ void MappedWrite::send(std::size_t i) {
       complete(i, resp::errorReply(errors::kNoPostgres));
       return;
     }
+    // HSET answers how many fields are new: counted against the cached row,
+    // so the row is loaded (and cached) first, once, as for write-behind.
+    if (w.needs_row && loads_[i] == 0) {
+      load(i);
+      return;
+    }
     ThroughWrite tw{w.ks, w.key, w.key_values, w.change, w.op, w.op_args};
     auto& context = worker_.context();
     service->writeThrough(std::move(tw), [self, i, &context](std::string reply) {
