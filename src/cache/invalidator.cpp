@@ -440,28 +440,34 @@ asio::awaitable<void> Invalidator::apply(const std::vector<pg::Notification>& ba
 }
 
 asio::awaitable<bool> Invalidator::drop(std::vector<std::string> keys) {
-  bool ok = true;
   const std::vector<std::string_view> views(keys.begin(), keys.end());
-  // One script call per slot on a cluster, of at most kDropPage keys each.
+  // One script call per slot on a cluster, of at most kDropPage keys each,
+  // all sent at once.
+  std::vector<redis::ScriptCall> calls;
+  std::vector<std::size_t> sizes;
   for (const std::vector<std::size_t>& group : groupBySlot(views, redis_->sharded())) {
     for (std::size_t at = 0; at < group.size(); at += kDropPage) {
       const std::size_t end = std::min(group.size(), at + kDropPage);
-      std::vector<std::string> page;
-      page.reserve(2 * (end - at));
+      redis::ScriptCall& call = calls.emplace_back();
+      call.keys.reserve(2 * (end - at));
       for (std::size_t i = at; i < end; ++i) {
-        page.push_back(keys[group[i]]);
-        page.push_back(leaseKey(keys[group[i]]));
+        call.keys.push_back(keys[group[i]]);
+        call.keys.push_back(leaseKey(keys[group[i]]));
       }
-      std::vector<std::string> args{config_.invalidation.publish_channel};
-      const std::string reply =
-          co_await redis::callScript(*redis_, dropScript(), std::move(page), std::move(args));
-      if (reply.empty() || reply.front() != ':') {
-        spdlog::warn("dropping {} invalidated key(s) from Redis failed: {}", end - at, reply);
-        ok = false;
-        continue;
-      }
-      stats_.keys_dropped.add(end - at);
+      call.args = {config_.invalidation.publish_channel};
+      sizes.push_back(end - at);
     }
+  }
+  const std::vector<std::string> replies =
+      co_await redis::callScriptEach(*redis_, dropScript(), calls);
+  bool ok = true;
+  for (std::size_t c = 0; c < replies.size(); ++c) {
+    if (replies[c].empty() || replies[c].front() != ':') {
+      spdlog::warn("dropping {} invalidated key(s) from Redis failed: {}", sizes[c], replies[c]);
+      ok = false;
+      continue;
+    }
+    stats_.keys_dropped.add(sizes[c]);
   }
   co_return ok;
 }

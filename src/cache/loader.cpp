@@ -236,28 +236,33 @@ asio::awaitable<std::vector<Loader::Lease>> Loader::takeLeases(
     asked.push_back(i);
     asked_keys.push_back(batch[i]->key);
   }
-  // One script call per slot on a cluster: each names one slot's keys.
-  for (const std::vector<std::size_t>& group : groupBySlot(asked_keys, filler_->sharded())) {
-    std::vector<std::string> keys;
-    std::vector<std::string> args{lease_token_, std::to_string(lease_ms)};
+  // One script call per slot on a cluster (each names one slot's keys), all
+  // sent at once.
+  const std::vector<std::vector<std::size_t>> groups = groupBySlot(asked_keys, filler_->sharded());
+  std::vector<redis::ScriptCall> calls;
+  for (const std::vector<std::size_t>& group : groups) {
+    redis::ScriptCall& call = calls.emplace_back();
+    call.args = {lease_token_, std::to_string(lease_ms)};
     for (std::size_t j : group) {
       const Flight& flight = *batch[asked[j]];
-      keys.push_back(flight.key);
-      keys.push_back(leaseKey(flight.key));
-      keys.push_back(pendingMarker(flight.key));
-      args.emplace_back(flight.refresh ? "r" : flight.for_write ? "w" : "l");
+      call.keys.push_back(flight.key);
+      call.keys.push_back(leaseKey(flight.key));
+      call.keys.push_back(pendingMarker(flight.key));
+      call.args.emplace_back(flight.refresh ? "r" : flight.for_write ? "w" : "l");
     }
-    const std::string reply =
-        co_await redis::callScript(*filler_, leaseScript(), std::move(keys), std::move(args));
+  }
+  const std::vector<std::string> replies =
+      co_await redis::callScriptEach(*filler_, leaseScript(), calls);
+  for (std::size_t g = 0; g < groups.size(); ++g) {
     resp::ReplyValue value;
-    if (!resp::decodeReply(reply, value) || !value.isArray() ||
-        value.elements.size() != group.size()) {
-      spdlog::debug("keyspace {}: no lease taken ({}); loading without", ks.name(), reply);
+    if (!resp::decodeReply(replies[g], value) || !value.isArray() ||
+        value.elements.size() != groups[g].size()) {
+      spdlog::debug("keyspace {}: no lease taken ({}); loading without", ks.name(), replies[g]);
       continue;
     }
-    for (std::size_t j = 0; j < group.size(); ++j) {
+    for (std::size_t j = 0; j < groups[g].size(); ++j) {
       const long long said = value.elements[j].integer;
-      if (said >= 0 && said <= 3) outcomes[asked[group[j]]] = static_cast<Lease>(said);
+      if (said >= 0 && said <= 3) outcomes[asked[groups[g][j]]] = static_cast<Lease>(said);
     }
   }
   co_return outcomes;

@@ -138,14 +138,15 @@ void MappedWrite::send(std::size_t i) {
     });
     return;
   }
-  // With the other behind writes of this loop turn on this connection: one
-  // script call for all of them (write_batch.hpp).
   if (!connection_) {
-    // A cluster: writes of different clients are in different slots.
+    // A cluster: writes of different clients are in different slots, so
+    // each is a script call of its own, to its key's node.
     route_->send(scriptRequest(i, false), std::make_shared<SingleWrite>(self), i,
                  redis::As::Larder);
     return;
   }
+  // With the other behind writes of this loop turn on this connection: one
+  // script call for all of them (write_batch.hpp).
   WriteBatch::of(*connection_, worker_.context().get_executor())
       .add(w, absent_[i], worker_.config(), self, i);
 }

@@ -158,24 +158,34 @@ asio::awaitable<void> WriteThrough::updateCache(const Keyspace& ks, std::vector<
     updated.push_back(i);
     keys.push_back(batch[i].write.key);
   }
-  std::vector<std::string>
-      dropped;  // the row is committed; a cache that cannot take it loses the key
-  for (const std::vector<std::size_t>& group : groupBySlot(keys, cache_->sharded())) {
-    WriteCall update('c', config_.invalidation.publish_channel, 0);
+  // One call per slot on a cluster, all sent at once.
+  const std::vector<std::vector<std::size_t>> groups = groupBySlot(keys, cache_->sharded());
+  std::vector<WriteCall> calls;
+  std::vector<std::string> requests;
+  for (const std::vector<std::size_t>& group : groups) {
+    WriteCall& update = calls.emplace_back('c', config_.invalidation.publish_channel, 0);
     for (std::size_t j : group) {
       const ThroughWrite& w = batch[updated[j]].write;
       update.add(w.key, ks.name(), w.op, false, ks.hardTtlMs(ks.ttl_ms.get()), w.op_args);
     }
-    std::string reply = co_await redis::call(*cache_, update.request(false));
-    if (reply.rfind("-NOSCRIPT", 0) == 0) {
-      reply = co_await redis::call(*cache_, update.request(true));
+    requests.push_back(update.request(false));
+  }
+  std::vector<std::string> results = co_await redis::callAll(*cache_, std::move(requests));
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    if (results[g].rfind("-NOSCRIPT", 0) == 0) {
+      results[g] = co_await redis::call(*cache_, calls[g].request(true));
     }
-    const std::vector<std::string_view> elements = splitWriteReplies(reply);
-    for (std::size_t g = 0; g < group.size(); ++g) {
-      const std::size_t i = updated[group[g]];
+  }
+  // The row is committed; a cache that cannot take it loses the key.
+  std::vector<std::string> dropped;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const std::vector<std::size_t>& group = groups[g];
+    const std::vector<std::string_view> elements = splitWriteReplies(results[g]);
+    for (std::size_t e = 0; e < group.size(); ++e) {
+      const std::size_t i = updated[group[e]];
       const ThroughWrite& w = batch[i].write;
       const std::string_view element =
-          elements.size() == group.size() ? elements[g] : std::string_view();
+          elements.size() == group.size() ? elements[e] : std::string_view();
       if (w.op == "del") {
         resp::appendInteger(replies[i], out[i].existed ? 1 : 0);
       } else if (element.empty() || element.front() == '-') {

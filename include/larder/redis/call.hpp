@@ -21,4 +21,17 @@ boost::asio::awaitable<std::string> callScript(Route& route, const Script& scrip
                                                std::vector<std::string> keys,
                                                std::vector<std::string> args);
 
+// Sends every request at once (pipelined on one connection, in parallel to
+// a cluster's nodes); their replies, in the requests' order.
+boost::asio::awaitable<std::vector<std::string>> callAll(Route& route,
+                                                         std::vector<std::string> requests);
+
+struct ScriptCall {
+  std::vector<std::string> keys;
+  std::vector<std::string> args;
+};
+// callScript for several calls at once (one per slot, say); replies in order.
+boost::asio::awaitable<std::vector<std::string>> callScriptEach(Route& route, const Script& script,
+                                                                const std::vector<ScriptCall>& calls);
+
 }  // namespace larder::redis
