@@ -45,13 +45,16 @@ class NearCacheTracking::Link : public redis::ReplySink {
 NearCacheTracking::NearCacheTracking(boost::asio::any_io_executor executor,
                                      const config::RedisConfig& config,
                                      std::shared_ptr<boost::asio::ssl::context> tls,
-                                     redis::BackendStats& stats, NearCache& cache, int worker)
+                                     redis::BackendStats& stats, NearCache& cache, int worker,
+                                     UsableFn on_usable)
     : executor_(executor),
       config_(config),
       tls_(std::move(tls)),
       stats_(stats),
       cache_(cache),
       worker_(worker),
+      on_usable_(on_usable ? std::move(on_usable)
+                           : UsableFn([&cache](bool up) { cache.setUsable(up); })),
       retry_(executor) {
   for (const std::string& p : cache_.prefixes()) {
     prefixes_ += (prefixes_.empty() ? "'" : ", '") + p + "'";
@@ -68,7 +71,7 @@ void NearCacheTracking::stop() {
   ++generation_;
   retry_.cancel();
   closeConnections();
-  cache_.setUsable(false);
+  on_usable_(false);
 }
 
 void NearCacheTracking::connect() {
@@ -123,9 +126,9 @@ void NearCacheTracking::onReply(std::uint64_t generation, Role role, std::uint64
       unanswered_ = 0;
       sub_pong_ = tracker_pong_ = true;
       backoff_ = std::chrono::milliseconds(0);
-      cache_.setUsable(true);
-      spdlog::info("worker {}: near cache on (Redis invalidation for prefixes {})", worker_,
-                   prefixes_);
+      on_usable_(true);
+      spdlog::info("worker {}: near cache on (Redis invalidation for prefixes {} from {})", worker_,
+                   prefixes_, config_.address.toString());
       return;
     case kPing:
       tracker_pong_ = true;
@@ -183,14 +186,15 @@ void NearCacheTracking::onClosed(std::uint64_t generation) {
 void NearCacheTracking::lost(std::string_view why) {
   if (state_ == State::Off || state_ == State::Waiting) return;
   if (state_ == State::Up) {
-    spdlog::warn("worker {}: near cache off (flushed) until invalidation is back: {}", worker_,
-                 why);
+    spdlog::warn("worker {}: near cache off (flushed) until invalidation from {} is back: {}",
+                 worker_, config_.address.toString(), why);
   } else {
-    spdlog::warn("worker {}: near cache: Redis invalidation not established: {}", worker_, why);
+    spdlog::warn("worker {}: near cache: Redis invalidation from {} not established: {}", worker_,
+                 config_.address.toString(), why);
   }
   state_ = State::Waiting;
   ++generation_;
-  cache_.setUsable(false);
+  on_usable_(false);
   closeConnections();
   backoff_ =
       backoff_.count() == 0 ? config_.reconnect_min : std::min(backoff_ * 2, config_.reconnect_max);

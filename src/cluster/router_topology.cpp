@@ -8,6 +8,8 @@
 //   housekeeping (every 100 ms): readiness, a vote that hangs, the refresh timer
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "larder/cluster/router.hpp"
 #include "larder/resp/reply_writer.hpp"
 
@@ -105,6 +107,17 @@ std::shared_ptr<redis::BackendConnection> Router::makeConnection(Link& link,
                                                       tls_);
   c->setPreload(preloadFor(kind));
   return c;
+}
+
+std::vector<config::Endpoint> Router::primaryAddresses() const {
+  std::vector<config::Endpoint> out;
+  for (int first : map_.firstSlots()) {
+    const int node = map_.owner(first);
+    if (node < 0) continue;
+    const config::Endpoint& address = addressOf(node);
+    if (std::find(out.begin(), out.end(), address) == out.end()) out.push_back(address);
+  }
+  return out;
 }
 
 int Router::nodeAt(const config::Endpoint& address) {

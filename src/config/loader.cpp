@@ -541,19 +541,12 @@ class Loader {
       fail("postgres.dsn", "is required when keyspaces are configured");
     }
     for (const KeyspaceConfig& ks : config.keyspaces) {
-      if (!config.redis.clusterMode()) break;
       // Read-through and write-through run on a cluster; write-behind's queues
       // are not yet kept to one slot (docs/cluster.md, "Keyspaces on a cluster").
-      const std::string path = "keyspaces." + ks.name;
-      if (ks.write == WriteMode::Behind) {
-        fail(path + ".write",
+      if (config.redis.clusterMode() && ks.write == WriteMode::Behind) {
+        fail("keyspaces." + ks.name + ".write",
              "must be through or none with redis.cluster.seeds: write-behind keyspaces are "
              "not supported on a Redis Cluster yet (docs/cluster.md)");
-      }
-      if (ks.near_cache.enabled) {
-        fail(path + ".near_cache",
-             "is not supported with redis.cluster.seeds yet: its tracking connection follows "
-             "one Redis (docs/cluster.md)");
       }
     }
   }

@@ -52,8 +52,7 @@ class GatherSink : public ReplySink {
 
 }  // namespace
 
-asio::awaitable<std::vector<std::string>> callAll(Route& route,
-                                                  std::vector<std::string> requests) {
+asio::awaitable<std::vector<std::string>> callAll(Route& route, std::vector<std::string> requests) {
   if (requests.empty()) co_return std::vector<std::string>{};
   auto executor = co_await asio::this_coro::executor;
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&,
@@ -61,7 +60,8 @@ asio::awaitable<std::vector<std::string>> callAll(Route& route,
       [&route, &requests, executor](auto handler) {
         auto sink = std::make_shared<GatherSink<decltype(handler)>>(executor, std::move(handler),
                                                                     requests.size());
-        for (std::size_t i = 0; i < requests.size(); ++i) route.send(requests[i], sink, i, As::Client);
+        for (std::size_t i = 0; i < requests.size(); ++i)
+          route.send(requests[i], sink, i, As::Client);
       },
       asio::use_awaitable);
 }

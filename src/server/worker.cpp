@@ -7,6 +7,7 @@
 
 #include "larder/cache/near_cache_tracking.hpp"
 #include "larder/cache/write_scripts.hpp"
+#include "larder/cluster/near_tracking.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
 #include "larder/server/session.hpp"
@@ -76,9 +77,15 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
       });
   if (any_near) {
     near_cache_ = std::make_unique<cache::NearCache>(std::move(near), stats_);
-    near_tracking_ = std::make_shared<cache::NearCacheTracking>(
-        context_.get_executor(), config_.redis, server.redisTls(), stats_.backend, *near_cache_,
-        index_);
+    if (router_) {  // one tracking per primary
+      cluster_near_ = std::make_unique<cluster::ClusterNearTracking>(
+          context_.get_executor(), config_.redis, server.redisTls(), stats_.backend, *near_cache_,
+          index_, *router_);
+    } else {
+      near_tracking_ = std::make_shared<cache::NearCacheTracking>(
+          context_.get_executor(), config_.redis, server.redisTls(), stats_.backend, *near_cache_,
+          index_);
+    }
   }
 }
 
@@ -96,6 +103,7 @@ void Worker::start() {
     while (idle_pinned_.size() < kSparePinned) idle_pinned_.push_back(newPinned());
   }
   if (near_tracking_) near_tracking_->start();
+  if (cluster_near_) cluster_near_->start();
   sweepIdle();
   thread_ = std::thread([this] {
     try {
@@ -123,6 +131,7 @@ void Worker::stop() {
     for (auto& c : shared_) c->stop();
     if (router_) router_->stop();
     if (near_tracking_) near_tracking_->stop();
+    if (cluster_near_) cluster_near_->stop();
     for (auto& c : idle_pinned_) c->stop();
     idle_pinned_.clear();
     scripts_->stop();
@@ -256,9 +265,11 @@ void Worker::sweepIdle() {
   sweep_.expires_after(std::chrono::seconds(1));
   sweep_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    if (near_tracking_) {
-      near_tracking_->tick(std::chrono::steady_clock::now());
-      near_cache_->sweep(std::chrono::steady_clock::now());
+    if (near_cache_) {
+      const auto now = std::chrono::steady_clock::now();
+      if (near_tracking_) near_tracking_->tick(now);
+      if (cluster_near_) cluster_near_->tick(now);
+      near_cache_->sweep(now);
     }
     if (users_checked_ != &config()) {
       // A reload may have removed or disabled users: their clients go.

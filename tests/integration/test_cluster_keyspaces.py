@@ -13,9 +13,11 @@ serve the file; each test uses its own rows.
 
 import subprocess
 import sys
+import re
 import threading
 import time
 import unittest
+import urllib.request
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 import harness  # noqa: E402
@@ -244,6 +246,63 @@ class ClusterKeyspaceTest(LarderTestCase):
         self.assertEqual(self.r.execute_command("LARDER", "INVALIDATE", "names", "name:201"), 1)
         self.assertEqual(self.on_owner("EXISTS", "name:201"), 0)
         self.assertEqual(self.r.get("name:201"), b"name201")
+
+
+def metric(larder, name: str, **labels) -> float:
+    """Sum of the samples of `name` on the admin port whose labels include `labels`."""
+    with urllib.request.urlopen(f"http://{harness.HOST}:{larder.admin_port}/metrics",
+                                timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for m in re.finditer(r"^" + re.escape(name) + r"(\{[^}]*\})?\s+(\S+)$", text, re.M):
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+class ClusterNearCacheTest(LarderTestCase):
+    def test_near_cache_is_invalidated_by_every_primary(self):
+        """Each worker tracks every primary (BCAST on each): a write straight
+        to any node drops the near-cached value."""
+        cfg = config()
+        cfg["keyspaces"]["names"]["near_cache"] = {"max_ttl": "30s"}
+        admin_port = harness.free_port()
+        cfg["admin"] = f"{harness.HOST}:{admin_port}"
+        larder = harness.start_cluster_larder(self, CLUSTER, config=cfg, threads=2)
+        larder.admin_port = admin_port
+        # Once it LISTENs, Larder drops the keyspaces' keys (changes it missed
+        # are unknown): before the writes below, not among them.
+        harness.wait_until(lambda: "listening on PostgreSQL channel" in larder.log(), 10,
+                           "Larder to LISTEN")
+        harness.wait_until(lambda: metric(larder, "larder_near_cache_tracking_up") == 2, 10,
+                           "both workers' near caches to be up")
+        for node in CLUSTER.primaries():  # a tracker per worker on every primary
+            clients = CLUSTER.ask(node, "CLIENT", "LIST").decode()
+            self.assertEqual(clients.count("name=larder-nearcache-track-"), 2, node.port)
+        keys = [f"name:{i}" for i in range(1, 31)]
+        self.assertEqual({self.owner_port(k) for k in keys}, {n.port for n in CLUSTER.primaries()})
+        c = self.client(larder)
+        for k in keys:
+            self.assertEqual(c.get(k), f"name{k[5:]}".encode())
+        harness.wait_until(lambda: all(c.get(k) == f"name{k[5:]}".encode() for k in keys)
+                           and metric(larder, "larder_near_cache_hits_total",
+                                      keyspace="names") >= len(keys), 10, "near-cache hits")
+        started = time.monotonic()
+        for k in keys:  # another program writes straight to each key's node
+            CLUSTER.ask(CLUSTER.owner_of(k), "SET", k, f"direct-{k}")
+        try:
+            harness.wait_until(lambda: all(c.get(k) == f"direct-{k}".encode() for k in keys), 5,
+                               "every write to reach the near caches")
+        except AssertionError as e:
+            stale = [(k, c.get(k), CLUSTER.ask(CLUSTER.owner_of(k), "GET", k)) for k in keys
+                     if c.get(k) != f"direct-{k}".encode()]
+            raise AssertionError(f"{e}: {stale[:5]} of {len(stale)}") from None
+        self.assertLess(time.monotonic() - started, harness.scaled(5.0))
+
+    @staticmethod
+    def owner_port(key):
+        return CLUSTER.owner_of(key).port
 
 
 class ClusterStampedeTest(LarderTestCase):

@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,9 +32,14 @@ class NearCacheTracking : public std::enable_shared_from_this<NearCacheTracking>
  public:
   using Clock = std::chrono::steady_clock;
 
+  // Told whether invalidation is up; NearCache::setUsable when null. A
+  // cluster's tracking per primary tells its set (cluster/near_tracking.hpp).
+  using UsableFn = std::function<void(bool)>;
+
+  // `config.address` is the Redis whose writes are tracked.
   NearCacheTracking(boost::asio::any_io_executor executor, const config::RedisConfig& config,
                     std::shared_ptr<boost::asio::ssl::context> tls, redis::BackendStats& stats,
-                    NearCache& cache, int worker);
+                    NearCache& cache, int worker, UsableFn on_usable = nullptr);
   NearCacheTracking(const NearCacheTracking&) = delete;
   NearCacheTracking& operator=(const NearCacheTracking&) = delete;
 
@@ -64,6 +70,7 @@ class NearCacheTracking : public std::enable_shared_from_this<NearCacheTracking>
   redis::BackendStats& stats_;
   NearCache& cache_;
   int worker_;
+  UsableFn on_usable_;
   std::string prefixes_;  // for the log
   State state_ = State::Off;
   std::uint64_t generation_ = 0;  // events of older connections are ignored

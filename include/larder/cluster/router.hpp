@@ -101,6 +101,8 @@ class Router {
   // UNBLOCK of a client blocked there); its reply goes to sink->deliver(tag).
   void sendOutOfBand(const config::Endpoint& address, std::string_view request,
                      const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag);
+  // The primaries of the current map, each once (empty: no map yet).
+  std::vector<config::Endpoint> primaryAddresses() const;
   // Where keyless requests go: the owner of the lowest slot with one; -1 none.
   int anyNode() const;
   // A ready idle connection to `node` or a new one; null when no such node.

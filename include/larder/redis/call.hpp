@@ -31,7 +31,7 @@ struct ScriptCall {
   std::vector<std::string> args;
 };
 // callScript for several calls at once (one per slot, say); replies in order.
-boost::asio::awaitable<std::vector<std::string>> callScriptEach(Route& route, const Script& script,
-                                                                const std::vector<ScriptCall>& calls);
+boost::asio::awaitable<std::vector<std::string>> callScriptEach(
+    Route& route, const Script& script, const std::vector<ScriptCall>& calls);
 
 }  // namespace larder::redis

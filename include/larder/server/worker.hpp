@@ -18,6 +18,7 @@
 #include "larder/cache/read_through_host.hpp"
 #include "larder/cache/write_service.hpp"
 #include "larder/cluster/cluster_route.hpp"
+#include "larder/cluster/near_tracking.hpp"
 #include "larder/cluster/router.hpp"
 #include "larder/config/config.hpp"
 #include "larder/proxy/info.hpp"
@@ -122,7 +123,8 @@ class Worker final : public cache::ReadThroughHost {
   bool shutting_down_ = false;
   const config::Config* users_checked_ = nullptr;  // sessions rechecked against it (reload)
   std::unique_ptr<cache::NearCache> near_cache_;
-  std::shared_ptr<cache::NearCacheTracking> near_tracking_;
+  std::shared_ptr<cache::NearCacheTracking> near_tracking_;     // one Redis
+  std::unique_ptr<cluster::ClusterNearTracking> cluster_near_;  // a cluster: per primary
 };
 
 // The outcome of a config reload (SIGHUP, LARDER RELOAD).
