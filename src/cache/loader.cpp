@@ -606,8 +606,9 @@ void Loader::sweepDeadlines() {
       return;
     }
     const auto now = Clock::now();
-    const auto limit = config_.load_timeout;
-    const std::string message = errors::postgresTimeout(limit.count());
+    const auto limit = config_.load_timeout + redis_wait_;
+    const std::string message = redis_wait_.count() > 0 ? errors::loadTimeout(limit.count())
+                                                        : errors::postgresTimeout(limit.count());
     std::erase_if(flights_, [now](const auto& entry) {
       const auto& filled = entry.second->filled_at;
       return filled && now - *filled >= kLinger;

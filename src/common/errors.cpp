@@ -185,6 +185,11 @@ std::string postgresTimeout(long long ms) {
   return "ERR Larder: PostgreSQL did not answer within " + std::to_string(ms) + " ms";
 }
 
+std::string loadTimeout(long long ms) {
+  return "ERR Larder: loading the key took longer than " + std::to_string(ms) +
+         " ms (read_through.load_timeout and redis.cluster.retry_timeout)";
+}
+
 std::string invalidKeyValue(std::string_view value, std::string_view column, std::string_view type,
                             std::string_view keyspace) {
   return "ERR Larder: '" + std::string(value) + "' is not a valid " + std::string(column) + " (" +

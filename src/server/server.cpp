@@ -179,6 +179,7 @@ void Server::startClusterCacheSide() {
   cache_router_->router().setPreload(
       cache::preloadRequests({&cache::fillScript(), &cache::writeScript()}));
   loader_->setFiller(cache_router_->route());
+  loader_->setRedisWait(config_.redis.cluster.retry_timeout);
   writes_ = std::make_unique<cache::WriteService>(pg_context_, *pg_pool_, *loader_, keyspaces_,
                                                   config_, nullptr, cache_router_->route());
   // One route for both: per slot, its order puts an UNLINK after any fill of

@@ -491,6 +491,8 @@ class ClusterKeyspaceChangesTest(LarderTestCase):
         cfg = config()
         cfg["invalidation"] = {"listen": CHANNEL}
         cfg["redis"] = redis_cfg
+        # The near cache too: its trackings follow the reshard and the failover.
+        cfg["keyspaces"]["items"]["near_cache"] = {"max_ttl": "30s"}
         larder = harness.start_cluster_larder(self, self.cluster, config=cfg)
         install_triggers(larder)
         return larder

@@ -78,6 +78,10 @@ class Loader {
   // A row read longer ago than this is answered but never stored: a flushed
   // write's marker may be gone by then (flusher.hpp, markerLinger).
   void setFillWindow(std::chrono::milliseconds window) { fill_window_ = window; }
+  // How long the filler's Redis steps (lease, fill) may wait beyond
+  // read_through.load_timeout: a cluster's router holds requests for a shard
+  // in failover up to redis.cluster.retry_timeout; one Redis answers at once.
+  void setRedisWait(std::chrono::milliseconds wait) { redis_wait_ = wait; }
 
   // Any thread. `fill`: store the row in Redis (false when Redis is down).
   // Who asks: a writer's load (a write that needs the row) is followed by its
@@ -168,6 +172,7 @@ class Loader {
   const config::ReadThroughConfig& config_;
   std::shared_ptr<redis::Route> filler_;
   std::chrono::milliseconds fill_window_{7000};
+  std::chrono::milliseconds redis_wait_{0};
   std::string lease_token_;  // this instance's value in the leases it holds
   std::vector<std::unique_ptr<LoaderStats>> stats_;
   std::unordered_map<std::string, FlightPtr> flights_;

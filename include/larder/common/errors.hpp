@@ -148,6 +148,9 @@ std::string writeUnconfirmed(long long replicas, long long wanted, long long tim
 std::string postgresRefusedKey(std::string_view message);
 // ERR Larder: PostgreSQL did not answer within 5000 ms
 std::string postgresTimeout(long long ms);
+// ERR Larder: loading the key took longer than 10000 ms (read_through.load_timeout and
+// redis.cluster.retry_timeout)
+std::string loadTimeout(long long ms);
 // ERR Larder: 'abc' is not a valid id (bigint) for keyspace 'users'
 std::string invalidKeyValue(std::string_view value, std::string_view column, std::string_view type,
                             std::string_view keyspace);
