@@ -101,11 +101,19 @@ void Router::setPreload(std::vector<std::string> requests) {
   }
 }
 
+void Router::setClientIdentity(std::shared_ptr<const redis::ClientIdentity> identity) {
+  identity_ = std::move(identity);
+  for (auto& link : links_) {  // the initial map's, made by the constructor
+    if (link->shared) link->shared->setClientIdentity(identity_);
+  }
+}
+
 std::shared_ptr<redis::BackendConnection> Router::makeConnection(Link& link,
                                                                  redis::ConnectionKind kind) {
   auto c = std::make_shared<redis::BackendConnection>(executor_, *link.config, kind, stats_.backend,
                                                       tls_);
   c->setPreload(preloadFor(kind));
+  c->setClientIdentity(identity_);
   return c;
 }
 

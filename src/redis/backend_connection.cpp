@@ -208,8 +208,6 @@ asio::awaitable<void> BackendConnection::run() {
   auto backoff = config_.reconnect_min;
   while (!stopping_) {
     state_ = State::Connecting;
-    // Requests queued from now on follow the handshake, which ends as the client.
-    stream_as_ = As::Client;
     const bool connected = co_await connectOnce();
     if (connected) {
       state_ = State::Ready;
@@ -233,6 +231,10 @@ asio::awaitable<void> BackendConnection::run() {
     socket_.close(ignored);
     ++generation_;  // a write still in flight belongs to the old connection
     out_.clear();
+    // Requests queued from now on follow the next handshake, which ends as the
+    // client. (Not reset as a connection attempt begins: a request `as` Larder
+    // may be queued, with its switch, between start() and the first attempt.)
+    stream_as_ = As::Client;
     in_ = ByteBuffer(in_.capacity() ? in_.capacity() : 4096);
     scanner_.reset();
     // Requests queued while a connection attempt failed were never written

@@ -42,6 +42,7 @@ Worker::Worker(int index, const config::Config& config, ServerContext& server)
     // One router instead of shared connections (docs/cluster.md).
     router_ = std::make_unique<cluster::Router>(context_.get_executor(), config_.redis, stats_,
                                                 server.redisTls(), server.clusterTopology(), index);
+    router_->setClientIdentity(client_identity_);
     cache_route_ = std::make_unique<cluster::ClusterRoute>(*router_);
     if (!server.keyspaces().empty()) {
       router_->setPreload(cache::preloadRequests({&cache::writeScript()}));

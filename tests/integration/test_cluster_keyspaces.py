@@ -156,6 +156,34 @@ class ClusterKeyspaceTest(LarderTestCase):
         self.assertEqual(self.raw(self.larder).call("GET", leases[0][1]),
                          RespError("ERR Larder: keys under '__larder:' are reserved for Larder"))
 
+    def test_scripts_cannot_reach_reserved_keys_on_any_node(self):
+        """Client traffic runs as redis.client_acl_user on every node: a
+        script sent to a reserved key's node (by a key of the same slot)
+        cannot touch it, though it names it only in ARGV."""
+        for i in range(300001, 300031):  # "absent" leases, on every primary
+            self.assertIsNone(self.r.hget(f"user:{i}", "name"))
+        leases = {}
+        for node, key in self.internal_keys():
+            if b":lease:" in key:
+                leases.setdefault(node.port, key)
+        self.assertEqual(len(leases), 3, "a lease on every primary")
+        raw = self.raw(self.larder)
+        for port, lease in leases.items():
+            # A plain key with the lease's tag: the lease's slot, so its node.
+            plain = lease[lease.index(b"{"):lease.index(b"}") + 1] + b"plain"
+            for script in ("return redis.call('GET', ARGV[1])",
+                           "return redis.call('DEL', ARGV[1])"):
+                reply = raw.call("EVAL", script, "1", plain, lease)
+                self.assertIsInstance(reply, RespError, (port, script))
+                self.assertIn("can't access at least one of the keys", str(reply), port)
+            node = CLUSTER.by_port(port)
+            self.assertEqual(CLUSTER.ask(node, "EXISTS", lease), 1, port)  # untouched
+            self.assertIn(b"larder-client", CLUSTER.ask(node, "ACL", "USERS"))
+        # Ordinary scripts run as before, on their key's node.
+        self.assertEqual(raw.call("EVAL", "return redis.call('SET', KEYS[1], 'v')", "1",
+                                  "plain:script"), "OK")
+        self.assertEqual(self.on_owner("GET", "plain:script"), b"v")
+
     def test_read_only_keyspace_refuses_writes_in_its_own_words(self):
         raw = self.raw(self.larder)
         self.assertEqual(raw.call("HSET", "user:5", "name", "x"),

@@ -81,6 +81,11 @@ class Router {
   // Requests every node's shared connection sends first on each (re)connect
   // (BackendConnection::setPreload): the cache layer's scripts. Before start().
   void setPreload(std::vector<std::string> requests);
+  // Client traffic on every connection runs as `identity` (the restricted
+  // redis.client_acl_user; client_identity.hpp), requests `as` Larder as the
+  // configured user: no client script reaches a reserved key on any node.
+  // Before start().
+  void setClientIdentity(std::shared_ptr<const redis::ClientIdentity> identity);
   bool saturated() const;
   // Any thread: every slot has an owner whose connection is up.
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
@@ -266,6 +271,7 @@ class Router {
   std::atomic<int> slots_known_{0};
   bool stopping_ = false;
   std::vector<std::string> preload_;
+  std::shared_ptr<const redis::ClientIdentity> identity_;
 };
 
 }  // namespace larder::cluster
