@@ -2,8 +2,8 @@
 
 #include <charconv>
 
-#include "larder/redis/slot.hpp"
 #include "larder/common/errors.hpp"
+#include "larder/redis/slot.hpp"
 #include "larder/resp/reply_writer.hpp"
 
 namespace larder::cluster {
