@@ -304,9 +304,15 @@ asio::awaitable<bool> BackendConnection::connectOnce() {
     last_error_ = "connect to " + config_.address.toString() + ": " + cec.message();
     co_return false;
   }
-  socket_.set_option(tcp::no_delay(true));
-  boost::system::error_code nb;
-  socket_.non_blocking(true, nb);  // flushOut() writes without waiting
+  // stop() may have closed the socket as the connect completed: an error
+  // here, never an exception out of the connection's task.
+  boost::system::error_code oec;
+  socket_.set_option(tcp::no_delay(true), oec);
+  if (!oec) socket_.non_blocking(true, oec);  // flushOut() writes without waiting
+  if (oec) {
+    last_error_ = "connect to " + config_.address.toString() + ": " + oec.message();
+    co_return false;
+  }
   setKeepalive();
   if (tls_context_) {
     const bool handshaken = co_await tlsHandshake();
