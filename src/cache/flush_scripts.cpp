@@ -46,17 +46,17 @@ end
 )lua";
 
 // KEYS: queue. ARGV: marker linger ms, trim below this id (the batch's last
-// id + 1), unused, n rows, then per row: key,
-// its last entry id; m replayed keys, then per key: key, its last entry id.
-// A replayed key's marker and cached value may come from before the newer
-// value PostgreSQL has (Redis went back): both go, unless a newer write came.
+// id + 1), unused, n rows, then per row: key, its pending marker, its last
+// entry id; m replayed keys, then per key: key, marker, its last entry id.
+// The markers are named by Larder (key_names.hpp): on a cluster they carry a
+// slot tag. A replayed key's marker and cached value may come from before the
+// newer value PostgreSQL has (Redis went back): both go, unless a newer write came.
 constexpr const char* kAckBody = R"lua(
 local linger, minid = ARGV[1], ARGV[2]
 local i, n = 5, tonumber(ARGV[4])
 for _ = 1, n do
-  local key, id = ARGV[i], ARGV[i + 1]
-  i = i + 2
-  local marker = '__larder:pending:' .. key
+  local marker, id = ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
   -- Lingers: a load that read the row before the COMMIT still lays it over.
   -- (A load lease saying "absent" dies before the marker: Loader::absentLeaseMs.)
   if redis.call('HGET', marker, '_id') == id then redis.call('PEXPIRE', marker, linger) end
@@ -64,9 +64,8 @@ end
 local m = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, m do
-  local key, id = ARGV[i], ARGV[i + 1]
-  i = i + 2
-  local marker = '__larder:pending:' .. key
+  local key, marker, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
   if redis.call('HGET', marker, '_id') == id then redis.call('UNLINK', marker, key) end
 end
 return redis.call('XTRIM', KEYS[1], 'MINID', minid)

@@ -189,6 +189,7 @@ asio::awaitable<bool> Flusher::ack(const FlushBatch& batch) {
   for (const auto& part : batch.parts) {
     for (std::size_t i = 0; i < part.rows.size(); ++i) {
       args.push_back(part.rows[i].key);
+      args.push_back(pendingMarker(part.rows[i].key));
       args.push_back(part.last[i].str());
     }
   }
@@ -197,10 +198,12 @@ asio::awaitable<bool> Flusher::ack(const FlushBatch& batch) {
   // unmatched ones (their change is in the dead letters now).
   for (const auto& [key, last] : batch.replayed) {
     args.push_back(key);
+    args.push_back(pendingMarker(key));
     args.push_back(last.str());
   }
   for (const auto& u : batch.unmatched) {
     args.push_back(u.row.key);
+    args.push_back(pendingMarker(u.row.key));
     args.push_back(u.last.str());
   }
   const std::string reply =

@@ -26,10 +26,14 @@ std::string internalKey(std::string_view kind, std::string_view key) {
   return prefix;
 }
 
-std::string writeQueueKey(std::string_view keyspace, std::string_view key) {
-  if (nameLayout() == NameLayout::OneRedis) return queueKey(keyspace);
+std::string queueFamilyKey(std::string_view kind, std::string_view keyspace,
+                           std::string_view key) {
   std::string out(kReservedPrefix);
-  out.append("q:{").append(cluster::slotTag(cluster::keySlot(key))).append("}:").append(keyspace);
+  out.append(kind).push_back(':');
+  if (nameLayout() == NameLayout::Cluster) {
+    out.append("{").append(cluster::slotTag(cluster::keySlot(key))).append("}:");
+  }
+  out.append(keyspace);
   return out;
 }
 

@@ -26,30 +26,30 @@ end
 return r[1]
 )lua";
 
-// KEYS: dead-letter stream, queue, dead-keys hash. ARGV: one dead-letter id,
-// or '' and then: start ('-' or '(<id>': after it), page size, last id to
-// look at. Puts dead letters back in the queue, oldest first, with their
-// changes in the markers, unless the key was written since (the write script
-// removed it from the dead-keys hash): re-queued after that newer write, the
-// older value would win. Those stay listed. One page per call, so Redis is
-// never blocked for long. Returns {re-queued, skipped, last id looked at or ''}.
+// KEYS: dead-letter stream, queue, dead-keys hash. ARGV: per dead letter, oldest
+// first: its id, its key, the key's pending marker (named by Larder: on a
+// cluster the marker carries a slot tag Lua cannot compute). Puts each back in
+// the queue with its change in the marker, unless the key was written since
+// (the write script removed it from the dead-keys hash): re-queued after that
+// newer write, the older value would win. Those stay listed, and so does a
+// dead letter dropped meanwhile or naming another key. Returns {re-queued, skipped}.
 constexpr const char* kRequeueLua = R"lua(
-local entries
-if ARGV[1] ~= '' then entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-else entries = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[4], 'COUNT', ARGV[3]) end
-local requeued, skipped, last = 0, 0, ''
-for _, e in ipairs(entries) do
-  last = e[1]
-  local f, key, change = e[2], nil, {}
-  for i = 1, #f, 2 do
-    if f[i] == 'k' then key = f[i + 1]
-    elseif f[i] ~= 'sqlstate' and f[i] ~= 'error' then
-      change[#change + 1] = f[i]; change[#change + 1] = f[i + 1]
+local requeued, skipped = 0, 0
+for a = 1, #ARGV, 3 do
+  local id, key, marker = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
+  local named, change = nil, {}
+  if entry then
+    local f = entry[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'k' then named = f[i + 1]
+      elseif f[i] ~= 'sqlstate' and f[i] ~= 'error' then
+        change[#change + 1] = f[i]; change[#change + 1] = f[i + 1]
+      end
     end
   end
-  if key and redis.call('HEXISTS', KEYS[3], key) == 1 then
-    local marker = '__larder:pending:' .. key
-    local id = redis.call('XADD', KEYS[2], '*', 'k', key, unpack(change))
+  if named == key and redis.call('HEXISTS', KEYS[3], key) == 1 then
+    local qid = redis.call('XADD', KEYS[2], '*', 'k', key, unpack(change))
     for i = 1, #change, 2 do
       local name = change[i]
       if name == 'd' then
@@ -60,17 +60,17 @@ for _, e in ipairs(entries) do
         redis.call('HSET', marker, name, change[i + 1])
       end
     end
-    redis.call('HSET', marker, '_id', id)
+    redis.call('HSET', marker, '_id', qid)
     redis.call('PERSIST', marker)
     redis.call('DEL', key)
-    redis.call('XDEL', KEYS[1], e[1])
+    redis.call('XDEL', KEYS[1], id)
     requeued = requeued + 1
   else
     skipped = skipped + 1
   end
 end
 if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) end
-return {requeued, skipped, last}
+return {requeued, skipped}
 )lua";
 
 }  // namespace

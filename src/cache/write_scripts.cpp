@@ -343,15 +343,15 @@ std::vector<std::string_view> splitWriteReplies(std::string_view frame) {
 }
 
 std::string queueKey(std::string_view keyspace) {
-  return std::string(kReservedPrefix) + "q:" + std::string(keyspace);
+  return std::string(kReservedPrefix).append(kQueue).append(":").append(keyspace);
 }
 
 std::string deadLetterKey(std::string_view keyspace) {
-  return std::string(kReservedPrefix) + "dead:" + std::string(keyspace);
+  return std::string(kReservedPrefix).append(kDeadLetters).append(":").append(keyspace);
 }
 
 std::string deadKeysKey(std::string_view keyspace) {
-  return std::string(kReservedPrefix) + "deadkeys:" + std::string(keyspace);
+  return std::string(kReservedPrefix).append(kDeadKeys).append(":").append(keyspace);
 }
 
 std::string pendingMarker(std::string_view key) { return internalKey("pending", key); }

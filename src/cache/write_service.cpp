@@ -259,15 +259,39 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
       stop = last.elements[0].elements[0].str();
     }
     long long requeued = 0, skipped = 0;
-    std::string start = "-";
+    // A page of dead letters is read first, so Larder names each key's marker.
+    std::string start = all ? "-" : args[3];
+    if (!all) stop = args[3];
     for (;;) {
+      std::string read;
+      resp::appendMultibulk(read,
+                            {"XRANGE", dead, start, stop, "COUNT", std::to_string(kRetryPage)});
+      const std::string entries = co_await redis::call(*redis_, std::move(read));
+      resp::ReplyValue page;
+      if (!resp::decodeReply(entries, page) || !page.isArray()) {
+        done(!entries.empty() && entries.front() == '-'
+                 ? entries
+                 : resp::errorReply(errors::operatorReply(entries)));
+        co_return;
+      }
+      if (page.elements.empty()) break;
+      std::vector<std::string> triples;
+      for (const auto& e : page.elements) {
+        if (e.elements.size() != 2) continue;
+        const auto& fields = e.elements[1].elements;
+        for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+          if (fields[i].str() != "k") continue;
+          triples.push_back(e.elements[0].str());
+          triples.push_back(fields[i + 1].str());
+          triples.push_back(pendingMarker(fields[i + 1].str()));
+          break;
+        }
+      }
       std::vector<std::string> keys{dead, queueKey(ks->name()), deadKeysKey(ks->name())};
-      std::vector<std::string> page{all ? std::string() : args[3], start,
-                                    std::to_string(kRetryPage), stop};
       const std::string reply =
-          co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(page));
+          co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(triples));
       resp::ReplyValue v;
-      if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 3) {
+      if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) {
         done(reply.size() > 0 && reply.front() == '-'
                  ? reply
                  : resp::errorReply(errors::operatorReply(reply)));
@@ -275,9 +299,8 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
       }
       requeued += v.elements[0].integer;
       skipped += v.elements[1].integer;
-      const std::string last = v.elements[2].str();
-      if (!all || last.empty() || last == stop) break;
-      start = "(" + last;
+      if (!all || page.elements.size() < kRetryPage) break;
+      start = "(" + page.elements.back().elements[0].str();
     }
     if (skipped > 0) {
       spdlog::info(

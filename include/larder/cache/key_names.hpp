@@ -24,12 +24,21 @@ NameLayout nameLayout();
 // "__larder:" + kind + ":" + key, or its tagged form on a cluster.
 std::string internalKey(std::string_view kind, std::string_view key);
 
-// The queue a write of `key` names in the write script: one per keyspace
-// (__larder:q:<keyspace>) on one Redis; on a cluster one per keyspace and
-// slot, __larder:q:{<tag>}:<keyspace>, so the script stays in the key's slot
-// (the dead-keys name the script derives from it, too). Only write-through
-// and cache-only writes run on a cluster so far, and neither touches it.
-std::string writeQueueKey(std::string_view keyspace, std::string_view key);
+// The per-keyspace keys of the write-behind queue a write of `key` belongs
+// to, `kind` one of kQueue, kDeadLetters, kDeadKeys: __larder:<kind>:<keyspace>
+// on one Redis; on a cluster one per keyspace and slot,
+// __larder:<kind>:{<tag>}:<keyspace>, so a script naming them with the key
+// stays in the key's slot. The write script derives the dead-keys name from
+// the queue's the same way ('__larder:deadkeys:' .. queue minus '__larder:q:').
+// Only write-through and cache-only writes run on a cluster so far, and
+// neither touches the queue.
+inline constexpr std::string_view kQueue = "q";
+inline constexpr std::string_view kDeadLetters = "dead";
+inline constexpr std::string_view kDeadKeys = "deadkeys";
+std::string queueFamilyKey(std::string_view kind, std::string_view keyspace, std::string_view key);
+inline std::string writeQueueKey(std::string_view keyspace, std::string_view key) {
+  return queueFamilyKey(kQueue, keyspace, key);
+}
 
 // Indexes of `keys` in groups that each share a slot, in first-seen order;
 // one group of all when `sharded` is false (one Redis).

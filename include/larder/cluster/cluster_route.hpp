@@ -4,7 +4,7 @@
 // registry's key specs like a client's (request_plan.hpp) and handed to a
 // Router, which sends it to the owner of its slot and follows MOVED, ASK and
 // failovers. The cache layer names keys of one slot per request (its internal
-// keys carry the slot's hash tag, keyspace_layout.hpp); a request across
+// keys carry the slot's hash tag, cache/key_names.hpp); a request across
 // slots is answered CROSSSLOT, a request Larder would answer itself (CLUSTER
 // ...) is refused: neither reaches a node.
 #include <memory>

@@ -104,7 +104,7 @@ def main():
         ack = r.register_script(lua("kAckBody"))
         ack_args = ["7000", "0-1", "", str(BATCH)]
         for i in range(BATCH):
-            ack_args += ["wf:%012d" % i, ids[i]]
+            ack_args += ["wf:%012d" % i, "__larder:pending:wf:%012d" % i, ids[i]]
         ack_args.append("0")
 
         def new_read():

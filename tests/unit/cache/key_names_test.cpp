@@ -65,3 +65,38 @@ TEST_CASE("groupBySlot: one group on one Redis, one per slot on a cluster", "[ca
   // Hash-tagged keys share a group; user:1 twice, too.
   CHECK(groups.size() == 4);
 }
+
+TEST_CASE("queue family: one per keyspace on one Redis, per keyspace and slot on a cluster",
+          "[cache][names]") {
+  // The write script derives the dead-keys name from the queue's; the C++
+  // names must follow the same rule in both layouts.
+  const std::string derive = "'__larder:deadkeys:' .. string.sub(queue, 12)";
+  REQUIRE(writeScript().body.find(derive) != std::string::npos);
+  const auto derived = [](const std::string& queue) {
+    return "__larder:deadkeys:" + queue.substr(11);
+  };
+  {
+    LayoutScope scope(NameLayout::OneRedis);
+    CHECK(writeQueueKey("users", "user:42") == queueKey("users"));
+    CHECK(queueFamilyKey(kDeadLetters, "users", "user:42") == deadLetterKey("users"));
+    CHECK(queueFamilyKey(kDeadKeys, "users", "user:42") == deadKeysKey("users"));
+    CHECK(derived(queueKey("users")) == deadKeysKey("users"));
+  }
+  LayoutScope scope(NameLayout::Cluster);
+  for (std::string_view key : {"user:42", "user:{42}", "{", "a{}b", ""}) {
+    const std::string queue = writeQueueKey("users", key);
+    const std::string dead = queueFamilyKey(kDeadLetters, "users", key);
+    const std::string dead_keys = queueFamilyKey(kDeadKeys, "users", key);
+    for (const std::string& name : {queue, dead, dead_keys}) {
+      CHECK(keySlot(name) == keySlot(key));
+      CHECK(name.rfind(kReservedPrefix, 0) == 0);
+      CHECK(name.substr(name.size() - 6) == ":users");
+    }
+    CHECK(queue.rfind("__larder:q:{", 0) == 0);
+    CHECK(dead.rfind("__larder:dead:{", 0) == 0);
+    CHECK(derived(queue) == dead_keys);
+  }
+  // One queue per slot, not per key.
+  CHECK(writeQueueKey("users", "{t}a") == writeQueueKey("users", "{t}b"));
+  CHECK(writeQueueKey("users", "user:1") != writeQueueKey("orders", "user:1"));
+}
