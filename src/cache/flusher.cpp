@@ -64,7 +64,7 @@ std::chrono::milliseconds loadWindow(const config::Config& config) {
 }
 
 Flusher::Flusher(asio::io_context& context, const Keyspace& ks, const config::Config& config,
-                 std::shared_ptr<redis::BackendConnection> redis)
+                 std::shared_ptr<redis::Route> redis)
     : context_(context),
       ks_(ks),
       config_(config),

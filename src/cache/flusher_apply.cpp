@@ -22,6 +22,7 @@
 
 #include "larder/cache/flush_scripts.hpp"
 #include "larder/cache/flusher.hpp"
+#include "larder/cache/key_names.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
@@ -162,19 +163,21 @@ asio::awaitable<pg::PgError> Flusher::recordDead(std::vector<Dead>& dead) {
     std::vector<std::string> args{d.last.str(), std::to_string(config_.write_behind.max_queue),
                                   d.row.key, d.why.sqlstate, d.why.message};
     d.row.change.encode(args);
-    std::vector<std::string> keys{deadLetterKey(ks_.name()), pendingMarker(d.row.key), d.row.key,
-                                  deadKeysKey(ks_.name())};
+    // The dead letters and dead keys of the key's queue: on a cluster in the key's slot.
+    const std::string dead = queueFamilyKey(kDeadLetters, ks_.name(), d.row.key);
+    std::vector<std::string> keys{dead, pendingMarker(d.row.key), d.row.key,
+                                  queueFamilyKey(kDeadKeys, ks_.name(), d.row.key)};
     const std::string r =
         co_await redis::callScript(*redis_, deadLetterScript(), std::move(keys), std::move(args));
     if (r == ":-1\r\n") {
-      co_return pg::PgError{"", "the dead-letter stream " + deadLetterKey(ks_.name()) +
+      co_return pg::PgError{"", "the dead-letter stream " + dead +
                                     " is full (max_queue " +
                                     std::to_string(config_.write_behind.max_queue) + ")"};
     }
     if (r != ":1\r\n") co_return pg::PgError{"", "cannot record a dead letter in Redis: " + r};
     stats_.dead_letters.add();
     spdlog::warn("keyspace {}: PostgreSQL refused the write to {} for good ({} {}); moved to {}",
-                 ks_.name(), d.row.key, d.why.sqlstate, d.why.message, deadLetterKey(ks_.name()));
+                 ks_.name(), d.row.key, d.why.sqlstate, d.why.message, dead);
   }
   co_return pg::PgError{};
 }

@@ -44,7 +44,7 @@
 #include "larder/common/histogram.hpp"
 #include "larder/config/config.hpp"
 #include "larder/pg/connection.hpp"
-#include "larder/redis/backend_connection.hpp"
+#include "larder/redis/route.hpp"
 #include "larder/resp/reply_value.hpp"
 
 namespace larder::cache {
@@ -72,7 +72,7 @@ std::string unpackSqlstate(std::uint64_t packed);
 class Flusher {
  public:
   Flusher(boost::asio::io_context& context, const Keyspace& ks, const config::Config& config,
-          std::shared_ptr<redis::BackendConnection> redis);
+          std::shared_ptr<redis::Route> redis);
   ~Flusher();
 
   void start();
@@ -149,7 +149,7 @@ class Flusher {
   boost::asio::io_context& context_;
   const Keyspace& ks_;
   const config::Config& config_;
-  std::shared_ptr<redis::BackendConnection> redis_;
+  std::shared_ptr<redis::Route> redis_;  // one Redis's queue connection
   std::size_t partitions_;
   std::vector<std::unique_ptr<pg::Connection>> apply_;  // [0] holds the advisory lock
   std::unique_ptr<FlushState> state_;
