@@ -116,7 +116,33 @@ if redis.call('HGET', KEYS[1], '_id') == ARGV[1] then return redis.call('UNLINK'
 return 0
 )lua";
 
+// KEYS: one slot's queue. ARGV: the queues of the other slots of the chunk,
+// all owned by this node as Larder's map says (a slot it no longer owns
+// answers an error to pcall, and is skipped: its new owner's sweep finds it).
+// Returns, per queue with entries: its index (0: KEYS[1]), newest id,
+// length, oldest id.
+constexpr const char* kSweepLua = R"lua(#!lua flags=no-writes,allow-cross-slot-keys
+local found = {}
+local function look(i, q)
+  local n = redis.pcall('XLEN', q)
+  if type(n) == 'number' and n > 0 then
+    found[#found + 1] = i
+    found[#found + 1] = redis.call('XREVRANGE', q, '+', '-', 'COUNT', 1)[1][1]
+    found[#found + 1] = n
+    found[#found + 1] = redis.call('XRANGE', q, '-', '+', 'COUNT', 1)[1][1]
+  end
+end
+look(0, KEYS[1])
+for i = 1, #ARGV do look(i, ARGV[i]) end
+return found
+)lua";
+
 }  // namespace
+
+const redis::Script& sweepScript() {
+  static const redis::Script s = redis::makeScript(kSweepLua);
+  return s;
+}
 
 const redis::Script& dropMarkerScript() {
   static const redis::Script s = redis::makeScript(kDropMarkerLua);

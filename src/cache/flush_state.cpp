@@ -1,5 +1,6 @@
 #include "larder/cache/flush_state.hpp"
 
+#include <array>
 #include <charconv>
 
 #include "larder/pg/catalog.hpp"
@@ -30,9 +31,17 @@ FlushState::FlushState(const std::string& table, std::string queue, std::size_t 
   regclass_ = table_;
 }
 
-asio::awaitable<pg::PgError> FlushState::load(pg::Connection& connection, AppliedMarks& marks) {
+asio::awaitable<pg::PgError> FlushState::load(pg::Connection& connection, AppliedMarks& marks,
+                                              bool ensure_table) {
   // Created only when missing, so that an operator can create it beforehand
   // for a role that may not create schemas.
+  if (ensure_table) {
+    if (auto e = co_await createTable(connection)) co_return e;
+  }
+  co_return co_await loadRows(connection, marks);
+}
+
+asio::awaitable<pg::PgError> FlushState::createTable(pg::Connection& connection) {
   const pg::Params regclass{regclass_};
   auto exists = co_await connection.query("SELECT to_regclass($1) IS NOT NULL", regclass);
   if (!exists.ok()) co_return exists.error;
@@ -49,6 +58,11 @@ asio::awaitable<pg::PgError> FlushState::load(pg::Connection& connection, Applie
     auto created = co_await connection.script(ddl);
     if (!created.ok()) co_return created.error;
   }
+  co_return pg::PgError{};
+}
+
+asio::awaitable<pg::PgError> FlushState::loadRows(pg::Connection& connection,
+                                                  AppliedMarks& marks) {
   const pg::Params rows{queue_, std::to_string(partitions_)};
   auto ensured = co_await connection.query(
       "INSERT INTO " + table_ +
@@ -101,6 +115,40 @@ asio::awaitable<pg::PgError> FlushState::advance(pg::Connection& connection, std
       params);
   if (!outcome.ok()) co_return outcome.error;
   if (outcome.result.affected() != 1) {
+    co_return pg::PgError{kMarkMoved, "another flusher applied this queue meanwhile"};
+  }
+  co_return pg::PgError{};
+}
+
+asio::awaitable<pg::PgError> FlushState::advanceAll(pg::Connection& connection,
+                                                    const std::vector<Move>& moves) {
+  if (moves.empty()) co_return pg::PgError{};
+  // One statement, not one per slot: a batch spans up to ~1000 slots, and a
+  // round trip each cost 18x the batch (tests/bench/write_behind/slot_marks_cost.py).
+  std::array<std::vector<std::string>, 5> text;
+  for (const Move& m : moves) {
+    text[0].push_back(m.state->queue_);
+    text[1].push_back(std::to_string(m.from.ms));
+    text[2].push_back(std::to_string(m.from.seq));
+    text[3].push_back(std::to_string(m.to.ms));
+    text[4].push_back(std::to_string(m.to.seq));
+  }
+  pg::Params params;
+  for (const auto& column : text) {
+    std::vector<std::optional<std::string_view>> items(column.begin(), column.end());
+    params.push_back(pg::arrayLiteral(items));
+  }
+  const std::string& table = moves.front().state->table_;
+  auto outcome = co_await connection.prepared(
+      "larder_flush_marks",
+      "UPDATE " + table +
+          " AS t SET ms = m.to_ms, seq = m.to_seq FROM unnest($1::text[], $2::bigint[], "
+          "$3::bigint[], $4::bigint[], $5::bigint[]) AS m(queue, from_ms, from_seq, to_ms, "
+          "to_seq) WHERE t.queue = m.queue AND t.partitions = 1 AND t.part = 0 AND "
+          "t.ms = m.from_ms AND t.seq = m.from_seq",
+      params);
+  if (!outcome.ok()) co_return outcome.error;
+  if (outcome.result.affected() != static_cast<long long>(moves.size())) {
     co_return pg::PgError{kMarkMoved, "another flusher applied this queue meanwhile"};
   }
   co_return pg::PgError{};

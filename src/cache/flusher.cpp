@@ -64,7 +64,7 @@ std::chrono::milliseconds loadWindow(const config::Config& config) {
 }
 
 Flusher::Flusher(asio::io_context& context, const Keyspace& ks, const config::Config& config,
-                 std::shared_ptr<redis::Route> redis)
+                 std::shared_ptr<redis::Route> redis, std::optional<SlotQueues> slots)
     : context_(context),
       ks_(ks),
       config_(config),
@@ -73,17 +73,19 @@ Flusher::Flusher(asio::io_context& context, const Keyspace& ks, const config::Co
       marks_(partitions_),
       candidate_id_(randomId()),
       timer_(context),
-      gauge_timer_(context) {}
+      gauge_timer_(context),
+      sharded_(std::move(slots)) {}
 
 Flusher::~Flusher() = default;
 
 void Flusher::start() {
   running_ = true;
-  asio::co_spawn(context_, run(), [this](std::exception_ptr e) {
+  asio::co_spawn(context_, sharded_ ? runSlots() : run(), [this](std::exception_ptr e) {
     running_ = false;
     if (e) logEscaped("flusher")(e);
   });
-  asio::co_spawn(context_, watchGauges(), logEscaped("flusher gauges"));
+  // A cluster's sweeps read the gauges.
+  if (!sharded_) asio::co_spawn(context_, watchGauges(), logEscaped("flusher gauges"));
 }
 
 void Flusher::stop() {
@@ -120,7 +122,8 @@ void Flusher::flush(Clock::time_point deadline, std::function<void(bool)> done) 
     waiters_.erase(it);
     answer(false);
   });
-  waiters_.push_back(Waiter{id, deadline, std::move(done), std::nullopt, false, std::move(timer)});
+  waiters_.push_back(
+      Waiter{id, deadline, std::move(done), std::nullopt, false, std::move(timer), {}});
   timer_.cancel();  // read now rather than at the end of the interval
 }
 
@@ -130,6 +133,12 @@ asio::awaitable<void> Flusher::pause(Millis d) {
   if (!waiters_.empty()) d = std::min(d, Millis(20));
   timer_.expires_after(d);
   co_await timer_.async_wait(kUseTuple);
+}
+
+bool Flusher::alreadyApplied(std::string_view key, StreamId id) const {
+  if (!sharded_) return marks_.applied(key, id);
+  const auto it = slots_.find(cluster::keySlot(key));
+  return it != slots_.end() && !it->second.owner_for.empty() && it->second.marks.applied(key, id);
 }
 
 void Flusher::settleWaiters(const Read* read) {
@@ -161,6 +170,9 @@ void Flusher::dropOwnership() {
   apply_.clear();
   state_.reset();
   cursor_ = "-";
+  slots_.clear();
+  table_ready_ = false;
+  sweep_now_ = true;
   if (!owner_for_.empty()) {
     owner_for_.clear();
     stats_.lock_held.sub();
@@ -241,6 +253,15 @@ asio::awaitable<Flusher::Own> Flusher::own(const std::string& instance, pg::PgEr
   }
   for (std::size_t p = 1; p < partitions_; ++p) {
     if ((error = co_await apply_[p]->connect())) co_return Own::Failed;
+  }
+  if (sharded_) {  // each slot's marks are read when its queue is first read
+    owner_for_ = instance;
+    stats_.lock_held.add();
+    spdlog::info(
+        "keyspace {}: this instance now flushes the write queues of the cluster's slots ({} apply "
+        "connection(s))",
+        ks_.name(), partitions_);
+    co_return Own::Yes;
   }
   state_ = std::make_unique<FlushState>(config_.write_behind.state_table,
                                         instance + ":" + ks_.name(), partitions_);

@@ -123,8 +123,19 @@ asio::awaitable<pg::PgError> Flusher::bisect(pg::Connection& c, const PartitionB
 }
 
 asio::awaitable<pg::PgError> Flusher::applyPart(std::size_t p, PartitionBatch& part) {
-  pg::Connection& c = *apply_[p];
   const StreamId from = marks_.current.marks[p];
+  // A named local: a temporary in the co_await's full-expression does not
+  // reliably outlive the suspension with GCC 12.
+  const Fence fence = [this, p, from, &part](pg::Connection& c) {
+    return state_->advance(c, p, from, part.through);
+  };
+  pg::PgError error = co_await applyRows(*apply_[p], part, fence);
+  if (!error) marks_.current.marks[p] = part.through;
+  co_return error;
+}
+
+asio::awaitable<pg::PgError> Flusher::applyRows(pg::Connection& c, const PartitionBatch& part,
+                                                const Fence& fence) {
   std::vector<std::size_t> all(part.rows.size());
   std::iota(all.begin(), all.end(), std::size_t{0});
   std::vector<Dead> dead;
@@ -134,7 +145,7 @@ asio::awaitable<pg::PgError> Flusher::applyPart(std::size_t p, PartitionBatch& p
   auto begin = [&]() -> asio::awaitable<pg::PgError> {
     if (auto e = (co_await c.script(kBeginOwnTransaction)).error) co_return e;
     // First, so that a second flusher waits here, and finds the mark moved.
-    co_return co_await state_->advance(c, p, from, part.through);
+    co_return co_await fence(c);
   };
   pg::PgError error = co_await begin();
   if (!error) error = co_await statements(c, part, all);
@@ -153,7 +164,6 @@ asio::awaitable<pg::PgError> Flusher::applyPart(std::size_t p, PartitionBatch& p
     co_return error;
   }
   if (auto e = (co_await c.query("COMMIT")).error) co_return e;
-  marks_.current.marks[p] = part.through;
   dead_rows_ += dead.size();
   co_return pg::PgError{};
 }
@@ -183,7 +193,17 @@ asio::awaitable<pg::PgError> Flusher::recordDead(std::vector<Dead>& dead) {
 }
 
 asio::awaitable<bool> Flusher::ack(const FlushBatch& batch) {
-  std::vector<std::string> keys{queueKey(ks_.name())};
+  // Named locals for the co_await's arguments: GCC 12 mishandles a
+  // temporary in a co_await inside a condition.
+  std::string queue = queueKey(ks_.name());
+  const bool acked = co_await ackQueue(std::move(queue), batch);
+  if (!acked) co_return false;
+  acked_ = std::max(acked_, batch.last);
+  co_return true;
+}
+
+asio::awaitable<bool> Flusher::ackQueue(std::string queue, const FlushBatch& batch) {
+  std::vector<std::string> keys{std::move(queue)};
   std::vector<std::string> args{std::to_string(markerLinger(config_).count()),
                                 StreamId{batch.last.ms, batch.last.seq + 1}.str(), ""};
   std::size_t rows = 0;
@@ -217,20 +237,24 @@ asio::awaitable<bool> Flusher::ack(const FlushBatch& batch) {
     spdlog::warn("keyspace {}: acknowledging a flushed batch failed: {}", ks_.name(), reply);
     co_return false;
   }
-  acked_ = std::max(acked_, batch.last);
   co_return true;
 }
 
 asio::awaitable<bool> Flusher::resync() {
-  const StreamId top = marks_.highest();
+  std::string queue = queueKey(ks_.name());
+  const bool done = co_await resyncQueue(std::move(queue), marks_.highest());
+  co_return done;
+}
+
+asio::awaitable<bool> Flusher::resyncQueue(std::string queue, StreamId top) {
   stats_.redis_behind.add();
   spdlog::warn(
-      "keyspace {}: Redis' write queue is behind PostgreSQL, which applied it through {}: Redis "
-      "was restored from an older snapshot, or failed over to a replica that lagged. Entries up "
-      "to {} are not applied again; the keyspace's cached values are dropped (they may be older "
-      "than PostgreSQL's rows)",
-      ks_.name(), top.str(), top.str());
-  std::vector<std::string> keys{queueKey(ks_.name())};
+      "keyspace {}: Redis' write queue is behind PostgreSQL, which applied {} through {}: "
+      "Redis was restored from an older snapshot, or failed over to a replica that lagged. "
+      "Entries up to {} are not applied again; the keyspace's cached values are dropped (they "
+      "may be older than PostgreSQL's rows)",
+      ks_.name(), queue, top.str(), top.str());
+  std::vector<std::string> keys{std::move(queue)};
   std::vector<std::string> args{top.str(), StreamId{top.ms, top.seq + 1}.str()};
   const std::string reply =
       co_await redis::callScript(*redis_, resyncScript(), std::move(keys), std::move(args));
@@ -280,14 +304,16 @@ asio::awaitable<bool> Flusher::dropCachedValues() {
 // PostgreSQL already applied would lay that older write over the newer row
 // at the next load: such markers go (markers of newer writes stay).
 asio::awaitable<bool> Flusher::dropAppliedMarkers() {
-  const std::string marker_prefix = pendingMarker("");
+  // One Redis: __larder:pending:<key>; a cluster: __larder:pending:{<tag>}<key>.
+  std::string pattern = std::string(kReservedPrefix) + "pending:";
+  if (sharded_) pattern += "{*}";
+  pattern += globPrefix(ks_.key.prefix());
   co_return co_await scanEach(
-      globPrefix(marker_prefix + ks_.key.prefix()),
-      [this, &marker_prefix](const resp::ReplyValue& markers) -> asio::awaitable<bool> {
+      pattern, [this](const resp::ReplyValue& markers) -> asio::awaitable<bool> {
         std::vector<std::string_view> values;
         for (const auto& element : markers.elements) {
           const std::string marker = element.str();
-          const std::string key = marker.substr(marker_prefix.size());
+          const std::string key(keyOfMarker(marker));
           if (!ks_.match(key, values)) continue;
           std::string get;
           resp::appendMultibulk(get, {"HGET", marker, "_id"});
@@ -295,7 +321,7 @@ asio::awaitable<bool> Flusher::dropAppliedMarkers() {
           if (!resp::decodeReply(co_await redis::call(*redis_, std::move(get)), id))
             co_return false;
           const auto entry = StreamId::parse(id.str());
-          if (!entry || !marks_.applied(key, *entry)) continue;
+          if (!entry || !alreadyApplied(key, *entry)) continue;
           // Only if it still names that entry (a write may have come meanwhile).
           std::vector<std::string> keys{marker};
           std::vector<std::string> args{id.str()};

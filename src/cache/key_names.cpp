@@ -26,15 +26,43 @@ std::string internalKey(std::string_view kind, std::string_view key) {
   return prefix;
 }
 
-std::string queueFamilyKey(std::string_view kind, std::string_view keyspace,
-                           std::string_view key) {
+namespace {
+
+std::string familyKey(std::string_view kind, std::string_view keyspace, int slot) {
   std::string out(kReservedPrefix);
   out.append(kind).push_back(':');
-  if (nameLayout() == NameLayout::Cluster) {
-    out.append("{").append(cluster::slotTag(cluster::keySlot(key))).append("}:");
-  }
+  if (slot >= 0) out.append("{").append(cluster::slotTag(slot)).append("}:");
   out.append(keyspace);
   return out;
+}
+
+}  // namespace
+
+std::string queueFamilyKey(std::string_view kind, std::string_view keyspace,
+                           std::string_view key) {
+  return familyKey(kind, keyspace,
+                   nameLayout() == NameLayout::Cluster ? cluster::keySlot(key) : -1);
+}
+
+std::string slotQueueKey(std::string_view kind, std::string_view keyspace, int slot) {
+  return familyKey(kind, keyspace, slot);
+}
+
+std::string slotInstanceKey(int slot) {
+  std::string out(kInstanceIdKey);
+  out.append(":{").append(cluster::slotTag(slot)).append("}");
+  return out;
+}
+
+std::string_view keyOfMarker(std::string_view marker) {
+  static const std::string prefix = std::string(kReservedPrefix) + "pending:";
+  if (marker.substr(0, prefix.size()) != prefix) return {};
+  marker.remove_prefix(prefix.size());
+  if (nameLayout() == NameLayout::OneRedis) return marker;
+  // {<tag>}<key>: the tag has no braces.
+  const std::size_t close = marker.find('}');
+  if (marker.empty() || marker.front() != '{' || close == std::string_view::npos) return {};
+  return marker.substr(close + 1);
 }
 
 std::vector<std::vector<std::size_t>> groupBySlot(const std::vector<std::string_view>& keys,

@@ -183,6 +183,10 @@ void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
   if (!isError(frame) && !w.cache_only) {
     if (Loader* loader = worker_.loader()) loader->forgetAsync(w.key);
     worker_.readStats().keyspace(w.ks->id).writes.add();
+    // A cluster: the flusher reads this slot's queue at its next round.
+    if (!connection_ && w.ks->config.write == config::WriteMode::Behind) {
+      if (WriteService* service = worker_.writes()) service->queued(w.ks->id, w.key);
+    }
   }
   complete(sub, std::string(frame));
 }

@@ -32,7 +32,8 @@ std::string upper(std::string s) {
 WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& loader,
                            const KeyspaceRegistry& registry, const config::Config& config,
                            std::shared_ptr<redis::BackendConnection> redis,
-                           std::shared_ptr<redis::Route> cache)
+                           std::shared_ptr<redis::Route> cache,
+                           std::function<std::vector<std::pair<int, int>>()> slot_ranges)
     : context_(context),
       pool_(pool),
       loader_(loader),
@@ -40,6 +41,7 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
       config_(config),
       redis_(std::move(redis)),
       cache_(cache),
+      slot_ranges_(std::move(slot_ranges)),
       through_(context, pool, loader, registry, config, std::move(cache)) {
   if (redis_) {
     audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, redis_,
@@ -59,12 +61,26 @@ void WriteService::addKeyspace(const Keyspace& ks) {
           ks.name(), type);
     }
   }
-  // No queue connection (a cluster): the config admits no behind keyspace.
-  if (ks.config.write != config::WriteMode::Behind || !redis_) return;
-  Flusher* f = flushers_.set(static_cast<std::size_t>(ks.id),
-                             std::make_unique<Flusher>(context_, ks, config_, redis_));
+  if (ks.config.write != config::WriteMode::Behind) return;
+  const auto id = static_cast<std::size_t>(ks.id);
+  std::unique_ptr<Flusher> flusher;
+  if (redis_) {
+    flusher = std::make_unique<Flusher>(context_, ks, config_, redis_);
+  } else {  // a cluster: a queue per slot, read through the cache's route
+    DirtySlots* dirty = dirty_.get(id);
+    if (!dirty) dirty = dirty_.set(id, std::make_unique<DirtySlots>());
+    flusher = std::make_unique<Flusher>(context_, ks, config_, cache_,
+                                        SlotQueues{dirty, slot_ranges_});
+  }
+  Flusher* f = flushers_.set(id, std::move(flusher));
   f->onCacheDropped([this](int keyspace) { loader_.forgetKeyspace(keyspace); });
   if (started_) f->start();
+}
+
+void WriteService::queued(int keyspace, std::string_view key) const {
+  if (DirtySlots* dirty = dirty_.get(static_cast<std::size_t>(keyspace))) {
+    dirty->mark(cluster::keySlot(key));
+  }
 }
 
 void WriteService::drainOldQueue(int keyspace) {

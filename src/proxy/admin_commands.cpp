@@ -145,11 +145,20 @@ Pipeline::Flow Pipeline::larder(const resp::Request& req) {
 Pipeline::Flow Pipeline::flushAll(const resp::Request& req) {
   const bool all = equalsLower(req.args[0], "flushall");
   const long long home = ports_.admin.config().redis.db;
-  // On a cluster keyspaces are read-only (docs/cluster.md): no pending
-  // writes to flush first, so Redis' own FLUSHALL too.
-  if (ports_.admin.keyspaces().empty() || (!all && state_.db != home) ||
-      ports_.admin.config().redis.clusterMode()) {
+  if (ports_.admin.keyspaces().empty() || (!all && state_.db != home)) {
     return forwardCurrent(req);  // no mapped keys there: Redis' own FLUSHDB
+  }
+  // On a cluster each node's FLUSHALL would drop the write queues of its
+  // slots (they are keys like any other there); without write-behind there
+  // is nothing to flush first, so Redis' own FLUSHALL.
+  if (ports_.admin.config().redis.clusterMode()) {
+    const auto& config = ports_.admin.config();
+    const bool behind =
+        std::any_of(config.keyspaces.begin(), config.keyspaces.end(),
+                    [](const auto& ks) { return ks.write == config::WriteMode::Behind; });
+    if (!behind) return forwardCurrent(req);
+    replyError(errors::kFlushAllWriteBehindOnCluster);
+    return Flow::Continue;
   }
   if (req.args.size() > 2 || (req.args.size() == 2 && !equalsLower(req.args[1], "async") &&
                               !equalsLower(req.args[1], "sync"))) {

@@ -170,18 +170,33 @@ void Server::startOneRedisCacheSide() {
   });
 }
 
-// Read-only and write-through keyspaces (config/loader.cpp): fills, leases,
-// write-through's cache updates and invalidations go by a router of this
-// thread's own to each key's slot owner; no queue, no flusher.
+// Keyspaces on a cluster: fills, leases, write-through's cache updates,
+// invalidations and the flushers' per-slot queues go by a router of this
+// thread's own to each key's slot owner; no queue connection, no persistence
+// audit.
 void Server::startClusterCacheSide() {
   cache_router_ = std::make_unique<cluster::OwnRouter>(pg_context_.get_executor(), config_.redis,
                                                        redis_tls_, clusterTopology());
-  cache_router_->router().setPreload(
-      cache::preloadRequests({&cache::fillScript(), &cache::writeScript()}));
+  cache_router_->router().setPreload(cache::preloadRequests(
+      {&cache::fillScript(), &cache::writeScript(), &cache::readBatchScript(),
+       &cache::ackScript(), &cache::deadLetterScript(), &cache::sweepScript()}));
   loader_->setFiller(cache_router_->route());
   loader_->setRedisWait(config_.redis.cluster.retry_timeout);
+  // Write-behind: a queue per slot, swept range by range (flusher_slots.cpp).
+  auto slot_ranges = [&router = cache_router_->router()] {
+    std::vector<std::pair<int, int>> out;
+    int first = 0;
+    for (int slot = 1; slot <= cluster::kSlots; ++slot) {
+      const int owner = router.ownerOf(first);
+      if (slot < cluster::kSlots && router.ownerOf(slot) == owner) continue;
+      if (owner >= 0) out.emplace_back(first, slot - 1);
+      first = slot;
+    }
+    return out;
+  };
   writes_ = std::make_unique<cache::WriteService>(pg_context_, *pg_pool_, *loader_, keyspaces_,
-                                                  config_, nullptr, cache_router_->route());
+                                                  config_, nullptr, cache_router_->route(),
+                                                  std::move(slot_ranges));
   // One route for both: per slot, its order puts an UNLINK after any fill of
   // that key sent before it (one connection per node).
   invalidator_ = std::make_unique<cache::Invalidator>(pg_context_, *loader_, keyspaces_, config_,

@@ -13,6 +13,8 @@
 //   dead    move refused rows to the dead-letter stream
 //   resync  Redis is behind PostgreSQL: make sure new entries get ids above
 //           what PostgreSQL has applied
+//   sweep   a cluster: which of a chunk of slots' queues have entries, on the
+//           node that owns them (flusher_slots.cpp)
 #include <string>
 #include <string_view>
 
@@ -26,5 +28,6 @@ const redis::Script& ackScript();
 const redis::Script& deadLetterScript();
 const redis::Script& resyncScript();
 const redis::Script& dropMarkerScript();
+const redis::Script& sweepScript();
 
 }  // namespace larder::cache

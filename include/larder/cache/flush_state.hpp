@@ -30,7 +30,9 @@ class FlushState {
 
   // Creates the table if it is missing (CREATE SCHEMA/TABLE IF NOT EXISTS),
   // makes sure this queue's rows exist, and reads every mark of the queue.
-  boost::asio::awaitable<pg::PgError> load(pg::Connection& connection, AppliedMarks& marks);
+  // `ensure_table` false: the caller knows the table exists.
+  boost::asio::awaitable<pg::PgError> load(pg::Connection& connection, AppliedMarks& marks,
+                                           bool ensure_table = true);
 
   // Inside the partition's transaction: moves its mark from `from` to `to`.
   // An error with SQLSTATE "LR001" when the mark was not `from` any more.
@@ -39,7 +41,21 @@ class FlushState {
 
   const std::string& queue() const { return queue_; }
 
+  // A cluster's slot queues (one partition each, all in one table): inside
+  // the transaction, moves every listed mark from `from` to `to` in one
+  // statement; "LR001" unless every one still held `from`.
+  struct Move {
+    const FlushState* state;
+    StreamId from;
+    StreamId to;
+  };
+  static boost::asio::awaitable<pg::PgError> advanceAll(pg::Connection& connection,
+                                                        const std::vector<Move>& moves);
+
  private:
+  boost::asio::awaitable<pg::PgError> createTable(pg::Connection& connection);
+  boost::asio::awaitable<pg::PgError> loadRows(pg::Connection& connection, AppliedMarks& marks);
+
   std::string schema_;  // quoted
   std::string table_;   // quoted, schema-qualified
   std::string regclass_;

@@ -33,10 +33,13 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "larder/cache/change.hpp"
+#include "larder/cache/dirty_slots.hpp"
 #include "larder/cache/flush_plan.hpp"
 #include "larder/cache/flush_state.hpp"
 #include "larder/cache/keyspace.hpp"
@@ -69,10 +72,20 @@ struct FlusherStats {
 // The SQLSTATE packed in FlusherStats::pause_state, or "" when there is none.
 std::string unpackSqlstate(std::uint64_t packed);
 
+// A Redis Cluster's write queues: one per slot (key_names.hpp), found by the
+// workers' marks and a periodic sweep (flusher_slots.cpp).
+struct SlotQueues {
+  DirtySlots* dirty = nullptr;  // marked by the workers; outlives the flusher
+  // The slot ranges of the current map, each owned whole by one node.
+  std::function<std::vector<std::pair<int, int>>()> ranges;
+};
+
 class Flusher {
  public:
+  // `slots`: the queues are a cluster's, one per slot; otherwise one Redis's
+  // single queue (queueKey).
   Flusher(boost::asio::io_context& context, const Keyspace& ks, const config::Config& config,
-          std::shared_ptr<redis::Route> redis);
+          std::shared_ptr<redis::Route> redis, std::optional<SlotQueues> slots = std::nullopt);
   ~Flusher();
 
   void start();
@@ -100,7 +113,23 @@ class Flusher {
     std::optional<StreamId> target;  // the newest entry at the first read after the call
     bool has_target = false;
     std::shared_ptr<boost::asio::steady_timer> timer;  // fires at the deadline
+    // A cluster: every slot's newest entry at the first sweep after the call.
+    std::vector<std::pair<int, StreamId>> slot_targets;
   };
+  // One slot's queue on a cluster.
+  struct SlotQueue {
+    std::string owner_for;  // the slot's instance id the marks are for; "" none
+    AppliedMarks marks{1};
+    std::unique_ptr<FlushState> state;
+    StreamId acked;
+  };
+  // A slot's share of a round on a cluster.
+  struct SlotBatch {
+    int slot = 0;
+    FlushBatch batch;
+    std::size_t entries = 0;
+  };
+  using Fence = std::function<boost::asio::awaitable<pg::PgError>(pg::Connection&)>;
   using Read = QueueRead;
   struct Dead {
     PendingRow row;
@@ -119,6 +148,10 @@ class Flusher {
   boost::asio::awaitable<std::optional<Read>> read(std::string start);
   boost::asio::awaitable<pg::PgError> applyAll(FlushBatch& batch);
   boost::asio::awaitable<pg::PgError> applyPart(std::size_t p, PartitionBatch& part);
+  // BEGIN, fence(c) (moves the applied marks, a fence), the rows (refused
+  // ones bisected out and dead-lettered), COMMIT.
+  boost::asio::awaitable<pg::PgError> applyRows(pg::Connection& c, const PartitionBatch& part,
+                                                const Fence& fence);
   boost::asio::awaitable<pg::PgError> bisect(pg::Connection& c, const PartitionBatch& part,
                                              std::vector<std::size_t> which,
                                              std::vector<Dead>& dead);
@@ -126,9 +159,25 @@ class Flusher {
                                                  const std::vector<std::size_t>& which);
   boost::asio::awaitable<pg::PgError> recordDead(std::vector<Dead>& dead);
   boost::asio::awaitable<bool> ack(const FlushBatch& batch);
+  boost::asio::awaitable<bool> ackQueue(std::string queue, const FlushBatch& batch);
   // Redis' queue is behind what PostgreSQL applied: move its id generator on
   // and drop the keyspace's cached values, which may be older than PostgreSQL.
   boost::asio::awaitable<bool> resync();
+  boost::asio::awaitable<bool> resyncQueue(std::string queue, StreamId top);
+  bool alreadyApplied(std::string_view key, StreamId id) const;
+
+  // A cluster's queues, one per slot (flusher_slots.cpp).
+  boost::asio::awaitable<void> runSlots();
+  // The owned ranges' queues with entries -> pending_, gauges, waiters' targets.
+  boost::asio::awaitable<bool> sweep();
+  // XRANGE (COUNT `count`) and the read script of each slot's queue; nullopt
+  // for a slot whose reply did not decode (a node unreachable, say).
+  boost::asio::awaitable<std::vector<std::optional<Read>>> readSlots(const std::vector<int>& slots,
+                                                                     std::size_t count);
+  // The slot's marks for `instance` (its id in Redis), read from PostgreSQL.
+  boost::asio::awaitable<pg::PgError> loadSlot(int slot, const std::string& instance);
+  boost::asio::awaitable<pg::PgError> applySlots(std::size_t p, std::vector<SlotBatch*> group);
+  void settleSlotWaiters();
   boost::asio::awaitable<bool> dropCachedValues();
   boost::asio::awaitable<bool> dropAppliedMarkers();
   // SCAN MATCH `pattern` to the end (or until a stop); `page` gets each
@@ -172,6 +221,13 @@ class Flusher {
   std::function<void()> drained_;
   bool stopping_ = false;
   bool running_ = false;
+
+  std::optional<SlotQueues> sharded_;
+  std::unordered_map<int, SlotQueue> slots_;  // at most one per slot
+  std::set<int> pending_;                     // slots to read next (at most every slot)
+  std::chrono::steady_clock::time_point swept_{};
+  bool sweep_now_ = true;
+  bool table_ready_ = false;  // the state table exists (checked once per ownership)
 };
 
 // A load older than loadWindow() is never stored; a flushed marker lingers

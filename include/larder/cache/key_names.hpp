@@ -39,6 +39,16 @@ std::string queueFamilyKey(std::string_view kind, std::string_view keyspace, std
 inline std::string writeQueueKey(std::string_view keyspace, std::string_view key) {
   return queueFamilyKey(kQueue, keyspace, key);
 }
+// The same by slot, on a cluster: __larder:<kind>:{<tag of slot>}:<keyspace>.
+std::string slotQueueKey(std::string_view kind, std::string_view keyspace, int slot);
+// A cluster slot's Redis instance id (the one-Redis __larder:id, per slot):
+// __larder:id:{<tag of slot>}. Set once by the flusher; a slot whose id
+// changed was emptied (a node flushed or replaced), and its applied marks
+// are for another queue.
+std::string slotInstanceKey(int slot);
+// The key a pending marker is for (pendingMarker's inverse); "" when
+// `marker` is not one.
+std::string_view keyOfMarker(std::string_view marker);
 
 // Indexes of `keys` in groups that each share a slot, in first-seen order;
 // one group of all when `sharded` is false (one Redis).

@@ -29,12 +29,15 @@ namespace larder::cache {
 class WriteService {
  public:
   // `redis`: the queue connection (flushers, the persistence audit, LARDER
-  // PENDING and DEADLETTERS); null on a cluster, where no keyspace writes
-  // behind yet. `cache`: where write-through updates the cache.
+  // PENDING and DEADLETTERS); null on a cluster. `cache`: where write-through
+  // updates the cache, and, on a cluster, where the flushers read their
+  // per-slot queues; `slot_ranges` (a cluster only): the slot ranges of the
+  // map, each owned whole by one node (SlotQueues).
   WriteService(boost::asio::io_context& context, pg::Pool& pool, Loader& loader,
                const KeyspaceRegistry& registry, const config::Config& config,
                std::shared_ptr<redis::BackendConnection> redis,
-               std::shared_ptr<redis::Route> cache);
+               std::shared_ptr<redis::Route> cache,
+               std::function<std::vector<std::pair<int, int>>()> slot_ranges = {});
   ~WriteService();
 
   void start();
@@ -56,6 +59,9 @@ class WriteService {
 
   // nullptr for keyspaces not in `behind` mode (unless an old queue drains).
   const Flusher* flusher(int keyspace) const { return flushers_.get(keyspace); }
+  // Any thread, a cluster: a write of `key` was queued (its slot's queue
+  // has entries; DirtySlots).
+  void queued(int keyspace, std::string_view key) const;
   // Any thread: why writes to the keyspace are refused now (redis_audit.hpp).
   WriteRefusal refusal(int keyspace) const {
     return audit_ ? audit_->refusal(keyspace) : WriteRefusal::None;
@@ -81,6 +87,8 @@ class WriteService {
   std::shared_ptr<redis::BackendConnection> redis_;
   std::shared_ptr<redis::Route> cache_;
   Slots<Flusher, config::kMaxKeyspaces> flushers_;
+  std::function<std::vector<std::pair<int, int>>()> slot_ranges_;  // a cluster only
+  Slots<DirtySlots, config::kMaxKeyspaces> dirty_;                // a cluster's behind keyspaces
   std::unique_ptr<RedisAudit> audit_;  // null without a queue connection
   bool started_ = false;
   WriteThrough through_;

@@ -100,3 +100,22 @@ TEST_CASE("queue family: one per keyspace on one Redis, per keyspace and slot on
   CHECK(writeQueueKey("users", "{t}a") == writeQueueKey("users", "{t}b"));
   CHECK(writeQueueKey("users", "user:1") != writeQueueKey("orders", "user:1"));
 }
+
+TEST_CASE("slot names: queue family by slot, the slot's instance id, a marker's key",
+          "[cache][names]") {
+  LayoutScope scope(NameLayout::Cluster);
+  for (std::string_view key : {"user:42", "user:{42}", "}x{", ""}) {
+    const int slot = keySlot(key);
+    CHECK(slotQueueKey(kQueue, "users", slot) == writeQueueKey("users", key));
+    CHECK(slotQueueKey(kDeadKeys, "users", slot) == queueFamilyKey(kDeadKeys, "users", key));
+    CHECK(keySlot(slotInstanceKey(slot)) == slot);
+    CHECK(slotInstanceKey(slot).rfind("__larder:id:{", 0) == 0);
+    CHECK(keyOfMarker(pendingMarker(key)) == key);
+  }
+  CHECK(keyOfMarker("__larder:lease:{x}user:1").empty());
+  CHECK(keyOfMarker("user:1").empty());
+  {
+    LayoutScope one(NameLayout::OneRedis);
+    CHECK(keyOfMarker(pendingMarker("user:{42}")) == "user:{42}");
+  }
+}

@@ -343,7 +343,7 @@ TEST_CASE("redis and postgres ranges", "[config]") {
                     "test.yaml: postgres.connect_timeout: must be greater than 0");
 }
 
-TEST_CASE("redis.cluster: exclusive with redis.address; no write-behind keyspace",
+TEST_CASE("redis.cluster: exclusive with redis.address; write-behind without WAIT or audit",
           "[config][cluster]") {
   const std::string seeds = "redis:\n  cluster:\n    seeds: [127.0.0.1:7000, 127.0.0.1:7001]\n";
   const Config config = load(seeds);
@@ -353,23 +353,32 @@ TEST_CASE("redis.cluster: exclusive with redis.address; no write-behind keyspace
         "test.yaml: redis.address: and redis.cluster.seeds are exclusive: give one Redis or a "
         "cluster's seeds");
   const std::string base = "    key: user:{id}\n    table: public.users\n";
-  // Write-behind's queues are not yet single-slot (docs/cluster.md).
-  for (const char* mode : {"", "    write: behind\n"}) {
-    CHECK(errorOf(seeds + keyspaceYaml("users", base + mode)) ==
-          "test.yaml: keyspaces.users.write: must be through or none with "
-          "redis.cluster.seeds: write-behind keyspaces are not supported on a Redis Cluster "
-          "yet (docs/cluster.md)");
-  }
   CHECK(load(seeds + keyspaceYaml("users", base + "    write: none\n    near_cache: {}\n"))
             .keyspaces[0]
             .near_cache.enabled);
-  for (auto [text, mode] : {std::pair{"none", WriteMode::None}, {"through", WriteMode::Through}}) {
+  for (auto [text, mode] : {std::pair{"none", WriteMode::None}, {"through", WriteMode::Through},
+                            {"behind", WriteMode::Behind}}) {
     const Config c = load(seeds + keyspaceYaml("users", base + "    write: " + text + "\n"));
     REQUIRE(c.keyspaces.size() == 1);
     CHECK(c.keyspaces[0].write == mode);
   }
+  // Write-behind (the default) on a cluster: no WAIT for replicas, no
+  // persistence audit yet (docs/cluster.md); either is fine without it.
+  CHECK(errorOf(seeds + "write_behind:\n  wait_replicas: 1\n" + keyspaceYaml("users", base)) ==
+        "test.yaml: write_behind.wait_replicas: must be 0 with redis.cluster.seeds and "
+        "write-behind keyspaces: a write cannot wait for its node's replicas on a Redis Cluster "
+        "yet (docs/cluster.md)");
+  CHECK(errorOf(seeds + "write_behind:\n  require_durable_redis: true\n" +
+                keyspaceYaml("users", base)) ==
+        "test.yaml: write_behind.require_durable_redis: must be false with redis.cluster.seeds "
+        "and write-behind keyspaces: Larder does not check the nodes' persistence on a Redis "
+        "Cluster yet (docs/cluster.md)");
+  CHECK(load(seeds + "write_behind:\n  wait_replicas: 1\n  require_durable_redis: true\n" +
+             keyspaceYaml("users", base + "    write: through\n"))
+            .write_behind.wait_replicas == 1);
   // Any mode loads against one Redis.
-  CHECK(load(keyspaceYaml("users", base)).keyspaces.size() == 1);
+  CHECK(load("write_behind:\n  wait_replicas: 1\n" + keyspaceYaml("users", base))
+            .keyspaces.size() == 1);
 }
 
 TEST_CASE("keyspace settings are validated", "[config]") {

@@ -1,0 +1,391 @@
+// The Flusher on a Redis Cluster (docs/cluster.md, "Write-behind on a
+// cluster"): a keyspace's queue is one stream per slot, in the slot of the
+// keys it holds (key_names.hpp), so each write script stays on one node and a
+// slot's queue moves with its keys in a reshard and fails over with them.
+//
+//   own       pg_try_advisory_lock('larder:<cluster id>:<ks>'), as on one Redis
+//   discover  the workers' marks (DirtySlots) every round; a sweep of every
+//             range of the map (one script per chunk of slots, on their owner:
+//             allow-cross-slot-keys) at ownership, every kSweepPeriod and for
+//             a waiter: other instances' writes, entries left by a crash
+//   read      up to kSlotsPerRound slots at once: XRANGE, then the read script
+//             (queue state, the slot's instance id __larder:id:{tag})
+//   marks     one row per slot in flush_state, "<slot's instance id>:<ks>",
+//             read when the slot's queue is first read (or its id changed)
+//   apply     a slot's rows on connection slot % apply_connections: one
+//             transaction per connection moves each of its slots' marks first
+//             (the fence), then applies their rows
+//   ack       per slot, the ack script on the slot's queue
+//
+// A slot whose queue is behind its mark (a replica that lagged was promoted)
+// is resynced as one Redis's queue is (flusher_apply.cpp).
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <random>
+
+#include "larder/cache/flush_scripts.hpp"
+#include "larder/cache/flusher.hpp"
+#include "larder/cache/key_names.hpp"
+#include "larder/cache/write_scripts.hpp"
+#include "larder/redis/call.hpp"
+#include "larder/resp/reply_value.hpp"
+#include "larder/resp/request_parser.hpp"
+
+namespace larder::cache {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using Millis = std::chrono::milliseconds;
+
+namespace {
+
+// A sweep costs the cluster about 0.5 us of Redis time per slot, 7-11 ms in
+// all (tests/bench/cluster/queue_discovery_cost.py): once a second is 0.3 % of
+// a node; the workers' marks carry this instance's writes in between.
+constexpr Millis kSweepPeriod{1000};
+constexpr int kSweepChunk = 1024;         // slots per sweep script call
+constexpr std::size_t kSlotsPerRound = 256;
+constexpr std::size_t kMinPerSlot = 16;   // XRANGE COUNT floor per slot
+constexpr Millis kRedisRetry{100};
+
+
+
+std::string freshId() {
+  std::random_device device;
+  std::uniform_int_distribution<unsigned> nibble(0, 15);
+  std::string out;
+  for (int i = 0; i < 32; ++i) out += "0123456789abcdef"[nibble(device)];
+  return out;
+}
+
+}  // namespace
+
+
+asio::awaitable<bool> Flusher::sweep() {
+  const auto ranges = sharded_->ranges();
+  if (ranges.empty()) co_return false;  // no map yet
+  const std::uint64_t waiters_before = next_waiter_;
+  std::vector<redis::ScriptCall> calls;
+  std::vector<int> firsts;
+  for (const auto& [first, last] : ranges) {
+    for (int chunk = first; chunk <= last; chunk += kSweepChunk) {
+      redis::ScriptCall& call = calls.emplace_back();
+      call.keys.push_back(slotQueueKey(kQueue, ks_.name(), chunk));
+      for (int s = chunk + 1; s <= std::min(last, chunk + kSweepChunk - 1); ++s) {
+        call.args.push_back(slotQueueKey(kQueue, ks_.name(), s));
+      }
+      firsts.push_back(chunk);
+    }
+  }
+  const auto replies = co_await redis::callScriptEach(*redis_, sweepScript(), calls);
+  bool complete = true;
+  long long depth = 0;
+  std::optional<StreamId> oldest;
+  std::vector<std::pair<int, StreamId>> newest;
+  std::unordered_map<int, StreamId> oldest_of;
+  long long now_ms = std::chrono::duration_cast<Millis>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  for (std::size_t c = 0; c < replies.size(); ++c) {
+    resp::ReplyValue v;
+    if (!resp::decodeReply(replies[c], v) || !v.isArray() || v.elements.size() % 4 != 0) {
+      spdlog::debug("keyspace {}: sweeping the write queues of slots {}..: {}", ks_.name(),
+                    firsts[c], replies[c].substr(0, 200));
+      complete = false;
+      continue;
+    }
+    for (std::size_t i = 0; i < v.elements.size(); i += 4) {
+      const int slot = firsts[c] + static_cast<int>(v.elements[i].integer);
+      pending_.insert(slot);
+      if (auto id = StreamId::parse(v.elements[i + 1].str())) newest.emplace_back(slot, *id);
+      depth += v.elements[i + 2].integer;
+      const auto first = StreamId::parse(v.elements[i + 3].str());
+      if (first && (!oldest || *first < *oldest)) oldest = first;
+      if (first) oldest_of[slot] = *first;
+    }
+  }
+  if (!complete) co_return false;
+  swept_ = Clock::now();
+  sweep_now_ = false;
+  // The gauges: the queues' depth, and the age of the oldest entry (by this
+  // machine's clock; the ids are the nodes').
+  gauges_at_ = swept_;
+  stats_.queue_depth.sub(stats_.queue_depth.get());
+  stats_.queue_depth.add(static_cast<std::uint64_t>(depth));
+  stats_.oldest_age_ms.sub(stats_.oldest_age_ms.get());
+  if (oldest && static_cast<std::uint64_t>(now_ms) > oldest->ms) {
+    stats_.oldest_age_ms.add(static_cast<std::uint64_t>(now_ms) - oldest->ms);
+  }
+  // Waiters that came before this sweep began wait for what it found. A
+  // target is met once a sweep finds its slot's queue empty or starting past
+  // it: acknowledged and trimmed, by whichever flusher (another instance
+  // may hold the lock).
+  for (Waiter& w : waiters_) {
+    if (w.has_target) {
+      std::erase_if(w.slot_targets, [&](const auto& t) {
+        const auto it = oldest_of.find(t.first);
+        return it == oldest_of.end() || t.second < it->second;
+      });
+    } else if (w.id < waiters_before) {
+      w.has_target = true;
+      w.slot_targets = newest;
+    }
+  }
+  co_return true;
+}
+
+void Flusher::settleSlotWaiters() {
+  const auto now = Clock::now();
+  std::erase_if(waiters_, [&](Waiter& w) {
+    bool done = false;
+    if (w.has_target) {
+      done = std::all_of(w.slot_targets.begin(), w.slot_targets.end(), [&](const auto& t) {
+        const auto it = slots_.find(t.first);
+        return it != slots_.end() && t.second <= it->second.acked;
+      });
+    }
+    if (done || now >= w.deadline) {
+      w.timer->cancel();
+      w.done(done);
+      return true;
+    }
+    return false;
+  });
+}
+
+asio::awaitable<pg::PgError> Flusher::loadSlot(int slot, const std::string& instance) {
+  SlotQueue& q = slots_[slot];
+  auto state = std::make_unique<FlushState>(config_.write_behind.state_table,
+                                            instance + ":" + ks_.name(), 1);
+  AppliedMarks marks(1);
+  if (auto e = co_await state->load(*apply_[0], marks, !table_ready_)) co_return e;
+  table_ready_ = true;
+  q.state = std::move(state);
+  q.marks = std::move(marks);
+  q.owner_for = instance;
+  q.acked = StreamId{};
+  co_return pg::PgError{};
+}
+
+asio::awaitable<pg::PgError> Flusher::applySlots(std::size_t p, std::vector<SlotBatch*> group) {
+  PartitionBatch rows;
+  for (const SlotBatch* b : group) {
+    const PartitionBatch& part = b->batch.parts[0];
+    rows.rows.insert(rows.rows.end(), part.rows.begin(), part.rows.end());
+    rows.last.insert(rows.last.end(), part.last.begin(), part.last.end());
+    rows.entries += part.entries;
+  }
+  if (rows.empty()) co_return pg::PgError{};
+  std::vector<FlushState::Move> moves;
+  for (const SlotBatch* b : group) {
+    const PartitionBatch& part = b->batch.parts[0];
+    if (part.empty()) continue;
+    const SlotQueue& q = slots_.at(b->slot);
+    moves.push_back({q.state.get(), q.marks.current.marks[0], part.through});
+  }
+  const Fence fence = [&moves](pg::Connection& c) { return FlushState::advanceAll(c, moves); };
+  pg::PgError error = co_await applyRows(*apply_[p], rows, fence);
+  if (error) co_return error;
+  for (const SlotBatch* b : group) {
+    const PartitionBatch& part = b->batch.parts[0];
+    if (!part.empty()) slots_.at(b->slot).marks.current.marks[0] = part.through;
+  }
+  co_return pg::PgError{};
+}
+
+asio::awaitable<std::vector<std::optional<Flusher::Read>>> Flusher::readSlots(
+    const std::vector<int>& slots, std::size_t count) {
+  // XRANGE natively, then the read script, as on one Redis: the state is read
+  // at or after the entries.
+  std::vector<std::string> ranges;
+  std::vector<redis::ScriptCall> metas;
+  for (int slot : slots) {
+    const std::string queue = slotQueueKey(kQueue, ks_.name(), slot);
+    resp::appendMultibulk(ranges.emplace_back(),
+                          {"XRANGE", queue, "-", "+", "COUNT", std::to_string(count)});
+    metas.push_back(redis::ScriptCall{{queue, slotInstanceKey(slot)}, {}});
+  }
+  const auto entries = co_await redis::callAll(*redis_, std::move(ranges));
+  const auto meta = co_await redis::callScriptEach(*redis_, readBatchScript(), metas);
+  std::vector<std::optional<Read>> out(slots.size());
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    Read r;
+    if (!decodeQueueRead(entries[i], meta[i], r)) {
+      spdlog::debug("keyspace {}: reading the write queue of slot {}: {} / {}", ks_.name(),
+                    slots[i], entries[i].substr(0, 200), meta[i]);
+      continue;
+    }
+    out[i] = std::move(r);
+  }
+  co_return out;
+}
+
+asio::awaitable<void> Flusher::runSlots() {
+  const config::WriteBehindConfig& wb = config_.write_behind;
+  while (!stopping_) {
+    if (owner_for_.empty()) {
+      const std::string instance = co_await claimInstance();  // the cluster's __larder:id
+      if (instance.empty()) {
+        settleSlotWaiters();
+        co_await pause(std::max(wb.flush_interval, kRedisRetry));
+        continue;
+      }
+      pg::PgError error;
+      const Own own_result = co_await own(instance, error);
+      if (own_result == Own::Taken) {
+        // Another instance flushes; a LARDER FLUSH here still learns from
+        // sweeps when the queues have drained.
+        if (!waiters_.empty() && Clock::now() - swept_ >= Millis(100)) co_await sweep();
+        settleSlotWaiters();
+        co_await pause(Millis(500));
+        continue;
+      }
+      if (own_result == Own::Failed) {
+        failedStep(error);
+        dropOwnership();
+        co_await pause(nextBackoff());
+        continue;
+      }
+      pending_.clear();
+    }
+    const auto started = Clock::now();
+    for (int slot : sharded_->dirty->take()) pending_.insert(slot);
+    const bool waiter_unswept = std::any_of(waiters_.begin(), waiters_.end(),
+                                            [](const Waiter& w) { return !w.has_target; });
+    bool redis_trouble = false;
+    if (sweep_now_ || waiter_unswept || started - swept_ >= kSweepPeriod) {
+      redis_trouble = !co_await sweep();
+    }
+    if (pending_.empty()) {
+      settleSlotWaiters();
+      const auto since = Clock::now() - started;
+      const Millis wait = redis_trouble ? kRedisRetry : wb.flush_interval;
+      if (since < wait) co_await pause(std::chrono::duration_cast<Millis>(wait - since));
+      continue;
+    }
+
+    std::vector<int> round;
+    while (!pending_.empty() && round.size() < kSlotsPerRound) {
+      round.push_back(*pending_.begin());
+      pending_.erase(pending_.begin());
+    }
+    const std::size_t count = std::max(kMinPerSlot, wb.max_batch / round.size());
+    auto reads = co_await readSlots(round, count);
+    std::vector<SlotBatch> batches;
+    batches.reserve(round.size());
+    pg::PgError error;
+    std::size_t entries = 0;
+    for (std::size_t i = 0; i < round.size() && !error && !stopping_; ++i) {
+      const int slot = round[i];
+      if (!reads[i]) {  // a node unreachable or moving: again later
+        pending_.insert(slot);
+        redis_trouble = true;
+        continue;
+      }
+      Read& r = *reads[i];
+      if (r.instance.empty()) {  // a slot not seen before (or emptied): give it an id
+        std::vector<std::string> keys{slotInstanceKey(slot)};
+        std::vector<std::string> candidate{freshId()};
+        co_await redis::callScript(*redis_, claimIdScript(), std::move(keys), std::move(candidate));
+        pending_.insert(slot);
+        continue;
+      }
+      SlotQueue& q = slots_[slot];
+      if (r.instance != q.owner_for) {
+        error = co_await loadSlot(slot, r.instance);
+        if (error) break;
+      }
+      if (r.generated.value_or(StreamId{}) < q.marks.highest()) {
+        std::string queue = slotQueueKey(kQueue, ks_.name(), slot);
+        co_await resyncQueue(std::move(queue), q.marks.highest());
+        pending_.insert(slot);
+        continue;
+      }
+      for (const auto& field : r.unknown_fields) {
+        spdlog::warn("keyspace {}: queue entry {} has a field Larder does not write", ks_.name(),
+                     field);
+      }
+      if (r.entries.empty()) continue;
+      if (r.entries.size() >= count) pending_.insert(slot);  // more to read
+      SlotBatch& b = batches.emplace_back();
+      b.slot = slot;
+      b.entries = r.entries.size();
+      b.batch = planBatch(ks_, r.entries, q.marks);
+      entries += b.entries;
+      std::vector<Dead> unmatched;
+      for (auto& u : b.batch.unmatched) {
+        unmatched.push_back(
+            Dead{u.row, u.last, {"", "the key no longer fits keyspace " + ks_.name()}});
+      }
+      error = co_await recordDead(unmatched);
+    }
+    dead_rows_ = 0;
+    if (!error && !batches.empty()) {
+      std::vector<std::vector<SlotBatch*>> groups(partitions_);
+      for (auto& b : batches) groups[static_cast<std::size_t>(b.slot) % partitions_].push_back(&b);
+      std::vector<pg::PgError> errors(partitions_);
+      std::vector<std::function<asio::awaitable<void>()>> tasks;
+      for (std::size_t p = 0; p < partitions_; ++p) {
+        if (groups[p].empty()) continue;
+        tasks.push_back([this, p, &groups, &errors]() -> asio::awaitable<void> {
+          errors[p] = co_await applySlots(p, groups[p]);
+        });
+      }
+      co_await runAll(std::move(tasks));
+      for (auto& e : errors) {
+        if (e && !error) error = e;
+      }
+    }
+    if (error) {
+      failedStep(error);
+      for (int slot : round) pending_.insert(slot);
+      // As on one Redis: own the queues again, which reads the marks anew.
+      dropOwnership();
+      co_await pause(nextBackoff());
+      continue;
+    }
+    if (!batches.empty()) {
+      std::vector<std::function<asio::awaitable<void>()>> acks;
+      for (auto& b : batches) {
+        acks.push_back([this, &b]() -> asio::awaitable<void> {
+          std::string queue = slotQueueKey(kQueue, ks_.name(), b.slot);
+          const bool acked = co_await ackQueue(std::move(queue), b.batch);
+          if (acked) {
+            SlotQueue& q = slots_[b.slot];
+            q.acked = std::max(q.acked, b.batch.last);
+          } else {
+            pending_.insert(b.slot);
+          }
+        });
+      }
+      co_await runAll(std::move(acks));
+      recovered();
+      stats_.batches.add();
+      stats_.entries.add(entries);
+      std::size_t rows = 0, coalesced = 0, replayed = 0;
+      for (const auto& b : batches) {
+        rows += b.batch.parts[0].rows.size();
+        coalesced += b.batch.coalesced;
+        replayed += b.batch.replayed_entries;
+      }
+      stats_.rows.add(rows - std::min(rows, dead_rows_));
+      stats_.coalesced.add(coalesced);
+      stats_.replayed.add(replayed);
+      stats_.latency.observe(Clock::now() - started);
+    }
+    settleSlotWaiters();
+    if (redis_trouble) {
+      co_await pause(kRedisRetry);
+    } else if (pending_.empty()) {
+      const auto since = Clock::now() - started;
+      if (since < wb.flush_interval && waiters_.empty()) {
+        co_await pause(std::chrono::duration_cast<Millis>(wb.flush_interval - since));
+      }
+    }
+  }
+  dropOwnership();
+}
+
+}  // namespace larder::cache
