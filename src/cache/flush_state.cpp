@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <unordered_map>
 
 #include "larder/pg/catalog.hpp"
 
@@ -41,7 +42,7 @@ asio::awaitable<pg::PgError> FlushState::load(pg::Connection& connection, Applie
   co_return co_await loadRows(connection, marks);
 }
 
-asio::awaitable<pg::PgError> FlushState::createTable(pg::Connection& connection) {
+asio::awaitable<pg::PgError> FlushState::createTable(pg::Connection& connection) const {
   const pg::Params regclass{regclass_};
   auto exists = co_await connection.query("SELECT to_regclass($1) IS NOT NULL", regclass);
   if (!exists.ok()) co_return exists.error;
@@ -61,8 +62,7 @@ asio::awaitable<pg::PgError> FlushState::createTable(pg::Connection& connection)
   co_return pg::PgError{};
 }
 
-asio::awaitable<pg::PgError> FlushState::loadRows(pg::Connection& connection,
-                                                  AppliedMarks& marks) {
+asio::awaitable<pg::PgError> FlushState::loadRows(pg::Connection& connection, AppliedMarks& marks) {
   const pg::Params rows{queue_, std::to_string(partitions_)};
   auto ensured = co_await connection.query(
       "INSERT INTO " + table_ +
@@ -139,6 +139,14 @@ asio::awaitable<pg::PgError> FlushState::advanceAll(pg::Connection& connection,
     params.push_back(pg::arrayLiteral(items));
   }
   const std::string& table = moves.front().state->table_;
+  // The join must be by the primary key: the table grows from a few rows to
+  // one per slot while a plan made when it was small stays cached, and a
+  // hash join over every row cost 100 ms per batch at 16k rows
+  // (tests/bench/write_behind/cluster_flush_rate.py). Only for this statement.
+  const std::string index_only =
+      "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
+      "SET LOCAL enable_mergejoin = off";
+  if (auto set = co_await connection.script(index_only); !set.ok()) co_return set.error;
   auto outcome = co_await connection.prepared(
       "larder_flush_marks",
       "UPDATE " + table +
@@ -150,6 +158,46 @@ asio::awaitable<pg::PgError> FlushState::advanceAll(pg::Connection& connection,
   if (!outcome.ok()) co_return outcome.error;
   if (outcome.result.affected() != static_cast<long long>(moves.size())) {
     co_return pg::PgError{kMarkMoved, "another flusher applied this queue meanwhile"};
+  }
+  const std::string planner_defaults =
+      "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin";
+  if (auto reset = co_await connection.script(planner_defaults); !reset.ok()) {
+    co_return reset.error;
+  }
+  co_return pg::PgError{};
+}
+
+asio::awaitable<pg::PgError> FlushState::loadSlots(pg::Connection& connection,
+                                                   const std::vector<const FlushState*>& states,
+                                                   std::vector<AppliedMarks>& marks,
+                                                   bool ensure_table) {
+  marks.assign(states.size(), AppliedMarks(1));
+  if (states.empty()) co_return pg::PgError{};
+  const FlushState& first = *states.front();
+  if (ensure_table) {
+    if (auto e = co_await first.createTable(connection)) co_return e;
+  }
+  std::vector<std::optional<std::string_view>> queues;
+  for (const FlushState* state : states) queues.emplace_back(state->queue_);
+  const pg::Params params{pg::arrayLiteral(queues)};
+  auto ensured = co_await connection.query(
+      "INSERT INTO " + first.table_ +
+          " (queue, partitions, part) SELECT q, 1, 0 FROM unnest($1::text[]) q"
+          " ON CONFLICT DO NOTHING",
+      params);
+  if (!ensured.ok()) co_return ensured.error;
+  auto read = co_await connection.query("SELECT queue, ms, seq FROM " + first.table_ +
+                                            " WHERE queue = ANY($1::text[]) AND partitions = 1 "
+                                            "AND part = 0",
+                                        params);
+  if (!read.ok()) co_return read.error;
+  std::unordered_map<std::string, std::size_t> index;
+  for (std::size_t i = 0; i < states.size(); ++i) index.emplace(states[i]->queue_, i);
+  for (int r = 0; r < read.result.rows(); ++r) {
+    const auto it = index.find(std::string(read.result.value(r, 0)));
+    if (it == index.end()) continue;
+    marks[it->second].current.marks[0] = {number(read.result.value(r, 1)),
+                                          number(read.result.value(r, 2))};
   }
   co_return pg::PgError{};
 }

@@ -31,14 +31,6 @@ constexpr Millis kRedisRetry{100};
 // long (or flush_interval, if longer).
 constexpr Millis kGaugePeriod{1000};
 
-std::string randomId() {
-  std::random_device device;
-  std::uniform_int_distribution<unsigned> nibble(0, 15);
-  std::string out;
-  for (int i = 0; i < 32; ++i) out += "0123456789abcdef"[nibble(device)];
-  return out;
-}
-
 std::uint64_t packSqlstate(const std::string& s) {
   std::uint64_t out = 0;
   for (std::size_t i = 0; i < s.size() && i < 8; ++i) {
@@ -48,6 +40,14 @@ std::uint64_t packSqlstate(const std::string& s) {
 }
 
 }  // namespace
+
+std::string Flusher::randomId() {
+  std::random_device device;
+  std::uniform_int_distribution<unsigned> nibble(0, 15);
+  std::string out;
+  for (int i = 0; i < 32; ++i) out += "0123456789abcdef"[nibble(device)];
+  return out;
+}
 
 std::string unpackSqlstate(std::uint64_t packed) {
   std::string out;

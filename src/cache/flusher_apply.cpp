@@ -180,8 +180,7 @@ asio::awaitable<pg::PgError> Flusher::recordDead(std::vector<Dead>& dead) {
     const std::string r =
         co_await redis::callScript(*redis_, deadLetterScript(), std::move(keys), std::move(args));
     if (r == ":-1\r\n") {
-      co_return pg::PgError{"", "the dead-letter stream " + dead +
-                                    " is full (max_queue " +
+      co_return pg::PgError{"", "the dead-letter stream " + dead + " is full (max_queue " +
                                     std::to_string(config_.write_behind.max_queue) + ")"};
     }
     if (r != ":1\r\n") co_return pg::PgError{"", "cannot record a dead letter in Redis: " + r};

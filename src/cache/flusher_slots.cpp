@@ -23,7 +23,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <random>
 
 #include "larder/cache/flush_scripts.hpp"
 #include "larder/cache/flusher.hpp"
@@ -45,23 +44,12 @@ namespace {
 // all (tests/bench/cluster/queue_discovery_cost.py): once a second is 0.3 % of
 // a node; the workers' marks carry this instance's writes in between.
 constexpr Millis kSweepPeriod{1000};
-constexpr int kSweepChunk = 1024;         // slots per sweep script call
-constexpr std::size_t kSlotsPerRound = 256;
-constexpr std::size_t kMinPerSlot = 16;   // XRANGE COUNT floor per slot
+constexpr int kSweepChunk = 1024;  // slots per sweep script call
+constexpr std::size_t kSlotsPerRound = 1024;
+constexpr std::size_t kMinPerSlot = 16;  // XRANGE COUNT floor per slot
 constexpr Millis kRedisRetry{100};
 
-
-
-std::string freshId() {
-  std::random_device device;
-  std::uniform_int_distribution<unsigned> nibble(0, 15);
-  std::string out;
-  for (int i = 0; i < 32; ++i) out += "0123456789abcdef"[nibble(device)];
-  return out;
-}
-
 }  // namespace
-
 
 asio::awaitable<bool> Flusher::sweep() {
   const auto ranges = sharded_->ranges();
@@ -85,9 +73,9 @@ asio::awaitable<bool> Flusher::sweep() {
   std::optional<StreamId> oldest;
   std::vector<std::pair<int, StreamId>> newest;
   std::unordered_map<int, StreamId> oldest_of;
-  long long now_ms = std::chrono::duration_cast<Millis>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
+  long long now_ms =
+      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   for (std::size_t c = 0; c < replies.size(); ++c) {
     resp::ReplyValue v;
     if (!resp::decodeReply(replies[c], v) || !v.isArray() || v.elements.size() % 4 != 0) {
@@ -155,17 +143,27 @@ void Flusher::settleSlotWaiters() {
   });
 }
 
-asio::awaitable<pg::PgError> Flusher::loadSlot(int slot, const std::string& instance) {
-  SlotQueue& q = slots_[slot];
-  auto state = std::make_unique<FlushState>(config_.write_behind.state_table,
-                                            instance + ":" + ks_.name(), 1);
-  AppliedMarks marks(1);
-  if (auto e = co_await state->load(*apply_[0], marks, !table_ready_)) co_return e;
+asio::awaitable<pg::PgError> Flusher::loadSlots(
+    const std::vector<std::pair<int, std::string>>& found) {
+  std::vector<std::unique_ptr<FlushState>> states;
+  std::vector<const FlushState*> views;
+  for (const auto& [slot, instance] : found) {
+    states.push_back(std::make_unique<FlushState>(config_.write_behind.state_table,
+                                                  instance + ":" + ks_.name(), 1));
+    views.push_back(states.back().get());
+  }
+  std::vector<AppliedMarks> marks;
+  if (auto e = co_await FlushState::loadSlots(*apply_[0], views, marks, !table_ready_)) {
+    co_return e;
+  }
   table_ready_ = true;
-  q.state = std::move(state);
-  q.marks = std::move(marks);
-  q.owner_for = instance;
-  q.acked = StreamId{};
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    SlotQueue& q = slots_[found[i].first];
+    q.state = std::move(states[i]);
+    q.marks = std::move(marks[i]);
+    q.owner_for = found[i].second;
+    q.acked = StreamId{};
+  }
   co_return pg::PgError{};
 }
 
@@ -273,10 +271,27 @@ asio::awaitable<void> Flusher::runSlots() {
     }
     const std::size_t count = std::max(kMinPerSlot, wb.max_batch / round.size());
     auto reads = co_await readSlots(round, count);
+    const auto read_done = Clock::now();
     std::vector<SlotBatch> batches;
     batches.reserve(round.size());
     pg::PgError error;
     std::size_t entries = 0;
+    // First sight of a slot: an id to claim (read again next round), or its
+    // marks to read; all of the round's at once.
+    std::vector<redis::ScriptCall> claims;
+    std::vector<std::pair<int, std::string>> unknown;
+    for (std::size_t i = 0; i < round.size(); ++i) {
+      if (!reads[i]) continue;
+      const auto it = slots_.find(round[i]);
+      if (reads[i]->instance.empty()) {
+        claims.push_back(redis::ScriptCall{{slotInstanceKey(round[i])}, {randomId()}});
+        pending_.insert(round[i]);
+      } else if (it == slots_.end() || it->second.owner_for != reads[i]->instance) {
+        unknown.emplace_back(round[i], reads[i]->instance);
+      }
+    }
+    if (!claims.empty()) co_await redis::callScriptEach(*redis_, claimIdScript(), claims);
+    if (!unknown.empty()) error = co_await loadSlots(unknown);
     for (std::size_t i = 0; i < round.size() && !error && !stopping_; ++i) {
       const int slot = round[i];
       if (!reads[i]) {  // a node unreachable or moving: again later
@@ -285,18 +300,8 @@ asio::awaitable<void> Flusher::runSlots() {
         continue;
       }
       Read& r = *reads[i];
-      if (r.instance.empty()) {  // a slot not seen before (or emptied): give it an id
-        std::vector<std::string> keys{slotInstanceKey(slot)};
-        std::vector<std::string> candidate{freshId()};
-        co_await redis::callScript(*redis_, claimIdScript(), std::move(keys), std::move(candidate));
-        pending_.insert(slot);
-        continue;
-      }
+      if (r.instance.empty()) continue;  // claimed above
       SlotQueue& q = slots_[slot];
-      if (r.instance != q.owner_for) {
-        error = co_await loadSlot(slot, r.instance);
-        if (error) break;
-      }
       if (r.generated.value_or(StreamId{}) < q.marks.highest()) {
         std::string queue = slotQueueKey(kQueue, ks_.name(), slot);
         co_await resyncQueue(std::move(queue), q.marks.highest());
@@ -322,6 +327,7 @@ asio::awaitable<void> Flusher::runSlots() {
       error = co_await recordDead(unmatched);
     }
     dead_rows_ = 0;
+    const auto planned = Clock::now();
     if (!error && !batches.empty()) {
       std::vector<std::vector<SlotBatch*>> groups(partitions_);
       for (auto& b : batches) groups[static_cast<std::size_t>(b.slot) % partitions_].push_back(&b);
@@ -338,6 +344,7 @@ asio::awaitable<void> Flusher::runSlots() {
         if (e && !error) error = e;
       }
     }
+    const auto applied = Clock::now();
     if (error) {
       failedStep(error);
       for (int slot : round) pending_.insert(slot);
@@ -361,6 +368,14 @@ asio::awaitable<void> Flusher::runSlots() {
         });
       }
       co_await runAll(std::move(acks));
+      auto ms = [](Clock::duration d) {
+        return std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0;
+      };
+      spdlog::debug(
+          "keyspace {}: {} slots, {} entries: read {:.1f} ms, marks and plan {:.1f} ms, apply "
+          "{:.1f} ms, ack {:.1f} ms; {} slots pending",
+          ks_.name(), round.size(), entries, ms(read_done - started), ms(planned - read_done),
+          ms(applied - planned), ms(Clock::now() - applied), pending_.size());
       recovered();
       stats_.batches.add();
       stats_.entries.add(entries);

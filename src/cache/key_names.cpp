@@ -38,8 +38,7 @@ std::string familyKey(std::string_view kind, std::string_view keyspace, int slot
 
 }  // namespace
 
-std::string queueFamilyKey(std::string_view kind, std::string_view keyspace,
-                           std::string_view key) {
+std::string queueFamilyKey(std::string_view kind, std::string_view keyspace, std::string_view key) {
   return familyKey(kind, keyspace,
                    nameLayout() == NameLayout::Cluster ? cluster::keySlot(key) : -1);
 }

@@ -69,8 +69,8 @@ void WriteService::addKeyspace(const Keyspace& ks) {
   } else {  // a cluster: a queue per slot, read through the cache's route
     DirtySlots* dirty = dirty_.get(id);
     if (!dirty) dirty = dirty_.set(id, std::make_unique<DirtySlots>());
-    flusher = std::make_unique<Flusher>(context_, ks, config_, cache_,
-                                        SlotQueues{dirty, slot_ranges_});
+    flusher =
+        std::make_unique<Flusher>(context_, ks, config_, cache_, SlotQueues{dirty, slot_ranges_});
   }
   Flusher* f = flushers_.set(id, std::move(flusher));
   f->onCacheDropped([this](int keyspace) { loader_.forgetKeyspace(keyspace); });

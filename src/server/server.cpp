@@ -178,8 +178,8 @@ void Server::startClusterCacheSide() {
   cache_router_ = std::make_unique<cluster::OwnRouter>(pg_context_.get_executor(), config_.redis,
                                                        redis_tls_, clusterTopology());
   cache_router_->router().setPreload(cache::preloadRequests(
-      {&cache::fillScript(), &cache::writeScript(), &cache::readBatchScript(),
-       &cache::ackScript(), &cache::deadLetterScript(), &cache::sweepScript()}));
+      {&cache::fillScript(), &cache::writeScript(), &cache::readBatchScript(), &cache::ackScript(),
+       &cache::deadLetterScript(), &cache::sweepScript()}));
   loader_->setFiller(cache_router_->route());
   loader_->setRedisWait(config_.redis.cluster.retry_timeout);
   // Write-behind: a queue per slot, swept range by range (flusher_slots.cpp).

@@ -20,7 +20,7 @@ class DirtySlots {
   // Any thread.
   void mark(int slot) {
     words_[static_cast<std::size_t>(slot) / 64].fetch_or(std::uint64_t{1} << (slot % 64),
-                                                        std::memory_order_release);
+                                                         std::memory_order_release);
   }
   // The flusher's thread: every slot marked since the last take, in order.
   std::vector<int> take() {

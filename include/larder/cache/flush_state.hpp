@@ -51,9 +51,16 @@ class FlushState {
   };
   static boost::asio::awaitable<pg::PgError> advanceAll(pg::Connection& connection,
                                                         const std::vector<Move>& moves);
+  // A cluster's slot queues met for the first time: their rows made if
+  // missing and their marks read, two statements for all of them.
+  // `ensure_table`: create the table first if it is missing.
+  static boost::asio::awaitable<pg::PgError> loadSlots(pg::Connection& connection,
+                                                       const std::vector<const FlushState*>& states,
+                                                       std::vector<AppliedMarks>& marks,
+                                                       bool ensure_table);
 
  private:
-  boost::asio::awaitable<pg::PgError> createTable(pg::Connection& connection);
+  boost::asio::awaitable<pg::PgError> createTable(pg::Connection& connection) const;
   boost::asio::awaitable<pg::PgError> loadRows(pg::Connection& connection, AppliedMarks& marks);
 
   std::string schema_;  // quoted

@@ -138,6 +138,8 @@ class Flusher {
   };
   enum class Own { Yes, Taken, Failed };
 
+  // 32 random hex digits: an instance id to claim.
+  static std::string randomId();
   // Runs the tasks concurrently on the current executor and waits for them all.
   static boost::asio::awaitable<void> runAll(
       std::vector<std::function<boost::asio::awaitable<void>()>> tasks);
@@ -174,8 +176,9 @@ class Flusher {
   // for a slot whose reply did not decode (a node unreachable, say).
   boost::asio::awaitable<std::vector<std::optional<Read>>> readSlots(const std::vector<int>& slots,
                                                                      std::size_t count);
-  // The slot's marks for `instance` (its id in Redis), read from PostgreSQL.
-  boost::asio::awaitable<pg::PgError> loadSlot(int slot, const std::string& instance);
+  // The marks of each (slot, its instance id in Redis), read from PostgreSQL.
+  boost::asio::awaitable<pg::PgError> loadSlots(
+      const std::vector<std::pair<int, std::string>>& found);
   boost::asio::awaitable<pg::PgError> applySlots(std::size_t p, std::vector<SlotBatch*> group);
   void settleSlotWaiters();
   boost::asio::awaitable<bool> dropCachedValues();

@@ -35,8 +35,7 @@ class WriteService {
   // map, each owned whole by one node (SlotQueues).
   WriteService(boost::asio::io_context& context, pg::Pool& pool, Loader& loader,
                const KeyspaceRegistry& registry, const config::Config& config,
-               std::shared_ptr<redis::BackendConnection> redis,
-               std::shared_ptr<redis::Route> cache,
+               std::shared_ptr<redis::BackendConnection> redis, std::shared_ptr<redis::Route> cache,
                std::function<std::vector<std::pair<int, int>>()> slot_ranges = {});
   ~WriteService();
 
@@ -88,7 +87,7 @@ class WriteService {
   std::shared_ptr<redis::Route> cache_;
   Slots<Flusher, config::kMaxKeyspaces> flushers_;
   std::function<std::vector<std::pair<int, int>>()> slot_ranges_;  // a cluster only
-  Slots<DirtySlots, config::kMaxKeyspaces> dirty_;                // a cluster's behind keyspaces
+  Slots<DirtySlots, config::kMaxKeyspaces> dirty_;                 // a cluster's behind keyspaces
   std::unique_ptr<RedisAudit> audit_;  // null without a queue connection
   bool started_ = false;
   WriteThrough through_;

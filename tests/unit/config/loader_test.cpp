@@ -356,7 +356,8 @@ TEST_CASE("redis.cluster: exclusive with redis.address; write-behind without WAI
   CHECK(load(seeds + keyspaceYaml("users", base + "    write: none\n    near_cache: {}\n"))
             .keyspaces[0]
             .near_cache.enabled);
-  for (auto [text, mode] : {std::pair{"none", WriteMode::None}, {"through", WriteMode::Through},
+  for (auto [text, mode] : {std::pair{"none", WriteMode::None},
+                            {"through", WriteMode::Through},
                             {"behind", WriteMode::Behind}}) {
     const Config c = load(seeds + keyspaceYaml("users", base + "    write: " + text + "\n"));
     REQUIRE(c.keyspaces.size() == 1);
@@ -377,8 +378,9 @@ TEST_CASE("redis.cluster: exclusive with redis.address; write-behind without WAI
              keyspaceYaml("users", base + "    write: through\n"))
             .write_behind.wait_replicas == 1);
   // Any mode loads against one Redis.
-  CHECK(load("write_behind:\n  wait_replicas: 1\n" + keyspaceYaml("users", base))
-            .keyspaces.size() == 1);
+  CHECK(
+      load("write_behind:\n  wait_replicas: 1\n" + keyspaceYaml("users", base)).keyspaces.size() ==
+      1);
 }
 
 TEST_CASE("keyspace settings are validated", "[config]") {
