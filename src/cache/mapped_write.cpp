@@ -26,16 +26,34 @@ constexpr auto kFullRetry = std::chrono::milliseconds(10);
 bool isError(std::string_view frame) { return !frame.empty() && frame.front() == '-'; }
 
 // The reply of a write script call with one write: *1 and the write's reply.
+// The reply of one write's own script call: a one-element array, or, with
+// write_behind.wait_replicas, *2 [that array, WAIT's count] (sendFollowed).
 class SingleWrite : public redis::ReplySink {
  public:
-  explicit SingleWrite(std::shared_ptr<redis::ReplySink> to) : to_(std::move(to)) {}
+  SingleWrite(std::shared_ptr<redis::ReplySink> to, int wait_replicas, long long wait_timeout_ms)
+      : to_(std::move(to)), wait_replicas_(wait_replicas), wait_timeout_ms_(wait_timeout_ms) {}
   void deliver(std::uint64_t tag, std::string_view frame) override {
-    if (frame.substr(0, 4) == "*1\r\n") frame.remove_prefix(4);
-    to_->deliver(tag, frame);
+    if (wait_replicas_ > 0 && frame.substr(0, 4) == "*2\r\n") {
+      const std::vector<std::string_view> both = splitWriteReplies(frame);
+      if (both.size() == 2) {
+        const std::string unconfirmed =
+            unconfirmedError(waitCount(both[1]), wait_replicas_, wait_timeout_ms_);
+        to_->deliver(tag, afterWait(unwrap(both[0]), unconfirmed));
+        return;
+      }
+    }
+    to_->deliver(tag, unwrap(frame));  // an error: nothing was written, or nothing is known
   }
 
  private:
+  static std::string_view unwrap(std::string_view frame) {
+    if (frame.substr(0, 4) == "*1\r\n") frame.remove_prefix(4);
+    return frame;
+  }
+
   std::shared_ptr<redis::ReplySink> to_;
+  int wait_replicas_;
+  long long wait_timeout_ms_;
 };
 
 long long integerOf(std::string_view frame) {
@@ -141,14 +159,28 @@ void MappedWrite::send(std::size_t i) {
   if (!connection_) {
     // A cluster: writes of different clients are in different slots, so
     // each is a script call of its own, to its key's node.
-    route_->send(scriptRequest(i, false), std::make_shared<SingleWrite>(self), i,
-                 redis::As::Larder);
+    sendAlone(i, false);
     return;
   }
   // With the other behind writes of this loop turn on this connection: one
   // script call for all of them (write_batch.hpp).
   WriteBatch::of(*connection_, worker_.context().get_executor())
       .add(w, absent_[i], worker_.config(), self, i);
+}
+
+void MappedWrite::sendAlone(std::size_t i, bool body) {
+  const config::WriteBehindConfig& wb = worker_.config().write_behind;
+  const long long timeout_ms = wb.wait_timeout.count();
+  auto sink = std::make_shared<SingleWrite>(shared_from_this(), wb.wait_replicas, timeout_ms);
+  const std::string request = scriptRequest(i, body);
+  if (wb.wait_replicas > 0) {
+    // WAIT on the connection that carried the write: it counts that
+    // connection's writes (on a cluster, the node's).
+    const std::string wait = waitRequest(wb.wait_replicas, timeout_ms);
+    route_->sendFollowed(request, wait, std::move(sink), i, redis::As::Larder);
+  } else {
+    route_->send(request, std::move(sink), i, redis::As::Larder);
+  }
 }
 
 std::string MappedWrite::scriptRequest(std::size_t i, bool body) const {
@@ -168,8 +200,7 @@ void MappedWrite::deliver(std::uint64_t sub, std::string_view frame) {
   if (frame.rfind("-NOSCRIPT", 0) == 0) {
     // Redis lost its scripts (SCRIPT FLUSH): send the body once, alone; its
     // reply is a one-element array.
-    route_->send(scriptRequest(sub, true), std::make_shared<SingleWrite>(shared_from_this()), sub,
-                 redis::As::Larder);
+    sendAlone(sub, true);
     return;
   }
   if (frame == kMissReply) {

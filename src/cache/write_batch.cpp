@@ -8,11 +8,34 @@
 
 namespace larder::cache {
 
-namespace {
-
-bool isStatusOrError(std::string_view frame) {
-  return frame.empty() || frame.front() == '-' || frame == kMissReply || frame == kFullReply;
+std::string waitRequest(int replicas, long long timeout_ms) {
+  std::string wait;
+  resp::appendMultibulk(wait, {"WAIT", std::to_string(replicas), std::to_string(timeout_ms)});
+  return wait;
 }
+
+long long waitCount(std::string_view frame) {
+  if (frame.size() < 2 || frame.front() != ':') return -1;
+  long long replicas = 0;
+  for (std::size_t i = 1; i < frame.size() && frame[i] >= '0' && frame[i] <= '9'; ++i) {
+    replicas = replicas * 10 + (frame[i] - '0');
+  }
+  return replicas;
+}
+
+std::string unconfirmedError(long long replicas, int wanted, long long timeout_ms) {
+  if (replicas >= wanted) return {};
+  // In Redis and queued, but a failover now may lose it: the client hears so.
+  return resp::errorReply(errors::writeUnconfirmed(replicas, wanted, timeout_ms));
+}
+
+std::string_view afterWait(std::string_view element, std::string_view unconfirmed) {
+  const bool wrote_nothing =
+      element.empty() || element.front() == '-' || element == kMissReply || element == kFullReply;
+  return unconfirmed.empty() || wrote_nothing ? element : unconfirmed;
+}
+
+namespace {
 
 // The replies of one sealed call, handed out to the writes that made it.
 class SentBatch : public redis::ReplySink {
@@ -36,21 +59,7 @@ class SentBatch : public redis::ReplySink {
       script_reply_.assign(frame);  // held until the replicas have it
       return;
     }
-    long long replicas = -1;
-    if (frame.size() > 1 && frame.front() == ':') {
-      replicas = 0;
-      for (std::size_t i = 1; i < frame.size() && frame[i] >= '0' && frame[i] <= '9'; ++i) {
-        replicas = replicas * 10 + (frame[i] - '0');
-      }
-    }
-    if (replicas >= wait_replicas_) {
-      split(script_reply_, {});
-      return;
-    }
-    // In Redis and queued, but a failover now may lose it: the client hears so.
-    const std::string unconfirmed =
-        resp::errorReply(errors::writeUnconfirmed(replicas, wait_replicas_, wait_timeout_ms_));
-    split(script_reply_, unconfirmed);
+    split(script_reply_, unconfirmedError(waitCount(frame), wait_replicas_, wait_timeout_ms_));
   }
 
  private:
@@ -65,12 +74,7 @@ class SentBatch : public redis::ReplySink {
       return;
     }
     for (std::size_t i = 0; i < waiters_.size(); ++i) {
-      const std::string_view element = elements[i];
-      if (!unconfirmed.empty() && !isStatusOrError(element)) {
-        waiters_[i].sink->deliver(waiters_[i].tag, unconfirmed);
-      } else {
-        waiters_[i].sink->deliver(waiters_[i].tag, element);
-      }
+      waiters_[i].sink->deliver(waiters_[i].tag, afterWait(elements[i], unconfirmed));
     }
   }
 
@@ -131,10 +135,7 @@ void WriteBatch::seal() {
   }
   connection->send(request, sent, 0, redis::As::Larder);
   if (wait_replicas_ > 0) {
-    std::string wait;
-    resp::appendMultibulk(
-        wait, {"WAIT", std::to_string(wait_replicas_), std::to_string(wait_timeout_ms_)});
-    connection->send(wait, sent, 1, redis::As::Larder);
+    connection->send(waitRequest(wait_replicas_, wait_timeout_ms_), sent, 1, redis::As::Larder);
   }
 }
 

@@ -16,6 +16,12 @@ namespace {
 constexpr std::uint64_t kInternal = std::uint64_t{1} << 63;
 constexpr std::uint64_t kAskingTag = kInternal | 1;
 constexpr std::uint64_t kVoteTag = kInternal | (std::uint64_t{1} << 62);
+// A trailer's reply (dispatchFollowed): the exchange in bits 0-31, its
+// attempt in bits 32-59, so that a trailer sent before a redirect is known.
+constexpr std::uint64_t kTrailerTag = kInternal | (std::uint64_t{1} << 60);
+constexpr std::uint64_t kAttemptMask = (std::uint64_t{1} << 28) - 1;
+constexpr std::uint64_t kInternalKinds =
+    kVoteTag | kTrailerTag | (std::uint64_t{1} << 61);  // 61: busy-script probes
 constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
 constexpr auto kRetryTick = std::chrono::milliseconds(5);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(5);
@@ -42,6 +48,9 @@ std::uint32_t Router::allocExchange() {
   x.ask = x.node = -1;
   x.redirects = 0;
   x.keyed = x.readonly = x.retrying = x.scan = x.out_of_band = x.script = false;
+  x.trailer.clear();
+  x.held.clear();
+  x.holding = false;
   x.as = redis::As::Client;
   ++live_;
   return id;
@@ -119,6 +128,31 @@ void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
     for (std::uint32_t id : ids) send(id);
     return;
   }
+  const std::uint32_t id = singleExchange(plan, bytes, sink, tag);
+  Exchange& x = exchanges_[id];
+  x.out_of_band = out_of_band;
+  x.script = script;
+  x.as = as;
+  send(id);
+}
+
+void Router::dispatchFollowed(const Plan& plan, std::string_view bytes, std::string_view trailer,
+                              const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag,
+                              redis::As as) {
+  if (stopping_) {
+    sink->fail(tag, redis::BackendFailure{redis::BackendFailure::Kind::Closed, {}});
+    return;
+  }
+  const std::uint32_t id = singleExchange(plan, bytes, sink, tag);
+  Exchange& x = exchanges_[id];
+  x.trailer.assign(trailer);
+  x.as = as;
+  send(id);
+}
+
+std::uint32_t Router::singleExchange(const Plan& plan, std::string_view bytes,
+                                     const std::shared_ptr<redis::ReplySink>& sink,
+                                     std::uint64_t tag) {
   const std::uint32_t id = allocExchange();
   Exchange& x = exchanges_[id];
   x.request.assign(bytes);
@@ -132,10 +166,7 @@ void Router::dispatch(const Plan& plan, std::span<const std::string_view> args,
     x.slot = firsts.empty() ? 0 : firsts.front();
   }
   x.readonly = plan.readonly;
-  x.out_of_band = out_of_band;
-  x.script = script;
-  x.as = as;
-  send(id);
+  return id;
 }
 
 void Router::dispatchScan(std::span<const std::string_view> args,
@@ -209,16 +240,57 @@ void Router::send(std::uint32_t id) {
     }
   }
   if (x.script) scriptSent(id, node);
+  std::uint64_t trailer_tag = 0;
+  if (!x.trailer.empty()) {
+    ++x.attempt;
+    x.holding = false;
+    trailer_tag = kTrailerTag | ((x.attempt & kAttemptMask) << 32) | id;
+  }
+  const redis::As as = x.as;
   // ASKING holds for the next command only: sent as the request is, so that
   // no AUTH that switches identity comes between them.
-  if (asking) c->send(kAsking, sink_, kAskingTag, x.as);
-  c->send(x.request, sink_, id, x.as);
+  if (asking) c->send(kAsking, sink_, kAskingTag, as);
+  c->send(x.request, sink_, id, as);
+  // Right behind it on the same connection, unless the send already ended
+  // the exchange (its reply is final: the trailer would answer nothing).
+  if (trailer_tag != 0 && exchanges_[id].in_use && onCurrentAttempt(trailer_tag)) {
+    c->send(exchanges_[id].trailer, sink_, trailer_tag, as);
+  }
+}
+
+bool Router::onCurrentAttempt(std::uint64_t trailer_tag) const {
+  const auto id = static_cast<std::uint32_t>(trailer_tag);
+  if (id >= exchanges_.size() || !exchanges_[id].in_use) return false;
+  return (exchanges_[id].attempt & kAttemptMask) == ((trailer_tag >> 32) & kAttemptMask);
+}
+
+bool Router::holdForTrailer(std::uint32_t id, std::string_view frame) {
+  Exchange& x = exchanges_[id];
+  if (x.trailer.empty()) return false;
+  x.held.assign(frame);
+  x.holding = true;
+  return true;
+}
+
+void Router::onTrailer(std::uint64_t tag, std::string_view frame) {
+  if (!onCurrentAttempt(tag)) return;  // sent before a redirect or a retry
+  const auto id = static_cast<std::uint32_t>(tag);
+  Exchange& x = exchanges_[id];
+  if (!x.holding) return;  // the request failed: its own error answers
+  std::string both = "*2\r\n";
+  both.append(x.held).append(frame);
+  x.holding = false;
+  finish(id, both);
 }
 
 // -------------------------------------------------------------- replies
 
 void Router::onReply(std::uint64_t tag, std::string_view frame) {
   if ((tag & kInternal) != 0) {
+    if ((tag & kInternalKinds) == kTrailerTag) {
+      onTrailer(tag, frame);
+      return;
+    }
     if ((tag & kVoteTag) != kVoteTag && (tag & kProbeTag) == kProbeTag) {
       onProbe(static_cast<int>(tag & 0xFFFF), frame);
       return;
@@ -238,7 +310,7 @@ void Router::onReply(std::uint64_t tag, std::string_view frame) {
   if (id >= exchanges_.size() || !exchanges_[id].in_use) return;
   if (!scripts_.empty()) scriptAnswered(id);
   if (frame.empty() || frame.front() != '-') {
-    finish(id, frame);
+    if (!holdForTrailer(id, frame)) finish(id, frame);
     return;
   }
   const Redirect r = classify(frame);
@@ -250,7 +322,7 @@ void Router::onReply(std::uint64_t tag, std::string_view frame) {
         send(id);
         return;
       }
-      finish(id, frame);
+      if (!holdForTrailer(id, frame)) finish(id, frame);
       return;
     case Redirect::Kind::Moved:
     case Redirect::Kind::Ask: {
@@ -282,7 +354,9 @@ void Router::onReply(std::uint64_t tag, std::string_view frame) {
 
 void Router::onFailure(std::uint64_t tag, const redis::BackendFailure& failure) {
   if ((tag & kInternal) != 0) {
-    if ((tag & kVoteTag) == kVoteTag) {
+    if ((tag & kInternalKinds) == kTrailerTag) {
+      onTrailer(tag, resp::errorReply(failure.errorText()));
+    } else if ((tag & kVoteTag) == kVoteTag) {
       onVoteAnswer(tag & ~kVoteTag, std::nullopt);
     } else if ((tag & kProbeTag) == kProbeTag) {
       onProbe(static_cast<int>(tag & 0xFFFF), {});

@@ -540,17 +540,11 @@ class Loader {
     if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
       fail("postgres.dsn", "is required when keyspaces are configured");
     }
-    // Write-behind on a cluster (docs/cluster.md): a write's acknowledgement
-    // cannot wait for the key's node's replicas yet, and the persistence
-    // audit runs against one Redis only.
+    // Write-behind on a cluster (docs/cluster.md): the persistence audit
+    // runs against one Redis only.
     const bool behind = std::any_of(config.keyspaces.begin(), config.keyspaces.end(),
                                     [](const auto& ks) { return ks.write == WriteMode::Behind; });
     if (config.redis.clusterMode() && behind) {
-      if (config.write_behind.wait_replicas > 0) {
-        fail("write_behind.wait_replicas",
-             "must be 0 with redis.cluster.seeds and write-behind keyspaces: a write cannot "
-             "wait for its node's replicas on a Redis Cluster yet (docs/cluster.md)");
-      }
       if (config.write_behind.require_durable_redis) {
         fail("write_behind.require_durable_redis",
              "must be false with redis.cluster.seeds and write-behind keyspaces: Larder does "

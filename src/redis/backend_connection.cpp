@@ -115,6 +115,47 @@ void BackendConnection::send(std::string_view request, std::shared_ptr<ReplySink
   out_.append(request);
 }
 
+namespace {
+
+// The replies of a request and its trailer, as one *2 reply (Route::sendFollowed).
+class FollowedSink final : public ReplySink {
+ public:
+  FollowedSink(std::shared_ptr<ReplySink> to, std::uint64_t tag) : to_(std::move(to)), tag_(tag) {}
+  void deliver(std::uint64_t which, std::string_view frame) override {
+    if (which == 0) {
+      held_.assign(frame);
+      answered_ = true;
+      return;
+    }
+    if (!answered_) return;  // the request failed: its failure answered
+    std::string both = "*2\r\n";
+    both.append(held_).append(frame);
+    to_->deliver(tag_, both);
+  }
+  void fail(std::uint64_t which, const BackendFailure& failure) override {
+    if (which == 0) {
+      to_->fail(tag_, failure);
+    } else {
+      deliver(which, resp::errorReply(failure.errorText()));
+    }
+  }
+
+ private:
+  std::shared_ptr<ReplySink> to_;
+  std::uint64_t tag_;
+  std::string held_;
+  bool answered_ = false;
+};
+
+}  // namespace
+
+void BackendConnection::sendFollowed(std::string_view request, std::string_view trailer,
+                                     std::shared_ptr<ReplySink> sink, std::uint64_t tag, As as) {
+  auto both = std::make_shared<FollowedSink>(std::move(sink), tag);
+  send(request, both, 0, as);
+  send(trailer, both, 1, as);
+}
+
 void BackendConnection::appendAuth(std::string& out, As as) const {
   if (as == As::Client) {
     resp::appendMultibulk(out, {"AUTH", identity_->user, identity_->password});

@@ -17,10 +17,14 @@ acknowledged writes lost with the primary are counted and printed: the loss
 window docs/cluster.md reports).
 """
 
+import os
+import signal
 import sys
 import threading
 import time
 import unittest
+
+import redis
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 import harness  # noqa: E402
@@ -196,6 +200,76 @@ class ClusterWriteBehindTest(LarderTestCase):
             self.assertIn("not available with a Redis Cluster backend yet", str(e.exception))
 
 
+class ClusterWaitTest(LarderTestCase):
+    """write_behind.wait_replicas on a cluster: WAIT follows each write on the
+    connection to the key's node, so it counts that node's replicas."""
+
+    @classmethod
+    def setUpClass(cls):
+        cfg = config()
+        cfg["write_behind"].update({"wait_replicas": 1, "wait_timeout": "300ms"})
+        cls.larder = harness.ClusterLarder(CLUSTER, config=cfg)
+        cls.addClassCleanup(cls.larder.cleanup)
+        cls.addClassCleanup(harness.check_log_clean, cls.larder)
+        cls.addClassCleanup(cls.larder.stop_gracefully)
+        cls.larder.start()
+
+    def test_an_acknowledged_write_is_on_its_nodes_replica(self):
+        r = self.client(self.larder)
+        for i in range(5000, 5060):
+            key = f"item:{i}"
+            self.assertTrue(r.set(key, f"w{i}"))
+            # The write and its queue entry reached the replica before the
+            # acknowledgement: read there at once, on one connection.
+            replica = CLUSTER.replicas_of(CLUSTER.owner_of(key))[0]
+            with harness.RawClient(replica.port, timeout=2) as c:
+                self.assertEqual(c.call("READONLY"), "OK")
+                self.assertEqual(c.call("GET", key), f"w{i}".encode())
+        self.assertEqual(r.execute_command("LARDER", "FLUSH", "items"), b"OK")
+        got = rows("items")
+        self.assertEqual({i: got.get(i) for i in range(5000, 5060)},
+                         {i: f"w{i}" for i in range(5000, 5060)})
+
+    def test_a_stalled_replica_leaves_only_its_shards_writes_unconfirmed(self):
+        r = self.client(self.larder, socket_timeout=harness.scaled(10))
+        stalled_key, other_key = "item:5100", None
+        primary = CLUSTER.owner_of(stalled_key)
+        for i in range(5101, 5200):
+            if CLUSTER.owner_of(f"item:{i}").port != primary.port:
+                other_key = f"item:{i}"
+                break
+        replica = CLUSTER.replicas_of(primary)[0]
+        os.kill(replica.proc.pid, signal.SIGSTOP)
+        try:
+            with self.assertRaises(redis.ResponseError) as e:
+                r.set(stalled_key, "unconfirmed")
+            self.assertEqual(str(e.exception),
+                             "Larder: the write is queued, but 0 of 1 replica(s) confirmed it "
+                             "within 300 ms (write_behind.wait_replicas)")
+            # Another shard's replica is not waited for.
+            self.assertTrue(r.set(other_key, "confirmed"))
+            # Refused, statuses and errors need no replica: answered as they are.
+            with self.assertRaises(redis.ResponseError) as e:
+                r.execute_command("SET", stalled_key, "x", "EX", "0")
+            self.assertIn("invalid expire time", str(e.exception))
+        finally:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+        harness.wait_until(lambda: self.larder_set(r, stalled_key, "after"), 20,
+                           "the replica to confirm writes again")
+        # Unconfirmed is not lost: it was queued, and the later write wins.
+        self.assertEqual(r.execute_command("LARDER", "FLUSH", "items"), b"OK")
+        got = rows("items")
+        self.assertEqual((got.get(5100), got.get(int(other_key.split(":")[1]))),
+                         ("after", "confirmed"))
+
+    @staticmethod
+    def larder_set(r, key, value):
+        try:
+            return r.set(key, value)
+        except redis.ResponseError:
+            return False
+
+
 class LedgerWriter:
     """Threads writing ledger:<id> through Larder until finish(); each id's
     values count up, and the last acknowledged one is remembered, with when."""
@@ -329,6 +403,66 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         # Every key whose last write came after the promotion is exact.
         exact_after = {i: ledger[i] for i in acked_after if ledger[i][0] != ledger[i][1]}
         self.assertEqual(list(exact_after.items())[:5], [])
+
+    def test_3_primary_killed_under_writes_with_wait(self):
+        """write_behind.wait_replicas: 1: no acknowledged write is lost."""
+        cluster = self.cluster
+        for n in cluster.nodes:  # the primary killed before rejoins as a replica
+            if not n.running():
+                n.restart()
+        cluster.wait_healthy()
+        cfg = config()
+        cfg["redis"] = {"cluster": {"retry_timeout": "8s"}, "connect_timeout": "500ms",
+                        "reconnect_max": "500ms"}
+        cfg["write_behind"].update({"wait_replicas": 1, "wait_timeout": "500ms"})
+        larder = harness.start_cluster_larder(self, cluster, config=cfg)
+        ids = range(3000, 3300)
+        victim = next(p for p in cluster.primaries() if cluster.replicas_of(p))
+        replicas = cluster.replicas_of(victim)
+        writer = LedgerWriter(larder, ids).start()
+        time.sleep(1.0)
+        killed = time.monotonic()
+        cluster.kill(victim)
+        cluster.wait_promoted(replicas, timeout=30)
+        promoted = time.monotonic()
+        # The shard has no replica now: its writes are queued but
+        # unconfirmed until the old primary is back, as a replica.
+        time.sleep(1.0)
+        victim.restart()
+        cluster.wait_healthy()
+        rejoined = time.monotonic()
+        time.sleep(1.5)
+        writer.finish()
+        c = self.client(larder)
+        self.assertEqual(c.execute_command("LARDER", "FLUSH", "ledger"), b"OK")
+        ledger = self.ledger_in_postgresql(writer)
+        behind = {i: v for i, v in ledger.items() if v[0] < v[1]}
+        ahead = {i: v for i, v in ledger.items() if v[0] > v[1]}
+        shard = {i for i in ids if cluster.owner_of(f"ledger:{i}").port in
+                 {n.port for n in replicas}}
+        unconfirmed = [e for e in writer.errors if "replica(s) confirmed it" in e[2]]
+        lost_connection = [e for e in writer.errors if "connection lost" in e[2]]
+        print(f"\nwrite-behind failover with WAIT 1: promoted {promoted - killed:.1f}s after "
+              f"the kill, replica again {rejoined - killed:.1f}s after, {writer.writes} writes "
+              f"acknowledged, {len(unconfirmed)} unconfirmed (the shard without a replica), "
+              f"{len(lost_connection)} in flight at the kill, {len(behind)} of {len(ledger)} "
+              f"keys behind their last acknowledged write in PostgreSQL", file=sys.stderr)
+        # Every write was acknowledged, unconfirmed (0 replicas once the
+        # shard's replica is its primary) or in flight at the kill.
+        others = [e for e in writer.errors if e not in unconfirmed and e not in lost_connection]
+        self.assertEqual(others[:5], [])
+        self.assertLessEqual(len(lost_connection), len(writer.threads))
+        # The promise: no acknowledged write is lost.
+        self.assertEqual(list(behind.items())[:5], [])
+        # PostgreSQL has no value no client wrote: more than acknowledged
+        # only by a write that got an error (queued but unconfirmed, or of
+        # unknown outcome).
+        errored = {(i, count) for i, count, _ in writer.errors}
+        self.assertEqual([(i, v) for i, v in ahead.items() if (i, v[0]) not in errored], [])
+        # Writes to the shard are confirmed again once it has a replica.
+        self.assertGreater(len([i for i in shard if writer.acked.get(i, (0, 0))[1] > rejoined]),
+                           0)
+        self.assertGreater(len(unconfirmed), 0)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ class MappedWrite : public redis::ReplySink, public std::enable_shared_from_this
   bool through(const KeyWrite& w) const;
   void send(std::size_t i);
   // EVALSHA of the write script for write i (EVAL with the body when `body`).
+  // Write i's own script call (a cluster's, or the body again after
+  // NOSCRIPT), followed by WAIT with write_behind.wait_replicas.
+  void sendAlone(std::size_t i, bool body);
   std::string scriptRequest(std::size_t i, bool body) const;
   void load(std::size_t i);
   void retryWhenRoom(std::size_t i);

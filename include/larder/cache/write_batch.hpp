@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -25,6 +27,19 @@
 #include "larder/redis/backend_connection.hpp"
 
 namespace larder::cache {
+
+// With write_behind.wait_replicas (here and on a cluster, where each write
+// is its own call followed by WAIT on the same node connection):
+// WAIT <replicas> <timeout_ms> as a request.
+std::string waitRequest(int replicas, long long timeout_ms);
+// WAIT's reply as a count; -1 when it is not one (WAIT failed).
+long long waitCount(std::string_view frame);
+// The error a write's reply becomes when WAIT counted fewer than `wanted`
+// replicas; "" when enough did.
+std::string unconfirmedError(long long replicas, int wanted, long long timeout_ms);
+// A write's reply `element` once WAIT has answered: `unconfirmed` instead
+// when that is set and the write changed something (not a status or error).
+std::string_view afterWait(std::string_view element, std::string_view unconfirmed);
 
 class WriteBatch : public redis::RequestCoalescer, public std::enable_shared_from_this<WriteBatch> {
  public:

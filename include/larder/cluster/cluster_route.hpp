@@ -24,11 +24,18 @@ class ClusterRoute final : public redis::Route {
 
   void send(std::string_view request, std::shared_ptr<redis::ReplySink> sink, std::uint64_t tag,
             redis::As as) override;
+  void sendFollowed(std::string_view request, std::string_view trailer,
+                    std::shared_ptr<redis::ReplySink> sink, std::uint64_t tag,
+                    redis::As as) override;
   bool ready() const override { return router_.ready(); }
   bool saturated() const override { return router_.saturated(); }
   bool sharded() const override { return true; }
 
  private:
+  // The plan of `request`, or false when the sink got why it has none.
+  bool planned(std::string_view request, const std::shared_ptr<redis::ReplySink>& sink,
+               std::uint64_t tag, Plan& plan);
+
   Router& router_;
   resp::RequestParser parser_;
   resp::Request parsed_;

@@ -78,6 +78,15 @@ class Router {
   void dispatch(const Plan& plan, std::span<const std::string_view> args, std::string_view bytes,
                 const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag,
                 bool out_of_band = false, bool script = false, redis::As as = redis::As::Client);
+  // One request of one slot (a write script) followed on the same connection
+  // by `trailer` (WAIT: it counts the replicas of what that connection
+  // wrote). The sink gets *2 [the request's final reply, the trailer's
+  // reply], or the request's error alone when it never got a final reply
+  // from a node. A redirect or a retry sends both again; a trailer of an
+  // earlier attempt is dropped.
+  void dispatchFollowed(const Plan& plan, std::string_view bytes, std::string_view trailer,
+                        const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag,
+                        redis::As as);
   // Requests every node's shared connection sends first on each (re)connect
   // (BackendConnection::setPreload): the cache layer's scripts. Before start().
   void setPreload(std::vector<std::string> requests);
@@ -137,6 +146,8 @@ class Router {
   };
   struct Exchange {
     std::string request;
+    std::string trailer;  // dispatchFollowed: sent right after the request
+    std::string held;     // ... and the request's final reply, until the trailer's comes
     std::shared_ptr<redis::ReplySink> sink;  // null for a part of a Gather
     std::uint64_t tag = 0;
     std::string last_error;  // what a retry that runs out of time answers
@@ -144,9 +155,11 @@ class Router {
     std::chrono::milliseconds backoff{0};
     std::uint32_t gather = kNoGather;
     std::uint32_t part = 0;
-    int slot = 0;   // sent to this slot's owner (keyless: it only picks a node)
-    int ask = -1;   // ASK: the node it goes to next, once, after ASKING
-    int node = -1;  // where it went last
+    int slot = 0;               // sent to this slot's owner (keyless: it only picks a node)
+    int ask = -1;               // ASK: the node it goes to next, once, after ASKING
+    int node = -1;              // where it went last
+    std::uint32_t attempt = 0;  // sends with a trailer, never reset: names the current trailer
+    bool holding = false;       // `held` waits for the trailer's reply
     std::uint8_t redirects = 0;
     bool keyed = false;
     bool readonly = false;
@@ -184,6 +197,14 @@ class Router {
 
   // router.cpp: requests
   std::uint32_t allocExchange();
+  // The single exchange of a keyed or keyless plan, not sent yet.
+  std::uint32_t singleExchange(const Plan& plan, std::string_view bytes,
+                               const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag);
+  // The request's final reply `frame`: true when it waits for the trailer.
+  bool holdForTrailer(std::uint32_t id, std::string_view frame);
+  // `trailer_tag` names its exchange's latest send.
+  bool onCurrentAttempt(std::uint64_t trailer_tag) const;
+  void onTrailer(std::uint64_t tag, std::string_view frame);
   void freeExchange(std::uint32_t id);
   void send(std::uint32_t id);
   void onReply(std::uint64_t tag, std::string_view frame);

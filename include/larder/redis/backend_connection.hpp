@@ -105,6 +105,8 @@ class BackendConnection final : public Route,
   void send(std::string_view request, std::shared_ptr<ReplySink> sink, std::uint64_t tag) {
     send(request, std::move(sink), tag, As::Client);
   }
+  void sendFollowed(std::string_view request, std::string_view trailer,
+                    std::shared_ptr<ReplySink> sink, std::uint64_t tag, As as) override;
 
   // Makes the connection's state in Redis the pool's again: RESET (it ends
   // MULTI, WATCH, tracking and subscriptions, and logs the connection out),

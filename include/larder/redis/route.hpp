@@ -30,6 +30,12 @@ class Route {
   // exactly once (or sink->fail).
   virtual void send(std::string_view request, std::shared_ptr<ReplySink> sink, std::uint64_t tag,
                     As as) = 0;
+  // `request`, then `trailer` right behind it on the same connection (WAIT,
+  // which counts the replicas of what its connection wrote). The sink gets
+  // *2 [request's reply, trailer's reply] once, or the request's error alone
+  // when no Redis answered it.
+  virtual void sendFollowed(std::string_view request, std::string_view trailer,
+                            std::shared_ptr<ReplySink> sink, std::uint64_t tag, As as) = 0;
   // The Redis (every slot's owner, on a cluster) can be asked now.
   virtual bool ready() const = 0;
   // Too many requests in flight: wait before sending more.
