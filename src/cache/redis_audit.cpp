@@ -20,6 +20,9 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(250);
+// A cluster's primaries are asked again this often (and at once when the
+// map names other primaries: a failover).
+constexpr auto kClusterAuditEvery = std::chrono::seconds(5);
 
 std::string request(std::initializer_list<std::string_view> parts) {
   std::string out;
@@ -97,6 +100,19 @@ RedisAudit::RedisAudit(asio::io_context& context, const KeyspaceRegistry& regist
   not_durable_.store(config.write_behind.require_durable_redis);
 }
 
+RedisAudit::RedisAudit(asio::io_context& context, const KeyspaceRegistry& registry,
+                       const config::Config& config,
+                       std::function<std::vector<PrimaryNode>()> primaries)
+    : context_(context),
+      registry_(registry),
+      config_(config),
+      primaries_(std::move(primaries)),
+      timer_(context),
+      refusals_(new std::atomic<int>[config::kMaxKeyspaces]) {
+  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) refusals_[i].store(0);
+  not_durable_.store(config.write_behind.require_durable_redis);
+}
+
 void RedisAudit::start() { asio::co_spawn(context_, run(), logEscaped("Redis audit")); }
 
 void RedisAudit::stop() {
@@ -126,6 +142,12 @@ std::string RedisAudit::strandedSummary() const {
 
 asio::awaitable<void> RedisAudit::run() {
   while (!stopping_) {
+    if (primaries_) {
+      co_await checkClusterPersistence();
+      timer_.expires_after(kPoll);
+      co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
     // After every (re)connect: it may be another Redis (a failover).
     const std::uint64_t connects = redis_->connects();
     if (redis_->ready() && connects != audited_connect_) {
@@ -140,22 +162,64 @@ asio::awaitable<void> RedisAudit::run() {
   }
 }
 
-asio::awaitable<bool> RedisAudit::audit() {
-  bool behind = false;
+bool RedisAudit::anyBehind() const {
   for (std::size_t i = 0; i < registry_.size(); ++i) {
-    behind = behind || registry_.at(i).config.write == config::WriteMode::Behind;
+    if (registry_.at(i).config.write == config::WriteMode::Behind) return true;
   }
-  if (behind && !co_await checkPersistence()) co_return false;
+  return false;
+}
+
+asio::awaitable<bool> RedisAudit::audit() {
+  // Not `anyBehind() && !co_await ...` in one condition: GCC 12 miscompiles
+  // a co_await after a call in a short-circuit (SIGILL).
+  if (anyBehind()) {
+    const bool read = co_await checkPersistence();
+    if (!read) co_return false;
+  }
   co_return co_await checkQueues();
 }
 
 asio::awaitable<bool> RedisAudit::checkPersistence() {
   RedisPersistence p;
+  const bool read = co_await readPersistence(*redis_, p);
+  if (!read) co_return false;
+  const std::vector<std::string> risks = persistenceRisks(p);
+  not_durable_.store(config_.write_behind.require_durable_redis && !risks.empty());
+  report(config_.redis.address.toString(), p, risks);
+  co_return true;
+}
+
+asio::awaitable<bool> RedisAudit::checkClusterPersistence() {
+  if (!anyBehind()) co_return true;
+  const std::vector<PrimaryNode> nodes = primaries_();
+  std::string names;
+  for (const PrimaryNode& n : nodes) names += n.name + " ";
+  const auto now = std::chrono::steady_clock::now();
+  if (nodes.empty() || (names == audited_primaries_ && now < next_cluster_audit_)) {
+    co_return true;
+  }
+  bool risky = false;
+  for (const PrimaryNode& n : nodes) {
+    RedisPersistence p;
+    const bool read = co_await readPersistence(*n.route, p);
+    if (!read) co_return false;  // asked again at the next poll
+    const std::vector<std::string> risks = persistenceRisks(p);
+    report(n.name, p, risks);
+    risky = risky || !risks.empty();
+  }
+  // Every primary holds queues: one that can lose writes is enough to refuse.
+  not_durable_.store(config_.write_behind.require_durable_redis && risky);
+  audited_primaries_ = std::move(names);
+  next_cluster_audit_ = now + kClusterAuditEvery;
+  co_return true;
+}
+
+asio::awaitable<bool> RedisAudit::readPersistence(redis::Route& route, RedisPersistence& p) {
   resp::ReplyValue v;
   // Requests built before co_await: GCC 12 mishandles braced lists inside it.
   std::string config_get =
       request({"CONFIG", "GET", "appendonly", "appendfsync", "maxmemory-policy"});
-  const std::string reply = co_await redis::call(*redis_, std::move(config_get));
+  const std::string reply = co_await redis::call(route, std::move(config_get));
   if (reply.empty()) co_return false;
   if (resp::decodeReply(reply, v) && v.isArray()) {
     for (std::size_t i = 0; i + 1 < v.elements.size(); i += 2) {
@@ -168,35 +232,35 @@ asio::awaitable<bool> RedisAudit::checkPersistence() {
   }
   resp::ReplyValue info;
   std::string info_request = request({"INFO", "replication"});
-  const std::string replication = co_await redis::call(*redis_, std::move(info_request));
+  const std::string replication = co_await redis::call(route, std::move(info_request));
   if (resp::decodeReply(replication, info) && info.type == resp::ReplyValue::Type::Bulk) {
     p.role = infoField(info.str(), "role");
   } else if (reply.front() == '-' && replication.front() == '-') {
     co_return false;  // the connection went away meanwhile
   }
-  const std::vector<std::string> risks = persistenceRisks(p);
+  co_return true;
+}
+
+void RedisAudit::report(const std::string& name, const RedisPersistence& p,
+                        const std::vector<std::string>& risks) {
   std::string all;
   for (const auto& r : risks) all += r + "\n";
+  std::string& logged = logged_risks_[name];
+  if (all == logged) return;  // once per distinct finding, not per reconnect
   const bool required = config_.write_behind.require_durable_redis;
-  not_durable_.store(required && !risks.empty());
-  if (all != logged_risks_) {  // once per distinct finding, not per reconnect
-    for (const auto& r : risks) {
-      if (required) {
-        spdlog::error(
-            "Redis {}: {}; behind writes are refused (write_behind.require_durable_redis)",
-            config_.redis.address.toString(), r);
-      } else {
-        spdlog::warn("Redis {}: {}", config_.redis.address.toString(), r);
-      }
+  for (const auto& r : risks) {
+    if (required) {
+      spdlog::error("Redis {}: {}; behind writes are refused (write_behind.require_durable_redis)",
+                    name, r);
+    } else {
+      spdlog::warn("Redis {}: {}", name, r);
     }
-    if (risks.empty() && !logged_risks_.empty()) {
-      spdlog::info(
-          "Redis {}: persistence keeps acknowledged writes (appendonly {}, appendfsync {})",
-          config_.redis.address.toString(), p.appendonly, p.appendfsync);
-    }
-    logged_risks_ = all;
   }
-  co_return true;
+  if (risks.empty() && !logged.empty()) {
+    spdlog::info("Redis {}: persistence keeps acknowledged writes (appendonly {}, appendfsync {})",
+                 name, p.appendonly, p.appendfsync);
+  }
+  logged = std::move(all);
 }
 
 asio::awaitable<bool> RedisAudit::checkQueues() {

@@ -33,7 +33,8 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
                            const KeyspaceRegistry& registry, const config::Config& config,
                            std::shared_ptr<redis::BackendConnection> redis,
                            std::shared_ptr<redis::Route> cache,
-                           std::function<std::vector<std::pair<int, int>>()> slot_ranges)
+                           std::function<std::vector<std::pair<int, int>>()> slot_ranges,
+                           std::function<std::vector<PrimaryNode>()> primaries)
     : context_(context),
       pool_(pool),
       loader_(loader),
@@ -42,10 +43,13 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
       redis_(std::move(redis)),
       cache_(cache),
       slot_ranges_(std::move(slot_ranges)),
+      primaries_(std::move(primaries)),
       through_(context, pool, loader, registry, config, std::move(cache)) {
   if (redis_) {
     audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, redis_,
                                           [this](int keyspace) { drainOldQueue(keyspace); });
+  } else if (primaries_) {
+    audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, primaries_);
   }
   for (std::size_t i = 0; i < registry.size(); ++i) addKeyspace(registry.at(i));
 }
@@ -364,6 +368,24 @@ void WriteService::flushAllThenWipe(bool all_dbs, ReplyFn done) {
 }
 
 asio::awaitable<void> WriteService::wipe(bool all_dbs, ReplyFn done) {
+  if (!redis_) {
+    // A cluster: db 0 only, and SCAN sees one node's keys: each primary
+    // wipes its own, on its own connection.
+    const std::vector<PrimaryNode> nodes = primaries_ ? primaries_() : std::vector<PrimaryNode>{};
+    if (nodes.empty()) {
+      done(resp::errorReply(errors::kRedisNoAnswer));
+      co_return;
+    }
+    for (const PrimaryNode& node : nodes) {
+      const std::string error = co_await wipeNode(*node.route);
+      if (!error.empty()) {
+        done(error);
+        co_return;
+      }
+    }
+    done("+OK\r\n");
+    co_return;
+  }
   if (all_dbs) {
     // Other dbs hold no Larder keys: Redis' own FLUSHDB, db by db.
     std::string request;
@@ -389,21 +411,25 @@ asio::awaitable<void> WriteService::wipe(bool all_dbs, ReplyFn done) {
       }
     }
   }
+  const std::string error = co_await wipeNode(*redis_);
+  done(error.empty() ? std::string("+OK\r\n") : error);
+}
+
+asio::awaitable<std::string> WriteService::wipeNode(redis::Route& node) {
   std::string cursor = "0";
   do {
     std::vector<std::string> args{cursor, "1000"};
     const std::string reply =
-        co_await redis::callScript(*redis_, wipeCacheScript(), {}, std::move(args));
+        co_await redis::callScript(node, wipeCacheScript(), {}, std::move(args));
     resp::ReplyValue v;
     if (!resp::decodeReply(reply, v) || v.type != resp::ReplyValue::Type::Bulk) {
-      done(reply.size() > 0 && reply.front() == '-'
-               ? reply
-               : resp::errorReply(errors::operatorReply(reply)));
-      co_return;
+      co_return reply.size() > 0 && reply.front() == '-'
+          ? reply
+          : resp::errorReply(errors::operatorReply(reply));
     }
     cursor = v.str();
   } while (cursor != "0");
-  done("+OK\r\n");
+  co_return std::string();
 }
 
 }  // namespace larder::cache

@@ -175,6 +175,12 @@ void Router::sendOutOfBand(const config::Endpoint& address, std::string_view req
   outOfBand(*links_[static_cast<std::size_t>(nodeAt(address))]).send(request, sink, tag);
 }
 
+std::shared_ptr<redis::BackendConnection> Router::outOfBandTo(const config::Endpoint& address) {
+  Link& link = *links_[static_cast<std::size_t>(nodeAt(address))];
+  outOfBand(link);
+  return link.out_of_band;
+}
+
 bool Router::nodeUp(int node) const {
   if (node < 0 || static_cast<std::size_t>(node) >= links_.size()) return false;
   const Link& link = *links_[static_cast<std::size_t>(node)];

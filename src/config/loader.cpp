@@ -540,17 +540,6 @@ class Loader {
     if (!config.keyspaces.empty() && config.postgres.dsn.empty()) {
       fail("postgres.dsn", "is required when keyspaces are configured");
     }
-    // Write-behind on a cluster (docs/cluster.md): the persistence audit
-    // runs against one Redis only.
-    const bool behind = std::any_of(config.keyspaces.begin(), config.keyspaces.end(),
-                                    [](const auto& ks) { return ks.write == WriteMode::Behind; });
-    if (config.redis.clusterMode() && behind) {
-      if (config.write_behind.require_durable_redis) {
-        fail("write_behind.require_durable_redis",
-             "must be false with redis.cluster.seeds and write-behind keyspaces: Larder does "
-             "not check the nodes' persistence on a Redis Cluster yet (docs/cluster.md)");
-      }
-    }
   }
 
   // `admin: host:port`, or a map with address and an optional bearer token.

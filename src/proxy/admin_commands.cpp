@@ -148,17 +148,16 @@ Pipeline::Flow Pipeline::flushAll(const resp::Request& req) {
   if (ports_.admin.keyspaces().empty() || (!all && state_.db != home)) {
     return forwardCurrent(req);  // no mapped keys there: Redis' own FLUSHDB
   }
-  // On a cluster each node's FLUSHALL would drop the write queues of its
-  // slots (they are keys like any other there); without write-behind there
-  // is nothing to flush first, so Redis' own FLUSHALL.
+  // On a cluster without write-behind there is nothing to flush first:
+  // Redis' own FLUSHALL on every primary. With it, each node's FLUSHALL
+  // would drop its slots' write queues: flushed first, then every primary
+  // wipes its keys but Larder's, as on one Redis.
   if (ports_.admin.config().redis.clusterMode()) {
     const auto& config = ports_.admin.config();
     const bool behind =
         std::any_of(config.keyspaces.begin(), config.keyspaces.end(),
                     [](const auto& ks) { return ks.write == config::WriteMode::Behind; });
     if (!behind) return forwardCurrent(req);
-    replyError(errors::kFlushAllWriteBehindOnCluster);
-    return Flow::Continue;
   }
   if (req.args.size() > 2 || (req.args.size() == 2 && !equalsLower(req.args[1], "async") &&
                               !equalsLower(req.args[1], "sync"))) {

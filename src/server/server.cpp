@@ -172,8 +172,8 @@ void Server::startOneRedisCacheSide() {
 
 // Keyspaces on a cluster: fills, leases, write-through's cache updates,
 // invalidations and the flushers' per-slot queues go by a router of this
-// thread's own to each key's slot owner; no queue connection, no persistence
-// audit.
+// thread's own to each key's slot owner; no queue connection; the persistence
+// audit asks every primary.
 void Server::startClusterCacheSide() {
   cache_router_ = std::make_unique<cluster::OwnRouter>(pg_context_.get_executor(), config_.redis,
                                                        redis_tls_, clusterTopology());
@@ -194,9 +194,17 @@ void Server::startClusterCacheSide() {
     }
     return out;
   };
+  // The persistence audit asks each primary of the map on its own connection.
+  auto primaries = [&router = cache_router_->router()] {
+    std::vector<cache::PrimaryNode> out;
+    for (const config::Endpoint& address : router.primaryAddresses()) {
+      out.push_back(cache::PrimaryNode{address.toString(), router.outOfBandTo(address)});
+    }
+    return out;
+  };
   writes_ = std::make_unique<cache::WriteService>(pg_context_, *pg_pool_, *loader_, keyspaces_,
                                                   config_, nullptr, cache_router_->route(),
-                                                  std::move(slot_ranges));
+                                                  std::move(slot_ranges), std::move(primaries));
   // One route for both: per slot, its order puts an UNLINK after any fill of
   // that key sent before it (one connection per node).
   invalidator_ = std::make_unique<cache::Invalidator>(pg_context_, *loader_, keyspaces_, config_,

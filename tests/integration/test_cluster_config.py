@@ -56,18 +56,6 @@ class ClusterConfigTest(LarderTestCase):
             "redis:\n  cluster:\n    seeds: [127.0.0.1:7000]\n    redirect_limit: 0\n",
             "redis.cluster.redirect_limit: must be between 1 and 100")
 
-    def test_write_behind_on_a_cluster_refuses_the_audit(self):
-        # Write-behind keyspaces run (test_cluster_write_behind.py), WAIT
-        # too; the nodes' persistence is not checked yet.
-        self.assertConfigError(
-            "redis:\n  cluster:\n    seeds: [127.0.0.1:7000]\n"
-            "write_behind:\n  require_durable_redis: true\n"
-            "postgres:\n  dsn: host=127.0.0.1\n"
-            "keyspaces:\n  users:\n    key: \"user:{id}\"\n    table: public.users\n",
-            "write_behind.require_durable_redis: must be false with redis.cluster.seeds and "
-            "write-behind keyspaces: Larder does not check the nodes' persistence on a Redis "
-            "Cluster yet (docs/cluster.md)")
-
     def test_check_config_names_nodes_and_slots(self):
         cluster = RedisCluster()
         self.addCleanup(cluster.cleanup)

@@ -10,7 +10,9 @@ writes on every primary reach PostgreSQL in each key's order; every queue
 entry is in its key's slot and is trimmed once flushed; another Larder
 instance's writes are found by the sweep; LARDER FLUSH waits for every slot;
 a row PostgreSQL refuses goes to the dead letters of its key's slot and the
-rest of the batch applies; FLUSHALL is refused. Then, while a client writes,
+rest of the batch applies; FLUSHALL flushes the queues first, then empties
+every primary but for Larder's own keys; WAIT and the persistence audit
+run per node. Then, while a client writes,
 a reshard of 1500 slots (no error reaches the client, no acknowledged write is
 lost) and a primary killed without WAIT (Larder follows the promotion; the
 acknowledged writes lost with the primary are counted and printed: the loss
@@ -181,17 +183,37 @@ class ClusterWriteBehindTest(LarderTestCase):
                        what="the other instance's writes to be swept and flushed")
         self.assertEqual(c.execute_command("LARDER", "FLUSH"), b"OK")
 
-    def test_flushall_is_refused(self):
-        for command in (("FLUSHALL",), ("FLUSHDB",), ("FLUSHALL", "ASYNC")):
-            with self.assertRaises(Exception) as e:
-                self.r.execute_command(*command)
-            self.assertIn("FLUSHALL and FLUSHDB are refused with write-behind keyspaces on a "
-                          "Redis Cluster", str(e.exception))
-        # Nothing was dropped.
-        self.assertTrue(self.r.set("item:500", "kept"))
-        self.assertEqual(self.r.execute_command("LARDER", "FLUSH", "items"), b"OK")
-        self.assertEqual(self.r.get("item:500"), b"kept")
-        self.assertEqual(rows("items").get(500), "kept")
+    def test_flushall_flushes_first_then_empties_every_primary(self):
+        def keys_left():
+            """Keys other than Larder's own, on every primary."""
+            left = []
+            for node in CLUSTER.primaries():
+                cursor = b"0"
+                while True:
+                    cursor, keys = CLUSTER.ask(node, "SCAN", cursor, "COUNT", "1000")
+                    left += [k for k in keys if not k.startswith(b"__larder:")]
+                    if cursor == b"0":
+                        break
+            return left
+        for n, command in enumerate((("FLUSHALL",), ("FLUSHDB",), ("FLUSHALL", "ASYNC"))):
+            ids = range(7000 + 100 * n, 7060 + 100 * n)
+            pipe = self.r.pipeline(transaction=False)
+            for i in ids:
+                pipe.set(f"item:{i}", f"f{i}")
+                pipe.set(f"plain:{i}", "x")
+            self.assertTrue(all(pipe.execute()))
+            self.assertGreater(len(keys_left()), 0)
+            # Queued writes reach PostgreSQL first; then no key but Larder's
+            # is left on any primary.
+            self.assertIs(self.r.execute_command(*command), True)  # redis-py: +OK
+            got = rows("items")
+            self.assertEqual({i: got.get(i) for i in ids}, {i: f"f{i}" for i in ids})
+            self.assertEqual(keys_left(), [])
+            self.assertIsNone(self.r.get(f"plain:{ids[0]}"))
+            self.assertEqual(self.r.get(f"item:{ids[0]}"), f"f{ids[0]}".encode())  # read through
+        with self.assertRaises(redis.ResponseError) as e:
+            self.r.execute_command("FLUSHALL", "NOW")
+        self.assertEqual(str(e.exception), "syntax error")
 
     def test_pending_and_deadletters_say_they_are_not_there_yet(self):
         for command in (("LARDER", "PENDING"), ("LARDER", "DEADLETTERS", "stock", "LIST")):
@@ -268,6 +290,45 @@ class ClusterWaitTest(LarderTestCase):
             return r.set(key, value)
         except redis.ResponseError:
             return False
+
+
+class ClusterDurableRedisTest(LarderTestCase):
+    """write_behind.require_durable_redis on a cluster: every primary's
+    persistence is checked; one that can lose queued writes refuses them."""
+
+    def set_appendonly(self, nodes, value):
+        for n in nodes:
+            self.assertEqual(CLUSTER.ask(n, "CONFIG", "SET", "appendonly", value), "OK")
+
+    def test_every_primary_must_keep_queued_writes(self):
+        cfg = config()
+        cfg["write_behind"]["require_durable_redis"] = True
+        larder = harness.ClusterLarder(CLUSTER, config=cfg)
+        self.addCleanup(larder.cleanup)
+        larder.start()
+        primaries = CLUSTER.primaries()
+        self.addCleanup(self.set_appendonly, CLUSTER.running_nodes(), "no")
+        r = self.client(larder)
+
+        def refused():
+            try:
+                r.set("item:6000", "x")
+                return False
+            except redis.ResponseError as e:
+                self.assertEqual(str(e), "Larder: Redis' persistence cannot keep queued writes "
+                                 "(write_behind.require_durable_redis); see the log")
+                return True
+        # The test cluster runs without persistence: refused, each primary named.
+        self.assertTrue(refused())
+        for n in primaries:
+            harness.wait_until(lambda n=n: f"Redis 127.0.0.1:{n.port}: appendonly is no"
+                               in larder.log(), 10, "the audit to name every primary")
+        self.set_appendonly(primaries, "yes")
+        harness.wait_until(lambda: not refused(), 20, "writes to be accepted")
+        # One primary that can lose writes is enough: every primary holds queues.
+        self.set_appendonly(primaries[1:2], "no")
+        harness.wait_until(refused, 20, "writes to be refused again")
+        self.assertEqual(self.client(larder).get("item:6000"), b"x")
 
 
 class LedgerWriter:

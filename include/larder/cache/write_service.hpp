@@ -32,11 +32,13 @@ class WriteService {
   // PENDING and DEADLETTERS); null on a cluster. `cache`: where write-through
   // updates the cache, and, on a cluster, where the flushers read their
   // per-slot queues; `slot_ranges` (a cluster only): the slot ranges of the
-  // map, each owned whole by one node (SlotQueues).
+  // map, each owned whole by one node (SlotQueues); `primaries` (a cluster
+  // only): the nodes whose persistence the audit checks.
   WriteService(boost::asio::io_context& context, pg::Pool& pool, Loader& loader,
                const KeyspaceRegistry& registry, const config::Config& config,
                std::shared_ptr<redis::BackendConnection> redis, std::shared_ptr<redis::Route> cache,
-               std::function<std::vector<std::pair<int, int>>()> slot_ranges = {});
+               std::function<std::vector<std::pair<int, int>>()> slot_ranges = {},
+               std::function<std::vector<PrimaryNode>()> primaries = {});
   ~WriteService();
 
   void start();
@@ -76,6 +78,9 @@ class WriteService {
   boost::asio::awaitable<void> pending(ReplyFn done);
   boost::asio::awaitable<void> deadLetters(std::vector<std::string> args, ReplyFn done);
   boost::asio::awaitable<void> wipe(bool all_dbs, ReplyFn done);
+  // Unlinks every key of `node` but Larder's own, a SCAN step per script
+  // call; Redis' error, or "" when done.
+  boost::asio::awaitable<std::string> wipeNode(redis::Route& node);
   void drainOldQueue(int keyspace);
 
   boost::asio::io_context& context_;
@@ -87,8 +92,9 @@ class WriteService {
   std::shared_ptr<redis::Route> cache_;
   Slots<Flusher, config::kMaxKeyspaces> flushers_;
   std::function<std::vector<std::pair<int, int>>()> slot_ranges_;  // a cluster only
+  std::function<std::vector<PrimaryNode>()> primaries_;            // a cluster only
   Slots<DirtySlots, config::kMaxKeyspaces> dirty_;                 // a cluster's behind keyspaces
-  std::unique_ptr<RedisAudit> audit_;  // null without a queue connection
+  std::unique_ptr<RedisAudit> audit_;  // one Redis: persistence and queues; a cluster: persistence
   bool started_ = false;
   WriteThrough through_;
 };

@@ -115,6 +115,9 @@ class Router {
   // UNBLOCK of a client blocked there); its reply goes to sink->deliver(tag).
   void sendOutOfBand(const config::Endpoint& address, std::string_view request,
                      const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag);
+  // The out-of-band connection of the node at `address` (made when new):
+  // for questions about the node itself (the persistence audit).
+  std::shared_ptr<redis::BackendConnection> outOfBandTo(const config::Endpoint& address);
   // The primaries of the current map, each once (empty: no map yet).
   std::vector<config::Endpoint> primaryAddresses() const;
   // Where keyless requests go: the owner of the lowest slot with one; -1 none.

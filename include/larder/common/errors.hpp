@@ -189,9 +189,6 @@ inline constexpr std::string_view kScanCursorTooLarge =
 inline constexpr std::string_view kNoWriteBehindOnCluster =
     "ERR Larder: LARDER PENDING and DEADLETTERS are not available with a Redis Cluster backend "
     "yet (the write queues' gauges are in INFO and /metrics)";
-inline constexpr std::string_view kFlushAllWriteBehindOnCluster =
-    "ERR Larder: FLUSHALL and FLUSHDB are refused with write-behind keyspaces on a Redis "
-    "Cluster: they would drop queued writes (docs/cluster.md)";
 inline constexpr std::string_view kClusterUnreadable =
     "ERR Larder: the cluster router could not read the request";
 // ERR Larder: CLUSTER MEET is not supported through the proxy: Larder presents the cluster as one

@@ -18,9 +18,16 @@ inline void appendNumberLine(std::string& out, char type, long long n) {
 }
 
 // `text` starts with the error code, e.g. "ERR unknown command" or "NOAUTH ...".
+// Line breaks in `text` (a client's bytes echoed in an error) become
+// spaces, as Redis does: one would end the line early and leave the rest to
+// be read as further replies.
 inline void appendError(std::string& out, std::string_view text) {
   out.push_back('-');
+  const std::size_t from = out.size();
   out.append(text);
+  for (std::size_t i = from; i < out.size(); ++i) {
+    if (out[i] == '\r' || out[i] == '\n') out[i] = ' ';
+  }
   out.append("\r\n", 2);
 }
 

@@ -363,18 +363,13 @@ TEST_CASE("redis.cluster: exclusive with redis.address; write-behind without WAI
     REQUIRE(c.keyspaces.size() == 1);
     CHECK(c.keyspaces[0].write == mode);
   }
-  // Write-behind (the default) on a cluster: WAIT for the key's node's
-  // replicas, but no persistence audit yet (docs/cluster.md).
-  CHECK(load(seeds + "write_behind:\n  wait_replicas: 1\n" + keyspaceYaml("users", base))
-            .write_behind.wait_replicas == 1);
-  CHECK(errorOf(seeds + "write_behind:\n  require_durable_redis: true\n" +
-                keyspaceYaml("users", base)) ==
-        "test.yaml: write_behind.require_durable_redis: must be false with redis.cluster.seeds "
-        "and write-behind keyspaces: Larder does not check the nodes' persistence on a Redis "
-        "Cluster yet (docs/cluster.md)");
-  CHECK(load(seeds + "write_behind:\n  wait_replicas: 1\n  require_durable_redis: true\n" +
-             keyspaceYaml("users", base + "    write: through\n"))
-            .write_behind.wait_replicas == 1);
+  // Write-behind (the default) on a cluster, with WAIT for the key's node's
+  // replicas and the persistence audit of every primary (docs/cluster.md).
+  const Config durable =
+      load(seeds + "write_behind:\n  wait_replicas: 1\n  require_durable_redis: true\n" +
+           keyspaceYaml("users", base));
+  CHECK(durable.write_behind.wait_replicas == 1);
+  CHECK(durable.write_behind.require_durable_redis);
   // Any mode loads against one Redis.
   CHECK(
       load("write_behind:\n  wait_replicas: 1\n" + keyspaceYaml("users", base)).keyspaces.size() ==

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <limits>
 
+#include "larder/resp/reply_writer.hpp"
+
 using larder::resp::decodeReply;
 using larder::resp::ReplyValue;
 using Type = ReplyValue::Type;
@@ -174,4 +176,13 @@ TEST_CASE("decodeReply: absurd lengths and depths fail fast", "[resp][reply_valu
   for (int i = 0; i < 100000; ++i) deep += "*1\r\n";
   deep += ":1\r\n";
   CHECK_FALSE(decodeReply(deep, v));
+}
+
+TEST_CASE("an error echoing a client's bytes stays one line", "[resp][reply_value]") {
+  // LARDER FLUSH "x\r\n+OK": the keyspace name is echoed in the error.
+  const std::string reply = larder::resp::errorReply("ERR no keyspace 'x\r\n+OK\r\n'");
+  CHECK(reply == "-ERR no keyspace 'x  +OK  '\r\n");
+  ReplyValue v;
+  REQUIRE(decodeReply(reply, v));
+  CHECK(v.isError());
 }
