@@ -193,9 +193,12 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
 }
 
 asio::awaitable<void> WriteService::pending(ReplyFn done) {
+  // A reload may add keyspaces while this waits on Redis: the ones there
+  // now, as many as the header says.
+  const std::size_t keyspaces = registry_.size();
   std::string out;
-  resp::appendArrayHeader(out, registry_.size());
-  for (std::size_t i = 0; i < registry_.size(); ++i) {
+  resp::appendArrayHeader(out, keyspaces);
+  for (std::size_t i = 0; i < keyspaces; ++i) {
     const Keyspace& ks = registry_.at(i);
     std::vector<std::string> keys{queueKey(ks.name()), deadLetterKey(ks.name())};
     const std::string reply =

@@ -121,9 +121,12 @@ asio::awaitable<void> WriteService::pendingSlots(ReplyFn done) {
     done(resp::errorReply(errors::kNoSlotMap));
     co_return;
   }
+  // A reload may add keyspaces while this waits on Redis: the ones there
+  // now, as many as the header says.
+  const std::size_t keyspaces = registry_.size();
   std::string out;
-  resp::appendArrayHeader(out, registry_.size());
-  for (std::size_t k = 0; k < registry_.size(); ++k) {
+  resp::appendArrayHeader(out, keyspaces);
+  for (std::size_t k = 0; k < keyspaces; ++k) {
     const Keyspace& ks = registry_.at(k);
     std::vector<redis::ScriptCall> calls;
     calls.reserve(chunks.size());
