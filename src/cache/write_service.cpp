@@ -9,6 +9,7 @@
 #include "larder/common/errors.hpp"
 #include "larder/common/logging.hpp"
 #include "larder/redis/call.hpp"
+#include "larder/redis/slot.hpp"
 #include "larder/resp/reply_value.hpp"
 #include "larder/resp/reply_writer.hpp"
 #include "larder/resp/request_parser.hpp"
@@ -179,16 +180,15 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
                      });
       return;
     }
-    if (!redis_ && (sub == "PENDING" || sub == "DEADLETTERS")) {
-      done(resp::errorReply(errors::kNoWriteBehindOnCluster));
-      return;
-    }
     if (sub == "PENDING" && args.size() == 1) {
-      asio::co_spawn(context_, pending(std::move(done)), logEscaped("LARDER PENDING"));
+      asio::co_spawn(context_, redis_ ? pending(std::move(done)) : pendingSlots(std::move(done)),
+                     logEscaped("LARDER PENDING"));
       return;
     }
     if (sub == "DEADLETTERS" && args.size() >= 3) {
-      asio::co_spawn(context_, deadLetters(std::move(args), std::move(done)),
+      asio::co_spawn(context_,
+                     redis_ ? deadLetters(std::move(args), std::move(done))
+                            : deadLettersSlots(std::move(args), std::move(done)),
                      logEscaped("LARDER DEADLETTERS"));
       return;
     }
@@ -197,9 +197,12 @@ void WriteService::command(std::vector<std::string> args, ReplyFn done) {
 }
 
 asio::awaitable<void> WriteService::pending(ReplyFn done) {
+  // A reload may add keyspaces while this waits on Redis: the ones there
+  // now, as many as the header says.
+  const std::size_t keyspaces = registry_.size();
   std::string out;
-  resp::appendArrayHeader(out, registry_.size());
-  for (std::size_t i = 0; i < registry_.size(); ++i) {
+  resp::appendArrayHeader(out, keyspaces);
+  for (std::size_t i = 0; i < keyspaces; ++i) {
     const Keyspace& ks = registry_.at(i);
     std::vector<std::string> keys{queueKey(ks.name()), deadLetterKey(ks.name())};
     const std::string reply =
@@ -259,96 +262,107 @@ asio::awaitable<void> WriteService::deadLetters(std::vector<std::string> args, R
     co_return;
   }
   if (action == "RETRY" && args.size() == 4) {
-    // Oldest first, one page per script call: Redis never runs one long
-    // script. Only dead letters present when the command began are looked at.
+    QueueNames names{queueKey(ks->name()), dead, deadKeysKey(ks->name())};
     const bool all = upper(args[3]) == "ALL";
-    std::string stop = "+";
-    if (all) {
-      std::string request;
-      resp::appendMultibulk(request, {"XREVRANGE", dead, "+", "-", "COUNT", "1"});
-      resp::ReplyValue last;
-      if (!resp::decodeReply(co_await redis::call(*redis_, std::move(request)), last) ||
-          !last.isArray()) {
-        done(resp::errorReply(errors::kNothingRetried));
-        co_return;
-      }
-      if (last.elements.empty()) {
-        done(":0\r\n");
-        co_return;
-      }
-      stop = last.elements[0].elements[0].str();
+    const Retried r = co_await retryDead(*redis_, std::move(names), args[3], all);
+    if (!r.error.empty()) {
+      done(r.error);
+      co_return;
     }
-    long long requeued = 0, skipped = 0;
-    // A page of dead letters is read first, so Larder names each key's marker.
-    std::string start = all ? "-" : args[3];
-    if (!all) stop = args[3];
-    for (;;) {
-      std::string read;
-      resp::appendMultibulk(read,
-                            {"XRANGE", dead, start, stop, "COUNT", std::to_string(kRetryPage)});
-      const std::string entries = co_await redis::call(*redis_, std::move(read));
-      resp::ReplyValue page;
-      if (!resp::decodeReply(entries, page) || !page.isArray()) {
-        done(!entries.empty() && entries.front() == '-'
-                 ? entries
-                 : resp::errorReply(errors::operatorReply(entries)));
-        co_return;
-      }
-      if (page.elements.empty()) break;
-      std::vector<std::string> triples;
-      for (const auto& e : page.elements) {
-        if (e.elements.size() != 2) continue;
-        const auto& fields = e.elements[1].elements;
-        for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-          if (fields[i].str() != "k") continue;
-          triples.push_back(e.elements[0].str());
-          triples.push_back(fields[i + 1].str());
-          triples.push_back(pendingMarker(fields[i + 1].str()));
-          break;
-        }
-      }
-      std::vector<std::string> keys{dead, queueKey(ks->name()), deadKeysKey(ks->name())};
-      const std::string reply =
-          co_await redis::callScript(*redis_, requeueScript(), std::move(keys), std::move(triples));
-      resp::ReplyValue v;
-      if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) {
-        done(reply.size() > 0 && reply.front() == '-'
-                 ? reply
-                 : resp::errorReply(errors::operatorReply(reply)));
-        co_return;
-      }
-      requeued += v.elements[0].integer;
-      skipped += v.elements[1].integer;
-      if (!all || page.elements.size() < kRetryPage) break;
-      start = "(" + page.elements.back().elements[0].str();
-    }
-    if (skipped > 0) {
+    if (r.skipped > 0) {
       spdlog::info(
           "keyspace {}: {} dead letter(s) not retried: their key was written after they were "
           "refused (LARDER DEADLETTERS {} DROP removes them)",
-          ks->name(), skipped, ks->name());
+          ks->name(), r.skipped, ks->name());
     }
-    loader_.forgetAllMissing();  // the retried rows may be created now
+    if (r.requeued > 0) loader_.forgetAllMissing();  // the retried rows may be created now
     std::string out;
-    resp::appendInteger(out, requeued);
+    resp::appendInteger(out, r.requeued);
     done(std::move(out));
     co_return;
   }
   if (action == "DROP" && args.size() == 4) {
-    std::string request;
     if (upper(args[3]) == "ALL") {
-      const std::string dead_keys = deadKeysKey(ks->name());
-      resp::appendMultibulk(request, {"EVAL",
-                                      "local n = redis.call('XLEN', KEYS[1]) "
-                                      "redis.call('DEL', KEYS[1], KEYS[2]) return n",
-                                      "2", dead, dead_keys});
-    } else {
-      resp::appendMultibulk(request, {"XDEL", dead, args[3]});
+      std::vector<std::string> keys{dead, deadKeysKey(ks->name())};
+      std::vector<std::string> none;
+      done(co_await redis::callScript(*redis_, dropDeadLettersScript(), std::move(keys),
+                                      std::move(none)));
+      co_return;
     }
+    std::string request;
+    resp::appendMultibulk(request, {"XDEL", dead, args[3]});
     done(co_await redis::call(*redis_, std::move(request)));
     co_return;
   }
   done(resp::errorReply(errors::kDeadLettersUsage));
+}
+
+asio::awaitable<WriteService::Retried> WriteService::retryDead(redis::Route& route,
+                                                               QueueNames names, std::string id,
+                                                               bool all) {
+  // Oldest first, one page per script call: Redis never runs one long
+  // script. Only dead letters present when the command began are looked at.
+  Retried out;
+  std::string start = id, stop = id;
+  if (all) {
+    std::string request;
+    resp::appendMultibulk(request, {"XREVRANGE", names.dead, "+", "-", "COUNT", "1"});
+    const std::string reply = co_await redis::call(route, std::move(request));
+    resp::ReplyValue last;
+    if (!resp::decodeReply(reply, last) || !last.isArray()) {
+      out.error = resp::errorReply(errors::kNothingRetried);
+      co_return out;
+    }
+    if (last.elements.empty()) co_return out;
+    start = "-";
+    stop = last.elements[0].elements[0].str();
+  }
+  for (;;) {
+    // A page of dead letters is read first, so Larder names each key's marker.
+    std::string read;
+    resp::appendMultibulk(read,
+                          {"XRANGE", names.dead, start, stop, "COUNT", std::to_string(kRetryPage)});
+    const std::string entries = co_await redis::call(route, std::move(read));
+    resp::ReplyValue page;
+    if (!resp::decodeReply(entries, page) || !page.isArray()) {
+      out.error = !entries.empty() && entries.front() == '-'
+                      ? entries
+                      : resp::errorReply(errors::operatorReply(entries));
+      co_return out;
+    }
+    if (page.elements.empty()) break;
+    std::vector<std::string> triples;
+    for (const auto& e : page.elements) {
+      if (e.elements.size() != 2) continue;
+      const auto& fields = e.elements[1].elements;
+      for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+        if (fields[i].str() != "k") continue;
+        // On a cluster the script may touch only its slot's keys; a dead
+        // letter naming a key of another slot is not Larder's, and is skipped.
+        if (names.slot >= 0 && cluster::keySlot(fields[i + 1].str()) != names.slot) break;
+        triples.push_back(e.elements[0].str());
+        triples.push_back(fields[i + 1].str());
+        triples.push_back(pendingMarker(fields[i + 1].str()));
+        break;
+      }
+    }
+    out.skipped += static_cast<long long>(page.elements.size() - triples.size() / 3);
+    std::vector<std::string> keys{names.dead, names.queue, names.dead_keys};
+    const std::string reply =
+        co_await redis::callScript(route, requeueScript(), std::move(keys), std::move(triples));
+    resp::ReplyValue v;
+    if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) {
+      out.error = reply.size() > 0 && reply.front() == '-'
+                      ? reply
+                      : resp::errorReply(errors::operatorReply(reply));
+      co_return out;
+    }
+    out.requeued += v.elements[0].integer;
+    out.skipped += v.elements[1].integer;
+    if (!all || page.elements.size() < kRetryPage) break;
+    start = "(" + page.elements.back().elements[0].str();
+  }
+  co_return out;
 }
 
 void WriteService::flushAllThenWipe(bool all_dbs, ReplyFn done) {

@@ -255,4 +255,25 @@ std::string tooManyRedirects(int slot) {
          " (redis.cluster.redirect_limit)";
 }
 
+std::string badSlotEntryId(std::string_view id) {
+  // The client's bytes go into an error line: no CR or LF (they would end
+  // it early), and not a megabyte of them.
+  constexpr std::size_t kShown = 64;
+  std::string shown;
+  for (char c : id.substr(0, kShown)) {
+    const auto u = static_cast<unsigned char>(c);
+    shown.push_back(u < 0x20 || u == 0x7f ? '?' : c);
+  }
+  if (id.size() > kShown) shown.append("...");
+  return "ERR Larder: '" + shown +
+         "' is not a dead letter id: on a Redis Cluster backend they are <slot>/<stream id>, as "
+         "LARDER DEADLETTERS <keyspace> LIST shows them";
+}
+
+std::string slotUnreadable(int slot) {
+  return "ERR Larder: slot " + std::to_string(slot) +
+         "'s write queues could not be read from its owner (a reshard or failover under way?); "
+         "try again";
+}
+
 }  // namespace larder::errors

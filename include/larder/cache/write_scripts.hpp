@@ -64,6 +64,12 @@ const Script& fillScript();
 const Script& pendingScript();
 const Script& wipeCacheScript();
 const Script& requeueScript();
+const Script& dropDeadLettersScript();
+// A cluster's queues per slot, over a chunk of slots of one node
+// (operator_scripts.cpp): LARDER PENDING's sums, and the dead-letter
+// streams with entries.
+const Script& pendingSlotsScript();
+const Script& deadLetterSlotsScript();
 
 // The write script's *N reply as its N elements (each a complete reply);
 // empty when `frame` is not an array (an error for the whole call) or broken.

@@ -18,6 +18,7 @@
 #include "larder/cache/keyspace.hpp"
 #include "larder/cache/loader.hpp"
 #include "larder/cache/redis_audit.hpp"
+#include "larder/cache/slot_operator.hpp"
 #include "larder/cache/write_through.hpp"
 #include "larder/common/slots.hpp"
 #include "larder/config/config.hpp"
@@ -29,7 +30,8 @@ namespace larder::cache {
 class WriteService {
  public:
   // `redis`: the queue connection (flushers, the persistence audit, LARDER
-  // PENDING and DEADLETTERS); null on a cluster. `cache`: where write-through
+  // PENDING and DEADLETTERS); null on a cluster, where those read the
+  // queues per slot through `cache` (write_service_slots.cpp). `cache`: where write-through
   // updates the cache, and, on a cluster, where the flushers read their
   // per-slot queues; `slot_ranges` (a cluster only): the slot ranges of the
   // map, each owned whole by one node (SlotQueues); `primaries` (a cluster
@@ -77,6 +79,32 @@ class WriteService {
                       std::function<void(bool)> done);
   boost::asio::awaitable<void> pending(ReplyFn done);
   boost::asio::awaitable<void> deadLetters(std::vector<std::string> args, ReplyFn done);
+
+  // One queue family: one Redis's, or one slot's on a cluster (slot >= 0).
+  struct QueueNames {
+    std::string queue, dead, dead_keys;
+    int slot = -1;
+  };
+  // DEADLETTERS RETRY on one queue family: the dead letter `id`, or every one
+  // present when it began (`all`). `error`: a reply frame, when Redis failed.
+  struct Retried {
+    long long requeued = 0, skipped = 0;
+    std::string error;
+  };
+  boost::asio::awaitable<Retried> retryDead(redis::Route& route, QueueNames names, std::string id,
+                                            bool all);
+  // A cluster (write_service_slots.cpp): the same commands over every slot's
+  // queue family, each slot's on its owner.
+  boost::asio::awaitable<void> pendingSlots(ReplyFn done);
+  boost::asio::awaitable<void> deadLettersSlots(std::vector<std::string> args, ReplyFn done);
+  // The non-empty dead-letter streams of `ks` over every slot; `error`: a
+  // reply frame, when a node failed.
+  struct DeadHeads {
+    std::vector<SlotHead> heads;
+    std::string error;
+  };
+  boost::asio::awaitable<DeadHeads> deadLetterHeads(const Keyspace& ks);
+  QueueNames slotNames(const Keyspace& ks, int slot) const;
   boost::asio::awaitable<void> wipe(bool all_dbs, ReplyFn done);
   // Unlinks every key of `node` but Larder's own, a SCAN step per script
   // call; Redis' error, or "" when done.

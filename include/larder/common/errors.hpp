@@ -186,9 +186,8 @@ inline constexpr std::string_view kTrackingOnCluster =
     "ERR Larder: CLIENT TRACKING is not supported with a Redis Cluster backend";
 inline constexpr std::string_view kScanCursorTooLarge =
     "ERR Larder: a cluster node's SCAN cursor is too large to carry";
-inline constexpr std::string_view kNoWriteBehindOnCluster =
-    "ERR Larder: LARDER PENDING and DEADLETTERS are not available with a Redis Cluster backend "
-    "yet (the write queues' gauges are in INFO and /metrics)";
+inline constexpr std::string_view kNoSlotMap =
+    "ERR Larder: the cluster's slot map is not known yet; try again";
 inline constexpr std::string_view kClusterUnreadable =
     "ERR Larder: the cluster router could not read the request";
 // ERR Larder: CLUSTER MEET is not supported through the proxy: Larder presents the cluster as one
@@ -196,5 +195,11 @@ inline constexpr std::string_view kClusterUnreadable =
 std::string clusterRefused(std::string_view subcommand);
 // ERR Larder: too many redirects for slot 3999 (redis.cluster.redirect_limit)
 std::string tooManyRedirects(int slot);
+// ERR Larder: '42' is not a dead letter id: on a Redis Cluster backend they are
+// <slot>/<stream id>, as LARDER DEADLETTERS <keyspace> LIST shows them
+std::string badSlotEntryId(std::string_view id);
+// ERR Larder: slot 5474's write queues could not be read from its owner (a
+// reshard or failover under way?); try again
+std::string slotUnreadable(int slot);
 
 }  // namespace larder::errors
