@@ -69,7 +69,10 @@ Environment (defaults in brackets): LARDER_BIN [build/larder], ROUNDS [3]
 (per phase), PHASES ["fresh analyzed"], N [100000], PIPES [4] (parallel
 redis-cli --pipe connections), POLL_MS [50], RUN_TIMEOUT [90] (seconds a run
 may take to reach N rows), THREADS [2] (Larder's workers), REPLICAS [0] (per
-primary), LOG_LEVEL [warn] (Larder's), NICE [0] (niceness of redis-cli).
+primary), LOG_LEVEL [warn] (Larder's), NICE [0] (niceness of redis-cli),
+WAIT_REPLICAS [0] (write_behind.wait_replicas of the cluster's Larder only,
+wait_timeout 1s; needs REPLICAS >= it: compare two invocations' cluster
+write rates for what WAIT per write costs).
 PostgreSQL runs as the harness starts it (fsync=off, full_page_writes=off),
 unlike write_bench.sh's (fsync on): the absolute rows/s are not comparable
 with RESULTS.md; the ratios are the figures. About 2-3 minutes with the
@@ -110,6 +113,9 @@ PHASE_TEXT = {
 if not PHASES or any(p not in PHASE_TEXT for p in PHASES):
     sys.exit(f"PHASES={os.environ.get('PHASES')!r}: give 'fresh', 'analyzed' or both")
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "warn")
+WAIT_REPLICAS = int(os.environ.get("WAIT_REPLICAS", "0"))
+if WAIT_REPLICAS > REPLICAS:
+    sys.exit(f"WAIT_REPLICAS={WAIT_REPLICAS} needs REPLICAS >= {WAIT_REPLICAS}")
 DB = "bench"
 TABLE = "public.items"
 SCHEMA = f"CREATE TABLE {TABLE} (id bigint PRIMARY KEY, v text NOT NULL);"
@@ -404,7 +410,12 @@ def main():
         pg.create_database(DB)
         pg.psql(SCHEMA, dbname=DB)
         cluster.start()
-        larders["cluster"] = harness.ClusterLarder(cluster, config=config(pg), binary=LARDER_BIN,
+        cluster_config = config(pg)
+        if WAIT_REPLICAS:
+            cluster_config["write_behind"] = {"wait_replicas": WAIT_REPLICAS,
+                                              "wait_timeout": "1s"}
+        larders["cluster"] = harness.ClusterLarder(cluster, config=cluster_config,
+                                                   binary=LARDER_BIN,
                                                    threads=THREADS, log_level=LOG_LEVEL)
         larders["cluster"].start()
         single.start()
@@ -438,6 +449,7 @@ def main():
 
         print(f"\n## Write-behind flush rate, 3 shards (A) against 1 (B)\n\n"
               f"Redis Cluster of 3 primaries x {REPLICAS} replica(s) against one redis-server, "
+              f"write_behind.wait_replicas {WAIT_REPLICAS} (the cluster's Larder), "
               f"the same Larder build and config (Larder {THREADS} worker thread(s), write_behind "
               f"defaults: flush_interval 50ms, max_batch 1000, apply_connections 2; pool_size "
               f"4); N={N:,} SETs on distinct keys item:0..{N - 1} by {PIPES} x redis-cli "
