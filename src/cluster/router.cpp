@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
+
 #include "larder/cluster/merge.hpp"
 #include "larder/cluster/scan.hpp"
 #include "larder/common/errors.hpp"
@@ -16,10 +18,8 @@ namespace {
 constexpr std::uint64_t kInternal = std::uint64_t{1} << 63;
 constexpr std::uint64_t kAskingTag = kInternal | 1;
 constexpr std::uint64_t kVoteTag = kInternal | (std::uint64_t{1} << 62);
-// A trailer's reply (dispatchFollowed): the exchange in bits 0-31, its
-// attempt in bits 32-59, so that a trailer sent before a redirect is known.
+// A trailer's reply (dispatchFollowed): its group in bits 0-31.
 constexpr std::uint64_t kTrailerTag = kInternal | (std::uint64_t{1} << 60);
-constexpr std::uint64_t kAttemptMask = (std::uint64_t{1} << 28) - 1;
 constexpr std::uint64_t kInternalKinds =
     kVoteTag | kTrailerTag | (std::uint64_t{1} << 61);  // 61: busy-script probes
 constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
@@ -240,28 +240,67 @@ void Router::send(std::uint32_t id) {
     }
   }
   if (x.script) scriptSent(id, node);
-  std::uint64_t trailer_tag = 0;
-  if (!x.trailer.empty()) {
+  const bool followed = !x.trailer.empty();
+  if (followed) {
     ++x.attempt;
     x.holding = false;
-    trailer_tag = kTrailerTag | ((x.attempt & kAttemptMask) << 32) | id;
   }
-  const redis::As as = x.as;
+  const std::uint32_t attempt = x.attempt;
   // ASKING holds for the next command only: sent as the request is, so that
   // no AUTH that switches identity comes between them.
-  if (asking) c->send(kAsking, sink_, kAskingTag, as);
-  c->send(x.request, sink_, id, as);
-  // Right behind it on the same connection, unless the send already ended
+  if (asking) c->send(kAsking, sink_, kAskingTag, x.as);
+  c->send(x.request, sink_, id, x.as);
+  // Its trailer goes on the same connection, unless the send already ended
   // the exchange (its reply is final: the trailer would answer nothing).
-  if (trailer_tag != 0 && exchanges_[id].in_use && onCurrentAttempt(trailer_tag)) {
-    c->send(exchanges_[id].trailer, sink_, trailer_tag, as);
+  if (followed && exchanges_[id].in_use && exchanges_[id].attempt == attempt) {
+    joinTrailer(c, id, attempt);
   }
 }
 
-bool Router::onCurrentAttempt(std::uint64_t trailer_tag) const {
-  const auto id = static_cast<std::uint32_t>(trailer_tag);
-  if (id >= exchanges_.size() || !exchanges_[id].in_use) return false;
-  return (exchanges_[id].attempt & kAttemptMask) == ((trailer_tag >> 32) & kAttemptMask);
+void Router::joinTrailer(const std::shared_ptr<redis::BackendConnection>& c, std::uint32_t id,
+                         std::uint32_t attempt) {
+  const Exchange& x = exchanges_[id];
+  for (TrailerGroup& g : trailing_) {
+    if (g.connection == c && g.trailer == x.trailer && g.as == x.as) {
+      g.members.emplace_back(id, attempt);
+      return;
+    }
+  }
+  TrailerGroup& g = trailing_.emplace_back();
+  g.connection = c;
+  g.trailer = x.trailer;
+  g.as = x.as;
+  g.members.emplace_back(id, attempt);
+  if (trailers_scheduled_) return;
+  trailers_scheduled_ = true;
+  // After the handlers already queued: the other writes of this turn join.
+  boost::asio::post(executor_, [this, alive = std::weak_ptr<int>(alive_)] {
+    if (!alive.expired()) sendTrailers();
+  });
+}
+
+void Router::sendTrailers() {
+  trailers_scheduled_ = false;
+  std::vector<TrailerGroup> ready;
+  ready.swap(trailing_);
+  for (TrailerGroup& g : ready) {
+    std::uint32_t index;
+    if (!free_trailer_groups_.empty()) {
+      index = free_trailer_groups_.back();
+      free_trailer_groups_.pop_back();
+    } else {
+      index = static_cast<std::uint32_t>(trailer_groups_.size());
+      trailer_groups_.emplace_back();
+    }
+    const std::shared_ptr<redis::BackendConnection> c = std::move(g.connection);
+    const std::string trailer = std::move(g.trailer);
+    const redis::As as = g.as;
+    TrailerGroup& sent = trailer_groups_[index];
+    sent.members = std::move(g.members);
+    sent.in_use = true;
+    // A connection closed since fails it at once: its writes hear so.
+    c->send(trailer, sink_, kTrailerTag | index, as);
+  }
 }
 
 bool Router::holdForTrailer(std::uint32_t id, std::string_view frame) {
@@ -273,14 +312,23 @@ bool Router::holdForTrailer(std::uint32_t id, std::string_view frame) {
 }
 
 void Router::onTrailer(std::uint64_t tag, std::string_view frame) {
-  if (!onCurrentAttempt(tag)) return;  // sent before a redirect or a retry
-  const auto id = static_cast<std::uint32_t>(tag);
-  Exchange& x = exchanges_[id];
-  if (!x.holding) return;  // the request failed: its own error answers
-  std::string both = "*2\r\n";
-  both.append(x.held).append(frame);
-  x.holding = false;
-  finish(id, both);
+  const auto index = static_cast<std::uint32_t>(tag);
+  if (index >= trailer_groups_.size() || !trailer_groups_[index].in_use) return;
+  // Taken out first: finishing an exchange may send (and group) more.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> members =
+      std::move(trailer_groups_[index].members);
+  trailer_groups_[index].members.clear();
+  trailer_groups_[index].in_use = false;
+  free_trailer_groups_.push_back(index);
+  for (const auto& [id, attempt] : members) {
+    Exchange& x = exchanges_[id];
+    // Sent again since (a redirect, a retry), or failed: not this trailer's.
+    if (!x.in_use || x.attempt != attempt || !x.holding) continue;
+    std::string both = "*2\r\n";
+    both.append(x.held).append(frame);
+    x.holding = false;
+    finish(id, both);
+  }
 }
 
 // -------------------------------------------------------------- replies

@@ -83,7 +83,9 @@ class Router {
   // wrote). The sink gets *2 [the request's final reply, the trailer's
   // reply], or the request's error alone when it never got a final reply
   // from a node. A redirect or a retry sends both again; a trailer of an
-  // earlier attempt is dropped.
+  // earlier attempt is dropped. The requests of one loop turn on one
+  // connection share one trailer, sent after the last of them (as the
+  // one-Redis write batch shares one WAIT).
   void dispatchFollowed(const Plan& plan, std::string_view bytes, std::string_view trailer,
                         const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag,
                         redis::As as);
@@ -161,7 +163,7 @@ class Router {
     int slot = 0;               // sent to this slot's owner (keyless: it only picks a node)
     int ask = -1;               // ASK: the node it goes to next, once, after ASKING
     int node = -1;              // where it went last
-    std::uint32_t attempt = 0;  // sends with a trailer, never reset: names the current trailer
+    std::uint32_t attempt = 0;  // sends with a trailer, never reset: names the latest send
     bool holding = false;       // `held` waits for the trailer's reply
     std::uint8_t redirects = 0;
     bool keyed = false;
@@ -205,8 +207,12 @@ class Router {
                                const std::shared_ptr<redis::ReplySink>& sink, std::uint64_t tag);
   // The request's final reply `frame`: true when it waits for the trailer.
   bool holdForTrailer(std::uint32_t id, std::string_view frame);
-  // `trailer_tag` names its exchange's latest send.
-  bool onCurrentAttempt(std::uint64_t trailer_tag) const;
+  // Exchange `id`'s request (send `attempt`) went out on `c`: its trailer
+  // joins the turn's one for that connection.
+  void joinTrailer(const std::shared_ptr<redis::BackendConnection>& c, std::uint32_t id,
+                   std::uint32_t attempt);
+  // End of the turn: each connection's trailer, once.
+  void sendTrailers();
   void onTrailer(std::uint64_t tag, std::string_view frame);
   void freeExchange(std::uint32_t id);
   void send(std::uint32_t id);
@@ -274,6 +280,20 @@ class Router {
   boost::asio::steady_timer retry_timer_;
   bool retry_armed_ = false;
   std::vector<Watched> scripts_;  // script calls in flight on shared connections
+  // dispatchFollowed's trailers: this turn's, one per connection and
+  // trailer, then sent, named by their index in the reply's tag.
+  struct TrailerGroup {
+    std::shared_ptr<redis::BackendConnection> connection;  // until sent
+    std::string trailer;
+    redis::As as = redis::As::Larder;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> members;  // exchange, attempt
+    bool in_use = false;
+  };
+  std::vector<TrailerGroup> trailing_;
+  std::deque<TrailerGroup> trailer_groups_;
+  std::vector<std::uint32_t> free_trailer_groups_;
+  bool trailers_scheduled_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // posted handlers check it
   boost::asio::steady_timer script_timer_;
   bool script_armed_ = false;
   boost::asio::steady_timer tick_;
