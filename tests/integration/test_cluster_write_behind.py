@@ -398,6 +398,17 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
             out[i] = (int(v.split(".")[1]) if v else 0, count)
         return out
 
+    def kill_under_writes(self, larder, ids, victim):
+        """Kills `victim` a second into writes to `ids`; returns once one of
+        its replicas is promoted: (writer, killed at, promoted at, replicas)."""
+        replicas = self.cluster.replicas_of(victim)
+        writer = LedgerWriter(larder, ids).start()
+        time.sleep(1.0)
+        killed = time.monotonic()
+        self.cluster.kill(victim)
+        self.cluster.wait_promoted(replicas, timeout=30)
+        return writer, killed, time.monotonic(), replicas
+
     def test_1_reshard_under_writes(self):
         cluster = self.cluster
         cluster.wait_healthy()
@@ -430,15 +441,8 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         cluster.wait_healthy()
         larder = self.start_larder(cluster={"retry_timeout": "8s"}, connect_timeout="500ms",
                                    reconnect_max="500ms")
-        ids = range(2000, 2300)
-        victim = cluster.owner_of("ledger:2000")
-        replicas = cluster.replicas_of(victim)
-        writer = LedgerWriter(larder, ids).start()
-        time.sleep(1.0)
-        killed = time.monotonic()
-        cluster.kill(victim)
-        cluster.wait_promoted(replicas, timeout=30)
-        promoted = time.monotonic()
+        writer, killed, promoted, _ = self.kill_under_writes(
+            larder, range(2000, 2300), cluster.owner_of("ledger:2000"))
         time.sleep(1.5)
         writer.finish()
         c = self.client(larder)
@@ -480,13 +484,7 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         larder = harness.start_cluster_larder(self, cluster, config=cfg)
         ids = range(3000, 3300)
         victim = next(p for p in cluster.primaries() if cluster.replicas_of(p))
-        replicas = cluster.replicas_of(victim)
-        writer = LedgerWriter(larder, ids).start()
-        time.sleep(1.0)
-        killed = time.monotonic()
-        cluster.kill(victim)
-        cluster.wait_promoted(replicas, timeout=30)
-        promoted = time.monotonic()
+        writer, killed, promoted, replicas = self.kill_under_writes(larder, ids, victim)
         # The shard has no replica now: its writes are queued but
         # unconfirmed until the old primary is back, as a replica.
         time.sleep(1.0)
