@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "larder/cache/keyspace.hpp"
+#include "larder/cache/write_scripts.hpp"
 
 namespace larder::cache {
 
@@ -236,6 +237,33 @@ FlushBatch planBatch(const Keyspace& ks, const std::vector<QueueEntry>& entries,
   // marker belongs to the new write.
   std::erase_if(out.replayed, [&index](const auto& r) { return index.count(r.first) != 0; });
   return out;
+}
+
+void appendAckSection(std::vector<std::string>& args, const FlushBatch& batch) {
+  args.push_back(StreamId{batch.last.ms, batch.last.seq + 1}.str());
+  std::size_t rows = 0;
+  for (const auto& part : batch.parts) rows += part.rows.size();
+  args.push_back(std::to_string(rows));
+  for (const auto& part : batch.parts) {
+    for (std::size_t i = 0; i < part.rows.size(); ++i) {
+      args.push_back(part.rows[i].key);
+      args.push_back(pendingMarker(part.rows[i].key));
+      args.push_back(part.last[i].str());
+    }
+  }
+  args.push_back(std::to_string(batch.replayed.size() + batch.unmatched.size()));
+  // Replayed keys lose a marker that is no newer than the replay; so do
+  // unmatched ones (their change is in the dead letters now).
+  for (const auto& [key, last] : batch.replayed) {
+    args.push_back(key);
+    args.push_back(pendingMarker(key));
+    args.push_back(last.str());
+  }
+  for (const auto& u : batch.unmatched) {
+    args.push_back(u.row.key);
+    args.push_back(pendingMarker(u.row.key));
+    args.push_back(u.last.str());
+  }
 }
 
 }  // namespace larder::cache

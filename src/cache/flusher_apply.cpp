@@ -203,31 +203,8 @@ asio::awaitable<bool> Flusher::ack(const FlushBatch& batch) {
 
 asio::awaitable<bool> Flusher::ackQueue(std::string queue, const FlushBatch& batch) {
   std::vector<std::string> keys{std::move(queue)};
-  std::vector<std::string> args{std::to_string(markerLinger(config_).count()),
-                                StreamId{batch.last.ms, batch.last.seq + 1}.str(), ""};
-  std::size_t rows = 0;
-  for (const auto& part : batch.parts) rows += part.rows.size();
-  args.push_back(std::to_string(rows));
-  for (const auto& part : batch.parts) {
-    for (std::size_t i = 0; i < part.rows.size(); ++i) {
-      args.push_back(part.rows[i].key);
-      args.push_back(pendingMarker(part.rows[i].key));
-      args.push_back(part.last[i].str());
-    }
-  }
-  args.push_back(std::to_string(batch.replayed.size() + batch.unmatched.size()));
-  // Replayed keys lose a marker that is no newer than the replay; so do
-  // unmatched ones (their change is in the dead letters now).
-  for (const auto& [key, last] : batch.replayed) {
-    args.push_back(key);
-    args.push_back(pendingMarker(key));
-    args.push_back(last.str());
-  }
-  for (const auto& u : batch.unmatched) {
-    args.push_back(u.row.key);
-    args.push_back(pendingMarker(u.row.key));
-    args.push_back(u.last.str());
-  }
+  std::vector<std::string> args{std::to_string(markerLinger(config_).count())};
+  appendAckSection(args, batch);
   const std::string reply =
       co_await redis::callScript(*redis_, ackScript(), std::move(keys), std::move(args));
   if (reply.empty() || reply.front() != ':') {

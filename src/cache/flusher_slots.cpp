@@ -8,18 +8,23 @@
 //             range of the map (one script per chunk of slots, on their owner:
 //             allow-cross-slot-keys) at ownership, every kSweepPeriod and for
 //             a waiter: other instances' writes, entries left by a crash
-//   read      up to kSlotsPerRound slots at once: XRANGE, then the read script
-//             (queue state, the slot's instance id __larder:id:{tag})
+//   read      up to kSlotsPerRound slots at once: XRANGE per slot, then one
+//             read script per node for its slots (queue state, the slot's
+//             instance id __larder:id:{tag}; allow-cross-slot-keys)
 //   marks     one row per slot in flush_state, "<slot's instance id>:<ks>",
 //             read when the slot's queue is first read (or its id changed)
 //   apply     a slot's rows on connection slot % apply_connections: one
 //             transaction per connection moves each of its slots' marks first
 //             (the fence), then applies their rows
-//   ack       per slot, the ack script on the slot's queue
+//   ack       one ack script per node for its slots' batches; a slot the node
+//             does not serve (moved, migrating) is acked on its own
 //
 // A slot whose queue is behind its mark (a replica that lagged was promoted)
 // is resynced as one Redis's queue is (flusher_apply.cpp).
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <limits>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -29,6 +34,7 @@
 #include "larder/cache/key_names.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/redis/call.hpp"
+#include "larder/resp/reply_scanner.hpp"
 #include "larder/resp/reply_value.hpp"
 #include "larder/resp/request_parser.hpp"
 
@@ -193,20 +199,79 @@ asio::awaitable<pg::PgError> Flusher::applySlots(std::size_t p, std::vector<Slot
   co_return pg::PgError{};
 }
 
+std::vector<std::vector<std::size_t>> Flusher::byNode(const std::vector<int>& slots) const {
+  auto ranges = sharded_->ranges();
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<std::vector<std::size_t>> groups;
+  std::unordered_map<std::size_t, std::size_t> group_of;  // range -> its open group
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    const auto after = std::upper_bound(ranges.begin(), ranges.end(),
+                                        std::pair{slots[i], std::numeric_limits<int>::max()});
+    if (after == ranges.begin() || std::prev(after)->second < slots[i]) {
+      groups.push_back({i});  // not in the map: on its own, the router finds it
+      continue;
+    }
+    const auto range = static_cast<std::size_t>(std::prev(after) - ranges.begin());
+    auto [it, fresh] = group_of.try_emplace(range, groups.size());
+    if (!fresh && groups[it->second].size() >= static_cast<std::size_t>(kSweepChunk)) {
+      it->second = groups.size();
+      fresh = true;
+    }
+    if (fresh) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+  return groups;
+}
+
 asio::awaitable<std::vector<std::optional<Flusher::Read>>> Flusher::readSlots(
     const std::vector<int>& slots, std::size_t count) {
   // XRANGE natively, then the read script, as on one Redis: the state is read
-  // at or after the entries.
+  // after the entries (every XRANGE has answered). The state of each node's
+  // slots comes from one script call on that node.
   std::vector<std::string> ranges;
-  std::vector<redis::ScriptCall> metas;
   for (int slot : slots) {
     const std::string queue = slotQueueKey(kQueue, ks_.name(), slot);
     resp::appendMultibulk(ranges.emplace_back(),
                           {"XRANGE", queue, "-", "+", "COUNT", std::to_string(count)});
-    metas.push_back(redis::ScriptCall{{queue, slotInstanceKey(slot)}, {}});
   }
   const auto entries = co_await redis::callAll(*redis_, std::move(ranges));
-  const auto meta = co_await redis::callScriptEach(*redis_, readBatchScript(), metas);
+  const auto groups = byNode(slots);
+  std::vector<redis::ScriptCall> calls;
+  for (const auto& group : groups) {
+    redis::ScriptCall& call = calls.emplace_back();
+    call.keys.push_back(slotQueueKey(kQueue, ks_.name(), slots[group.front()]));
+    for (std::size_t i : group) {
+      call.args.push_back(slotQueueKey(kQueue, ks_.name(), slots[i]));
+      call.args.push_back(slotInstanceKey(slots[i]));
+    }
+  }
+  const auto replies = co_await redis::callScriptEach(*redis_, readSlotsScript(), calls);
+  std::vector<std::string_view> meta(slots.size());
+  std::vector<std::string_view> elements;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    if (!resp::splitArray(replies[g], elements) || elements.size() != groups[g].size()) continue;
+    for (std::size_t k = 0; k < elements.size(); ++k) {
+      if (elements[k].front() != '-') meta[groups[g][k]] = elements[k];
+    }
+  }
+  // A slot its node did not serve (moved since the map was read, or being
+  // migrated): asked on its own, which follows MOVED and ASK.
+  std::vector<std::size_t> alone;
+  std::vector<redis::ScriptCall> alone_calls;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    if (!meta[i].empty()) continue;
+    alone.push_back(i);
+    alone_calls.push_back(redis::ScriptCall{
+        {slotQueueKey(kQueue, ks_.name(), slots[i]), slotInstanceKey(slots[i])}, {}});
+  }
+  std::vector<std::string> alone_replies;
+  if (!alone.empty()) {
+    spdlog::debug("keyspace {}: {} slot(s) not served by the node Larder's map names (moved or "
+                  "migrating): their queues are read on their own",
+                  ks_.name(), alone.size());
+    alone_replies = co_await redis::callScriptEach(*redis_, readBatchScript(), alone_calls);
+    for (std::size_t k = 0; k < alone.size(); ++k) meta[alone[k]] = alone_replies[k];
+  }
   std::vector<std::optional<Read>> out(slots.size());
   for (std::size_t i = 0; i < slots.size(); ++i) {
     Read r;
@@ -218,6 +283,61 @@ asio::awaitable<std::vector<std::optional<Flusher::Read>>> Flusher::readSlots(
     out[i] = std::move(r);
   }
   co_return out;
+}
+
+asio::awaitable<void> Flusher::ackSlots(std::vector<SlotBatch>& batches) {
+  std::vector<int> slots;
+  for (const SlotBatch& b : batches) slots.push_back(b.slot);
+  const auto groups = byNode(slots);
+  const std::string linger = std::to_string(markerLinger(config_).count());
+  std::vector<redis::ScriptCall> calls;
+  for (const auto& group : groups) {
+    redis::ScriptCall& call = calls.emplace_back();
+    call.keys.push_back(slotQueueKey(kQueue, ks_.name(), slots[group.front()]));
+    call.args.push_back(linger);
+    for (std::size_t i : group) {
+      call.args.push_back(slotQueueKey(kQueue, ks_.name(), slots[i]));
+      appendAckSection(call.args, batches[i].batch);
+    }
+  }
+  const auto replies = co_await redis::callScriptEach(*redis_, ackSlotsScript(), calls);
+  std::vector<bool> acked(batches.size(), false);
+  std::vector<std::string_view> elements;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    if (!resp::splitArray(replies[g], elements) || elements.size() != groups[g].size()) {
+      spdlog::debug("keyspace {}: acknowledging the batches of {} slot(s): {}", ks_.name(),
+                    groups[g].size(), replies[g].substr(0, 200));
+      continue;
+    }
+    for (std::size_t k = 0; k < elements.size(); ++k) {
+      acked[groups[g][k]] = elements[k].front() == ':';
+    }
+  }
+  // The rest on their own (following MOVED and ASK); one that fails is read
+  // again later, and the marks make that a replay that changes nothing.
+  std::vector<std::function<asio::awaitable<void>()>> alone;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    if (acked[i]) continue;
+    alone.push_back([this, &batches, &acked, i]() -> asio::awaitable<void> {
+      std::string queue = slotQueueKey(kQueue, ks_.name(), batches[i].slot);
+      const bool done = co_await ackQueue(std::move(queue), batches[i].batch);
+      acked[i] = done;
+    });
+  }
+  if (!alone.empty()) {
+    spdlog::debug("keyspace {}: {} slot(s) not served by the node Larder's map names (moved or "
+                  "migrating): their batches are acknowledged on their own",
+                  ks_.name(), alone.size());
+    co_await runAll(std::move(alone));
+  }
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    if (acked[i]) {
+      SlotQueue& q = slots_[batches[i].slot];
+      q.acked = std::max(q.acked, batches[i].batch.last);
+    } else {
+      pending_.insert(batches[i].slot);
+    }
+  }
 }
 
 asio::awaitable<void> Flusher::runSlots() {
@@ -354,20 +474,7 @@ asio::awaitable<void> Flusher::runSlots() {
       continue;
     }
     if (!batches.empty()) {
-      std::vector<std::function<asio::awaitable<void>()>> acks;
-      for (auto& b : batches) {
-        acks.push_back([this, &b]() -> asio::awaitable<void> {
-          std::string queue = slotQueueKey(kQueue, ks_.name(), b.slot);
-          const bool acked = co_await ackQueue(std::move(queue), b.batch);
-          if (acked) {
-            SlotQueue& q = slots_[b.slot];
-            q.acked = std::max(q.acked, b.batch.last);
-          } else {
-            pending_.insert(b.slot);
-          }
-        });
-      }
-      co_await runAll(std::move(acks));
+      co_await ackSlots(batches);
       auto ms = [](Clock::duration d) {
         return std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0;
       };

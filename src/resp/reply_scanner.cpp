@@ -107,4 +107,23 @@ ScanStatus ReplyScanner::scan(std::string_view input) {
   }
 }
 
+bool splitArray(std::string_view frame, std::vector<std::string_view>& elements) {
+  elements.clear();
+  const auto end = frame.find("\r\n");
+  long long n = 0;
+  if (frame.empty() || frame.front() != '*' || end == std::string_view::npos ||
+      !parseLength(frame.data() + 1, frame.data() + end, n) || n < 0) {
+    return false;
+  }
+  std::string_view rest = frame.substr(end + 2);
+  ReplyScanner scanner;
+  for (long long i = 0; i < n; ++i) {
+    if (scanner.scan(rest) != ScanStatus::Complete) return false;
+    elements.push_back(rest.substr(0, scanner.frameSize()));
+    rest.remove_prefix(scanner.frameSize());
+    scanner.reset();
+  }
+  return rest.empty();
+}
+
 }  // namespace larder::resp

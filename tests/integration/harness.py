@@ -1497,6 +1497,24 @@ class RedisCluster:
         self.wait_healthy(timeout)
         return new
 
+    def move_slots(self, slots, source: RedisServer, target: RedisServer):
+        """Moves the given slots (and their keys) from source to target as
+        redis-cli --cluster does it (IMPORTING/MIGRATING, MIGRATE, SETSLOT
+        NODE on every primary), one slot at a time, without touching any
+        other slot: a client's map goes stale only for these."""
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        for slot in slots:
+            self.ask(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            self.ask(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while True:
+                keys = self.ask(source, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+                if not keys:
+                    break
+                self.ask(source, "MIGRATE", HOST, target.port, "", 0, 5000, "KEYS", *keys)
+            for n in [target, source] + [p for p in self.primaries()
+                                         if p.port not in (source.port, target.port)]:
+                self.ask(n, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
     def reshard(self, source: RedisServer, target: RedisServer, slots: int,
                 timeout: float = 120.0, pipeline: int = 10) -> str:
         """Moves `slots` slots from source to target with redis-cli --cluster

@@ -123,4 +123,10 @@ struct FlushBatch {
 FlushBatch planBatch(const Keyspace& ks, const std::vector<QueueEntry>& entries,
                      const AppliedMarks& marks);
 
+// The ack script's arguments for a committed batch (flush_scripts.cpp,
+// ackQueue): the id to trim below, each row's key, marker and last entry id,
+// then the replayed and unmatched keys (their markers go, if no newer write
+// came).
+void appendAckSection(std::vector<std::string>& args, const FlushBatch& batch);
+
 }  // namespace larder::cache

@@ -15,6 +15,9 @@
 //           what PostgreSQL has applied
 //   sweep   a cluster: which of a chunk of slots' queues have entries, on the
 //           node that owns them (flusher_slots.cpp)
+//   read and ack for each of a node's slots: on a cluster, one call per node
+//           and round instead of one per slot (allow-cross-slot-keys); a
+//           slot the node does not serve answers an error of its own
 #include <string>
 #include <string_view>
 
@@ -24,7 +27,9 @@ namespace larder::cache {
 
 const redis::Script& claimIdScript();
 const redis::Script& readBatchScript();
+const redis::Script& readSlotsScript();
 const redis::Script& ackScript();
+const redis::Script& ackSlotsScript();
 const redis::Script& deadLetterScript();
 const redis::Script& resyncScript();
 const redis::Script& dropMarkerScript();

@@ -174,12 +174,18 @@ class Flusher {
   boost::asio::awaitable<bool> sweep();
   // XRANGE (COUNT `count`) and the read script of each slot's queue; nullopt
   // for a slot whose reply did not decode (a node unreachable, say).
+  // The slots' indices grouped by the node that owns them in the current map
+  // (at most kSweepChunk per group; a slot outside the map alone).
+  std::vector<std::vector<std::size_t>> byNode(const std::vector<int>& slots) const;
   boost::asio::awaitable<std::vector<std::optional<Read>>> readSlots(const std::vector<int>& slots,
                                                                      std::size_t count);
   // The marks of each (slot, its instance id in Redis), read from PostgreSQL.
   boost::asio::awaitable<pg::PgError> loadSlots(
       const std::vector<std::pair<int, std::string>>& found);
   boost::asio::awaitable<pg::PgError> applySlots(std::size_t p, std::vector<SlotBatch*> group);
+  // After COMMIT: each slot's ack, one script per node; the slots not acked
+  // are read again.
+  boost::asio::awaitable<void> ackSlots(std::vector<SlotBatch>& batches);
   void settleSlotWaiters();
   boost::asio::awaitable<bool> dropCachedValues();
   boost::asio::awaitable<bool> dropAppliedMarkers();

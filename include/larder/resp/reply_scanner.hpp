@@ -40,4 +40,9 @@ class ReplyScanner {
   std::string error_;
 };
 
+// The element frames of one whole array reply (views into `frame`), for a
+// script that answers one element per slot; false when `frame` is not one
+// well-formed array.
+bool splitArray(std::string_view frame, std::vector<std::string_view>& elements);
+
 }  // namespace larder::resp

@@ -5,6 +5,7 @@
 
 using larder::resp::ReplyScanner;
 using larder::resp::ScanStatus;
+using larder::resp::splitArray;
 
 namespace {
 
@@ -88,4 +89,21 @@ TEST_CASE("scanner reports malformed replies", "[resp]") {
   CHECK(s.scan("+OK\n") == ScanStatus::Error);
   CHECK(s.errorMessage() == "reply line without CRLF");
   CHECK(s.scan("*-2\r\n") == ScanStatus::Error);
+}
+
+TEST_CASE("splitArray gives each element's frame, errors included", "[resp]") {
+  const std::string row = "*6\r\n$3\r\nabc\r\n$0\r\n\r\n:4\r\n:1700\r\n$3\r\n1-1\r\n$0\r\n\r\n";
+  const std::string error = "-ERR Script attempted to access a non local key in a cluster node\r\n";
+  std::vector<std::string_view> elements;
+  const std::string frame = "*3\r\n" + row + error + ":7\r\n";
+  REQUIRE(splitArray(frame, elements));
+  CHECK(elements == std::vector<std::string_view>{row, error, ":7\r\n"});
+  REQUIRE(splitArray("*0\r\n", elements));
+  CHECK(elements.empty());
+  // Not one whole array: short, trailing bytes, not an array, a nil array.
+  CHECK_FALSE(splitArray("*2\r\n:1\r\n", elements));
+  CHECK_FALSE(splitArray("*1\r\n:1\r\n:2\r\n", elements));
+  CHECK_FALSE(splitArray(error, elements));
+  CHECK_FALSE(splitArray("*-1\r\n", elements));
+  CHECK_FALSE(splitArray("", elements));
 }
