@@ -5,9 +5,11 @@ namespace larder::cache {
 namespace {
 
 // The first line of a script that touches the keys of several slots of one
-// node (Redis 7: only declared keys must share a slot).
+// node (Redis 7: only declared keys must share a slot). A script with flags
+// and without allow-oom is refused whole while Redis is over maxmemory; the
+// ack only shrinks Redis (PEXPIRE, UNLINK, XTRIM), and is what frees it.
 constexpr const char* kCrossSlotRead = "#!lua flags=no-writes,allow-cross-slot-keys\n";
-constexpr const char* kCrossSlotWrite = "#!lua flags=allow-cross-slot-keys\n";
+constexpr const char* kCrossSlotWrite = "#!lua flags=allow-cross-slot-keys,allow-oom\n";
 
 // KEYS: the instance id key. ARGV: an id to claim if none is set.
 constexpr const char* kClaimLua = R"lua(

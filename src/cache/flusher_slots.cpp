@@ -266,8 +266,8 @@ asio::awaitable<std::vector<std::optional<Flusher::Read>>> Flusher::readSlots(
   }
   std::vector<std::string> alone_replies;
   if (!alone.empty()) {
-    spdlog::debug("keyspace {}: {} slot(s) not served by the node Larder's map names (moved or "
-                  "migrating): their queues are read on their own",
+    spdlog::debug("keyspace {}: {} slot(s) not read by their node's call (moved, migrating, or "
+                  "the call failed): their queues are read on their own",
                   ks_.name(), alone.size());
     alone_replies = co_await redis::callScriptEach(*redis_, readBatchScript(), alone_calls);
     for (std::size_t k = 0; k < alone.size(); ++k) meta[alone[k]] = alone_replies[k];
@@ -325,8 +325,8 @@ asio::awaitable<void> Flusher::ackSlots(std::vector<SlotBatch>& batches) {
     });
   }
   if (!alone.empty()) {
-    spdlog::debug("keyspace {}: {} slot(s) not served by the node Larder's map names (moved or "
-                  "migrating): their batches are acknowledged on their own",
+    spdlog::debug("keyspace {}: {} slot(s) not acknowledged by their node's call (moved, "
+                  "migrating, or the call failed): their batches are acknowledged on their own",
                   ks_.name(), alone.size());
     co_await runAll(std::move(alone));
   }

@@ -131,6 +131,44 @@ class ClusterWriteBehindTest(LarderTestCase):
         self.assertGreaterEqual(int(marks), len(slots))
         self.assertLessEqual(int(marks), 16384)
 
+    def test_queues_drain_while_every_node_is_over_maxmemory(self):
+        """The ack shrinks Redis (markers linger, queues are trimmed), so it
+        must run while a node is over maxmemory: a script with flags but
+        without allow-oom would be refused whole. Writes queued before every
+        primary went over maxmemory reach PostgreSQL and their queues are
+        trimmed, by the per-node ack; new writes get Redis' OOM error."""
+        ids = range(7000, 7100)
+        for i in ids:
+            self.assertTrue(self.r.set(f"item:{i}", f"m{i}.1"))
+        self.assertEqual(self.r.execute_command("LARDER", "FLUSH", "items"), b"OK")
+        held = harness.HeldSession(PG, DB, "EXCLUSIVE").lock("items")  # holds the apply
+        try:
+            for i in ids:
+                self.assertTrue(self.r.set(f"item:{i}", f"m{i}.2"))
+            time.sleep(0.5)  # the flusher has read them, and waits for the lock
+            for node in CLUSTER.primaries():
+                self.assertEqual(CLUSTER.ask(node, "CONFIG", "SET", "maxmemory", "1"), "OK")
+            mark = len(self.larder.log())
+            held.release()
+            self.assertEqual(self.r.execute_command("LARDER", "FLUSH", "items"), b"OK")
+            self.wait_rows("items", {i: f"m{i}.2" for i in ids})
+            slots = {CLUSTER.ask(CLUSTER.primaries()[0], "CLUSTER", "KEYSLOT", f"item:{i}")
+                     for i in ids}
+            queues = {k: n for k, (_, n) in queue_names(CLUSTER).items()
+                      if k.endswith(":items") and CLUSTER.ask(
+                          CLUSTER.primaries()[0], "CLUSTER", "KEYSLOT", k) in slots}
+            self.assertEqual(len(queues), len(slots))
+            self.assertEqual({k: n for k, n in queues.items() if n != 0}, {})
+            self.assertNotIn("on their own", self.larder.log()[mark:])
+            with self.assertRaises(redis.ResponseError) as e:
+                self.r.set("item:7000", "m7000.3")
+            self.assertIn("OOM command not allowed", str(e.exception))
+        finally:
+            held.release()
+            for node in CLUSTER.primaries():
+                CLUSTER.ask(node, "CONFIG", "SET", "maxmemory", "0")
+        self.assertTrue(self.r.set("item:7000", "m7000.4"))
+
     def test_each_keys_writes_keep_their_order(self):
         ids = range(1, 61)
         pipe = self.r.pipeline(transaction=False)
