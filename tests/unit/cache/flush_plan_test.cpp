@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "larder/cache/keyspace.hpp"
+#include "larder/cache/write_scripts.hpp"
 
 using namespace larder;
 using cache::AppliedMarks;
@@ -248,4 +249,34 @@ TEST_CASE("a read (XRANGE, then the read script) is decoded straight from RESP",
   CHECK_FALSE(cache::decodeQueueRead(entries.substr(0, entries.size() - 5), meta, r));
   CHECK_FALSE(cache::decodeQueueRead(entries, meta.substr(0, meta.size() - 5), r));
   CHECK_FALSE(cache::decodeQueueRead(entries, "*7\r\n", r));
+}
+
+TEST_CASE("the ack section names each row, then the keys whose markers go", "[cache][flush]") {
+  // flush_scripts.cpp's ackQueue and ackSpan read this layout: minid, n,
+  // n x (key, marker, last id), m, m x (key, marker, last id).
+  const cache::Keyspace ks = notesKeyspace();
+  const std::vector<QueueEntry> entries{set(1, "note:1", "a"), set(2, "other:1", "b"),
+                                        set(3, "note:1", "c")};
+  const cache::FlushBatch b = planBatch(ks, entries, AppliedMarks(1));
+  std::vector<std::string> args{"linger"};
+  cache::appendAckSection(args, b);
+  const std::vector<std::string> want{"linger",
+                                      "3-1",  // trim below: everything up to 3-0 is done
+                                      "1",
+                                      "note:1",
+                                      cache::pendingMarker("note:1"),
+                                      "3-0",
+                                      "1",
+                                      "other:1",
+                                      cache::pendingMarker("other:1"),
+                                      "2-0"};
+  CHECK(args == want);
+  // A batch of replays only: no rows, the replayed key's marker goes.
+  AppliedMarks marks(1);
+  marks.current.marks[0] = StreamId{5, 0};
+  const cache::FlushBatch replay = planBatch(ks, {set(4, "note:2", "x")}, marks);
+  args.clear();
+  cache::appendAckSection(args, replay);
+  CHECK(args == std::vector<std::string>{"4-1", "0", "1", "note:2",
+                                         cache::pendingMarker("note:2"), "4-0"});
 }
