@@ -539,7 +539,10 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         shard = {i for i in ids if cluster.owner_of(f"ledger:{i}").port in
                  {n.port for n in replicas}}
         unconfirmed = [e for e in writer.errors if "replica(s) confirmed it" in e[2]]
-        lost_connection = [e for e in writer.errors if "connection lost" in e[2]]
+        # In flight at the kill: the write's reply, or its WAIT's (the write
+        # reached the node, WAIT's answer died with the connection).
+        lost_connection = [e for e in writer.errors
+                           if "connection lost" in e[2] or "WAIT failed" in e[2]]
         print(f"\nwrite-behind failover with WAIT 1: promoted {promoted - killed:.1f}s after "
               f"the kill, replica again {rejoined - killed:.1f}s after, {writer.writes} writes "
               f"acknowledged, {len(unconfirmed)} unconfirmed (the shard without a replica), "
