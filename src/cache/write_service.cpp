@@ -129,7 +129,15 @@ void WriteService::flushKeyspaces(std::vector<int> keyspaces, Clock::time_point 
       if (flushers_.get(i)) keyspaces.push_back(static_cast<int>(i));
     }
   }
-  std::erase_if(keyspaces, [this](int i) { return !flushers_.get(static_cast<std::size_t>(i)); });
+  // A keyspace no longer `behind` has a flusher only to drain its old queue:
+  // once that is done (not Draining) it has nothing to flush, and its
+  // stopped flusher would answer false.
+  std::erase_if(keyspaces, [this](int i) {
+    const auto id = static_cast<std::size_t>(i);
+    if (!flushers_.get(id)) return true;
+    return registry_.at(id).config.write != config::WriteMode::Behind &&
+           refusal(i) != WriteRefusal::Draining;
+  });
   if (keyspaces.empty()) {
     done(true);
     return;
