@@ -192,10 +192,9 @@ void RedisAudit::judge(const FoundQueues& f, QueueAudit& audit) {
   const std::string refused = owner ? ", and writes to keyspace '" + owner->name() +
                                           "' (whose keys they are) are refused meanwhile"
                                     : "";
-  const std::string fix =
-      cluster ? "delete every " + queue + " key on every primary: " +
-                    clusterDeleteCommand(audit.seed, queue)
-              : "delete the queue: redis-cli DEL " + queue;
+  const std::string fix = cluster ? "delete every " + queue + " key on every primary: " +
+                                        clusterDeleteCommand(audit.seed, queue)
+                                  : "delete the queue: redis-cli DEL " + queue;
   spdlog::error(
       "{} {} {} write(s) of keyspace '{}', which is not in the config any more; they are "
       "neither applied nor dropped{}. Put the keyspace back (write: behind) until LARDER PENDING "
@@ -205,8 +204,8 @@ void RedisAudit::judge(const FoundQueues& f, QueueAudit& audit) {
     refusals_[owner->id].store(static_cast<int>(WriteRefusal::Stranded));
     audit.stranded_now[static_cast<std::size_t>(owner->id)] = true;
   }
-  audit.summary += queues + ": " + std::to_string(f.writes) +
-                   " write(s) of a keyspace not in the config\n";
+  audit.summary +=
+      queues + ": " + std::to_string(f.writes) + " write(s) of a keyspace not in the config\n";
 }
 
 }  // namespace larder::cache

@@ -118,10 +118,11 @@ class ClusterStrandedTest(LarderTestCase):
         larder = harness.start_cluster_larder(self, CLUSTER, config=harness._merge(config, extra))
         return larder, self.client(larder)
 
-    def queue_writes(self, name, keyspace, prefix, ids, held):
+    def queue_writes(self, name, keyspace, prefix, ids):
         """Leaves <prefix>:<id> = old<id> queued in the slot queues of keyspace
-        `name`: `held` locks the table, so the flusher cannot apply them, and
-        the Larder that took them stops with its drain timing out."""
+        `name`, on every primary. The caller holds the table locked, so the
+        flusher cannot apply them, and the Larder that took them stops with
+        its drain timing out."""
         larder, c = self.larder({name: keyspace})
         for i in ids:
             self.assertTrue(c.set(f"{prefix}:{i}", f"old{i}"))
@@ -130,21 +131,21 @@ class ClusterStrandedTest(LarderTestCase):
         self.assertEqual(len(found), len(ids), "a slot queue per key")
         self.assertEqual(sum(n for _, n in found.values()), len(ids))
         self.assertEqual(len({port for port, _ in found.values()}), 3, "on every primary")
-        return found
 
     def test_switched_keyspace_drains_its_slot_queues_first(self):
         ids = spread_ids("note", 3)
         held = HeldSession(PG, DB, "EXCLUSIVE")
         self.addCleanup(held.kill)
         held.lock("notes")
-        self.queue_writes("notes", NOTES, "note", ids, held)
+        self.queue_writes("notes", NOTES, "note", ids)
         # Back with the keyspace `through`, the table still locked: the old
         # writes cannot reach PostgreSQL yet.
         larder, c = self.larder({"notes": dict(NOTES, write="through")})
         found = (f"keyspace notes: its {len(ids)} slot write queue(s) __larder:q:{{*}}:notes "
                  f"(on the primaries) still hold {len(ids)} write(s)")
         wait_until(lambda: found in larder.log(), 15, "the audit to find the old slot queues")
-        draining = "Larder: keyspace 'notes' is still flushing its old write queue; try again shortly"
+        draining = ("Larder: keyspace 'notes' is still flushing its old write queue; "
+                    "try again shortly")
         for i in (ids[0], ids[-1]):
             reply = call(c, "SET", f"note:{i}", "new")
             self.assertIsInstance(reply, redis.ResponseError)
@@ -171,7 +172,7 @@ class ClusterStrandedTest(LarderTestCase):
         held = HeldSession(PG, DB, "EXCLUSIVE")
         self.addCleanup(held.kill)
         held.lock("memos")
-        self.queue_writes("memos", MEMOS, "memo", ids, held)
+        self.queue_writes("memos", MEMOS, "memo", ids)
         held.release()
         admin = harness.free_port()
         # The same keys under another name: the old queues are nobody's.

@@ -94,7 +94,7 @@ class RedisAudit {
   // One keyspace name's write queues with entries: one Redis's queue, or a
   // cluster's slot queues of that name over every primary.
   struct FoundQueues {
-    std::string keyspace;   // the name in the queues' keys
+    std::string keyspace;    // the name in the queues' keys
     std::size_t queues = 0;  // streams with entries
     long long writes = 0;    // their entries, summed
     std::string first_key;   // the `k` of a first entry: whose keys they hold
