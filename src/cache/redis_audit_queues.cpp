@@ -151,6 +151,7 @@ void RedisAudit::decide(const std::map<std::string, FoundQueues>& found, std::st
   QueueAudit audit;
   audit.seed = std::move(seed);
   for (const auto& [name, f] : found) judge(f, audit);
+  // Recomputed at every audit: a queue deleted since refuses nothing any more.
   for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
     int expected = static_cast<int>(WriteRefusal::Stranded);
     if (!audit.stranded_now[i] && refusals_[i].compare_exchange_strong(expected, 0)) {
