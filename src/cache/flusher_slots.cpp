@@ -378,6 +378,11 @@ asio::awaitable<void> Flusher::runSlots() {
     }
     if (pending_.empty()) {
       settleSlotWaiters();
+      if (drained_ && swept_ >= started) {  // this round's sweep was complete: every queue empty
+        spdlog::info("keyspace {}: old write queues drained", ks_.name());
+        drained_();
+        break;
+      }
       const auto since = Clock::now() - started;
       const Millis wait = redis_trouble ? kRedisRetry : wb.flush_interval;
       if (since < wait) co_await pause(std::chrono::duration_cast<Millis>(wait - since));

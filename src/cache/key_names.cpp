@@ -47,6 +47,25 @@ std::string slotQueueKey(std::string_view kind, std::string_view keyspace, int s
   return familyKey(kind, keyspace, slot);
 }
 
+std::string_view queueKeyspace(std::string_view queue) {
+  static const std::string prefix = std::string(kReservedPrefix) + std::string(kQueue) + ":";
+  if (queue.substr(0, prefix.size()) != prefix) return {};
+  queue.remove_prefix(prefix.size());
+  if (nameLayout() == NameLayout::Cluster) {
+    // {<tag>}:<keyspace>: the tag is [0-9a-z] (slotTag), never a brace.
+    const std::size_t close = queue.find('}');
+    if (queue.empty() || queue.front() != '{' || close == std::string_view::npos || close < 2 ||
+        queue.substr(close + 1, 1) != ":") {
+      return {};
+    }
+    for (const char c : queue.substr(1, close - 1)) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) return {};
+    }
+    queue.remove_prefix(close + 2);
+  }
+  return queue;
+}
+
 std::string slotInstanceKey(int slot) {
   std::string out(kInstanceIdKey);
   out.append(":{").append(cluster::slotTag(slot)).append("}");

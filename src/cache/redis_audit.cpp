@@ -102,10 +102,12 @@ RedisAudit::RedisAudit(asio::io_context& context, const KeyspaceRegistry& regist
 
 RedisAudit::RedisAudit(asio::io_context& context, const KeyspaceRegistry& registry,
                        const config::Config& config,
-                       std::function<std::vector<PrimaryNode>()> primaries)
+                       std::function<std::vector<PrimaryNode>()> primaries,
+                       std::function<void(int)> drain)
     : context_(context),
       registry_(registry),
       config_(config),
+      drain_(std::move(drain)),
       primaries_(std::move(primaries)),
       timer_(context),
       refusals_(new std::atomic<int>[config::kMaxKeyspaces]) {
@@ -144,6 +146,7 @@ asio::awaitable<void> RedisAudit::run() {
   while (!stopping_) {
     if (primaries_) {
       co_await checkClusterPersistence();
+      co_await checkClusterQueues();
       timer_.expires_after(kPoll);
       co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
@@ -152,8 +155,7 @@ asio::awaitable<void> RedisAudit::run() {
     const std::uint64_t connects = redis_->connects();
     if (redis_->ready() && connects != audited_connect_) {
       if (co_await audit()) audited_connect_ = connects;
-    } else if (redis_->ready() && !strandedSummary().empty() &&
-               std::chrono::steady_clock::now() >= next_queue_check_) {
+    } else if (redis_->ready() && queueRecheckDue()) {
       // Until an operator puts the keyspace back or deletes the queue.
       co_await checkQueues();
     }
@@ -261,94 +263,6 @@ void RedisAudit::report(const std::string& name, const RedisPersistence& p,
                  name, p.appendonly, p.appendfsync);
   }
   logged = std::move(all);
-}
-
-asio::awaitable<bool> RedisAudit::checkQueues() {
-  next_queue_check_ = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  // Recomputed from scratch: a queue deleted since refuses nothing any more.
-  std::vector<bool> was_stranded(config::kMaxKeyspaces, false);
-  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
-    was_stranded[i] = refusals_[i].load() == static_cast<int>(WriteRefusal::Stranded);
-  }
-  std::vector<bool> stranded_now(config::kMaxKeyspaces, false);
-  const std::string prefix = queueKey("");
-  std::string cursor = "0";
-  std::string stranded;
-  std::vector<std::string_view> values;
-  do {
-    std::string pattern = prefix + "*";
-    std::string scan = request({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-    const std::string reply = co_await redis::call(*redis_, std::move(scan));
-    resp::ReplyValue v;
-    if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) co_return false;
-    cursor = v.elements[0].str();
-    for (const auto& element : v.elements[1].elements) {
-      const std::string queue = element.str();
-      const std::string name = queue.substr(prefix.size());
-      const Keyspace* ks = registry_.byName(name);
-      if (ks && ks->config.write == config::WriteMode::Behind) continue;
-      std::string first_request = request({"XRANGE", queue, "-", "+", "COUNT", "1"});
-      resp::ReplyValue first;
-      if (!resp::decodeReply(co_await redis::call(*redis_, std::move(first_request)), first) ||
-          !first.isArray()) {
-        co_return false;
-      }
-      if (first.elements.empty()) continue;  // empty: nothing stranded
-      std::string len_request = request({"XLEN", queue});
-      resp::ReplyValue len;
-      resp::decodeReply(co_await redis::call(*redis_, std::move(len_request)), len);
-      const long long depth = len.integer;
-      if (ks) {
-        // Switched to through or none: its old writes go first, and its new
-        // ones wait, or the old queue would put older values over them.
-        int none = 0;
-        if (refusals_[ks->id].compare_exchange_strong(none,
-                                                      static_cast<int>(WriteRefusal::Draining))) {
-          spdlog::error(
-              "keyspace {}: its write queue {} still holds {} write(s) from when it was "
-              "`write: behind`; flushing them to PostgreSQL now, refusing the keyspace's writes "
-              "until that is done",
-              name, queue, depth);
-          drain_(ks->id);
-        }
-        continue;
-      }
-      // Removed or renamed: whose keys are these?
-      std::string key;
-      const auto& fields = first.elements[0].elements.size() == 2
-                               ? first.elements[0].elements[1].elements
-                               : first.elements;
-      for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-        if (fields[i].str() == "k") key = fields[i + 1].str();
-      }
-      const Keyspace* owner = registry_.match(key, values);
-      spdlog::error(
-          "write queue {} holds {} write(s) of keyspace '{}', which is not in the config any "
-          "more; they are neither applied nor dropped{}. Put the keyspace back (write: behind) "
-          "until LARDER PENDING shows it empty, or delete the queue: redis-cli DEL {}",
-          queue, depth, name,
-          owner ? ", and writes to keyspace '" + owner->name() +
-                      "' (whose keys they are) are refused meanwhile"
-                : "",
-          queue);
-      if (owner) {
-        refusals_[owner->id].store(static_cast<int>(WriteRefusal::Stranded));
-        stranded_now[owner->id] = true;
-      }
-      stranded += "write queue " + queue + ": " + std::to_string(depth) +
-                  " write(s) of a keyspace not in the config\n";
-    }
-  } while (cursor != "0" && !stopping_);
-  for (std::size_t i = 0; i < config::kMaxKeyspaces; ++i) {
-    int expected = static_cast<int>(WriteRefusal::Stranded);
-    if (was_stranded[i] && !stranded_now[i] && refusals_[i].compare_exchange_strong(expected, 0)) {
-      spdlog::info("keyspace {}: no old write queue holds its keys any more; writes accepted",
-                   registry_.at(i).name());
-    }
-  }
-  std::lock_guard lock(stranded_mutex_);
-  stranded_ = std::move(stranded);
-  co_return true;
 }
 
 }  // namespace larder::cache

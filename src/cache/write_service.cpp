@@ -50,7 +50,8 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
     audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, redis_,
                                           [this](int keyspace) { drainOldQueue(keyspace); });
   } else if (primaries_) {
-    audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, primaries_);
+    audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, primaries_,
+                                          [this](int keyspace) { drainOldQueue(keyspace); });
   }
   for (std::size_t i = 0; i < registry.size(); ++i) addKeyspace(registry.at(i));
 }
@@ -67,19 +68,18 @@ void WriteService::addKeyspace(const Keyspace& ks) {
     }
   }
   if (ks.config.write != config::WriteMode::Behind) return;
-  const auto id = static_cast<std::size_t>(ks.id);
-  std::unique_ptr<Flusher> flusher;
-  if (redis_) {
-    flusher = std::make_unique<Flusher>(context_, ks, config_, redis_);
-  } else {  // a cluster: a queue per slot, read through the cache's route
-    DirtySlots* dirty = dirty_.get(id);
-    if (!dirty) dirty = dirty_.set(id, std::make_unique<DirtySlots>());
-    flusher =
-        std::make_unique<Flusher>(context_, ks, config_, cache_, SlotQueues{dirty, slot_ranges_});
-  }
-  Flusher* f = flushers_.set(id, std::move(flusher));
+  Flusher* f = flushers_.set(static_cast<std::size_t>(ks.id), makeFlusher(ks));
   f->onCacheDropped([this](int keyspace) { loader_.forgetKeyspace(keyspace); });
   if (started_) f->start();
+}
+
+std::unique_ptr<Flusher> WriteService::makeFlusher(const Keyspace& ks) {
+  if (redis_) return std::make_unique<Flusher>(context_, ks, config_, redis_);
+  // A cluster: a queue per slot, read through the cache's route.
+  const auto id = static_cast<std::size_t>(ks.id);
+  DirtySlots* dirty = dirty_.get(id);
+  if (!dirty) dirty = dirty_.set(id, std::make_unique<DirtySlots>());
+  return std::make_unique<Flusher>(context_, ks, config_, cache_, SlotQueues{dirty, slot_ranges_});
 }
 
 void WriteService::queued(int keyspace, std::string_view key) const {
@@ -91,8 +91,9 @@ void WriteService::queued(int keyspace, std::string_view key) const {
 void WriteService::drainOldQueue(int keyspace) {
   const Keyspace& ks = registry_.at(static_cast<std::size_t>(keyspace));
   if (flushers_.get(static_cast<std::size_t>(keyspace))) return;  // already draining
-  Flusher* f = flushers_.set(static_cast<std::size_t>(keyspace),
-                             std::make_unique<Flusher>(context_, ks, config_, redis_));
+  // On a cluster its slot queues, found by the flusher's sweeps (no worker
+  // marks a slot of a keyspace that is not `behind`).
+  Flusher* f = flushers_.set(static_cast<std::size_t>(keyspace), makeFlusher(ks));
   f->onCacheDropped([this](int id) { loader_.forgetKeyspace(id); });
   f->drainThenStop([this, keyspace] { audit_->drained(keyspace); });
   f->start();
@@ -128,7 +129,15 @@ void WriteService::flushKeyspaces(std::vector<int> keyspaces, Clock::time_point 
       if (flushers_.get(i)) keyspaces.push_back(static_cast<int>(i));
     }
   }
-  std::erase_if(keyspaces, [this](int i) { return !flushers_.get(static_cast<std::size_t>(i)); });
+  // A keyspace no longer `behind` has a flusher only to drain its old queue:
+  // once that is done (not Draining) it has nothing to flush, and its
+  // stopped flusher would answer false.
+  std::erase_if(keyspaces, [this](int i) {
+    const auto id = static_cast<std::size_t>(i);
+    if (!flushers_.get(id)) return true;
+    return registry_.at(id).config.write != config::WriteMode::Behind &&
+           refusal(i) != WriteRefusal::Draining;
+  });
   if (keyspaces.empty()) {
     done(true);
     return;

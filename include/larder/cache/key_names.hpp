@@ -41,6 +41,11 @@ inline std::string writeQueueKey(std::string_view keyspace, std::string_view key
 }
 // The same by slot, on a cluster: __larder:<kind>:{<tag of slot>}:<keyspace>.
 std::string slotQueueKey(std::string_view kind, std::string_view keyspace, int slot);
+// The keyspace a write queue's key names (slotQueueKey's and queueKey's
+// inverse): "users" for __larder:q:{ikd}:users on a cluster and for
+// __larder:q:users on one Redis; "" when `queue` is not a queue of the
+// current layout.
+std::string_view queueKeyspace(std::string_view queue);
 // A cluster slot's Redis instance id (the one-Redis __larder:id, per slot):
 // __larder:id:{<tag of slot>}. Set once by the flusher; a slot whose id
 // changed was emptied (a node flushed or replaced), and its applied marks

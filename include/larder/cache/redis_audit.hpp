@@ -8,12 +8,16 @@
 //                 write_behind.require_durable_redis behind writes are refused
 //                 (on a cluster: of every primary, every few seconds and at
 //                 once when the primaries change; any one at risk refuses)
-//   stranded      SCAN __larder:q:*: a queue with entries whose keyspace is no
-//   queues        longer `behind` (removed, renamed, switched to through/none)
-//                 is reported by name. Switched: drained by a flusher of its
-//                 own while that keyspace's writes are refused. Removed or
-//                 renamed: refused (not applied, not dropped) until an operator
-//                 acts; /readyz says so. Not on a cluster yet.
+//   stranded      SCAN __larder:q:* (on a cluster: __larder:q:{*}:* on every
+//   queues        primary, the slot queues grouped by keyspace name): queues
+//                 with entries whose keyspace is no longer `behind` (removed,
+//                 renamed, switched to through/none) are reported by name.
+//                 Switched: drained by a flusher of its own while that
+//                 keyspace's writes are refused. Removed or renamed: refused
+//                 (not applied, not dropped) until an operator acts; /readyz
+//                 says so. After every (re)connect (a cluster: at start and
+//                 when the primaries change), and every 5 s while a queue is
+//                 stranded or draining (redis_audit_queues.cpp).
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -58,9 +62,11 @@ class RedisAudit {
   RedisAudit(boost::asio::io_context& context, const KeyspaceRegistry& registry,
              const config::Config& config, std::shared_ptr<redis::BackendConnection> redis,
              std::function<void(int)> drain);
-  // A cluster: the primaries of the current map (persistence only).
+  // A cluster: the primaries of the current map, each asked on its own
+  // connection; `drain` as above, for the keyspace's slot queues.
   RedisAudit(boost::asio::io_context& context, const KeyspaceRegistry& registry,
-             const config::Config& config, std::function<std::vector<PrimaryNode>()> primaries);
+             const config::Config& config, std::function<std::vector<PrimaryNode>()> primaries,
+             std::function<void(int)> drain);
 
   void start();
   void stop();
@@ -83,7 +89,39 @@ class RedisAudit {
   void report(const std::string& name, const RedisPersistence& p,
               const std::vector<std::string>& risks);
   bool anyBehind() const;
+
+  // --- stranded queues (redis_audit_queues.cpp) ---
+  // One keyspace name's write queues with entries: one Redis's queue, or a
+  // cluster's slot queues of that name over every primary.
+  struct FoundQueues {
+    std::string keyspace;    // the name in the queues' keys
+    std::size_t queues = 0;  // streams with entries
+    long long writes = 0;    // their entries, summed
+    std::string first_key;   // the `k` of a first entry: whose keys they hold
+  };
+  // One audit of the queues: what it found stranded, for the summary and
+  // to accept writes again where nothing is stranded any more.
+  struct QueueAudit {
+    std::vector<bool> stranded_now = std::vector<bool>(config::kMaxKeyspaces, false);
+    std::string summary;
+    std::string seed;  // a cluster: a primary's address, for the log's command
+  };
   boost::asio::awaitable<bool> checkQueues();
+  // A cluster: at start, when the primaries change, and every 5 s while a
+  // queue is stranded or draining.
+  boost::asio::awaitable<bool> checkClusterQueues();
+  bool queueRecheckDue() const;
+  // SCANs one Redis (or one primary) for queues whose keyspace is not
+  // `behind` and adds those with entries to `found`; false when Redis failed.
+  boost::asio::awaitable<bool> scanQueues(redis::Route& route,
+                                          std::map<std::string, FoundQueues>& found);
+  // Judges every finding, then accepts writes again where no stranded
+  // queue holds keys any more; `seed`: a cluster's primary, for the log.
+  void decide(const std::map<std::string, FoundQueues>& found, std::string seed);
+  // The decision about one keyspace name's queues, the same for both
+  // backends: nothing (`behind`), drain them while refusing the keyspace's
+  // writes (switched), or refuse the keys' owner and log the fix (removed).
+  void judge(const FoundQueues& found, QueueAudit& audit);
 
   boost::asio::io_context& context_;
   const KeyspaceRegistry& registry_;
@@ -99,9 +137,9 @@ class RedisAudit {
   mutable std::mutex stranded_mutex_;  // /readyz reads it from the admin thread
   std::string stranded_;
   std::map<std::string, std::string> logged_risks_;  // by Redis address
-  std::uint64_t audited_connect_ = 0;
-  std::chrono::steady_clock::time_point
-      next_queue_check_{};  // the queue connection's connect count last audited
+  std::uint64_t audited_connect_ = 0;  // the queue connection's connect count last audited
+  std::chrono::steady_clock::time_point next_queue_check_{};
+  std::string queues_audited_on_;  // a cluster: the primaries' names at the last queue audit
   bool stopping_ = false;
 };
 

@@ -35,7 +35,7 @@ class WriteService {
   // updates the cache, and, on a cluster, where the flushers read their
   // per-slot queues; `slot_ranges` (a cluster only): the slot ranges of the
   // map, each owned whole by one node (SlotQueues); `primaries` (a cluster
-  // only): the nodes whose persistence the audit checks.
+  // only): the nodes whose persistence and write queues the audit checks.
   WriteService(boost::asio::io_context& context, pg::Pool& pool, Loader& loader,
                const KeyspaceRegistry& registry, const config::Config& config,
                std::shared_ptr<redis::BackendConnection> redis, std::shared_ptr<redis::Route> cache,
@@ -109,6 +109,10 @@ class WriteService {
   // Unlinks every key of `node` but Larder's own, a SCAN step per script
   // call; Redis' error, or "" when done.
   boost::asio::awaitable<std::string> wipeNode(redis::Route& node);
+  // The keyspace's flusher: one Redis's queue, or a cluster's slot queues.
+  std::unique_ptr<Flusher> makeFlusher(const Keyspace& ks);
+  // A keyspace no longer `behind` whose old queue(s) hold writes: a flusher
+  // empties them, then tells the audit (RedisAudit::drained).
   void drainOldQueue(int keyspace);
 
   boost::asio::io_context& context_;
@@ -122,7 +126,7 @@ class WriteService {
   std::function<std::vector<std::pair<int, int>>()> slot_ranges_;  // a cluster only
   std::function<std::vector<PrimaryNode>()> primaries_;            // a cluster only
   Slots<DirtySlots, config::kMaxKeyspaces> dirty_;                 // a cluster's behind keyspaces
-  std::unique_ptr<RedisAudit> audit_;  // one Redis: persistence and queues; a cluster: persistence
+  std::unique_ptr<RedisAudit> audit_;  // persistence and stranded queues
   bool started_ = false;
   WriteThrough through_;
 };

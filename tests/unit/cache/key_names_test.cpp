@@ -119,3 +119,31 @@ TEST_CASE("slot names: queue family by slot, the slot's instance id, a marker's 
     CHECK(keyOfMarker(pendingMarker("user:{42}")) == "user:{42}");
   }
 }
+
+TEST_CASE("queueKeyspace: the keyspace a write queue's key names", "[cache][names]") {
+  {
+    LayoutScope scope(NameLayout::OneRedis);
+    CHECK(queueKeyspace(queueKey("users")) == "users");
+    CHECK(queueKeyspace("__larder:q:a:b") == "a:b");
+    CHECK(queueKeyspace("__larder:q:").empty());
+    CHECK(queueKeyspace("__larder:dead:users").empty());
+    CHECK(queueKeyspace("users").empty());
+  }
+  LayoutScope scope(NameLayout::Cluster);
+  for (const int slot : {0, 1, 5461, 10923, 16383}) {
+    CHECK(queueKeyspace(slotQueueKey(kQueue, "users", slot)) == "users");
+    CHECK(queueKeyspace(slotQueueKey(kQueue, "my:notes", slot)) == "my:notes");
+    // Other families of the same slot are not queues.
+    CHECK(queueKeyspace(slotQueueKey(kDeadLetters, "users", slot)).empty());
+    CHECK(queueKeyspace(slotQueueKey(kDeadKeys, "users", slot)).empty());
+  }
+  CHECK(queueKeyspace(writeQueueKey("users", "user:42")) == "users");
+  // A one-Redis name, a missing or malformed tag, no keyspace: not a slot queue.
+  CHECK(queueKeyspace("__larder:q:users").empty());
+  CHECK(queueKeyspace("__larder:q:{}:users").empty());
+  CHECK(queueKeyspace("__larder:q:{ikd}users").empty());
+  CHECK(queueKeyspace("__larder:q:{ikd:users").empty());
+  CHECK(queueKeyspace("__larder:q:{IKD}:users").empty());
+  CHECK(queueKeyspace("__larder:q:{ikd}:").empty());
+  CHECK(queueKeyspace("__larder:q:{i}:u") == "u");
+}
