@@ -63,13 +63,8 @@ local function enqueue(key, marker, queue, fields, hash)
   -- A marker that lingers after a flush has an expiry; a new one has none.
   if redis.call('HSET', marker, unpack(set)) < #set / 2 then redis.call('PERSIST', marker) end
   -- A key written after one of its writes was dead-lettered: a retry of that
-  -- dead letter would put the older value over this one.
+  -- dead letter would put the older value over this one. (deadkeys: below.)
   local dk = deadkeys[queue]
-  if dk == nil then
-    dk = '__larder:deadkeys:' .. string.sub(queue, 12)
-    if redis.call('EXISTS', dk) == 0 then dk = false end
-    deadkeys[queue] = dk
-  end
   if dk then redis.call('HDEL', dk, key) end
   return nil
 end
@@ -195,6 +190,27 @@ local function one(key, marker, queue, op, absent, ttl, a, n)
     return redis.pcall(ARGV[a + 1], key, unpack(ARGV, a + 2, a + n))
   end
   return {err = 'ERR Larder: unknown write op ' .. op}
+end
+
+-- Each queue's dead-keys hash, or false when there is none, looked at before
+-- anything is written. It is not among the declared keys: on a cluster, in a
+-- slot being migrated, Redis refuses a script access to a key that is not on
+-- this node (it may have moved), and a write cut off there would be half
+-- done. So the call writes nothing and answers TRYAGAIN, as Redis answers a
+-- command whose keys a migration has split; the router tries again.
+if behind then
+  for w = 1, #KEYS / 3 do
+    local queue = KEYS[3 * w]
+    if deadkeys[queue] == nil then
+      local dk = '__larder:deadkeys:' .. string.sub(queue, 12)
+      local n = redis.pcall('EXISTS', dk)
+      if type(n) == 'table' then
+        return redis.error_reply('TRYAGAIN Larder: the slot of ' .. KEYS[3 * w - 2] ..
+                                 ' is being migrated')
+      end
+      deadkeys[queue] = n == 1 and dk
+    end
+  end
 end
 
 local out, a = {}, 4

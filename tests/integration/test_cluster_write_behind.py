@@ -623,6 +623,59 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         self.assertIn("their batches are acknowledged on their own", larder.log())
         for i in [i for i in ids if slot_of[i] in moving][:20]:
             self.assertEqual(c.get(f"ledger:{i}"), f"{i}.1".encode())
+    def test_5_a_write_meets_its_slot_mid_migration(self):
+        """The write script looks at its slot's dead-keys hash, which is not a
+        declared key. In a slot being migrated Redis refuses a script that
+        access when the hash is not on the node (it may have moved): the call
+        then writes nothing and answers TRYAGAIN, which the router retries
+        until the slot has moved. (Before, the script stopped there with the
+        value, queue entry and marker written, and the client got Redis'
+        "Script attempted to access a non local key".)"""
+        cluster = self.cluster
+        for n in cluster.nodes:
+            if not n.running():
+                n.restart()
+        cluster.wait_healthy()
+        larder = self.start_larder(cluster={"retry_timeout": "8s"})
+        c, c2 = self.client(larder), self.client(larder)
+        key = "ledger:5000"
+        source = cluster.owner_of(key)
+        target = next(p for p in cluster.primaries() if p.port != source.port)
+        slot = cluster.ask(source, "CLUSTER", "KEYSLOT", key)
+        source_id, target_id = cluster.node_id(source), cluster.node_id(target)
+        # The table lock keeps the first write queued, so its value, marker
+        # and queue (the declared keys) are all on the node: Redis lets the
+        # call in, and only the dead-keys hash is missing.
+        held = HeldSession(PG, DB, "EXCLUSIVE").lock("ledger")
+        result = {}
+
+        def write():
+            try:
+                result["reply"] = c2.set(key, "5000.2")
+            except redis.RedisError as e:
+                result["error"] = str(e)
+        try:
+            self.assertTrue(c.set(key, "5000.1"))
+            cluster.ask(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            cluster.ask(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            writer = threading.Thread(target=write)
+            writer.start()
+            time.sleep(1.0)
+            # Not answered: retried while the slot is split.
+            self.assertEqual(result, {})
+            self.assertEqual(cluster.ask(source, "GET", key), b"5000.1")
+            keys = cluster.ask(source, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+            cluster.ask(source, "MIGRATE", harness.HOST, target.port, "", 0, 5000, "KEYS", *keys)
+            for n in cluster.primaries():
+                cluster.ask(n, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            writer.join(harness.scaled(10))
+        finally:
+            held.release()
+        self.assertEqual(result, {"reply": True})
+        self.assertEqual(c.execute_command("LARDER", "FLUSH", "ledger"), b"OK")
+        self.assertEqual(rows("ledger").get(5000), "5000.2")
+        self.assertEqual(cluster.ask(target, "GET", key), b"5000.2")
+
 
 if __name__ == "__main__":
     unittest.main()
