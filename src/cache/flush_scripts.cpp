@@ -214,8 +214,8 @@ const redis::Script& readBatchScript() {
   return s;
 }
 const redis::Script& readSlotsScript() {
-  static const redis::Script s = redis::makeScript(
-      std::string(kCrossSlotRead) + kReadQueueLua + kReadEachLua);
+  static const redis::Script s =
+      redis::makeScript(std::string(kCrossSlotRead) + kReadQueueLua + kReadEachLua);
   return s;
 }
 const redis::Script& ackScript() {

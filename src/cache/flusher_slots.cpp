@@ -24,10 +24,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <limits>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <limits>
 
 #include "larder/cache/flush_scripts.hpp"
 #include "larder/cache/flusher.hpp"
@@ -266,9 +265,10 @@ asio::awaitable<std::vector<std::optional<Flusher::Read>>> Flusher::readSlots(
   }
   std::vector<std::string> alone_replies;
   if (!alone.empty()) {
-    spdlog::debug("keyspace {}: {} slot(s) not read by their node's call (moved, migrating, or "
-                  "the call failed): their queues are read on their own",
-                  ks_.name(), alone.size());
+    spdlog::debug(
+        "keyspace {}: {} slot(s) not read by their node's call (moved, migrating, or "
+        "the call failed): their queues are read on their own",
+        ks_.name(), alone.size());
     alone_replies = co_await redis::callScriptEach(*redis_, readBatchScript(), alone_calls);
     for (std::size_t k = 0; k < alone.size(); ++k) meta[alone[k]] = alone_replies[k];
   }
@@ -325,9 +325,10 @@ asio::awaitable<void> Flusher::ackSlots(std::vector<SlotBatch>& batches) {
     });
   }
   if (!alone.empty()) {
-    spdlog::debug("keyspace {}: {} slot(s) not acknowledged by their node's call (moved, "
-                  "migrating, or the call failed): their batches are acknowledged on their own",
-                  ks_.name(), alone.size());
+    spdlog::debug(
+        "keyspace {}: {} slot(s) not acknowledged by their node's call (moved, "
+        "migrating, or the call failed): their batches are acknowledged on their own",
+        ks_.name(), alone.size());
     co_await runAll(std::move(alone));
   }
   for (std::size_t i = 0; i < batches.size(); ++i) {

@@ -205,8 +205,7 @@ if behind then
       local dk = '__larder:deadkeys:' .. string.sub(queue, 12)
       local n = redis.pcall('EXISTS', dk)
       if type(n) == 'table' then
-        return redis.error_reply('TRYAGAIN Larder: the slot of ' .. KEYS[3 * w - 2] ..
-                                 ' is being migrated')
+        return redis.error_reply('TRYAGAIN Larder: the key\'s slot is being migrated')
       end
       deadkeys[queue] = n == 1 and dk
     end

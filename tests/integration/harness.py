@@ -1497,6 +1497,21 @@ class RedisCluster:
         self.wait_healthy(timeout)
         return new
 
+    def spread_ids(self, prefix: str, per_primary: int, start: int = 1) -> list:
+        """Ids i whose keys f"{prefix}:{i}" are on every primary,
+        `per_primary` each, each in a slot of its own."""
+        by_owner, slots = {}, set()
+        i = start
+        while any(len(by_owner.get(p.port, [])) < per_primary for p in self.primaries()):
+            key = f"{prefix}:{i}"
+            slot = self.ask(self.running_nodes()[0], "CLUSTER", "KEYSLOT", key)
+            owner = self.owner_of(key).port
+            if slot not in slots and len(by_owner.setdefault(owner, [])) < per_primary:
+                by_owner[owner].append(i)
+                slots.add(slot)
+            i += 1
+        return sorted(i for ids in by_owner.values() for i in ids)
+
     def move_slots(self, slots, source: RedisServer, target: RedisServer):
         """Moves the given slots (and their keys) from source to target as
         redis-cli --cluster does it (IMPORTING/MIGRATING, MIGRATE, SETSLOT

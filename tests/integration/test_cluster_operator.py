@@ -115,22 +115,6 @@ def listed(client, keyspace, *count):
     return out
 
 
-def spread_ids(prefix, per_primary, start=1):
-    """Ids whose keys are on every primary, `per_primary` each, all in
-    different slots."""
-    by_owner, slots = {}, set()
-    i = start
-    while any(len(by_owner.get(p.port, [])) < per_primary for p in CLUSTER.primaries()):
-        key = f"{prefix}:{i}"
-        slot = keyslot(key)
-        owner = CLUSTER.owner_of(key).port
-        if slot not in slots and len(by_owner.setdefault(owner, [])) < per_primary:
-            by_owner[owner].append(i)
-            slots.add(slot)
-        i += 1
-    return sorted(i for ids in by_owner.values() for i in ids)
-
-
 class ClusterOperatorTest(LarderTestCase):
     @classmethod
     def setUpClass(cls):
@@ -197,7 +181,7 @@ class ClusterOperatorTest(LarderTestCase):
 
     def test_2_dead_letters_on_every_primary(self):
         r = self.r
-        ids = spread_ids("stock", 2)
+        ids = CLUSTER.spread_ids("stock", 2)
         self.assertEqual(len(ids), 6)
         for i in ids:
             self.assertEqual(r.hset(f"stock:{i}", mapping={"name": f"s{i}", "qty": i}), 2)

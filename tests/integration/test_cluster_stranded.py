@@ -79,22 +79,6 @@ def queues(keyspace):
     return found
 
 
-def spread_ids(prefix, per_primary):
-    """Ids whose keys are on every primary, `per_primary` each, each in a
-    slot of its own."""
-    by_owner, slots = {}, set()
-    i = 1
-    while any(len(by_owner.get(p.port, [])) < per_primary for p in CLUSTER.primaries()):
-        key = f"{prefix}:{i}"
-        slot = CLUSTER.ask(CLUSTER.primaries()[0], "CLUSTER", "KEYSLOT", key)
-        owner = CLUSTER.owner_of(key).port
-        if slot not in slots and len(by_owner.setdefault(owner, [])) < per_primary:
-            by_owner[owner].append(i)
-            slots.add(slot)
-        i += 1
-    return sorted(i for ids in by_owner.values() for i in ids)
-
-
 def readyz(port):
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/readyz", timeout=5) as r:
@@ -133,7 +117,7 @@ class ClusterStrandedTest(LarderTestCase):
         self.assertEqual(len({port for port, _ in found.values()}), 3, "on every primary")
 
     def test_switched_keyspace_drains_its_slot_queues_first(self):
-        ids = spread_ids("note", 3)
+        ids = CLUSTER.spread_ids("note", 3)
         held = HeldSession(PG, DB, "EXCLUSIVE")
         self.addCleanup(held.kill)
         held.lock("notes")
@@ -168,7 +152,7 @@ class ClusterStrandedTest(LarderTestCase):
         self.assertEqual(c.execute_command("LARDER", "FLUSH"), b"OK")
 
     def test_renamed_keyspace_is_refused_until_the_queues_go(self):
-        ids = spread_ids("memo", 2)
+        ids = CLUSTER.spread_ids("memo", 2)
         held = HeldSession(PG, DB, "EXCLUSIVE")
         self.addCleanup(held.kill)
         held.lock("memos")

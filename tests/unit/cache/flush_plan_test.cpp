@@ -262,14 +262,8 @@ TEST_CASE("the ack section names each row, then the keys whose markers go", "[ca
   cache::appendAckSection(args, b);
   const std::vector<std::string> want{"linger",
                                       "3-1",  // trim below: everything up to 3-0 is done
-                                      "1",
-                                      "note:1",
-                                      cache::pendingMarker("note:1"),
-                                      "3-0",
-                                      "1",
-                                      "other:1",
-                                      cache::pendingMarker("other:1"),
-                                      "2-0"};
+                                      "1",      "note:1",  cache::pendingMarker("note:1"),  "3-0",
+                                      "1",      "other:1", cache::pendingMarker("other:1"), "2-0"};
   CHECK(args == want);
   // A batch of replays only: no rows, the replayed key's marker goes.
   AppliedMarks marks(1);
@@ -277,6 +271,6 @@ TEST_CASE("the ack section names each row, then the keys whose markers go", "[ca
   const cache::FlushBatch replay = planBatch(ks, {set(4, "note:2", "x")}, marks);
   args.clear();
   cache::appendAckSection(args, replay);
-  CHECK(args == std::vector<std::string>{"4-1", "0", "1", "note:2",
-                                         cache::pendingMarker("note:2"), "4-0"});
+  CHECK(args ==
+        std::vector<std::string>{"4-1", "0", "1", "note:2", cache::pendingMarker("note:2"), "4-0"});
 }
