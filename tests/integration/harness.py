@@ -1497,6 +1497,20 @@ class RedisCluster:
         self.wait_healthy(timeout)
         return new
 
+    def streams(self, pattern: str) -> dict:
+        """Every key matching `pattern` on every primary, read straight from
+        the nodes with SCAN: {name: (primary, XLEN)}."""
+        found = {}
+        for node in self.primaries():
+            cursor = b"0"
+            while True:
+                cursor, keys = self.ask(node, "SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
+                for k in keys:
+                    found[k.decode()] = (node, self.ask(node, "XLEN", k))
+                if cursor == b"0":
+                    break
+        return found
+
     def spread_ids(self, prefix: str, per_primary: int, start: int = 1) -> list:
         """Ids i whose keys f"{prefix}:{i}" are on every primary,
         `per_primary` each, each in a slot of its own."""

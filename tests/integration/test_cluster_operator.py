@@ -68,17 +68,8 @@ def keyslot(key):
 def streams(kind, keyspace):
     """Every __larder:<kind>:{tag}:<keyspace> of every primary, read straight
     from the nodes: {name: (primary's port, XLEN)}."""
-    found = {}
-    for node in CLUSTER.primaries():
-        cursor = b"0"
-        while True:
-            cursor, keys = CLUSTER.ask(node, "SCAN", cursor, "MATCH",
-                                       f"__larder:{kind}:*:{keyspace}", "COUNT", "1000")
-            for k in keys:
-                found[k.decode()] = (node.port, CLUSTER.ask(node, "XLEN", k))
-            if cursor == b"0":
-                break
-    return found
+    return {k: (node.port, n)
+            for k, (node, n) in CLUSTER.streams(f"__larder:{kind}:*:{keyspace}").items()}
 
 
 def xlen_sum(kind, keyspace):

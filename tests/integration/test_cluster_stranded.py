@@ -64,19 +64,8 @@ def call(client, *args):
 def queues(keyspace):
     """Every slot queue __larder:q:{tag}:<keyspace> with entries, read straight
     from the primaries: {name: (primary's port, XLEN)}."""
-    found = {}
-    for node in CLUSTER.primaries():
-        cursor = b"0"
-        while True:
-            cursor, keys = CLUSTER.ask(node, "SCAN", cursor, "MATCH",
-                                       f"__larder:q:{{*}}:{keyspace}", "COUNT", "1000")
-            for k in keys:
-                n = CLUSTER.ask(node, "XLEN", k)
-                if n > 0:
-                    found[k.decode()] = (node.port, n)
-            if cursor == b"0":
-                break
-    return found
+    return {k: (node.port, n)
+            for k, (node, n) in CLUSTER.streams(f"__larder:q:{{*}}:{keyspace}").items() if n > 0}
 
 
 def readyz(port):

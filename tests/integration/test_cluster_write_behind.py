@@ -68,17 +68,7 @@ def rows(table, column="v"):
 
 def queue_names(cluster):
     """Every __larder:q:* key of every primary, as {name: (node, length)}."""
-    found = {}
-    for node in cluster.primaries():
-        cursor = b"0"
-        while True:
-            cursor, keys = cluster.ask(node, "SCAN", cursor, "MATCH", "__larder:q:*",
-                                       "COUNT", "1000")
-            for k in keys:
-                found[k.decode()] = (node, cluster.ask(node, "XLEN", k))
-            if cursor == b"0":
-                break
-    return found
+    return cluster.streams("__larder:q:*")
 
 
 class ClusterWriteBehindTest(LarderTestCase):
