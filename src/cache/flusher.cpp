@@ -79,13 +79,31 @@ Flusher::Flusher(asio::io_context& context, const Keyspace& ks, const config::Co
 Flusher::~Flusher() = default;
 
 void Flusher::start() {
+  spawnRun();
+  // A cluster's sweeps read the gauges.
+  if (!sharded_) asio::co_spawn(context_, watchGauges(), logEscaped("flusher gauges"));
+}
+
+void Flusher::spawnRun() {
   running_ = true;
   asio::co_spawn(context_, sharded_ ? runSlots() : run(), [this](std::exception_ptr e) {
     running_ = false;
     if (e) logEscaped("flusher")(e);
   });
-  // A cluster's sweeps read the gauges.
-  if (!sharded_) asio::co_spawn(context_, watchGauges(), logEscaped("flusher gauges"));
+}
+
+asio::awaitable<bool> Flusher::queueEmpty() {
+  std::string xlen;
+  resp::appendMultibulk(xlen, {"XLEN", queueKey(ks_.name())});
+  const std::string reply = co_await redis::call(*redis_, std::move(xlen));
+  co_return reply == ":0\r\n";
+}
+
+void Flusher::drainAgain() {
+  if (!drained_ || running_ || stopping_) return;
+  spdlog::info("keyspace {}: its old write queue has entries again; draining it again",
+               ks_.name());
+  spawnRun();  // (the gauges come from its reads)
 }
 
 void Flusher::stop() {
@@ -351,6 +369,17 @@ asio::awaitable<void> Flusher::run() {
       pg::PgError error;
       const Own own_result = co_await own(instance, error);
       if (own_result == Own::Taken) {
+        // A drain: another instance, still `behind`, owns the queue and
+        // flushes it; the drain is done once the queue is empty.
+        if (drained_) {
+          const bool empty = co_await queueEmpty();
+          if (empty) {
+            spdlog::info("keyspace {}: old write queue emptied by the instance that flushes it",
+                         ks_.name());
+            drained_();
+            break;
+          }
+        }
         co_await pause(kLockRetry);
         continue;
       }

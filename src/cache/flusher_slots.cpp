@@ -355,7 +355,18 @@ asio::awaitable<void> Flusher::runSlots() {
       const Own own_result = co_await own(instance, error);
       if (own_result == Own::Taken) {
         // Another instance flushes; a LARDER FLUSH here still learns from
-        // sweeps when the queues have drained.
+        // sweeps when the queues have drained, and so does a drain, which
+        // is done once a complete sweep finds every slot queue empty.
+        if (drained_ && Clock::now() - swept_ >= std::chrono::seconds(1)) {
+          pending_.clear();
+          const bool swept = co_await sweep();
+          if (swept && pending_.empty()) {
+            spdlog::info("keyspace {}: old write queues emptied by the instance that flushes them",
+                         ks_.name());
+            drained_();
+            break;
+          }
+        }
         if (!waiters_.empty() && Clock::now() - swept_ >= Millis(100)) co_await sweep();
         settleSlotWaiters();
         co_await pause(Millis(500));

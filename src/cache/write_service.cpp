@@ -53,6 +53,15 @@ WriteService::WriteService(asio::io_context& context, pg::Pool& pool, Loader& lo
     audit_ = std::make_unique<RedisAudit>(context_, registry_, config_, primaries_,
                                           [this](int keyspace) { drainOldQueue(keyspace); });
   }
+  if (audit_) {
+    through_.setAdmission([this](int keyspace) -> std::optional<std::string> {
+      if (!audit_->queuesChecked()) return std::nullopt;
+      const WriteRefusal why = audit_->refusal(keyspace);
+      // NotDurable is about `behind` writes only.
+      if (why != WriteRefusal::Draining && why != WriteRefusal::Stranded) return std::string();
+      return refusalText(why, registry_.at(static_cast<std::size_t>(keyspace)).name());
+    });
+  }
   for (std::size_t i = 0; i < registry.size(); ++i) addKeyspace(registry.at(i));
 }
 
@@ -90,7 +99,10 @@ void WriteService::queued(int keyspace, std::string_view key) const {
 
 void WriteService::drainOldQueue(int keyspace) {
   const Keyspace& ks = registry_.at(static_cast<std::size_t>(keyspace));
-  if (flushers_.get(static_cast<std::size_t>(keyspace))) return;  // already draining
+  if (Flusher* running = flushers_.get(static_cast<std::size_t>(keyspace))) {
+    running->drainAgain();  // found again after its drain ended; else already draining
+    return;
+  }
   // On a cluster its slot queues, found by the flusher's sweeps (no worker
   // marks a slot of a keyspace that is not `behind`).
   Flusher* f = flushers_.set(static_cast<std::size_t>(keyspace), makeFlusher(ks));

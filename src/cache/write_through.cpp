@@ -1,7 +1,10 @@
 #include "larder/cache/write_through.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <numeric>
 #include <unordered_set>
 
@@ -20,6 +23,12 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// How long through writes wait, in all, for the first look at Redis' queues
+// (redis_audit.hpp; normally a few hundred ms after start), and how often
+// they check.
+constexpr auto kFirstAuditWait = std::chrono::seconds(2);
+constexpr auto kAdmissionPoll = std::chrono::milliseconds(10);
 
 bool splittable(const pg::PgError& e) {
   return classifyFlushError(e) == FlushVerdict::Row || e.sqlstate == "21000";
@@ -206,11 +215,31 @@ asio::awaitable<void> WriteThrough::updateCache(const Keyspace& ks, std::vector<
   }
 }
 
+asio::awaitable<std::string> WriteThrough::admission(const Keyspace& ks) {
+  if (!admission_) co_return std::string();
+  for (;;) {
+    std::optional<std::string> verdict = admission_(ks.id);
+    if (verdict) co_return std::move(*verdict);
+    if (!admission_deadline_) admission_deadline_ = Clock::now() + kFirstAuditWait;
+    if (Clock::now() >= *admission_deadline_) co_return errors::keyspaceUnchecked(ks.name());
+    asio::steady_timer pause(context_, kAdmissionPoll);
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
 asio::awaitable<void> WriteThrough::run(int keyspace) {
   const Keyspace& ks = registry_.at(static_cast<std::size_t>(keyspace));
   ThroughStats& stats = *stats_[keyspace];
   auto& queue = queues_[keyspace];
   while (!queue.empty()) {
+    const std::string refused = co_await admission(ks);
+    if (!refused.empty()) {
+      // Everything queued now, newer writes behind it included: in order.
+      std::deque<Item> answered;
+      answered.swap(queue);
+      for (Item& item : answered) item.done(resp::errorReply(refused));
+      continue;
+    }
     // Distinct keys only: a second write to a key waits, so that each key's
     // writes commit (and reach the cache) in order.
     std::vector<Item> batch;

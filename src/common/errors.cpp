@@ -159,6 +159,12 @@ std::string keyspaceStranded(std::string_view keyspace) {
          std::string(keyspace) + "' that no keyspace flushes any more; see the log";
 }
 
+std::string keyspaceUnchecked(std::string_view keyspace) {
+  return "ERR Larder: keyspace '" + std::string(keyspace) +
+         "' may have an old write queue in Redis, not looked for yet (Redis not reached since "
+         "start); try again shortly";
+}
+
 std::string rowKeptChanging(std::string_view key) {
   return "ERR Larder: the row of '" + std::string(key) + "' kept changing while writing; try again";
 }

@@ -79,9 +79,11 @@ def readyz(port):
 class ClusterStrandedTest(LarderTestCase):
 
     def setUp(self):
-        # Each test starts from empty nodes: no queue of another test's.
+        # Each test starts from empty nodes and tables: no queue or row of
+        # another test's.
         for node in CLUSTER.primaries():
             CLUSTER.ask(node, "FLUSHALL")
+        PG.psql("TRUNCATE notes, memos", dbname=DB)
 
     def larder(self, keyspaces, **extra):
         config = {"postgres": {"dsn": PG.dsn(DB), "pool_size": 2},
@@ -139,6 +141,44 @@ class ClusterStrandedTest(LarderTestCase):
         self.assertEqual(c.get(f"note:{ids[0]}"), b"new")
         # Nothing is left to flush: the drained keyspace does not hold it up.
         self.assertEqual(c.execute_command("LARDER", "FLUSH"), b"OK")
+
+    def test_switched_keyspace_drains_again_when_its_slot_queues_refill(self):
+        """Mid-rollout: instance A has the keyspace `through`, B still has it
+        `behind` and queues to the same slot queues. When A finds them holding
+        writes again (the primaries changed: a failover), it drains again,
+        and accepts writes once they are empty, B having flushed them: it
+        must not refuse the keyspace for good."""
+        ids = CLUSTER.spread_ids("note", 1, start=100)
+        held = HeldSession(PG, DB, "EXCLUSIVE")
+        self.addCleanup(held.kill)
+        held.lock("notes")
+        self.queue_writes("notes", NOTES, "note", ids)
+        held.release()
+        a, ca = self.larder({"notes": dict(NOTES, write="through")})
+        wait_until(lambda: call(ca, "SET", f"note:{ids[0]}", "a1") is True, 20, "A's first drain")
+        b, cb = self.larder({"notes": dict(NOTES)})
+        held_again = HeldSession(PG, DB, "EXCLUSIVE")
+        self.addCleanup(held_again.kill)
+        held_again.lock("notes")
+        for i in ids:
+            self.assertTrue(cb.set(f"note:{i}", f"b{i}"))  # queued; B cannot flush them yet
+        primary = CLUSTER.owner_of(f"note:{ids[0]}")
+        replica = CLUSTER.replicas_of(primary)[0]
+        CLUSTER.ask(replica, "CLUSTER", "FAILOVER")
+        CLUSTER.wait_promoted([replica])
+        wait_until(lambda: a.log().count("still hold") >= 2, 30,
+                   "A to find the slot queues again once the primaries changed")
+        reply = call(ca, "SET", f"note:{ids[0]}", "a2")
+        self.assertIsInstance(reply, redis.ResponseError)
+        self.assertIn("still flushing its old write queue", str(reply))
+        held_again.release()
+        wait_until(lambda: call(ca, "SET", f"note:{ids[0]}", "a3") is True, 30,
+                   "A to accept writes once B has flushed the slot queues")
+        self.assertIn("keyspace notes: old write queues emptied by the instance that flushes them",
+                      a.log())
+        want = {i: f"b{i}" for i in ids}
+        want[ids[0]] = "a3"
+        self.assertEqual({i: v for i, v in rows("notes").items() if i in ids}, want)
 
     def test_renamed_keyspace_is_refused_until_the_queues_go(self):
         ids = CLUSTER.spread_ids("memo", 2)

@@ -57,12 +57,13 @@ def call(client, *args):
 
 class LivenessCase(LarderTestCase):
 
-    def larder(self, redis_server, keyspaces=None, dsn=None, **extra):
+    def larder(self, redis_server, keyspaces=None, dsn=None, wait_backend=True, **extra):
         config = {"postgres": {"dsn": dsn or PG.dsn(DB), "pool_size": 2},
                   "write_behind": {"flush_interval": "50ms", "retry_min": "50ms",
                                    "retry_max": "300ms", "drain_timeout": "2s"},
                   "keyspaces": keyspaces if keyspaces is not None else {"notes": dict(NOTES)}}
-        larder = self.start_larder(redis_server, config=harness._merge(config, extra))
+        larder = self.start_larder(redis_server, config=harness._merge(config, extra),
+                                   wait_backend=wait_backend)
         return larder, self.client(larder)
 
 
@@ -182,6 +183,61 @@ class StrandedQueueTest(LivenessCase):
         self.assertIn("still holds 1 write(s)", larder.log())
         wait_until(lambda: call(c, "SET", "note:6", "new") is True, 10, "writes accepted again")
         self.assertEqual(sql("SELECT body FROM notes WHERE id = 6"), "new")
+
+    def test_a_switched_keyspace_drains_again_when_its_old_queue_refills(self):
+        """Mid-rollout: instance A has the keyspace `through`, B still has it
+        `behind` and queues to the same queue. When A finds entries there
+        again (after a reconnect), it drains them again and then accepts
+        writes; it must not refuse the keyspace for good."""
+        rs = self.start_redis()
+        self.queue_a_write(rs, "note:11", "old")
+        a, ca = self.larder(rs, keyspaces={"notes": dict(NOTES, write="through")})
+        wait_until(lambda: call(ca, "SET", "note:12", "a1") is True, 15, "A's first drain")
+        b, cb = self.larder(rs)  # `behind`
+        held = HeldSession(PG, DB, "EXCLUSIVE")
+        self.addCleanup(held.kill)
+        held.lock("notes")
+        self.assertTrue(cb.set("note:11", "from-b"))  # queued; B cannot flush it yet
+        direct = rs.client()
+        self.addCleanup(close_client, direct)
+        direct.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        wait_until(lambda: a.log().count("still holds") >= 2, 15,
+                   "A to find the queue again after its reconnect")
+        reply = call(ca, "SET", "note:12", "a2")
+        self.assertIsInstance(reply, redis.ResponseError)
+        self.assertIn("still flushing its old write queue", str(reply))
+        held.release()
+        wait_until(lambda: call(ca, "SET", "note:12", "a3") is True, 15,
+                   "A to accept writes once the queue is empty again")
+        self.assertEqual(sql("SELECT body FROM notes WHERE id = 11"), "from-b")
+        self.assertEqual(sql("SELECT body FROM notes WHERE id = 12"), "a3")
+
+    def test_a_through_write_before_the_first_audit_waits_for_it(self):
+        """The start-up gap: a switched keyspace's write that reaches Larder
+        before it has looked for the old queue must not commit and then be
+        overwritten by the older queued value the drain applies."""
+        rs = self.start_redis()
+        self.queue_a_write(rs, "note:9", "old")
+        direct = rs.client()
+        self.addCleanup(close_client, direct)
+        # Redis answers nobody for 1.5 s from before Larder starts: the audit
+        # cannot look, while PostgreSQL takes a through write at once.
+        direct.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        through = dict(NOTES, write="through")
+        larder, c = self.larder(rs, keyspaces={"notes": through}, wait_backend=False)
+        reply = call(c, "SET", "note:9", "new")
+        wait_until(lambda: sql("SELECT body FROM notes WHERE id = 9") == "old" or
+                   "writes are accepted again" in larder.log(), 15, "the old queue drained")
+        wait_until(lambda: "writes are accepted again" in larder.log(), 15, "the drain's end")
+        final = sql("SELECT body FROM notes WHERE id = 9")
+        if reply is True:
+            self.assertEqual(final, "new", "an acknowledged write was overwritten by an older one")
+        else:
+            self.assertIsInstance(reply, redis.ResponseError)
+            self.assertIn("still flushing its old write queue", str(reply))
+            self.assertEqual(final, "old")
+        self.assertTrue(call(c, "SET", "note:9", "newer"))
+        self.assertEqual(sql("SELECT body FROM notes WHERE id = 9"), "newer")
 
     def test_renamed_keyspace_is_refused_until_the_queue_goes(self):
         rs = self.start_redis()

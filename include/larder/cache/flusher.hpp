@@ -97,6 +97,10 @@ class Flusher {
   // Before start(): a keyspace that is not `behind` any more has an old
   // queue; flush it until it is empty, call `done`, and stop.
   void drainThenStop(std::function<void()> done) { drained_ = std::move(done); }
+  // A drain that has ended (its queue was empty) runs again, calling `done`
+  // again when the queue is empty: it got entries since (another instance
+  // still `behind`); nothing while it runs or once stopped.
+  void drainAgain();
 
   // PostgreSQL thread. `done(true)` once every entry queued before the call is
   // in PostgreSQL (or dead-lettered); `done(false)` at the deadline.
@@ -143,6 +147,9 @@ class Flusher {
   // Runs the tasks concurrently on the current executor and waits for them all.
   static boost::asio::awaitable<void> runAll(
       std::vector<std::function<boost::asio::awaitable<void>()>> tasks);
+  // One Redis: the queue has no entries (false when Redis did not say).
+  boost::asio::awaitable<bool> queueEmpty();
+  void spawnRun();
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> pause(std::chrono::milliseconds d);
   boost::asio::awaitable<std::string> claimInstance();

@@ -74,6 +74,9 @@ class RedisAudit {
 
   // Any thread.
   WriteRefusal refusal(int keyspace) const;
+  // Whether the queues have been looked for once since start: until then a
+  // keyspace's Draining or Stranded is not known yet.
+  bool queuesChecked() const { return queues_checked_.load(std::memory_order_acquire); }
   // Not ready: queues no keyspace of this config will ever flush; empty: none.
   std::string strandedSummary() const;
 
@@ -134,6 +137,7 @@ class RedisAudit {
   boost::asio::steady_timer timer_;
   std::unique_ptr<std::atomic<int>[]> refusals_;  // WriteRefusal per keyspace id
   std::atomic<bool> not_durable_{false};
+  std::atomic<bool> queues_checked_{false};
   mutable std::mutex stranded_mutex_;  // /readyz reads it from the admin thread
   std::string stranded_;
   std::map<std::string, std::string> logged_risks_;  // by Redis address

@@ -12,12 +12,20 @@
 //   after COMMIT: the Loader forgets loads in flight for those keys; one
 //   write-script call ('c' mode) updates the cache on the fill connection,
 //   whose FIFO order puts it after any fill already sent
+//
+// Admission: a keyspace switched from `behind` may still have queued writes
+// in Redis that its drain will apply; a write committed before the audit
+// has looked (RedisAudit::queuesChecked) could be overwritten by an older
+// one. So until it has, through writes wait (kFirstAuditWait after the
+// first one, in all), then are refused; afterwards a keyspace the audit
+// refuses (draining, stranded) is refused here too.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +53,9 @@ struct ThroughWrite {
 
 // A complete RESP reply. Called on the PostgreSQL thread.
 using ReplyFn = std::function<void(std::string)>;
+// Whether a keyspace's writes may commit now: nullopt while not known yet
+// (Redis' queues not looked for), "" when they may, else the error reply text.
+using AdmissionFn = std::function<std::optional<std::string>(int keyspace)>;
 
 struct ThroughStats {
   Counter writes;
@@ -59,6 +70,9 @@ class WriteThrough {
   WriteThrough(boost::asio::io_context& context, pg::Pool& pool, Loader& loader,
                const KeyspaceRegistry& registry, const config::Config& config,
                std::shared_ptr<redis::Route> cache);
+
+  // Before start, on the PostgreSQL thread; unset: every write is admitted.
+  void setAdmission(AdmissionFn admission) { admission_ = std::move(admission); }
 
   // Any thread.
   void write(ThroughWrite write, ReplyFn done);
@@ -77,6 +91,9 @@ class WriteThrough {
   };
 
   boost::asio::awaitable<void> run(int keyspace);
+  // "" when the keyspace's writes may commit (waiting, if need be, for the
+  // first audit), else the error reply text they get.
+  boost::asio::awaitable<std::string> admission(const Keyspace& ks);
   boost::asio::awaitable<pg::PgError> commit(pg::Connection& c, const Keyspace& ks,
                                              const std::vector<PendingRow>& rows,
                                              std::vector<Outcome>& out);
@@ -98,6 +115,8 @@ class WriteThrough {
   const KeyspaceRegistry& registry_;
   const config::Config& config_;
   std::shared_ptr<redis::Route> cache_;
+  AdmissionFn admission_;
+  std::optional<std::chrono::steady_clock::time_point> admission_deadline_;  // set by the first wait
   std::vector<std::deque<Item>> queues_;
   std::vector<bool> running_;
   std::vector<std::unique_ptr<ThroughStats>> stats_;

@@ -137,6 +137,8 @@ std::string postgresUnavailable(std::string_view message);
 std::string keyspaceDraining(std::string_view keyspace);
 // ERR Larder: an old write queue holds writes to keys of keyspace 'x' that ...
 std::string keyspaceStranded(std::string_view keyspace);
+// ERR Larder: keyspace 'x' may have an old write queue in Redis, not looked for yet; ...
+std::string keyspaceUnchecked(std::string_view keyspace);
 // ERR Larder: the row of 'k' kept changing while writing; try again
 std::string rowKeptChanging(std::string_view key);
 // ERR Larder: write queue of keyspace 'x' is full (max_queue N); try again later

@@ -10,6 +10,9 @@ alternating order:
 
   * GET and SET at pipeline 1 and 16: redis-benchmark through Larder (a plain,
     non-cluster client) and redis-benchmark --cluster straight to the nodes;
+  * the same GET and SET through twemproxy (nutcracker), the reference proxy,
+    in front of the node that owns redis-benchmark's one key
+    (`key:__rand_int__`, one slot): what any proxy hop costs on this machine;
   * the same GET and SET through the same Larder build in front of one
     redis-server, and straight to it: the control that shows what the proxy
     hop itself costs on this machine;
@@ -18,11 +21,18 @@ alternating order:
     the node that owns it (what a cluster client can send in one round trip).
 
 Prints Markdown tables: medians, and the median over rounds of each round's
-ratio Larder/direct (goals: GET and SET >= 0.9x at P1, >= 0.7x at P16); the
-control's; and Larder's CPU time per request with each backend.
+ratio Larder/direct (goals: GET and SET >= 0.9x at P1, >= 0.7x at P16) and
+twemproxy/direct; the control's; Larder's CPU time per request with each
+backend; and, at P1, the CPU per request of every process (redis-benchmark,
+the nodes, the proxy): the machine's two cores are the limit at P1.
+
+The request counts are large because `redis-benchmark --cluster` spends
+about 0.1 s at its start (CLUSTER NODES, connecting to every node) inside
+its timing: at 50,000 requests that cut its P1 rate by a sixth, which
+flattered Larder's ratio.
 
 Environment (defaults in brackets): LARDER_BIN [build/larder], ROUNDS [3],
-N_P1 [50000], N_P16 [300000], N_MGET [50000], CLIENTS [50], THREADS [2]
+N_P1 [200000], N_P16 [1000000], N_MGET [50000], CLIENTS [50], THREADS [2]
 (Larder's workers), REPLICAS [0] (per primary), NICE [0].
 Everything listens on 127.0.0.1; every process started here is stopped.
 """
@@ -30,6 +40,7 @@ Everything listens on 127.0.0.1; every process started here is stopped.
 import csv
 import io
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,7 +54,7 @@ import harness  # noqa: E402
 
 LARDER_BIN = os.environ.get("LARDER_BIN", os.path.join(ROOT, "build", "larder"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-N = {1: int(os.environ.get("N_P1", "50000")), 16: int(os.environ.get("N_P16", "300000"))}
+N = {1: int(os.environ.get("N_P1", "200000")), 16: int(os.environ.get("N_P16", "1000000"))}
 N_MGET = int(os.environ.get("N_MGET", "50000"))
 CLIENTS = int(os.environ.get("CLIENTS", "50"))
 THREADS = int(os.environ.get("THREADS", "2"))
@@ -59,7 +70,9 @@ def bench(port, args, n, cluster=False, pipeline=1, options=()):
     argv = NICE + [BENCH, "-h", "127.0.0.1", "-p", str(port), "-c", str(CLIENTS), "-n", str(n),
                    "-P", str(pipeline), "--csv", *options] + \
         (["--cluster"] if cluster else []) + args
+    before = children_cpu_seconds()
     res = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    bench.cpu_seconds = children_cpu_seconds() - before
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {res.stderr[-500:]}")
     rows = {}
@@ -74,6 +87,33 @@ def bench(port, args, n, cluster=False, pipeline=1, options=()):
     return rows
 
 
+def children_cpu_seconds():
+    """user + system CPU seconds of every child waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_twemproxy(port, server_port, workdir):
+    """nutcracker on `port` in front of one redis-server (the node that owns
+    redis-benchmark's key); its Popen."""
+    conf = os.path.join(workdir, "nutcracker.yml")
+    with open(conf, "w") as f:
+        f.write(f"pool:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n"
+                f"  distribution: ketama\n  redis: true\n  servers:\n"
+                f"   - 127.0.0.1:{server_port}:1\n")
+    proc = subprocess.Popen(["nutcracker", "-c", conf, "-s", str(harness.free_port()),
+                             "-a", "127.0.0.1", "-o", os.path.join(workdir, "nutcracker.log")])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ping = subprocess.run(["redis-cli", "-p", str(port), "SET", "__bench_probe", "1"],
+                              capture_output=True, text=True)
+        if ping.stdout.strip() == "OK":
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"nutcracker did not start (see {workdir}/nutcracker.log)")
+
+
 def cpu_seconds(pid):
     """user + system CPU seconds of a process so far."""
     with open(f"/proc/{pid}/stat") as f:
@@ -84,7 +124,8 @@ def cpu_seconds(pid):
 def main():
     cluster = harness.RedisCluster(replicas=REPLICAS)
     single = harness.RedisServer()
-    larder = plain = None
+    larder = plain = twem = None
+    workdir = harness.make_tmpdir("larder-cluster-bench-")
     try:
         cluster.start()
         larder = harness.ClusterLarder(cluster, binary=LARDER_BIN, threads=THREADS,
@@ -103,25 +144,41 @@ def main():
         slots = {r.execute_command("CLUSTER", "KEYSLOT", k) for k in spread}
         owner = cluster.owner_of(tagged[0]).port
         harness.close_client(r)
+        # redis-benchmark -t get,set without -r uses one key: twemproxy in
+        # front of its owner serves every request without a redirect.
+        twem_port = harness.free_port()
+        twem = start_twemproxy(twem_port, cluster.owner_of("key:__rand_int__").port, workdir)
         results = {}  # (target, test) -> [ops/s per round]
 
         def add(target, test, value):
             results.setdefault((target, test), []).append(value)
 
         cpu = {}  # (target, P) -> [CPU microseconds of Larder per request]
-        ports = {"larder": larder.port, "direct": node, "larder-single": plain.port,
-                 "single": single.port}
-        pids = {"larder": larder.pid, "larder-single": plain.pid}
+        ports = {"larder": larder.port, "direct": node, "twemproxy": twem_port,
+                 "larder-single": plain.port, "single": single.port}
+        pids = {"larder": larder.pid, "larder-single": plain.pid, "twemproxy": twem.pid}
+        node_pids = [n.proc.pid for n in cluster.nodes]
+        # (target, process) -> [CPU microseconds per request at P1]
+        shares = {}
         for rnd in range(ROUNDS):
             order = list(ports) if rnd % 2 == 0 else list(reversed(ports))
             for p in (1, 16):
                 for target in order:
                     before = cpu_seconds(pids[target]) if target in pids else 0
+                    nodes_before = sum(cpu_seconds(pid) for pid in node_pids)
                     rows = bench(ports[target], ["-t", "get,set", "-q"], N[p],
                                  cluster=target == "direct", pipeline=p)
+                    per_request = 1e6 / (2 * N[p])
                     if target in pids:
                         used = cpu_seconds(pids[target]) - before
-                        cpu.setdefault((target, p), []).append(used * 1e6 / (2 * N[p]))
+                        cpu.setdefault((target, p), []).append(used * per_request)
+                    if p == 1 and target in ("larder", "direct", "twemproxy"):
+                        nodes = sum(cpu_seconds(pid) for pid in node_pids) - nodes_before
+                        proxy = cpu[(target, p)][-1] if target in pids else 0.0
+                        for name, value in (("redis-benchmark", bench.cpu_seconds * per_request),
+                                            ("cluster nodes", nodes * per_request),
+                                            ("proxy", proxy)):
+                            shares.setdefault((target, name), []).append(value)
                     for test, value in rows.items():
                         add(target, f"{test} P{p}", value)
             for target, port, keys in (("larder", larder.port, spread),
@@ -149,6 +206,26 @@ def main():
                      if mine and theirs else "-")
             goal = next((f">= {g}" for p, g in GOALS.items() if test.endswith(f" P{p}")), "")
             print(f"| {test} | {m:,.0f} | " + (f"{d:,.0f}" if d else "-") + f" | {ratio} | {goal} |")
+        print("\ntwemproxy (nutcracker) in front of the node that owns the benchmark's key:\n")
+        print("| test | through twemproxy (ops/s) | ratio to straight | ratio to Larder |")
+        print("|---|---:|---:|---:|")
+        for test in [t for t in tests if not t.startswith("MGET")]:
+            twems = results[("twemproxy", test)]
+            to_direct = statistics.median(a / b for a, b in zip(twems, results[("direct", test)]))
+            to_larder = statistics.median(a / b for a, b in zip(twems, results[("larder", test)]))
+            print(f"| {test} | {statistics.median(twems):,.0f} | {to_direct:.2f} | "
+                  f"{to_larder:.2f} |")
+        print("\nCPU per request at P1 (user + system microseconds, GET and SET together):\n")
+        print("| process | straight to the cluster | through Larder | through twemproxy |")
+        print("|---|---:|---:|---:|")
+        for name in ("redis-benchmark", "cluster nodes", "proxy"):
+            print(f"| {name} | " + " | ".join(
+                f"{statistics.median(shares[(t, name)]):.1f}"
+                for t in ("direct", "larder", "twemproxy")) + " |")
+        totals = [statistics.median(sum(v) for v in zip(*(shares[(t, n)] for n in
+                  ("redis-benchmark", "cluster nodes", "proxy"))))
+                  for t in ("direct", "larder", "twemproxy")]
+        print("| **total** | " + " | ".join(f"**{v:.1f}**" for v in totals) + " |")
         print("\nThe control, the same build in front of one redis-server (no cluster):\n")
         print("| test | Larder -> one Redis (ops/s) | one Redis (ops/s) | ratio |")
         print("|---|---:|---:|---:|")
@@ -164,6 +241,10 @@ def main():
             print(f"| {p} | {statistics.median(cpu[('larder', p)]):.1f} | "
                   f"{statistics.median(cpu[('larder-single', p)]):.1f} |")
     finally:
+        if twem is not None:
+            twem.kill()
+            twem.wait()
+        harness.remove_tmpdir(workdir)
         stop_everything((larder, plain), single, cluster)
 
 
