@@ -181,7 +181,13 @@ constexpr const char* kSweepLua = R"lua(#!lua flags=no-writes,allow-cross-slot-k
 local found = {}
 local function look(i, q)
   local n = redis.pcall('XLEN', q)
-  if type(n) == 'number' and n > 0 then
+  if type(n) ~= 'number' then
+    -- a slot this node does not serve (moved, or migrating): unknown here
+    found[#found + 1] = i
+    found[#found + 1] = ''
+    found[#found + 1] = -1
+    found[#found + 1] = ''
+  elseif n > 0 then
     found[#found + 1] = i
     found[#found + 1] = redis.call('XREVRANGE', q, '+', '-', 'COUNT', 1)[1][1]
     found[#found + 1] = n

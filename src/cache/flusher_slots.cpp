@@ -50,6 +50,10 @@ namespace {
 // a node; the workers' marks carry this instance's writes in between.
 constexpr Millis kSweepPeriod{1000};
 constexpr int kSweepChunk = 1024;  // slots per sweep script call
+// Slots a node no longer serves, asked again on their own per sweep (each
+// call follows MOVED or ASK); more make the sweep incomplete until Larder's
+// map has caught up.
+constexpr std::size_t kSweepAloneMax = 256;
 constexpr std::size_t kSlotsPerRound = 1024;
 constexpr std::size_t kMinPerSlot = 16;  // XRANGE COUNT floor per slot
 constexpr Millis kRedisRetry{100};
@@ -72,25 +76,37 @@ asio::awaitable<bool> Flusher::sweep() {
       firsts.push_back(chunk);
     }
   }
-  const auto replies = co_await redis::callScriptEach(*redis_, sweepScript(), calls);
+  auto replies = co_await redis::callScriptEach(*redis_, sweepScript(), calls);
   bool complete = true;
   long long depth = 0;
   std::optional<StreamId> oldest;
   std::vector<std::pair<int, StreamId>> newest;
   std::unordered_map<int, StreamId> oldest_of;
+  std::vector<int> unknown;  // slots a node answered for that it does not serve
   long long now_ms =
       std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
           .count();
-  for (std::size_t c = 0; c < replies.size(); ++c) {
+  // One call's reply: its slots' queues with entries, four elements each.
+  auto take = [&](const std::string& reply, int first_slot, bool alone) {
     resp::ReplyValue v;
-    if (!resp::decodeReply(replies[c], v) || !v.isArray() || v.elements.size() % 4 != 0) {
-      spdlog::debug("keyspace {}: sweeping the write queues of slots {}..: {}", ks_.name(),
-                    firsts[c], replies[c].substr(0, 200));
+    if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() % 4 != 0) {
+      spdlog::debug("keyspace {}: sweeping the write queues of slot(s) {}..: {}", ks_.name(),
+                    first_slot, reply.substr(0, 200));
       complete = false;
-      continue;
+      return;
     }
     for (std::size_t i = 0; i < v.elements.size(); i += 4) {
-      const int slot = firsts[c] + static_cast<int>(v.elements[i].integer);
+      const int slot = first_slot + static_cast<int>(v.elements[i].integer);
+      if (v.elements[i + 2].integer < 0) {
+        // Moved or migrating away: not "empty". Asked again on its own, or
+        // (already alone: its owner is migrating it) the sweep is incomplete.
+        if (alone || unknown.size() >= kSweepAloneMax) {
+          complete = false;
+        } else {
+          unknown.push_back(slot);
+        }
+        continue;
+      }
       pending_.insert(slot);
       if (auto id = StreamId::parse(v.elements[i + 1].str())) newest.emplace_back(slot, *id);
       depth += v.elements[i + 2].integer;
@@ -98,6 +114,18 @@ asio::awaitable<bool> Flusher::sweep() {
       if (first && (!oldest || *first < *oldest)) oldest = first;
       if (first) oldest_of[slot] = *first;
     }
+  };
+  for (std::size_t c = 0; c < replies.size(); ++c) take(replies[c], firsts[c], false);
+  if (complete && !unknown.empty()) {
+    spdlog::debug("keyspace {}: {} slot(s) answered for by a node that gave them away; swept "
+                  "on their own",
+                  ks_.name(), unknown.size());
+    std::vector<redis::ScriptCall> alone(unknown.size());
+    for (std::size_t i = 0; i < unknown.size(); ++i) {
+      alone[i].keys.push_back(slotQueueKey(kQueue, ks_.name(), unknown[i]));
+    }
+    replies = co_await redis::callScriptEach(*redis_, sweepScript(), alone);
+    for (std::size_t i = 0; i < replies.size(); ++i) take(replies[i], unknown[i], true);
   }
   if (!complete) co_return false;
   swept_ = Clock::now();

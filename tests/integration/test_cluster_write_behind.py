@@ -603,8 +603,7 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
             held.release()
         self.assertEqual(c.execute_command("LARDER", "FLUSH", "ledger"), b"OK")
         want = {i: f"{i}.1" for i in ids}
-        harness.wait_until(lambda: {i: rows("ledger").get(i) for i in ids} == want, 15,
-                           "every write in PostgreSQL")
+        self.assertEqual({i: rows("ledger").get(i) for i in ids}, want, "FLUSH answered early")
         left = {k: n for k, (_, n) in queue_names(cluster).items()
                 if k.endswith(":ledger") and n != 0}
         self.assertEqual(left, {})
@@ -665,6 +664,51 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         self.assertEqual(c.execute_command("LARDER", "FLUSH", "ledger"), b"OK")
         self.assertEqual(rows("ledger").get(5000), "5000.2")
         self.assertEqual(cluster.ask(target, "GET", key), b"5000.2")
+
+    def test_6_flush_is_not_answered_over_slots_that_moved(self):
+        """LARDER FLUSH answers OK once every write queued before it is in
+        PostgreSQL. An instance that does not own the queues learns that from
+        its sweeps, one script call per 1024 slots of its map; here the map is
+        stale on purpose: the only slots holding writes have moved away from
+        the node it names. They must not count as empty."""
+        cluster = self.cluster
+        for n in cluster.nodes:
+            if not n.running():
+                n.restart()
+        cluster.wait_healthy()
+        cfg = config()
+        cfg["keyspaces"] = {"ledger": cfg["keyspaces"]["ledger"]}
+        cfg["redis"] = {"cluster": {"refresh_interval": "60s"}}
+        cfg["write_behind"]["drain_timeout"] = "2s"  # LARDER FLUSH's bound
+        owner = harness.start_cluster_larder(self, cluster, config=cfg)
+        harness.wait_until(lambda: "this instance now flushes the write queue" in owner.log(),
+                           15, "the first instance to own the queues")
+        other = harness.start_cluster_larder(self, cluster, config=cfg)
+        c = self.client(other)
+        source, target = cluster.primaries()[0], cluster.primaries()[1]
+        keyed = {lo + k for lo, hi, port in cluster.slots(source) if port == source.port
+                 for k in range(0, hi - lo + 1, 1024)}
+        ids = [i for i in range(6000, 6400)
+               if cluster.owner_of(f"ledger:{i}").port == source.port
+               and cluster.ask(source, "CLUSTER", "KEYSLOT", f"ledger:{i}") not in keyed][:40]
+        moving = sorted({cluster.ask(source, "CLUSTER", "KEYSLOT", f"ledger:{i}") for i in ids})
+        held = HeldSession(PG, DB, "EXCLUSIVE").lock("ledger")  # nothing reaches PostgreSQL
+        try:
+            for i in ids:
+                self.assertTrue(c.set(f"ledger:{i}", f"{i}.1"))
+            cluster.move_slots(moving, source, target)
+            try:
+                reply = c.execute_command("LARDER", "FLUSH", "ledger")
+            except redis.ResponseError as e:
+                reply = e
+            self.assertIsInstance(reply, redis.ResponseError,
+                                  "OK while every write was still queued")
+            self.assertEqual({i: rows("ledger").get(i) for i in ids}, {i: None for i in ids})
+        finally:
+            held.release()
+        self.assertEqual(c.execute_command("LARDER", "FLUSH", "ledger"), b"OK")
+        self.assertEqual({i: rows("ledger").get(i) for i in ids}, {i: f"{i}.1" for i in ids})
+        self.assertIn("swept on their own", other.log())
 
 
 if __name__ == "__main__":
