@@ -71,6 +71,15 @@ def queue_names(cluster):
     return cluster.streams("__larder:q:*")
 
 
+def stale_map_config():
+    """The ledger keyspace alone (no other keyspace's sweeps), and a map that
+    Larder refreshes only on MOVED: a test moves slots behind its back."""
+    cfg = config()
+    cfg["keyspaces"] = {"ledger": cfg["keyspaces"]["ledger"]}
+    cfg["redis"] = {"cluster": {"refresh_interval": "60s"}}
+    return cfg
+
+
 class ClusterWriteBehindTest(LarderTestCase):
     @classmethod
     def setUpClass(cls):
@@ -437,6 +446,14 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         self.cluster.wait_promoted(replicas, timeout=30)
         return writer, killed, time.monotonic(), replicas
 
+    def whole_cluster(self):
+        """Every node running (a primary an earlier test killed rejoins as a
+        replica) and the cluster healthy."""
+        for n in self.cluster.nodes:
+            if not n.running():
+                n.restart()
+        self.cluster.wait_healthy()
+
     def test_1_reshard_under_writes(self):
         cluster = self.cluster
         cluster.wait_healthy()
@@ -501,10 +518,7 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
     def test_3_primary_killed_under_writes_with_wait(self):
         """write_behind.wait_replicas: 1: no acknowledged write is lost."""
         cluster = self.cluster
-        for n in cluster.nodes:  # the primary killed before rejoins as a replica
-            if not n.running():
-                n.restart()
-        cluster.wait_healthy()
+        self.whole_cluster()  # the primary killed before rejoins as a replica
         cfg = config()
         cfg["redis"] = {"cluster": {"retry_timeout": "8s"}, "connect_timeout": "500ms",
                         "reconnect_max": "500ms"}
@@ -564,13 +578,8 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         acknowledged alone, following MOVED: every write reaches PostgreSQL
         and every queue is trimmed."""
         cluster = self.cluster
-        for n in cluster.nodes:
-            if not n.running():
-                n.restart()
-        cluster.wait_healthy()
-        cfg = config()
-        cfg["keyspaces"] = {"ledger": cfg["keyspaces"]["ledger"]}  # no other sweeps
-        cfg["redis"] = {"cluster": {"refresh_interval": "60s"}}
+        self.whole_cluster()
+        cfg = stale_map_config()
         # A round a second: the writes below (one pipeline) land between two.
         cfg["write_behind"]["flush_interval"] = "1s"
         larder = harness.start_cluster_larder(self, cluster, config=cfg)
@@ -621,10 +630,7 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         value, queue entry and marker written, and the client got Redis'
         "Script attempted to access a non local key".)"""
         cluster = self.cluster
-        for n in cluster.nodes:
-            if not n.running():
-                n.restart()
-        cluster.wait_healthy()
+        self.whole_cluster()
         larder = self.start_larder(cluster={"retry_timeout": "8s"})
         c, c2 = self.client(larder), self.client(larder)
         key = "ledger:5000"
@@ -672,13 +678,8 @@ class ClusterWriteBehindTopologyTest(LarderTestCase):
         stale on purpose: the only slots holding writes have moved away from
         the node it names. They must not count as empty."""
         cluster = self.cluster
-        for n in cluster.nodes:
-            if not n.running():
-                n.restart()
-        cluster.wait_healthy()
-        cfg = config()
-        cfg["keyspaces"] = {"ledger": cfg["keyspaces"]["ledger"]}
-        cfg["redis"] = {"cluster": {"refresh_interval": "60s"}}
+        self.whole_cluster()
+        cfg = stale_map_config()
         cfg["write_behind"]["drain_timeout"] = "2s"  # LARDER FLUSH's bound
         owner = harness.start_cluster_larder(self, cluster, config=cfg)
         harness.wait_until(lambda: "this instance now flushes the write queue" in owner.log(),
