@@ -92,13 +92,6 @@ void Flusher::spawnRun() {
   });
 }
 
-asio::awaitable<bool> Flusher::queueEmpty() {
-  std::string xlen;
-  resp::appendMultibulk(xlen, {"XLEN", queueKey(ks_.name())});
-  const std::string reply = co_await redis::call(*redis_, std::move(xlen));
-  co_return reply == ":0\r\n";
-}
-
 void Flusher::drainAgain() {
   if (!drained_ || running_ || stopping_) return;
   spdlog::info("keyspace {}: its old write queue has entries again; draining it again",
@@ -369,17 +362,8 @@ asio::awaitable<void> Flusher::run() {
       pg::PgError error;
       const Own own_result = co_await own(instance, error);
       if (own_result == Own::Taken) {
-        // A drain: another instance, still `behind`, owns the queue and
-        // flushes it; the drain is done once the queue is empty.
-        if (drained_) {
-          const bool empty = co_await queueEmpty();
-          if (empty) {
-            spdlog::info("keyspace {}: old write queue emptied by the instance that flushes it",
-                         ks_.name());
-            drained_();
-            break;
-          }
-        }
+        // A drain waits too: the owner still has the keyspace `behind` and
+        // queues writes that would land over this instance's through writes.
         co_await pause(kLockRetry);
         continue;
       }

@@ -50,9 +50,11 @@ namespace {
 // a node; the workers' marks carry this instance's writes in between.
 constexpr Millis kSweepPeriod{1000};
 constexpr int kSweepChunk = 1024;  // slots per sweep script call
-// Slots a node no longer serves, asked again on their own per sweep (each
-// call follows MOVED or ASK); more make the sweep incomplete until Larder's
-// map has caught up.
+// Slots a node answered for that it no longer serves are asked again, first
+// grouped by Larder's map, keyed on one of them (the first call may have been
+// redirected by its keyed slot alone), then those still unknown on their own
+// (each call follows MOVED or ASK), up to this many per sweep; more make the
+// sweep incomplete until Larder's map has caught up.
 constexpr std::size_t kSweepAloneMax = 256;
 constexpr std::size_t kSlotsPerRound = 1024;
 constexpr std::size_t kMinPerSlot = 16;  // XRANGE COUNT floor per slot
@@ -64,19 +66,26 @@ asio::awaitable<bool> Flusher::sweep() {
   const auto ranges = sharded_->ranges();
   if (ranges.empty()) co_return false;  // no map yet
   const std::uint64_t waiters_before = next_waiter_;
-  std::vector<redis::ScriptCall> calls;
-  std::vector<int> firsts;
+  // One script call per group of slots, keyed on the first: its queue is
+  // KEYS[1], the others' ARGV.
+  auto callsFor = [this](const std::vector<std::vector<int>>& groups) {
+    std::vector<redis::ScriptCall> calls(groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      calls[g].keys.push_back(slotQueueKey(kQueue, ks_.name(), groups[g].front()));
+      for (std::size_t i = 1; i < groups[g].size(); ++i) {
+        calls[g].args.push_back(slotQueueKey(kQueue, ks_.name(), groups[g][i]));
+      }
+    }
+    return calls;
+  };
+  std::vector<std::vector<int>> groups;
   for (const auto& [first, last] : ranges) {
     for (int chunk = first; chunk <= last; chunk += kSweepChunk) {
-      redis::ScriptCall& call = calls.emplace_back();
-      call.keys.push_back(slotQueueKey(kQueue, ks_.name(), chunk));
-      for (int s = chunk + 1; s <= std::min(last, chunk + kSweepChunk - 1); ++s) {
-        call.args.push_back(slotQueueKey(kQueue, ks_.name(), s));
-      }
-      firsts.push_back(chunk);
+      std::vector<int>& group = groups.emplace_back();
+      for (int s = chunk; s <= std::min(last, chunk + kSweepChunk - 1); ++s) group.push_back(s);
     }
   }
-  auto replies = co_await redis::callScriptEach(*redis_, sweepScript(), calls);
+  auto replies = co_await redis::callScriptEach(*redis_, sweepScript(), callsFor(groups));
   bool complete = true;
   long long depth = 0;
   std::optional<StreamId> oldest;
@@ -86,21 +95,27 @@ asio::awaitable<bool> Flusher::sweep() {
   long long now_ms =
       std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
           .count();
-  // One call's reply: its slots' queues with entries, four elements each.
-  auto take = [&](const std::string& reply, int first_slot, bool alone) {
+  // One call's reply: its slots' queues with entries, four elements each
+  // (the first the slot's index in `slots`); a slot its node does not serve
+  // goes to `unknown`, or (the last pass) makes the sweep incomplete.
+  auto take = [&](const std::string& reply, const std::vector<int>& slots, bool last_pass) {
     resp::ReplyValue v;
     if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() % 4 != 0) {
       spdlog::debug("keyspace {}: sweeping the write queues of slot(s) {}..: {}", ks_.name(),
-                    first_slot, reply.substr(0, 200));
+                    slots.front(), reply.substr(0, 200));
       complete = false;
       return;
     }
     for (std::size_t i = 0; i < v.elements.size(); i += 4) {
-      const int slot = first_slot + static_cast<int>(v.elements[i].integer);
+      const auto index = static_cast<std::size_t>(v.elements[i].integer);
+      if (index >= slots.size()) {
+        complete = false;
+        continue;
+      }
+      const int slot = slots[index];
       if (v.elements[i + 2].integer < 0) {
-        // Moved or migrating away: not "empty". Asked again on its own, or
-        // (already alone: its owner is migrating it) the sweep is incomplete.
-        if (alone || unknown.size() >= kSweepAloneMax) {
+        // Moved or migrating away: not "empty".
+        if (last_pass) {
           complete = false;
         } else {
           unknown.push_back(slot);
@@ -115,17 +130,27 @@ asio::awaitable<bool> Flusher::sweep() {
       if (first) oldest_of[slot] = *first;
     }
   };
-  for (std::size_t c = 0; c < replies.size(); ++c) take(replies[c], firsts[c], false);
-  if (complete && !unknown.empty()) {
-    spdlog::debug("keyspace {}: {} slot(s) answered for by a node that gave them away; swept "
-                  "on their own",
-                  ks_.name(), unknown.size());
-    std::vector<redis::ScriptCall> alone(unknown.size());
-    for (std::size_t i = 0; i < unknown.size(); ++i) {
-      alone[i].keys.push_back(slotQueueKey(kQueue, ks_.name(), unknown[i]));
+  for (std::size_t c = 0; c < replies.size(); ++c) take(replies[c], groups[c], false);
+  // Again by the map, keyed on another slot; then what is left on its own.
+  for (int pass = 0; pass < 2 && complete && !unknown.empty(); ++pass) {
+    spdlog::debug("keyspace {}: {} slot(s) answered for by a node that does not serve them; "
+                  "swept again{}",
+                  ks_.name(), unknown.size(), pass == 0 ? "" : " on their own");
+    groups.clear();
+    if (pass == 0) {
+      for (const auto& group : byNode(unknown)) {
+        std::vector<int>& slots = groups.emplace_back();
+        for (std::size_t i : group) slots.push_back(unknown[i]);
+      }
+    } else if (unknown.size() > kSweepAloneMax) {
+      complete = false;  // Larder's map is far behind: the next sweep
+      break;
+    } else {
+      for (int slot : unknown) groups.push_back({slot});
     }
-    replies = co_await redis::callScriptEach(*redis_, sweepScript(), alone);
-    for (std::size_t i = 0; i < replies.size(); ++i) take(replies[i], unknown[i], true);
+    unknown.clear();
+    replies = co_await redis::callScriptEach(*redis_, sweepScript(), callsFor(groups));
+    for (std::size_t c = 0; c < replies.size(); ++c) take(replies[c], groups[c], pass == 1);
   }
   if (!complete) co_return false;
   swept_ = Clock::now();
@@ -383,18 +408,8 @@ asio::awaitable<void> Flusher::runSlots() {
       const Own own_result = co_await own(instance, error);
       if (own_result == Own::Taken) {
         // Another instance flushes; a LARDER FLUSH here still learns from
-        // sweeps when the queues have drained, and so does a drain, which
-        // is done once a complete sweep finds every slot queue empty.
-        if (drained_ && Clock::now() - swept_ >= std::chrono::seconds(1)) {
-          pending_.clear();
-          const bool swept = co_await sweep();
-          if (swept && pending_.empty()) {
-            spdlog::info("keyspace {}: old write queues emptied by the instance that flushes them",
-                         ks_.name());
-            drained_();
-            break;
-          }
-        }
+        // sweeps when the queues have drained. (A drain waits for the lock:
+        // the owner still has the keyspace `behind`.)
         if (!waiters_.empty() && Clock::now() - swept_ >= Millis(100)) co_await sweep();
         settleSlotWaiters();
         co_await pause(Millis(500));

@@ -62,10 +62,36 @@ bool RedisAudit::queueRecheckDue() const {
 
 asio::awaitable<bool> RedisAudit::checkQueues() {
   next_queue_check_ = std::chrono::steady_clock::now() + kRecheckEvery;
+  // First each configured keyspace's own queue, one XLEN each: through
+  // writes wait for this look (queuesChecked), not for the SCAN of every key.
+  if (!queues_checked_.load()) {
+    const bool looked = co_await checkSwitchedQueues();
+    if (!looked) co_return false;
+    queues_checked_.store(true, std::memory_order_release);
+  }
   std::map<std::string, FoundQueues> found;
   const bool scanned = co_await scanQueues(*redis_, found);
   if (!scanned) co_return false;
   decide(found, "");
+  co_return true;
+}
+
+asio::awaitable<bool> RedisAudit::checkSwitchedQueues() {
+  QueueAudit unused;  // a configured keyspace is never stranded
+  for (std::size_t i = 0; i < registry_.size(); ++i) {
+    const Keyspace& ks = registry_.at(i);
+    if (ks.config.write == config::WriteMode::Behind) continue;
+    std::string xlen;
+    resp::appendMultibulk(xlen, {"XLEN", queueKey(ks.name())});
+    const std::string reply = co_await redis::call(*redis_, std::move(xlen));
+    resp::ReplyValue length;
+    if (!resp::decodeReply(reply, length) || length.type != resp::ReplyValue::Type::Integer) {
+      co_return false;
+    }
+    if (length.integer > 0) {
+      judge(FoundQueues{ks.name(), 1, length.integer, ""}, unused);
+    }
+  }
   co_return true;
 }
 
@@ -186,8 +212,9 @@ void RedisAudit::judge(const FoundQueues& f, QueueAudit& audit) {
           "keyspace {}: its {} still {} {} write(s) from when it was `write: behind`; flushing "
           "them to PostgreSQL now, refusing the keyspace's writes until that is done",
           f.keyspace, queues, hold, f.writes);
-      drain_(ks->id);
     }
+    // Also when already draining: a drain that has ended runs again.
+    if (refusals_[ks->id].load() == static_cast<int>(WriteRefusal::Draining)) drain_(ks->id);
     return;
   }
   // Removed or renamed: whose keys are these?

@@ -145,9 +145,10 @@ class ClusterStrandedTest(LarderTestCase):
     def test_switched_keyspace_drains_again_when_its_slot_queues_refill(self):
         """Mid-rollout: instance A has the keyspace `through`, B still has it
         `behind` and queues to the same slot queues. When A finds them holding
-        writes again (the primaries changed: a failover), it drains again,
-        and accepts writes once they are empty, B having flushed them: it
-        must not refuse the keyspace for good."""
+        writes again (the primaries changed: a failover), it refuses the
+        keyspace's writes while B still owns the queues (B's queued writes
+        would land over A's), and accepts them once B is gone and the queues
+        are empty: not never."""
         ids = CLUSTER.spread_ids("note", 1, start=100)
         held = HeldSession(PG, DB, "EXCLUSIVE")
         self.addCleanup(held.kill)
@@ -172,9 +173,14 @@ class ClusterStrandedTest(LarderTestCase):
         self.assertIsInstance(reply, redis.ResponseError)
         self.assertIn("still flushing its old write queue", str(reply))
         held_again.release()
+        wait_until(lambda: {i: v for i, v in rows("notes").items() if i in ids} ==
+                   {i: f"b{i}" for i in ids}, 20, "B to flush its writes")
+        reply = call(ca, "SET", f"note:{ids[0]}", "a3")
+        self.assertIsInstance(reply, redis.ResponseError, "accepted while B is still `behind`")
+        b.stop()
         wait_until(lambda: call(ca, "SET", f"note:{ids[0]}", "a3") is True, 30,
-                   "A to accept writes once B has flushed the slot queues")
-        self.assertIn("keyspace notes: old write queues emptied by the instance that flushes them",
+                   "A to accept writes once B is gone and the queues are empty")
+        self.assertIn("keyspace notes: its old write queue has entries again; draining it again",
                       a.log())
         want = {i: f"b{i}" for i in ids}
         want[ids[0]] = "a3"

@@ -187,8 +187,9 @@ class StrandedQueueTest(LivenessCase):
     def test_a_switched_keyspace_drains_again_when_its_old_queue_refills(self):
         """Mid-rollout: instance A has the keyspace `through`, B still has it
         `behind` and queues to the same queue. When A finds entries there
-        again (after a reconnect), it drains them again and then accepts
-        writes; it must not refuse the keyspace for good."""
+        again (after a reconnect), it refuses the keyspace's writes while B
+        still owns the queue (B's queued writes would land over A's), and
+        accepts them once B is gone and the queue is empty: not never."""
         rs = self.start_redis()
         self.queue_a_write(rs, "note:11", "old")
         a, ca = self.larder(rs, keyspaces={"notes": dict(NOTES, write="through")})
@@ -207,8 +208,13 @@ class StrandedQueueTest(LivenessCase):
         self.assertIsInstance(reply, redis.ResponseError)
         self.assertIn("still flushing its old write queue", str(reply))
         held.release()
+        wait_until(lambda: sql("SELECT body FROM notes WHERE id = 11") == "from-b", 15,
+                   "B to flush its write")
+        reply = call(ca, "SET", "note:12", "a3")
+        self.assertIsInstance(reply, redis.ResponseError, "accepted while B is still `behind`")
+        b.stop()
         wait_until(lambda: call(ca, "SET", "note:12", "a3") is True, 15,
-                   "A to accept writes once the queue is empty again")
+                   "A to accept writes once B is gone and the queue is empty")
         self.assertEqual(sql("SELECT body FROM notes WHERE id = 11"), "from-b")
         self.assertEqual(sql("SELECT body FROM notes WHERE id = 12"), "a3")
 
@@ -238,6 +244,32 @@ class StrandedQueueTest(LivenessCase):
             self.assertEqual(final, "old")
         self.assertTrue(call(c, "SET", "note:9", "newer"))
         self.assertEqual(sql("SELECT body FROM notes WHERE id = 9"), "newer")
+
+    def test_a_through_write_is_refused_while_redis_was_never_reached(self):
+        """The same gap, held open: Redis answers nobody for longer than a
+        through write waits for the first look (2 s). The write is refused,
+        not committed, and it did wait."""
+        rs = self.start_redis()
+        self.queue_a_write(rs, "note:13", "old")
+        direct = rs.client()
+        self.addCleanup(close_client, direct)
+        pause = scaled(6.0)
+        direct.execute_command("CLIENT", "PAUSE", str(int(pause * 1000)), "ALL")
+        paused_at = time.monotonic()
+        larder, c = self.larder(rs, keyspaces={"notes": dict(NOTES, write="through")},
+                                wait_backend=False)
+        started = time.monotonic()
+        reply = call(c, "SET", "note:13", "new")
+        took = time.monotonic() - started
+        self.assertLess(time.monotonic() - paused_at, pause, "Redis was paused throughout")
+        self.assertIsInstance(reply, redis.ResponseError, "committed before the queue was seen")
+        self.assertIn("may have an old write queue in Redis, not looked for yet", str(reply))
+        self.assertGreater(took, 1.5, "refused without waiting for the first look")
+        self.assertEqual(sql("SELECT count(*) FROM notes WHERE id = 13 AND body = 'new'"), "0")
+        wait_until(lambda: "writes are accepted again" in larder.log(), 30, "the drain's end")
+        self.assertEqual(sql("SELECT body FROM notes WHERE id = 13"), "old")
+        self.assertTrue(call(c, "SET", "note:13", "newer"))
+        self.assertEqual(sql("SELECT body FROM notes WHERE id = 13"), "newer")
 
     def test_renamed_keyspace_is_refused_until_the_queue_goes(self):
         rs = self.start_redis()

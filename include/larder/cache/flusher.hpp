@@ -147,8 +147,6 @@ class Flusher {
   // Runs the tasks concurrently on the current executor and waits for them all.
   static boost::asio::awaitable<void> runAll(
       std::vector<std::function<boost::asio::awaitable<void>()>> tasks);
-  // One Redis: the queue has no entries (false when Redis did not say).
-  boost::asio::awaitable<bool> queueEmpty();
   void spawnRun();
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> pause(std::chrono::milliseconds d);

@@ -74,8 +74,10 @@ class RedisAudit {
 
   // Any thread.
   WriteRefusal refusal(int keyspace) const;
-  // Whether the queues have been looked for once since start: until then a
-  // keyspace's Draining or Stranded is not known yet.
+  // Whether a switched keyspace's old queue has been looked for since start
+  // (one Redis: each keyspace's own queue, before the SCAN for removed ones;
+  // a cluster: the first SCAN of every primary): until then its Draining is
+  // not known yet.
   bool queuesChecked() const { return queues_checked_.load(std::memory_order_acquire); }
   // Not ready: queues no keyspace of this config will ever flush; empty: none.
   std::string strandedSummary() const;
@@ -110,6 +112,9 @@ class RedisAudit {
     std::string seed;  // a cluster: a primary's address, for the log's command
   };
   boost::asio::awaitable<bool> checkQueues();
+  // One Redis: each configured keyspace that is not `behind`, its own queue
+  // (XLEN), judged at once; false when Redis failed.
+  boost::asio::awaitable<bool> checkSwitchedQueues();
   // A cluster: at start, when the primaries change, and every 5 s while a
   // queue is stranded or draining.
   boost::asio::awaitable<bool> checkClusterQueues();
