@@ -22,6 +22,8 @@
 #include "larder/cache/redis_audit.hpp"
 #include "larder/cache/write_scripts.hpp"
 #include "larder/redis/call.hpp"
+#include "larder/redis/script.hpp"
+#include "larder/redis/slot.hpp"
 #include "larder/resp/reply_value.hpp"
 #include "larder/resp/request_parser.hpp"
 
@@ -35,6 +37,23 @@ namespace {
 constexpr auto kRecheckEvery = std::chrono::seconds(5);
 
 std::string queuePrefix() { return std::string(kReservedPrefix).append(kQueue).append(":"); }
+
+// A cluster's primary: of the slot queues named in ARGV, how many it holds
+// with entries, and their entries; the others (its slots or not) are skipped.
+const redis::Script& slotQueuesOnNodeScript() {
+  static const redis::Script s = redis::makeScript(R"lua(#!lua flags=no-writes,allow-cross-slot-keys
+local queues, writes = 0, 0
+for i = 1, #ARGV do
+  local n = redis.pcall('XLEN', ARGV[i])
+  if type(n) == 'number' and n > 0 then
+    queues = queues + 1
+    writes = writes + n
+  end
+end
+return {queues, writes}
+)lua");
+  return s;
+}
 
 // The operator's fix on a cluster: delete every key matching `pattern` on
 // every primary, one script per primary (it SCANs that primary's keys).
@@ -95,9 +114,46 @@ asio::awaitable<bool> RedisAudit::checkSwitchedQueues() {
   co_return true;
 }
 
+asio::awaitable<bool> RedisAudit::checkSwitchedSlotQueues(const std::vector<PrimaryNode>& nodes) {
+  QueueAudit unused;  // a configured keyspace is never stranded
+  for (std::size_t k = 0; k < registry_.size(); ++k) {
+    const Keyspace& ks = registry_.at(k);
+    if (ks.config.write == config::WriteMode::Behind) continue;
+    std::vector<std::string> names;
+    names.reserve(cluster::kSlots);
+    for (int slot = 0; slot < cluster::kSlots; ++slot) {
+      names.push_back(slotQueueKey(kQueue, ks.name(), slot));
+    }
+    FoundQueues f{ks.name(), 0, 0, ""};
+    const std::vector<std::string> no_keys;  // (no braced list inside co_await: GCC 12)
+    for (const PrimaryNode& n : nodes) {
+      const std::string reply =
+          co_await redis::callScript(*n.route, slotQueuesOnNodeScript(), no_keys, names);
+      resp::ReplyValue v;
+      if (!resp::decodeReply(reply, v) || !v.isArray() || v.elements.size() != 2) {
+        co_return false;
+      }
+      f.queues += static_cast<std::size_t>(v.elements[0].integer);
+      f.writes += v.elements[1].integer;
+    }
+    spdlog::debug("keyspace {}: looked for its old slot write queues on {} primaries: {} write(s)",
+                  ks.name(), nodes.size(), f.writes);
+    if (f.writes > 0) judge(f, unused);
+  }
+  co_return true;
+}
+
 asio::awaitable<bool> RedisAudit::checkClusterQueues() {
   const std::vector<PrimaryNode> nodes = primaries_();
   if (nodes.empty()) co_return false;  // no map yet
+  // First each configured keyspace's slot queues, one script per primary
+  // and keyspace: through writes wait for this look (queuesChecked), not for
+  // the SCAN of every key.
+  if (!queues_checked_.load()) {
+    const bool looked = co_await checkSwitchedSlotQueues(nodes);
+    if (!looked) co_return false;
+    queues_checked_.store(true, std::memory_order_release);
+  }
   std::string names;
   for (const PrimaryNode& n : nodes) names += n.name + " ";
   // Not `names == ... && !queueRecheckDue()` around a co_await: plain bools.

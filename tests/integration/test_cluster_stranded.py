@@ -119,6 +119,9 @@ class ClusterStrandedTest(LarderTestCase):
         found = (f"keyspace notes: its {len(ids)} slot write queue(s) __larder:q:{{*}}:notes "
                  f"(on the primaries) still hold {len(ids)} write(s)")
         wait_until(lambda: found in larder.log(), 15, "the audit to find the old slot queues")
+        # Found by the look at the keyspace's own slot queues, before any SCAN.
+        self.assertIn(f"keyspace notes: looked for its old slot write queues on 3 primaries: "
+                      f"{len(ids)} write(s)", larder.log())
         draining = ("Larder: keyspace 'notes' is still flushing its old write queue; "
                     "try again shortly")
         for i in (ids[0], ids[-1]):

@@ -75,9 +75,9 @@ class RedisAudit {
   // Any thread.
   WriteRefusal refusal(int keyspace) const;
   // Whether a switched keyspace's old queue has been looked for since start
-  // (one Redis: each keyspace's own queue, before the SCAN for removed ones;
-  // a cluster: the first SCAN of every primary): until then its Draining is
-  // not known yet.
+  // (one Redis: each keyspace's own queue, one XLEN; a cluster: its slot
+  // queues, one script per primary; both before the SCAN for removed ones):
+  // until then its Draining is not known yet.
   bool queuesChecked() const { return queues_checked_.load(std::memory_order_acquire); }
   // Not ready: queues no keyspace of this config will ever flush; empty: none.
   std::string strandedSummary() const;
@@ -115,6 +115,9 @@ class RedisAudit {
   // One Redis: each configured keyspace that is not `behind`, its own queue
   // (XLEN), judged at once; false when Redis failed.
   boost::asio::awaitable<bool> checkSwitchedQueues();
+  // A cluster: the same over every slot queue of such a keyspace, one script
+  // per primary (each counts the ones it holds).
+  boost::asio::awaitable<bool> checkSwitchedSlotQueues(const std::vector<PrimaryNode>& nodes);
   // A cluster: at start, when the primaries change, and every 5 s while a
   // queue is stranded or draining.
   boost::asio::awaitable<bool> checkClusterQueues();
