@@ -94,8 +94,7 @@ void Flusher::spawnRun() {
 
 void Flusher::drainAgain() {
   if (!drained_ || running_ || stopping_) return;
-  spdlog::info("keyspace {}: its old write queue has entries again; draining it again",
-               ks_.name());
+  spdlog::info("keyspace {}: its old write queue has entries again; draining it again", ks_.name());
   spawnRun();  // (the gauges come from its reads)
 }
 

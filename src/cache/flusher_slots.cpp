@@ -133,9 +133,10 @@ asio::awaitable<bool> Flusher::sweep() {
   for (std::size_t c = 0; c < replies.size(); ++c) take(replies[c], groups[c], false);
   // Again by the map, keyed on another slot; then what is left on its own.
   for (int pass = 0; pass < 2 && complete && !unknown.empty(); ++pass) {
-    spdlog::debug("keyspace {}: {} slot(s) answered for by a node that does not serve them; "
-                  "swept again{}",
-                  ks_.name(), unknown.size(), pass == 0 ? "" : " on their own");
+    spdlog::debug(
+        "keyspace {}: {} slot(s) answered for by a node that does not serve them; "
+        "swept again{}",
+        ks_.name(), unknown.size(), pass == 0 ? "" : " on their own");
     groups.clear();
     if (pass == 0) {
       for (const auto& group : byNode(unknown)) {

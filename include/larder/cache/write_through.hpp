@@ -116,7 +116,8 @@ class WriteThrough {
   const config::Config& config_;
   std::shared_ptr<redis::Route> cache_;
   AdmissionFn admission_;
-  std::optional<std::chrono::steady_clock::time_point> admission_deadline_;  // set by the first wait
+  // Set by the first wait for the first audit; later waits share it.
+  std::optional<std::chrono::steady_clock::time_point> admission_deadline_;
   std::vector<std::deque<Item>> queues_;
   std::vector<bool> running_;
   std::vector<std::unique_ptr<ThroughStats>> stats_;
