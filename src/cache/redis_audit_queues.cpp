@@ -241,11 +241,8 @@ void RedisAudit::decide(const std::map<std::string, FoundQueues>& found, std::st
                    registry_.at(i).name());
     }
   }
-  {
-    std::lock_guard lock(stranded_mutex_);
-    stranded_ = std::move(audit.summary);
-  }
-  queues_checked_.store(true, std::memory_order_release);  // after the refusals above
+  std::lock_guard lock(stranded_mutex_);
+  stranded_ = std::move(audit.summary);
 }
 
 void RedisAudit::judge(const FoundQueues& f, QueueAudit& audit) {

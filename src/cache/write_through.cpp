@@ -25,8 +25,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 // How long through writes wait, in all, for the first look at Redis' queues
-// (redis_audit.hpp; normally a few hundred ms after start), and how often
-// they check.
+// (RedisAudit::queuesChecked: one XLEN or one script per primary and keyspace,
+// once Redis answers), and how often they check.
 constexpr auto kFirstAuditWait = std::chrono::seconds(2);
 constexpr auto kAdmissionPoll = std::chrono::milliseconds(10);
 
