@@ -24,10 +24,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// How long through writes wait, in all, for the first look at Redis' queues
-// (RedisAudit::queuesChecked: one XLEN or one script per primary and keyspace,
-// once Redis answers), and how often they check.
-constexpr auto kFirstAuditWait = std::chrono::seconds(2);
+// How long a batch of through writes waits for the first look at Redis'
+// queues (RedisAudit::queuesChecked: one XLEN or one script per primary and
+// keyspace, once Redis answers and a cluster's map is known), and how often
+// it checks.
+constexpr auto kFirstAuditWait = std::chrono::seconds(5);
 constexpr auto kAdmissionPoll = std::chrono::milliseconds(10);
 
 bool splittable(const pg::PgError& e) {
@@ -217,11 +218,11 @@ asio::awaitable<void> WriteThrough::updateCache(const Keyspace& ks, std::vector<
 
 asio::awaitable<std::string> WriteThrough::admission(const Keyspace& ks) {
   if (!admission_) co_return std::string();
+  const auto deadline = Clock::now() + kFirstAuditWait;
   for (;;) {
     std::optional<std::string> verdict = admission_(ks.id);
     if (verdict) co_return std::move(*verdict);
-    if (!admission_deadline_) admission_deadline_ = Clock::now() + kFirstAuditWait;
-    if (Clock::now() >= *admission_deadline_) co_return errors::keyspaceUnchecked(ks.name());
+    if (Clock::now() >= deadline) co_return errors::keyspaceUnchecked(ks.name());
     asio::steady_timer pause(context_, kAdmissionPoll);
     co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
   }

@@ -16,8 +16,8 @@
 // Admission: a keyspace switched from `behind` may still have queued writes
 // in Redis that its drain will apply; a write committed before the audit
 // has looked (RedisAudit::queuesChecked) could be overwritten by an older
-// one. So until it has, through writes wait (kFirstAuditWait after the
-// first one, in all), then are refused; afterwards a keyspace the audit
+// one. So until it has, through writes wait (up to kFirstAuditWait, 5 s),
+// then are refused; afterwards a keyspace the audit
 // refuses (draining, stranded) is refused here too.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -116,8 +116,6 @@ class WriteThrough {
   const config::Config& config_;
   std::shared_ptr<redis::Route> cache_;
   AdmissionFn admission_;
-  // Set by the first wait for the first audit; later waits share it.
-  std::optional<std::chrono::steady_clock::time_point> admission_deadline_;
   std::vector<std::deque<Item>> queues_;
   std::vector<bool> running_;
   std::vector<std::unique_ptr<ThroughStats>> stats_;
